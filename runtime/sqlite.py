@@ -1,0 +1,76 @@
+"""SQLite discipline shared by every database of the project.
+
+`connect` opens a connection in autocommit mode (transactions are explicit),
+with WAL, a busy timeout and foreign keys; `migrate` applies numbered
+migrations, one transaction each, tracked in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+BUSY_TIMEOUT_MS = 5000
+
+
+def connect(
+    path: str | Path,
+    *,
+    synchronous: str = "FULL",
+    read_only: bool = False,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """Open a connection with the project's pragmas; `synchronous` defaults to durable."""
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}")
+    if read_only:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=check_same_thread
+        )
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not read_only:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """Run a block in one explicit transaction: commit on success, roll back on error."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]]) -> int:
+    """Apply migrations[user_version:], one transaction each; return the new version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this code knows ({len(migrations)})"
+        )
+    for number, statements in enumerate(migrations[version:], start=version + 1):
+        with transaction(conn):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+    return len(migrations)
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """Tell whether SQLite refused a write because the disk or the page limit is full."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)

@@ -1,0 +1,158 @@
+"""CacheActor: the only owner of one agent's local cache, with group commit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.cache_store import CacheStore
+from actors.messages import (
+    CacheRemote,
+    Get,
+    GetStats,
+    ListUnsynced,
+    Maintain,
+    MarkSynced,
+    Query,
+    Write,
+)
+from runtime.envelope import MessageEnvelope
+from runtime.errors import CacheFull
+
+logger = logging.getLogger(__name__)
+
+# Upper bound on one group commit, so a flood of writers still gets timely replies.
+MAX_GROUP = 1000
+
+CommitListener = Callable[[Sequence[MessageEnvelope]], None]
+
+
+class CacheActor(pykka.ThreadingActor):
+    """Owns `<node_data_dir>/cache/<agent_id>/messages.db`; answers writes after commit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        agent_id: str,
+        max_bytes: int,
+        retention_days: float = 30.0,
+        compression: bool = True,
+        synchronous: str = "FULL",
+        on_commit: CommitListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self._path = path
+        self._options: dict[str, Any] = {
+            "agent_id": agent_id,
+            "max_bytes": max_bytes,
+            "retention_days": retention_days,
+            "compression": compression,
+            "synchronous": synchronous,
+            "clock": clock,
+        }
+        self._on_commit = on_commit
+        self._store: CacheStore | None = None
+
+    def on_start(self) -> None:
+        """Open the database in the actor's own thread."""
+        self._store = CacheStore(self._path, **self._options)
+        self._store.apply_retention()
+
+    def on_stop(self) -> None:
+        """Close the database."""
+        if self._store is not None:
+            self._store.close()
+
+    def on_failure(self, *_: object) -> None:
+        """Close the database so the restarted actor opens a clean connection."""
+        self.on_stop()
+
+    @property
+    def store(self) -> CacheStore:
+        """The open store (only valid between on_start and on_stop)."""
+        assert self._store is not None, "CacheActor used before on_start"
+        return self._store
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message."""
+        if isinstance(message, Write):
+            return self._write_group(message)
+        return self._dispatch(message)
+
+    def _dispatch(self, message: Any) -> Any:
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            return super().on_receive(message)
+        return handler(self.store, message)
+
+    def _write_group(self, first: Write) -> str | None:
+        """Commit `first` and every write queued right behind it in one transaction."""
+        group = [(first, None), *self._drain_writes()]
+        try:
+            results = self.store.write_many([w.envelope for w, _ in group])
+        except Exception as exc:
+            # The drained writes left pykka's inbox: their callers must hear of the failure.
+            for _, reply_to in group[1:]:
+                if reply_to is not None:
+                    reply_to.set_exception((type(exc), exc, exc.__traceback__))
+            raise
+        for (_, reply_to), result in zip(group[1:], results[1:], strict=True):
+            if reply_to is not None:
+                _reply(reply_to, result)
+            elif isinstance(result, CacheFull):
+                logger.warning("fire-and-forget write refused: %s", result)
+        committed = [
+            w.envelope for (w, _), r in zip(group, results, strict=True) if isinstance(r, str)
+        ]
+        if committed and self._on_commit is not None:
+            self._on_commit(committed)
+        return _first_result(first, results[0])
+
+    def _drain_writes(self) -> list[tuple[Write, pykka.Future[Any] | None]]:
+        """Take the Write messages waiting at the head of the inbox, leaving anything else."""
+        # pykka's inbox is a queue.Queue of Envelope(message, reply_to) and this thread is its
+        # only consumer, so peeking at the head under its mutex and then taking it is safe.
+        # Stopping at the first non-Write keeps every other message in its order.
+        inbox: Any = self.actor_inbox
+        drained: list[tuple[Write, pykka.Future[Any] | None]] = []
+        while len(drained) < MAX_GROUP:
+            with inbox.mutex:
+                if not inbox.queue or not isinstance(inbox.queue[0].message, Write):
+                    break
+            envelope = inbox.get_nowait()
+            drained.append((envelope.message, envelope.reply_to))
+        return drained
+
+
+_HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {
+    Get: lambda store, m: store.get(m.msg_id),
+    Query: lambda store, m: store.query(m),
+    ListUnsynced: lambda store, m: store.list_unsynced(m.limit, m.after_id),
+    MarkSynced: lambda store, m: store.mark_synced(m.msg_ids),
+    GetStats: lambda store, _: store.stats(),
+    CacheRemote: lambda store, m: store.cache_remote(m.envelopes),
+    Maintain: lambda store, _: store.apply_retention(),
+}
+
+
+def _reply(future: pykka.Future[Any], result: str | CacheFull) -> None:
+    if isinstance(result, CacheFull):
+        future.set_exception((CacheFull, result, None))
+    else:
+        future.set(result)
+
+
+def _first_result(write: Write, result: str | CacheFull) -> str | None:
+    if isinstance(result, CacheFull):
+        if write.reply:
+            raise result
+        logger.warning("fire-and-forget write refused: %s", result)
+        return None
+    return result

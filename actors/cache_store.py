@@ -1,0 +1,275 @@
+"""The local message cache of one agent: a SQLite file, used from one thread.
+
+CacheActor owns an instance and gives it its thread; nothing else touches it.
+Size accounting is by SQLite pages in use (page_count - freelist_count), so the
+figure is what the file really holds, and `max_page_count` gives tests a real
+"disk full".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from actors.messages import CacheStats, Query, UnsyncedRow
+from runtime.envelope import MessageEnvelope, decode_content, encode_content
+from runtime.errors import CacheFull
+from runtime.sqlite import connect, is_disk_full, migrate, transaction
+
+CREATE_MESSAGES = """
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT UNIQUE NOT NULL,
+    timestamp REAL NOT NULL,
+    task_id TEXT,
+    sender TEXT,
+    recipient TEXT,
+    role TEXT,
+    content BLOB,  -- GZIP compressed JSON (plain JSON when cache.compression is false)
+    synced INTEGER DEFAULT 0,
+    priority TEXT NOT NULL DEFAULT 'normal',
+    node_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL
+)"""
+# The design writes these INDEX lines inside CREATE TABLE, which SQLite rejects.
+CREATE_IDX_TASK = "CREATE INDEX idx_task ON messages (task_id)"
+CREATE_IDX_TIMESTAMP = "CREATE INDEX idx_timestamp ON messages (timestamp)"
+# (synced, timestamp) serves both "oldest unsynced" and "oldest synced to evict".
+CREATE_IDX_SYNCED = "CREATE INDEX idx_synced ON messages (synced, timestamp)"
+CREATE_IDX_SENDER = "CREATE INDEX idx_sender ON messages (sender, timestamp)"
+CREATE_IDX_RECIPIENT = "CREATE INDEX idx_recipient ON messages (recipient, timestamp)"
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        CREATE_MESSAGES,
+        CREATE_IDX_TASK,
+        CREATE_IDX_TIMESTAMP,
+        CREATE_IDX_SYNCED,
+        CREATE_IDX_SENDER,
+        CREATE_IDX_RECIPIENT,
+    ),
+)
+
+INSERT = (
+    "INSERT OR IGNORE INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
+    " content, synced, priority, node_id, agent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+COLUMNS = (
+    "id, msg_id, timestamp, task_id, sender, recipient, role, content, priority, node_id, agent_id"
+)
+# Rough per-row overhead beyond the content blob: columns, index entries, page slack.
+ROW_OVERHEAD = 256
+EVICT_CHUNK = 500
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def cache_path(data_dir: str | Path, agent_id: str) -> Path:
+    """Return `<node_data_dir>/cache/<agent_id>/messages.db`."""
+    return Path(data_dir) / "cache" / agent_id / "messages.db"
+
+
+class CacheStore:
+    """SQLite operations on one agent's messages.db; single-threaded by contract."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        agent_id: str,
+        max_bytes: int,
+        retention_days: float = 30.0,
+        compression: bool = True,
+        synchronous: str = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.agent_id = agent_id
+        self.max_bytes = max_bytes
+        self.retention_seconds = retention_days * 86400.0
+        self.compression = compression
+        self.clock = clock
+        self.full = False
+        self.refused_writes = 0
+        self.conn = connect(path, synchronous=synchronous)
+        migrate(self.conn, MIGRATIONS)
+        self.page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    # --- writes -----------------------------------------------------------
+
+    def write_many(self, envelopes: Sequence[MessageEnvelope]) -> list[str | CacheFull]:
+        """Commit all of `envelopes` in one transaction, or refuse all with CacheFull."""
+        rows = [self._row(env, synced=0) for env in envelopes]
+        need = sum(len(row[6]) + ROW_OVERHEAD for row in rows)
+        if not self._make_room(need):
+            return [self._refuse(env, "unsynced messages fill it") for env in envelopes]
+        # A full disk may be cured by evicting synced messages: try once more after that.
+        for attempt in range(2):
+            try:
+                with transaction(self.conn):
+                    self.conn.executemany(INSERT, rows)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                if attempt == 1 or self.evict_synced(EVICT_CHUNK) == 0:
+                    return [self._refuse(env, "the disk or database is full") for env in envelopes]
+        self.full = False
+        return [env.msg_id for env in envelopes]
+
+    def cache_remote(self, envelopes: Sequence[MessageEnvelope]) -> int:
+        """Store relay-fetched messages as synced, only if they fit; return how many were stored."""
+        rows = [self._row(env, synced=1) for env in envelopes]
+        need = sum(len(row[6]) + ROW_OVERHEAD for row in rows)
+        if not self._make_room(need):
+            return 0
+        try:
+            with transaction(self.conn):
+                self.conn.executemany(INSERT, rows)
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):
+                return 0
+            raise
+        return len(rows)
+
+    def mark_synced(self, msg_ids: Sequence[str]) -> int:
+        """Mark messages acknowledged by the relay; return how many changed."""
+        with transaction(self.conn):
+            cur = self.conn.executemany(
+                "UPDATE messages SET synced = 1 WHERE msg_id = ? AND synced = 0",
+                [(m,) for m in msg_ids],
+            )
+        return cur.rowcount
+
+    def _refuse(self, env: MessageEnvelope, detail: str) -> CacheFull:
+        self.full = True
+        self.refused_writes += 1
+        return CacheFull(env.agent_id or self.agent_id, self.max_bytes, detail)
+
+    def _row(self, env: MessageEnvelope, synced: int) -> tuple[Any, ...]:
+        blob = encode_content(env.content) if self.compression else orjson.dumps(env.content)
+        return (
+            env.msg_id,
+            env.timestamp,
+            env.task_id,
+            env.sender,
+            env.recipient,
+            env.role,
+            blob,
+            synced,
+            env.priority,
+            env.node_id,
+            env.agent_id,
+        )
+
+    # --- space --------------------------------------------------------------
+
+    def bytes_used(self) -> int:
+        """Bytes in pages that hold data (free pages are reused before the file grows)."""
+        pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self.page_size
+
+    def _make_room(self, need: int) -> bool:
+        """Evict the oldest synced messages until `need` more bytes fit; False if they cannot."""
+        while self.bytes_used() + need > self.max_bytes:
+            if self.evict_synced(EVICT_CHUNK) == 0:
+                return False
+        return True
+
+    def evict_synced(self, count: int) -> int:
+        """Delete up to `count` of the oldest synced messages; never an unsynced one."""
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                " WHERE synced = 1 ORDER BY timestamp LIMIT ?)",
+                (count,),
+            )
+        return cur.rowcount
+
+    def apply_retention(self) -> int:
+        """Delete synced messages older than retention_days; return how many."""
+        cutoff = self.clock() - self.retention_seconds
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "DELETE FROM messages WHERE synced = 1 AND timestamp < ?", (cutoff,)
+            )
+        return cur.rowcount
+
+    # --- reads --------------------------------------------------------------
+
+    def get(self, msg_id: str) -> MessageEnvelope | None:
+        """Return one message by msg_id, or None."""
+        row = self.conn.execute(
+            f"SELECT {COLUMNS} FROM messages WHERE msg_id = ?", (msg_id,)
+        ).fetchone()
+        return None if row is None else _envelope(row)
+
+    def query(self, q: Query) -> list[MessageEnvelope]:
+        """Return messages matching every filter in `q`, oldest first."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("task_id", q.task_id),
+            ("sender", q.sender),
+            ("recipient", q.recipient),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.since is not None:
+            where.append("timestamp >= ?")
+            args.append(q.since)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {COLUMNS} FROM messages {clause} ORDER BY timestamp, id LIMIT ?"
+        rows = self.conn.execute(sql, [*args, max(0, min(q.limit, 10_000))]).fetchall()
+        return [_envelope(row) for row in rows]
+
+    def list_unsynced(self, limit: int, after_id: int = 0) -> list[UnsyncedRow]:
+        """Return unsynced messages in write order, starting after a local row id."""
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM messages WHERE synced = 0 AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [UnsyncedRow(row[0], _envelope(row)) for row in rows]
+
+    def stats(self) -> CacheStats:
+        """Return counts, bytes and the oldest unsynced timestamp."""
+        total, unsynced, oldest = self.conn.execute(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE synced = 0),"
+            " (SELECT MIN(timestamp) FROM messages WHERE synced = 0) FROM messages"
+        ).fetchone()
+        return CacheStats(
+            agent_id=self.agent_id,
+            bytes_used=self.bytes_used(),
+            max_bytes=self.max_bytes,
+            message_count=int(total),
+            unsynced_count=int(unsynced),
+            oldest_unsynced_ts=oldest,
+            full=self.full,
+            refused_writes=self.refused_writes,
+        )
+
+
+def _envelope(row: tuple[Any, ...]) -> MessageEnvelope:
+    blob = row[7]
+    content = decode_content(blob) if blob[:2] == GZIP_MAGIC else orjson.loads(blob)
+    return MessageEnvelope(
+        msg_id=row[1],
+        timestamp=row[2],
+        task_id=row[3],
+        sender=row[4],
+        recipient=row[5],
+        role=row[6],
+        content=content,
+        priority=row[8],
+        node_id=row[9],
+        agent_id=row[10],
+    )

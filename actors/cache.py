@@ -44,6 +44,7 @@ class CacheActor(pykka.ThreadingActor):
         retention_days: float = 30.0,
         compression: bool = True,
         synchronous: str = "FULL",
+        max_page_count: int | None = None,
         on_commit: CommitListener | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -55,6 +56,7 @@ class CacheActor(pykka.ThreadingActor):
             "retention_days": retention_days,
             "compression": compression,
             "synchronous": synchronous,
+            "max_page_count": max_page_count,
             "clock": clock,
         }
         self._on_commit = on_commit

@@ -85,6 +85,7 @@ class CacheStore:
         retention_days: float = 30.0,
         compression: bool = True,
         synchronous: str = "FULL",
+        max_page_count: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent_id = agent_id
@@ -96,6 +97,9 @@ class CacheStore:
         self.refused_writes = 0
         self.conn = connect(path, synchronous=synchronous)
         migrate(self.conn, MIGRATIONS)
+        if max_page_count is not None:
+            # A hard cap on the file, below the disk: SQLite then reports SQLITE_FULL.
+            self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
         self.page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
 
     def close(self) -> None:

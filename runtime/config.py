@@ -192,9 +192,10 @@ def _load_yaml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any] | No
         problems.append(ConfigProblem(str(path), "(file)", "UTF-8 text"))
         return None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        problems.append(ConfigProblem(str(path), where, "valid YAML", str(exc).split("\n")[0]))
+        detail = getattr(exc, "problem", None) or str(exc).split("\n")[0]
+        problems.append(ConfigProblem(str(path), where, "valid YAML", str(detail)))
         return None
     if not isinstance(data, dict):
         problems.append(ConfigProblem(str(path), "(top level)", "a mapping", repr(data)[:80]))

@@ -1,0 +1,89 @@
+"""The agent API: what an agent holds to write, read and query its messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors.messages import CacheRemote, CacheStats, Get, GetStats, Query, Write
+from runtime.config import AgentConfig
+from runtime.envelope import MessageEnvelope
+from runtime.supervisor import ChildHandle
+
+# Looks a message up on the relay when the local cache does not have it.
+RemoteLookup = Callable[[str], MessageEnvelope | None]
+
+
+class AgentHandle:
+    """One agent's view of its node: writes land in its local cache, reads look there first."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        cache: ChildHandle,
+        *,
+        remote_lookup: RemoteLookup | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.agent_id = config.agent_id
+        self.node_id = config.node_id
+        self._cache = cache
+        self._remote_lookup = remote_lookup
+        self._clock = clock
+
+    def new_message(self, content: Any, **fields: Any) -> MessageEnvelope:
+        """Build a validated envelope from this agent (fresh msg_id and timestamp)."""
+        fields.setdefault("role", self.config.role)
+        return MessageEnvelope.new(
+            agent_id=self.agent_id,
+            node_id=self.node_id,
+            content=content,
+            clock=self._clock,
+            **fields,
+        )
+
+    def write(self, content: Any, *, timeout: float | None = None, **fields: Any) -> str:
+        """Write a message; return its msg_id once it is committed locally."""
+        return str(self._cache.ask(Write(self.new_message(content, **fields)), timeout=timeout))
+
+    def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
+        """Write a message built elsewhere (same guarantee as `write`)."""
+        envelope.validate()
+        return str(self._cache.ask(Write(envelope), timeout=timeout))
+
+    def write_async(self, content: Any, **fields: Any) -> pykka.Future[str]:
+        """Write without waiting; the future resolves to the msg_id after the commit."""
+        return self._cache.ask_future(Write(self.new_message(content, **fields)))
+
+    def write_nowait(self, content: Any, **fields: Any) -> str:
+        """Fire and forget: return the msg_id at once; a refused write is only logged."""
+        envelope = self.new_message(content, **fields)
+        self._cache.tell(Write(envelope, reply=False))
+        return envelope.msg_id
+
+    def read(self, msg_id: str, *, timeout: float | None = None) -> MessageEnvelope | None:
+        """Return a message: from the local cache, else from the relay (then cached locally)."""
+        local = self._cache.ask(Get(msg_id), timeout=timeout)
+        if local is not None or self._remote_lookup is None:
+            return local  # type: ignore[no-any-return]
+        remote = self._remote_lookup(msg_id)
+        if remote is not None:
+            self._cache.tell(CacheRemote((remote,)))
+        return remote
+
+    def query(self, *, timeout: float | None = None, **filters: Any) -> list[MessageEnvelope]:
+        """Return local messages matching task_id, sender, recipient, since; oldest first."""
+        return list(self._cache.ask(Query(**filters), timeout=timeout))
+
+    def query_async(self, **filters: Any) -> pykka.Future[list[MessageEnvelope]]:
+        """Like `query`, returning a future."""
+        return self._cache.ask_future(Query(**filters))
+
+    def stats(self, *, timeout: float | None = None) -> CacheStats:
+        """Return the cache's current figures."""
+        result: CacheStats = self._cache.ask(GetStats(), timeout=timeout)
+        return result

@@ -1,0 +1,41 @@
+"""Command-line entry points of the node side: `commander-check-config`, `commander-node`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from runtime.config import collect_problems
+
+
+def check_config_main(argv: Sequence[str] | None = None) -> int:
+    """Validate a config directory and print every problem at once; exit 1 if any."""
+    parser = argparse.ArgumentParser(
+        prog="commander-check-config", description="Check a Commander config directory."
+    )
+    parser.add_argument("config_dir", nargs="?", default="config", help="directory with relay.yaml")
+    args = parser.parse_args(argv)
+    config, problems = collect_problems(args.config_dir)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        count = len(problems)
+        print(f"{count} problem{'s' if count != 1 else ''} in {args.config_dir}", file=sys.stderr)
+        return 1
+    print(f"{args.config_dir}: OK")
+    for node in config.nodes:
+        print(f"  node {node.id} ({node.role}) {node.host}:{node.port}")
+    for agent in config.agents:
+        print(
+            f"  agent {agent.agent_id} role={agent.role} node={agent.node_id}"
+            f" cache_max_bytes={agent.cache_max_bytes}"
+        )
+    return 0
+
+
+def node_main(argv: Sequence[str] | None = None) -> int:
+    """Run the node daemon (see runtime.daemon)."""
+    from runtime.daemon import main  # noqa: PLC0415 - keeps check-config light to import
+
+    return main(argv)

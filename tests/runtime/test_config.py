@@ -1,0 +1,181 @@
+"""Config loading: the design's schema, defaults, sizing and every error class."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import check_config_main
+from runtime.config import load_config
+from runtime.errors import ConfigError
+from runtime.sizing import MIB, cache_bytes
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+AGENT_OK = """\
+agent_id: "{agent_id}"
+role: "{role}"
+node_id: "node-a"
+"""
+
+TOPOLOGY_OK = """\
+nodes:
+  - id: "htpc"
+    host: "127.0.0.1"
+    port: 8001
+    role: "storage"
+"""
+
+
+def write_dir(tmp_path: Path, agents: dict[str, str], topology: str = TOPOLOGY_OK) -> Path:
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "relay.yaml").write_text(topology)
+    for name, text in agents.items():
+        (tmp_path / "agents" / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_the_example_config_in_the_repository_loads() -> None:
+    config = load_config(REPO_CONFIG)
+    recruiter = next(a for a in config.agents if a.agent_id == "recruiter-001")
+    assert recruiter.cache_max_bytes == 2147483648
+    assert recruiter.sync.batch_size == 500
+    assert recruiter.sync.retry_backoff_base == 2
+    storage = config.storage_node()
+    assert storage is not None
+    assert storage.port == 8001
+
+
+@pytest.mark.parametrize(
+    ("role", "tokens", "total_mib"),
+    [
+        ("commander", None, 116),
+        ("recruiter", None, 2112),  # ~2.06 GiB
+        ("reasoner", None, 628),
+        ("coder", None, 1120),  # ~1.09 GiB
+        ("synthesizer", None, 324),
+        ("reasoner", 64_000, 564),
+    ],
+)
+def test_sizing_reproduces_the_design_table(role: str, tokens: int | None, total_mib: int) -> None:
+    assert cache_bytes(role, tokens) == total_mib * MIB
+
+
+def test_defaults_fill_missing_sections_and_max_bytes_overrides_the_formula(tmp_path: Path) -> None:
+    text = AGENT_OK.format(agent_id="c1", role="commander")
+    write_dir(
+        tmp_path,
+        {
+            "c1": text,
+            "c2": AGENT_OK.format(agent_id="c2", role="coder") + "cache:\n  max_bytes: 1234\n",
+        },
+    )
+    config = load_config(tmp_path)
+    c1, c2 = config.agents
+    assert c1.cache_max_bytes == 116 * MIB
+    assert c1.sync.interval_seconds == 5.0
+    assert c1.cache.retention_days == 30.0
+    assert c2.cache_max_bytes == 1234
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("agent_id: c1\nnode_id: n\n", "c1.yaml: role: expected a value (required)"),
+        ("agent_id: c1\nrole: pilot\nnode_id: n\n", "c1.yaml: role: expected one of"),
+        ('agent_id: "../x"\nrole: coder\nnode_id: n\n', "agent_id: expected an id"),
+        ("agent_id: other\nrole: coder\nnode_id: n\n", "agent_id: expected 'c1' (the file name)"),
+        (
+            "agent_id: c1\nrole: coder\nnode_id: n\ncache:\n  max_bytes: -5\n",
+            "cache.max_bytes: expected a positive integer, got -5",
+        ),
+        (
+            "agent_id: c1\nrole: coder\nnode_id: n\ncache:\n  max_bytes: big\n",
+            "cache.max_bytes: expected a positive integer, got 'big'",
+        ),
+        ("agent_id: c1\nrole: coder\nnode_id: n\nsync: 5\n", "sync: expected a mapping"),
+        (
+            "agent_id: c1\nrole: coder\nnode_id: n\nsync:\n  retry_backoff_base: 0.5\n",
+            "sync.retry_backoff_base: expected a number >= 1",
+        ),
+        (
+            "agent_id: c1\nrole: coder\nnode_id: n\nenabled: maybe\n",
+            "enabled: expected true or false",
+        ),
+        ("agent_id: c1\nrole: [coder\n", "c1.yaml: line 2: expected valid YAML"),
+        ("- just\n- a list\n", "c1.yaml: (top level): expected a mapping"),
+    ],
+)
+def test_each_bad_agent_file_gets_an_error_naming_file_key_and_expectation(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    write_dir(tmp_path, {"c1": text})
+    assert any(expected in p for p in problems_of(tmp_path)), problems_of(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("topology", "expected"),
+    [
+        ("nodes: []\n", "relay.yaml: nodes: expected a non-empty list"),
+        ("nodes:\n  - id: h\n    host: x\n    port: 99999\n", "nodes[0].port: expected a port"),
+        ("nodes:\n  - host: x\n    port: 1\n", "nodes[0].id: expected a value (required)"),
+        (
+            "nodes:\n  - id: h\n    host: x\n    port: 1\n    token_sha256: secret\n",
+            "nodes[0].token_sha256: expected 64 lowercase hex digits",
+        ),
+        (
+            "nodes:\n  - id: h\n    host: x\n    port: 1\n  - id: h\n    host: y\n    port: 2\n",
+            "nodes[].id: expected unique values, got h",
+        ),
+        (TOPOLOGY_OK + "relay:\n  colour: blue\n", "relay.colour: expected one of"),
+        (TOPOLOGY_OK + "relay:\n  synchronous: SOMETIMES\n", "relay.synchronous: expected FULL"),
+    ],
+)
+def test_each_bad_topology_gets_an_error_naming_the_key(
+    tmp_path: Path, topology: str, expected: str
+) -> None:
+    write_dir(tmp_path, {}, topology)
+    assert any(expected in p for p in problems_of(tmp_path)), problems_of(tmp_path)
+
+
+def test_a_missing_relay_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "agents").mkdir()
+    assert any("relay.yaml: (file): expected a readable file" in p for p in problems_of(tmp_path))
+
+
+def test_check_config_reports_every_problem_at_once_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dir(
+        tmp_path,
+        {
+            "c1": "agent_id: c1\nrole: pilot\nnode_id: n\n",
+            "c2": "agent_id: c2\nrole: coder\nnode_id: n\ncache:\n  max_bytes: x\n",
+        },
+        "nodes: 3\n",
+    )
+    assert check_config_main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "c1.yaml: role" in err
+    assert "c2.yaml: cache.max_bytes" in err
+    assert "relay.yaml: nodes" in err
+    assert "3 problems" in err
+
+
+def test_check_config_accepts_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_config_main([str(REPO_CONFIG)]) == 0
+    assert "recruiter-001" in capsys.readouterr().out
+
+
+def test_config_copied_elsewhere_still_loads(tmp_path: Path) -> None:
+    shutil.copytree(REPO_CONFIG, tmp_path / "cfg")
+    assert len(load_config(tmp_path / "cfg").agents) == 3

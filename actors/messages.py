@@ -91,3 +91,68 @@ class UnsyncedRow:
 
     row_id: int
     envelope: MessageEnvelope
+
+
+# --- OutboxActor ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Put these unsynced messages into durable batches for retried delivery."""
+
+    envelopes: tuple[MessageEnvelope, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Periodic wake-up: sweep for uncovered unsynced messages and drain if due."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Send the oldest pending batch if the backoff allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayUp:
+    """The relay just acknowledged something: forget the backoff and drain now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Enqueue unsynced messages older than `grace` seconds that no batch covers."""
+
+    grace: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFailed:
+    """Move batches set aside as failed back to pending (an operator's request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetOutboxStats:
+    """Return an OutboxStats snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What waits in the outbox and how delivery is going."""
+
+    agent_id: str
+    pending_batches: int
+    pending_messages: int
+    failed_batches: int
+    failed_messages: int
+    next_attempt_at: float
+    consecutive_failures: int
+
+
+# --- UploaderActor --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Send freshly committed messages to the relay now (write-through)."""
+
+    envelopes: tuple[MessageEnvelope, ...]

@@ -1,0 +1,217 @@
+"""OutboxActor: owns outbox.db and delivers its batches until the relay acknowledges them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.messages import (
+    Drain,
+    Enqueue,
+    GetOutboxStats,
+    ListUnsynced,
+    MarkSynced,
+    OutboxStats,
+    RelayUp,
+    RetryFailed,
+    Sweep,
+    Tick,
+)
+from actors.outbox_store import OutboxStore
+from actors.ports import Mailbox
+from runtime.backoff import Backoff
+from runtime.errors import RelayRejected, RelayUnavailable
+from runtime.relay_client import RelayClient, RelayTarget
+from runtime.sync_state import SyncState
+
+logger = logging.getLogger(__name__)
+
+# Drain at once (instead of at the next interval) when more than this many messages wait.
+DRAIN_THRESHOLD = 100
+SWEEP_PAGE = 1000
+SWEEP_MAX_PAGES = 200
+
+
+class OutboxActor(pykka.ThreadingActor):
+    """Durable retry queue of one agent: enqueue, drain with backoff, set poison batches aside."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        agent_id: str,
+        node_id: str,
+        cache: Mailbox,
+        target: RelayTarget | None,
+        backoff: Backoff,
+        sync_state: SyncState,
+        batch_size: int = 500,
+        sweep_grace: float = 15.0,
+        synchronous: str = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+        self._path = path
+        self._store_args: dict[str, Any] = {
+            "node_id": node_id,
+            "batch_size": batch_size,
+            "synchronous": synchronous,
+            "clock": clock,
+        }
+        self._cache = cache
+        self._target = target
+        self._backoff = backoff
+        self._sync = sync_state
+        self._sweep_grace = sweep_grace
+        self._clock = clock
+        self._store: OutboxStore | None = None
+        self._client: RelayClient | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._drain_scheduled = False
+        self._swept_to = 0
+
+    def on_start(self) -> None:
+        """Open outbox.db, then recover: every unsynced message no batch covers is enqueued."""
+        self._store = OutboxStore(self._path, **self._store_args)
+        if self._target is not None:
+            self._client = RelayClient(self._target)
+        self.actor_ref.tell(Sweep(grace=0.0))
+
+    def on_stop(self) -> None:
+        """Close the database and the HTTP session."""
+        if self._store is not None:
+            self._store.close()
+        if self._client is not None:
+            self._client.close()
+
+    def on_failure(self, *_: object) -> None:
+        """Release resources so the restarted actor starts clean."""
+        self.on_stop()
+
+    @property
+    def store(self) -> OutboxStore:
+        """The open store."""
+        assert self._store is not None, "OutboxActor used before on_start"
+        return self._store
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message."""
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            return super().on_receive(message)
+        return handler(self, message)
+
+    def _on_drain(self, _: Drain) -> str:
+        self._drain_scheduled = False
+        return self._drain_one()
+
+    def _on_tick(self, _: Tick) -> None:
+        self._sweep(self._sweep_grace)
+        self._schedule_drain()
+
+    def _on_relay_up(self, _: RelayUp) -> None:
+        self._failures, self._next_attempt = 0, 0.0
+        self._schedule_drain()
+
+    def _on_retry_failed(self, _: RetryFailed) -> int:
+        count = self.store.retry_failed()
+        self._schedule_drain()
+        return count
+
+    def _on_enqueue(self, message: Enqueue) -> int:
+        added = self.store.enqueue(message.envelopes)
+        if self.stats().pending_messages > DRAIN_THRESHOLD:
+            self._schedule_drain()
+        return added
+
+    def _schedule_drain(self) -> None:
+        """Queue one Drain behind the messages already waiting (never more than one)."""
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.actor_ref.tell(Drain())
+
+    def _drain_one(self) -> str:
+        """Send the oldest pending batch if due; keep going while the relay acknowledges."""
+        if self._client is None:
+            return "no relay configured"
+        now = self._clock()
+        if now < self._next_attempt:
+            return "backing off"
+        batch = self.store.next_pending()
+        if batch is None:
+            return "empty"
+        try:
+            self._client.push_batch(batch.payload)
+        except RelayUnavailable as exc:
+            return self._retry_later(batch.batch_id, exc, now)
+        except RelayRejected as exc:
+            logger.error("relay rejected batch %s; set aside as failed: %s", batch.batch_id, exc)
+            self.store.set_failed(batch.batch_id, str(exc))
+            self._sync.failure()
+            self._schedule_drain()
+            return "failed"
+        self._cache.tell(MarkSynced(batch.msg_ids))
+        self.store.acked(batch.batch_id)
+        self._sync.success(self._clock(), len(batch.msg_ids), len(batch.payload))
+        self._failures, self._next_attempt = 0, 0.0
+        self._schedule_drain()
+        return "acked"
+
+    def _retry_later(self, batch_id: str, exc: RelayUnavailable, now: float) -> str:
+        self._failures += 1
+        self._sync.failure()
+        delay = self._backoff.delay(self._failures)
+        self._next_attempt = now + delay
+        self.store.attempt_failed(batch_id, str(exc))
+        logger.warning("relay unavailable (%s); next attempt in %.2fs", exc, delay)
+        return "retry"
+
+    def _sweep(self, grace: float) -> int:
+        """Enqueue unsynced messages older than `grace` that no batch covers (recovery)."""
+        cutoff = self._clock() - grace
+        added = 0
+        for _ in range(SWEEP_MAX_PAGES):
+            rows = self._cache.ask(ListUnsynced(limit=SWEEP_PAGE, after_id=self._swept_to))
+            ripe = [r for r in rows if r.envelope.timestamp <= cutoff]
+            if ripe:
+                added += self.store.enqueue([r.envelope for r in ripe])
+                self._swept_to = ripe[-1].row_id
+            if len(ripe) < len(rows) or len(rows) < SWEEP_PAGE:
+                break
+        if added:
+            logger.info("recovered %d unsynced messages into the outbox", added)
+            self._schedule_drain()
+        return added
+
+    def stats(self) -> OutboxStats:
+        """Return what waits and how delivery goes."""
+        counts = self.store.counts()
+        pending = counts.get("pending", (0, 0))
+        failed = counts.get("failed", (0, 0))
+        return OutboxStats(
+            agent_id=self.agent_id,
+            pending_batches=pending[0],
+            pending_messages=pending[1],
+            failed_batches=failed[0],
+            failed_messages=failed[1],
+            next_attempt_at=self._next_attempt,
+            consecutive_failures=self._failures,
+        )
+
+
+_HANDLERS: dict[type, Callable[[OutboxActor, Any], Any]] = {
+    Enqueue: OutboxActor._on_enqueue,
+    Drain: OutboxActor._on_drain,
+    Tick: OutboxActor._on_tick,
+    RelayUp: OutboxActor._on_relay_up,
+    Sweep: lambda actor, m: actor._sweep(m.grace),
+    RetryFailed: OutboxActor._on_retry_failed,
+    GetOutboxStats: lambda actor, _: actor.stats(),
+}

@@ -1,0 +1,108 @@
+"""UploaderActor: pushes each committed message to the relay at once (write-through)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors.messages import Enqueue, MarkSynced, Push, RelayUp
+from actors.ports import Mailbox
+from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
+from runtime.errors import RelayError
+from runtime.relay_client import RelayClient, RelayTarget, batch_body
+from runtime.sync_state import SyncState
+
+logger = logging.getLogger(__name__)
+
+
+class UploaderActor(pykka.ThreadingActor):
+    """Sends fresh messages straight to the relay; what fails goes to the outbox."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        cache: Mailbox,
+        outbox: Mailbox,
+        target: RelayTarget | None,
+        sync_state: SyncState,
+        batch_size: int = 500,
+        probe_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._node_id = node_id
+        self._cache = cache
+        self._outbox = outbox
+        self._target = target
+        self._sync = sync_state
+        self._batch_size = batch_size
+        # After a failure, skip the relay for this long: messages go straight to the outbox
+        # instead of each paying for a connection error.
+        self._probe_interval = probe_interval
+        self._clock = clock
+        self._client: RelayClient | None = None
+        self._degraded_until = 0.0
+        self._degraded = False
+
+    def on_start(self) -> None:
+        """Open the HTTP session in the actor's thread."""
+        if self._target is not None:
+            self._client = RelayClient(self._target)
+
+    def on_stop(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            self._client.close()
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle Push; everything else is unexpected."""
+        if isinstance(message, Push):
+            return self._push([*message.envelopes, *self._drain_pushes()])
+        return super().on_receive(message)
+
+    def _drain_pushes(self) -> list[MessageEnvelope]:
+        """Take the Push messages waiting at the head of the inbox (they go out together)."""
+        # Same reasoning as CacheActor._drain_writes: single consumer, peek under the mutex.
+        inbox: Any = self.actor_inbox
+        taken: list[MessageEnvelope] = []
+        while len(taken) < self._batch_size:
+            with inbox.mutex:
+                if not inbox.queue or not isinstance(inbox.queue[0].message, Push):
+                    break
+            taken.extend(inbox.get_nowait().message.envelopes)
+        return taken
+
+    def _push(self, envelopes: list[MessageEnvelope]) -> str:
+        if self._client is None or self._clock() < self._degraded_until:
+            self._outbox.tell(Enqueue(tuple(envelopes)))
+            return "queued"
+        try:
+            nbytes = self._send(self._client, envelopes)
+        except RelayError as exc:
+            logger.warning("write-through failed (%s); %d to the outbox", exc, len(envelopes))
+            self._sync.failure()
+            self._degraded, self._degraded_until = True, self._clock() + self._probe_interval
+            self._outbox.tell(Enqueue(tuple(envelopes)))
+            return "queued"
+        self._cache.tell(MarkSynced(tuple(e.msg_id for e in envelopes)))
+        self._sync.success(time.time(), len(envelopes), nbytes)
+        if self._degraded:
+            self._degraded = False
+            self._outbox.tell(RelayUp())
+        return "stored"
+
+    def _send(self, client: RelayClient, envelopes: list[MessageEnvelope]) -> int:
+        """Send one message singly, several as one batch; return the bytes sent."""
+        if len(envelopes) == 1:
+            client.push_message(envelopes[0])
+            return 0
+        body = batch_body(new_msg_id(), self._node_id, envelopes)
+        payload = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        client.push_batch(payload)
+        return len(payload)

@@ -1,0 +1,109 @@
+"""HTTP client of the relay API, one per actor thread (a requests.Session is not shared).
+
+Every failure becomes RelayUnavailable (retry later: network errors, timeouts,
+408, 429, 5xx, 507, and 401/403, which are a key mix-up an operator fixes
+without the data being at fault) or RelayRejected (the relay found the request
+itself invalid: another 4xx).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+
+from runtime.envelope import MessageEnvelope
+from runtime.errors import RelayRejected, RelayUnavailable
+
+RETRYABLE = {401, 403, 408, 429, 507}
+
+
+@dataclass(frozen=True)
+class RelayTarget:
+    """Where the relay is and how this node proves who it is."""
+
+    base_url: str
+    node_id: str
+    token: str
+    timeout: float = 5.0
+
+
+class RelayClient:
+    """Talks to one relay with keep-alive; not thread-safe by design."""
+
+    def __init__(self, target: RelayTarget) -> None:
+        self.target = target
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "X-Commander-Node": target.node_id,
+                "Authorization": f"Bearer {target.token}",
+                "Content-Type": "application/json",
+            }
+        )
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def push_message(self, envelope: MessageEnvelope) -> None:
+        """POST /sync/message; returns once the relay has committed it."""
+        self._post("/sync/message", orjson.dumps(envelope.to_wire()), {})
+
+    def push_batch(self, gzip_body: bytes) -> None:
+        """POST /sync/messages with an already gzip-compressed batch body."""
+        self._post("/sync/messages", gzip_body, {"Content-Encoding": "gzip"})
+
+    def report_status(self, report: dict[str, Any]) -> None:
+        """POST /sync/status with this node's health figures."""
+        self._post("/sync/status", orjson.dumps(report), {})
+
+    def get_message(self, msg_id: str) -> MessageEnvelope | None:
+        """GET /query/messages/<msg_id>; None when the relay does not have it."""
+        url = f"{self.target.base_url}/query/messages/{msg_id}"
+        try:
+            response = self.session.get(url, timeout=self.target.timeout)
+        except requests.RequestException as exc:
+            raise RelayUnavailable(f"GET {url}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        _raise_for_status(response, url)
+        return MessageEnvelope.from_wire(_strip_relay_fields(response.json()))
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        url = self.target.base_url + path
+        try:
+            response = self.session.post(
+                url, data=body, headers=headers, timeout=self.target.timeout
+            )
+        except requests.RequestException as exc:
+            raise RelayUnavailable(f"POST {path}: {exc.__class__.__name__}: {exc}") from exc
+        _raise_for_status(response, path)
+
+
+def _raise_for_status(response: requests.Response, what: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = response.text[:300]
+    if status in RETRYABLE or status >= 500:
+        raise RelayUnavailable(f"{what}: HTTP {status}: {detail}", status)
+    raise RelayRejected(f"{what}: HTTP {status}: {detail}", status)
+
+
+def _strip_relay_fields(data: Any) -> Any:
+    """Drop what the relay adds (received_at, status) before rebuilding the envelope."""
+    if isinstance(data, dict) and "message" in data and isinstance(data["message"], dict):
+        data = data["message"]
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in ("received_at", "status", "id")}
+    return data
+
+
+def batch_body(batch_id: str, node_id: str, envelopes: list[MessageEnvelope]) -> bytes:
+    """Return the JSON body of POST /sync/messages (uncompressed)."""
+    return orjson.dumps(
+        {"batch_id": batch_id, "node_id": node_id, "messages": [e.to_wire() for e in envelopes]}
+    )

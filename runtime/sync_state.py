@@ -1,0 +1,44 @@
+"""Delivery figures shared by an agent's uploader and outbox, read at scrape time."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """A consistent copy of SyncState."""
+
+    failures_total: int
+    last_success_at: float | None
+    acked_messages_total: int
+    acked_bytes_total: int
+
+
+class SyncState:
+    """Thread-safe counters: failures, acknowledgements, last success."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._last_success: float | None = None
+        self._acked = 0
+        self._acked_bytes = 0
+
+    def failure(self) -> None:
+        """Count one failed attempt to reach the relay."""
+        with self._lock:
+            self._failures += 1
+
+    def success(self, now: float, messages: int, nbytes: int) -> None:
+        """Record an acknowledgement of `messages` messages, `nbytes` bytes on the wire."""
+        with self._lock:
+            self._last_success = now
+            self._acked += messages
+            self._acked_bytes += nbytes
+
+    def snapshot(self) -> SyncSnapshot:
+        """Return the current figures."""
+        with self._lock:
+            return SyncSnapshot(self._failures, self._last_success, self._acked, self._acked_bytes)

@@ -23,6 +23,7 @@ from actors.messages import (
 )
 from runtime.envelope import MessageEnvelope
 from runtime.errors import CacheFull
+from runtime.supervisor import SupervisedActor
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ MAX_GROUP = 1000
 CommitListener = Callable[[Sequence[MessageEnvelope]], None]
 
 
-class CacheActor(pykka.ThreadingActor):
+class CacheActor(SupervisedActor):
     """Owns `<node_data_dir>/cache/<agent_id>/messages.db`; answers writes after commit."""
 
     def __init__(

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pykka
-
 from actors.messages import (
     Drain,
     Enqueue,
@@ -27,6 +25,7 @@ from actors.ports import Mailbox
 from runtime.backoff import Backoff
 from runtime.errors import RelayRejected, RelayUnavailable
 from runtime.relay_client import RelayClient, RelayTarget
+from runtime.supervisor import SupervisedActor
 from runtime.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ SWEEP_PAGE = 1000
 SWEEP_MAX_PAGES = 200
 
 
-class OutboxActor(pykka.ThreadingActor):
+class OutboxActor(SupervisedActor):
     """Durable retry queue of one agent: enqueue, drain with backoff, set poison batches aside."""
 
     def __init__(

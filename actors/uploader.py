@@ -8,19 +8,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pykka
-
 from actors.messages import Enqueue, MarkSynced, Push, RelayUp
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.errors import RelayError
 from runtime.relay_client import RelayClient, RelayTarget, batch_body
+from runtime.supervisor import SupervisedActor
 from runtime.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
 
 
-class UploaderActor(pykka.ThreadingActor):
+class UploaderActor(SupervisedActor):
     """Sends fresh messages straight to the relay; what fails goes to the outbox."""
 
     def __init__(

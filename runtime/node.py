@@ -1,10 +1,15 @@
-"""A node: the supervised actors of every agent configured on one machine."""
+"""A node: the supervised actors of every agent configured on one machine.
+
+Per agent, in start order: CacheActor (owns messages.db), OutboxActor (owns
+outbox.db, retries), UploaderActor (write-through). A commit in the cache is
+told to the uploader; what the uploader cannot deliver goes to the outbox.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -12,11 +17,19 @@ from typing import Any
 
 from actors.cache import CacheActor
 from actors.cache_store import cache_path
-from actors.messages import Maintain
+from actors.messages import Maintain, Push, Tick
+from actors.outbox import OutboxActor
+from actors.outbox_store import outbox_path
+from actors.uploader import UploaderActor
 from runtime.agent import AgentHandle
+from runtime.backoff import Backoff
 from runtime.config import AgentConfig, ClusterConfig, load_config
+from runtime.envelope import MessageEnvelope
 from runtime.errors import SupervisorGaveUp
+from runtime.relay_client import RelayTarget
+from runtime.remote import RemoteReader
 from runtime.supervisor import ChildHandle, ChildSpec, Restart, Supervisor
+from runtime.sync_state import SyncState
 from runtime.ticker import Ticker
 
 logger = logging.getLogger(__name__)
@@ -27,15 +40,29 @@ class NodeOptions:
     """How a node runs, beyond what the config files say."""
 
     data_dir: str = "./data/node"
+    relay_url: str | None = None
+    token: str | None = None
     synchronous: str = "FULL"
     maintain_interval: float = 3600.0
+    probe_interval: float = 1.0
     max_restarts: int = 5
     within_seconds: float = 10.0
     call_timeout: float = 10.0
 
 
+@dataclass
+class AgentActors:
+    """The handles of one agent's actors and its delivery figures."""
+
+    config: AgentConfig
+    cache: ChildHandle
+    outbox: ChildHandle
+    uploader: ChildHandle
+    sync: SyncState
+
+
 class Node:
-    """Runs CacheActors (and later the sync actors) for the agents of one node."""
+    """Runs the cache, outbox and uploader actors of every agent of one node."""
 
     def __init__(
         self,
@@ -59,7 +86,8 @@ class Node:
         )
         self.ticker = Ticker()
         self.agents: dict[str, AgentHandle] = {}
-        self.caches: dict[str, ChildHandle] = {}
+        self.actors: dict[str, AgentActors] = {}
+        self.target = self._relay_target()
         self._started = False
 
     @classmethod
@@ -108,20 +136,47 @@ class Node:
     ) -> None:
         self.stop()
 
+    def _relay_target(self) -> RelayTarget | None:
+        url = self.options.relay_url
+        if url is None:
+            storage = self.config.storage_node()
+            if storage is not None:
+                url = f"http://{storage.host}:{storage.port}"
+        if url is None or self.options.token is None:
+            logger.warning("no relay URL or token for node %s: messages stay local", self.node_id)
+            return None
+        return RelayTarget(url.rstrip("/"), self.node_id, self.options.token)
+
     def _add_agent(self, agent: AgentConfig) -> None:
-        cache = self.supervisor.add(
-            ChildSpec(f"cache:{agent.agent_id}", self._cache_factory(agent), Restart.PERMANENT)
+        sync = SyncState()
+        cache = self._child(f"cache:{agent.agent_id}", self._cache_factory(agent))
+        outbox = self._child(f"outbox:{agent.agent_id}", self._outbox_factory(agent, cache, sync))
+        uploader = self._child(
+            f"uploader:{agent.agent_id}", self._uploader_factory(agent, cache, outbox, sync)
         )
-        self.caches[agent.agent_id] = cache
-        self.agents[agent.agent_id] = AgentHandle(agent, cache, clock=self.clock)
+        self.actors[agent.agent_id] = AgentActors(agent, cache, outbox, uploader, sync)
+        remote = RemoteReader(self.target) if self.target is not None else None
+        self.agents[agent.agent_id] = AgentHandle(
+            agent, cache, remote_lookup=remote.get if remote else None, clock=self.clock
+        )
         self.ticker.every(
             self.options.maintain_interval,
             f"maintain:{agent.agent_id}",
             lambda: cache.tell(Maintain()),
         )
+        self.ticker.every(
+            agent.sync.interval_seconds, f"outbox:{agent.agent_id}", lambda: outbox.tell(Tick())
+        )
+
+    def _child(self, name: str, start: Callable[[], Any]) -> ChildHandle:
+        return self.supervisor.add(ChildSpec(name, start, Restart.PERMANENT))
 
     def _cache_factory(self, agent: AgentConfig) -> Callable[[], Any]:
         path = cache_path(self.options.data_dir, agent.agent_id)
+
+        # Bound late: the uploader's handle exists only after the cache is added.
+        def on_commit(envelopes: Sequence[MessageEnvelope]) -> None:
+            self.actors[agent.agent_id].uploader.tell(Push(tuple(envelopes)))
 
         def start() -> Any:
             return CacheActor.start(
@@ -131,7 +186,59 @@ class Node:
                 retention_days=agent.cache.retention_days,
                 compression=agent.cache.compression,
                 synchronous=self.options.synchronous,
+                on_commit=on_commit if self.target is not None else None,
                 clock=self.clock,
             )
 
         return start
+
+    def _outbox_factory(
+        self, agent: AgentConfig, cache: ChildHandle, sync: SyncState
+    ) -> Callable[[], Any]:
+        path = outbox_path(self.options.data_dir, agent.agent_id)
+        backoff = Backoff(
+            agent.sync.retry_backoff_base, agent.sync.retry_max, agent.sync.retry_cap_seconds
+        )
+        target = self._timed_target(agent)
+
+        def start() -> Any:
+            return OutboxActor.start(
+                path,
+                agent_id=agent.agent_id,
+                node_id=self.node_id,
+                cache=cache,
+                target=target,
+                backoff=backoff,
+                sync_state=sync,
+                batch_size=agent.sync.batch_size,
+                sweep_grace=2 * agent.sync.timeout_seconds + 1.0,
+                synchronous=self.options.synchronous,
+                clock=self.clock,
+            )
+
+        return start
+
+    def _uploader_factory(
+        self, agent: AgentConfig, cache: ChildHandle, outbox: ChildHandle, sync: SyncState
+    ) -> Callable[[], Any]:
+        target = self._timed_target(agent)
+
+        def start() -> Any:
+            return UploaderActor.start(
+                node_id=self.node_id,
+                cache=cache,
+                outbox=outbox,
+                target=target,
+                sync_state=sync,
+                batch_size=agent.sync.batch_size,
+                probe_interval=self.options.probe_interval,
+            )
+
+        return start
+
+    def _timed_target(self, agent: AgentConfig) -> RelayTarget | None:
+        if self.target is None:
+            return None
+        return RelayTarget(
+            self.target.base_url, self.node_id, self.target.token, agent.sync.timeout_seconds
+        )

@@ -1,0 +1,486 @@
+"""OTP-style supervision for pykka actors: one_for_one restarts, backoff, restart intensity.
+
+pykka has no supervisors, so this module adds them. A `Supervisor` starts its
+children in the order added, restarts a dead one (only that one: one_for_one)
+after an exponential backoff with full jitter, gives up when there were more than
+`max_restarts` restarts within `within_seconds`, and stops children in reverse
+order. Callers keep a `ChildHandle`, which follows the child across restarts.
+
+How a death is noticed: each child has one watcher thread that blocks on an
+event set when the current incarnation is gone. Blocking costs no CPU and adds no
+latency (polling would add both), and a thread per child keeps one child's
+backoff from delaying another's restart.
+
+How a crash is told from a normal stop: children should subclass
+`SupervisedActor`. pykka routes every abnormal exit (an exception in `on_start`,
+in a told message, in `on_failure` or in `on_stop`) through one method,
+`Actor._handle_failure`, and `on_failure` alone would miss `on_start`; the
+subclass records the exception there. It also marks the moment its thread has
+fully finished, after `on_stop`/`on_failure` and after pykka answered queued
+asks with ActorDeadError, which pykka's own `actor_stopped` (set before
+`on_stop` runs) cannot tell. So a restart never overlaps the old incarnation, and
+an ask still unanswered after that moment was never handled and can be resent.
+A plain `pykka.ThreadingActor` child works too, but the watcher then only sees
+`actor_stopped` and must count every exit it did not ask for as a crash, so
+TRANSIENT behaves as PERMANENT for it.
+
+Only stops the supervisor does itself (`stop()`, giving up) are never restarts.
+A `tell` that lands in the mailbox of an actor in the middle of crashing is lost,
+as with pykka itself; asks are never lost that way.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from runtime.errors import ActorUnavailable, SupervisorGaveUp
+
+__all__ = ["ActorExit", "ChildHandle", "ChildSpec", "Restart", "SupervisedActor", "Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+# How often a waiting ask rechecks whether its actor is gone for good.
+_POLL_SECONDS = 0.05
+
+
+class Restart(enum.Enum):
+    """When a child is restarted, as in OTP."""
+
+    PERMANENT = "permanent"  # always
+    TRANSIENT = "transient"  # only after a crash
+    TEMPORARY = "temporary"  # never
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """How to start one child: `start` starts a fresh actor each call."""
+
+    name: str
+    start: Callable[[], pykka.ActorRef[Any]]
+    restart: Restart = Restart.PERMANENT
+
+
+class ActorExit:
+    """How one actor incarnation ended: `done` is set once it is gone, `error` if it crashed."""
+
+    def __init__(self, done: threading.Event | None = None, *, reported: bool = True) -> None:
+        self.done = done or threading.Event()
+        self.error: BaseException | None = None
+        # False when the actor cannot tell us whether it crashed (not a SupervisedActor).
+        self.reported = reported
+
+    @property
+    def crashed(self) -> bool:
+        """True after an abnormal exit, or whenever the actor could not report it."""
+        return self.error is not None or not self.reported
+
+    def record(self, error: BaseException | None) -> None:
+        """Keep the first error: later ones (say, in on_failure) are consequences."""
+        if self.error is None:
+            self.error = error
+
+
+# ActorRef -> ActorExit, filled by SupervisedActor; weak so unsupervised actors leave nothing.
+_exits: weakref.WeakKeyDictionary[pykka.ActorRef[Any], ActorExit] = weakref.WeakKeyDictionary()
+_exits_lock = threading.Lock()
+
+
+def _exit_of(ref: pykka.ActorRef[Any]) -> ActorExit:
+    with _exits_lock:
+        found = _exits.get(ref)
+    return found if found is not None else ActorExit(ref.actor_stopped, reported=False)
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """A ThreadingActor that tells its supervisor whether it crashed and when it is gone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Registered here, in the starting thread, so it exists before start() returns.
+        self._actor_exit = ActorExit()
+        with _exits_lock:
+            _exits[self.actor_ref] = self._actor_exit
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._actor_exit.record(exception_value or RuntimeError("unknown failure"))
+        super()._handle_failure(exception_type, exception_value, traceback)
+
+    def _actor_loop(self) -> None:
+        try:
+            super()._actor_loop()
+        except BaseException as exc:  # pykka lets a BaseException in on_start escape
+            self._actor_exit.record(exc)
+            raise
+        finally:
+            self._actor_exit.done.set()
+
+
+class ChildHandle:
+    """The stable handle to a supervised child; it follows the child across restarts."""
+
+    def __init__(self, spec: ChildSpec, call_timeout: float) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self._call_timeout = call_timeout
+        self._cond = threading.Condition()
+        self._ref: pykka.ActorRef[Any] | None = None
+        self._exit = ActorExit()
+        self._closed: str | None = None  # why the child will not come back
+        self._closed_ok = False
+        self._incarnations = 0
+        self._recent: deque[float] = deque()  # times of this child's recent restarts
+
+    def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send a message and wait for the answer, across a restart if need be."""
+        return self.ask_future(message).get(timeout=timeout)
+
+    def ask_future(self, message: Any) -> pykka.Future[Any]:
+        """Send a message now if the child is up; `get()` waits (default call_timeout)."""
+        call = _Call(self, message)
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        future.set_get_hook(call.result)
+        return future
+
+    def tell(self, message: Any) -> None:
+        """Send a message without waiting for an answer; waits for a restarting child."""
+        deadline = time.monotonic() + self._call_timeout
+        while True:
+            ref, _ = self._wait_up(deadline, self._call_timeout)
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                continue  # died since _wait_up looked; wait for the next incarnation
+            return
+
+    def is_alive(self) -> bool:
+        """True while the current incarnation runs."""
+        with self._cond:
+            return self._ref is not None and self._ref.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        """How many times this child was restarted."""
+        with self._cond:
+            return max(0, self._incarnations - 1)
+
+    def __repr__(self) -> str:
+        return f"<ChildHandle {self.name!r} restarts={self.restarts}>"
+
+    def _current(self) -> tuple[pykka.ActorRef[Any], ActorExit] | None:
+        with self._cond:
+            if self._ref is not None and self._ref.is_alive():
+                return self._ref, self._exit
+            return None
+
+    def _wait_up(self, deadline: float, timeout: float) -> tuple[pykka.ActorRef[Any], ActorExit]:
+        with self._cond:
+            while True:
+                if self._closed is not None:
+                    raise ActorUnavailable(f"child {self.name!r} is stopped: {self._closed}")
+                if self._ref is not None and self._ref.is_alive():
+                    return self._ref, self._exit
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cond.wait(remaining):
+                    raise ActorUnavailable(
+                        f"child {self.name!r} is restarting and did not come back "
+                        f"within {timeout:g}s"
+                    )
+
+    def _install(self, ref: pykka.ActorRef[Any] | None, actor_exit: ActorExit) -> None:
+        with self._cond:
+            self._ref, self._exit = ref, actor_exit
+            self._incarnations += 1
+            self._cond.notify_all()
+
+    def _close(self, reason: str, *, ok: bool = False) -> None:
+        with self._cond:
+            if self._closed is None:
+                self._closed, self._closed_ok = reason, ok
+            self._cond.notify_all()
+
+    def _healthy(self) -> bool:
+        with self._cond:
+            if self._closed is not None:
+                return self._closed_ok  # a child that ended normally for good is done, not dead
+            return self._ref is not None and self._ref.is_alive()
+
+
+class _Call:
+    """One ask that follows its child across restarts until answered or out of time."""
+
+    def __init__(self, child: ChildHandle, message: Any) -> None:
+        self._child = child
+        self._message = message
+        self._sent: tuple[pykka.Future[Any], ActorExit] | None = None
+        current = child._current()
+        if current is not None:
+            self._send(*current)
+
+    def _send(self, ref: pykka.ActorRef[Any], actor_exit: ActorExit) -> None:
+        self._sent = (ref.ask(self._message, block=False), actor_exit)
+
+    def result(self, timeout: float | None) -> Any:
+        """Wait for the answer; resend only what pykka proves was never handled."""
+        timeout = self._child._call_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._sent is None:
+                self._send(*self._child._wait_up(deadline, timeout))
+            assert self._sent is not None
+            future, actor_exit = self._sent
+            try:
+                return self._await(future, actor_exit, deadline, timeout)
+            except pykka.ActorDeadError:
+                # pykka raises this only for messages the actor never handled.
+                self._sent = None
+
+    def _await(
+        self, future: pykka.Future[Any], actor_exit: ActorExit, deadline: float, timeout: float
+    ) -> Any:
+        while True:
+            # Every answer is set before `done`; so if it was set before this wait and
+            # nothing came, the message reached the mailbox too late and is lost.
+            gone = actor_exit.reported and actor_exit.done.is_set()
+            wait = 0.0 if gone else min(_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+            try:
+                return future.get(timeout=wait)
+            except pykka.Timeout:
+                if gone:
+                    raise pykka.ActorDeadError("message reached a dead actor") from None
+                if time.monotonic() >= deadline:
+                    raise ActorUnavailable(
+                        f"child {self._child.name!r} did not answer within {timeout:g}s"
+                    ) from None
+
+
+class Supervisor:
+    """Starts children in order, restarts them one_for_one, stops them in reverse order."""
+
+    def __init__(
+        self,
+        name: str = "supervisor",
+        *,
+        max_restarts: int = 5,
+        within_seconds: float = 10.0,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 5.0,
+        call_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        on_give_up: Callable[[SupervisorGaveUp], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.max_restarts = max_restarts
+        self.within_seconds = within_seconds
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.call_timeout = call_timeout
+        self._clock = clock
+        self._rng = rng
+        self._on_give_up = on_give_up
+        self._lock = threading.RLock()  # RLock: a signal handler may stop us mid-start
+        self._children: list[ChildHandle] = []
+        self._watchers: list[threading.Thread] = []
+        self._restart_times: deque[float] = deque()
+        self._started = False
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self._gave_up = False
+
+    def add(self, spec: ChildSpec) -> ChildHandle:
+        """Add a child; if the supervisor already runs, start it at once."""
+        with self._lock:
+            if self._stopping.is_set():
+                raise RuntimeError(f"supervisor {self.name!r} is stopped")
+            if any(child.name == spec.name for child in self._children):
+                raise ValueError(f"supervisor {self.name!r} already has a child {spec.name!r}")
+            child = ChildHandle(spec, self.call_timeout)
+            self._children.append(child)
+            if self._started:
+                self._launch(child)
+            return child
+
+    def start(self) -> None:
+        """Start the children in the order added, then watch them."""
+        with self._lock:
+            if self._started or self._stopping.is_set():
+                raise RuntimeError(f"supervisor {self.name!r} was already started")
+            self._started = True
+            for child in self._children:
+                self._launch(child)
+        logger.info("supervisor %r started %d children", self.name, len(self._children))
+
+    def stop(self) -> None:
+        """Stop the children in reverse order; calling it again does nothing."""
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            self._stop_children()
+        for watcher in self._watchers:
+            if watcher is not threading.current_thread():
+                watcher.join(self.call_timeout)
+        self._finished.set()
+        logger.info("supervisor %r stopped", self.name)
+
+    def healthy(self) -> bool:
+        """True while running and every child that should run is alive."""
+        with self._lock:
+            running = self._started and not self._stopping.is_set()
+            return running and all(child._healthy() for child in self._children)
+
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts so far, by child name."""
+        with self._lock:
+            return {child.name: child.restarts for child in self._children}
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped or gave up; False if `timeout` passed first."""
+        return self._finished.wait(timeout)
+
+    @property
+    def gave_up(self) -> bool:
+        """True once restart intensity was exceeded and everything was stopped."""
+        return self._gave_up
+
+    def backoff_delay(self, recent_restarts: int) -> float:
+        """Full-jitter exponential backoff: rng() * min(cap, base * 2**recent_restarts)."""
+        return self._rng() * min(self.backoff_cap, self.backoff_base * 2.0**recent_restarts)
+
+    def _launch(self, child: ChildHandle) -> None:
+        self._start_incarnation(child)
+        watcher = threading.Thread(
+            target=self._watch, args=(child,), name=f"{self.name}/{child.name}", daemon=True
+        )
+        self._watchers.append(watcher)
+        watcher.start()
+
+    def _start_incarnation(self, child: ChildHandle) -> bool:
+        # Under the lock, so stop() either sees the new actor or we see stop().
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            try:
+                ref = child.spec.start()
+            except Exception as exc:
+                logger.exception("supervisor %r: starting child %r failed", self.name, child.name)
+                failed = ActorExit()
+                failed.record(exc)
+                failed.done.set()
+                child._install(None, failed)
+            else:
+                child._install(ref, _exit_of(ref))
+            return True
+
+    def _watch(self, child: ChildHandle) -> None:
+        try:
+            while self._watch_once(child):
+                pass
+        except Exception as exc:
+            # A bug here must not leave the child unsupervised: escalate like a crash.
+            logger.exception("supervisor %r: watcher of %r failed", self.name, child.name)
+            self._give_up(child, exc)
+
+    def _watch_once(self, child: ChildHandle) -> bool:
+        actor_exit = child._exit
+        actor_exit.done.wait()
+        if self._stopping.is_set():
+            return False
+        crashed = actor_exit.crashed
+        how = f"crashed: {actor_exit.error!r}" if actor_exit.error else "stopped"
+        if not _should_restart(child.spec.restart, crashed=crashed):
+            logger.info(
+                "supervisor %r: %s child %r %s",
+                self.name,
+                child.spec.restart.name.lower(),
+                child.name,
+                how,
+            )
+            child._close(f"it {how} and is {child.spec.restart.name}", ok=not crashed)
+            return False
+        delay = self._plan_restart(child, actor_exit, how)
+        if delay is None or self._stopping.wait(delay):
+            return False
+        return self._start_incarnation(child)
+
+    def _plan_restart(self, child: ChildHandle, actor_exit: ActorExit, how: str) -> float | None:
+        with self._lock:
+            now = self._clock()
+            _forget_before(self._restart_times, now - self.within_seconds)
+            _forget_before(child._recent, now - self.within_seconds)
+            if len(self._restart_times) >= self.max_restarts:
+                give_up = True
+            else:
+                give_up = False
+                delay = self.backoff_delay(len(child._recent))
+                self._restart_times.append(now)
+                child._recent.append(now)
+        if give_up:
+            self._give_up(child, actor_exit.error)
+            return None
+        logger.warning(
+            "supervisor %r: child %r %s; restarting in %.3fs",
+            self.name,
+            child.name,
+            how,
+            delay,
+            extra={"child": child.name, "restart_delay": delay},
+        )
+        return delay
+
+    def _give_up(self, child: ChildHandle, error: BaseException | None) -> None:
+        gave_up = SupervisorGaveUp(
+            f"supervisor {self.name!r}: child {child.name!r} needed more than "
+            f"{self.max_restarts} restarts within {self.within_seconds:g}s; stopped all children"
+        )
+        gave_up.__cause__ = error
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            self._stop_children()
+            self._gave_up = True
+        self._finished.set()
+        logger.critical("%s", gave_up)
+        if self._on_give_up is not None:
+            try:
+                self._on_give_up(gave_up)
+            except Exception:
+                logger.exception("supervisor %r: on_give_up failed", self.name)
+
+    def _stop_children(self) -> None:
+        for child in reversed(self._children):
+            child._close(f"supervisor {self.name!r} stopped")
+            ref = child._ref
+            if ref is None or not ref.is_alive():
+                continue
+            try:
+                ref.stop(block=True, timeout=self.call_timeout)
+            except pykka.Timeout:
+                logger.error("supervisor %r: child %r did not stop in time", self.name, child.name)
+
+
+def _should_restart(restart: Restart, *, crashed: bool) -> bool:
+    return restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and crashed)
+
+
+def _forget_before(times: deque[float], cutoff: float) -> None:
+    while times and times[0] < cutoff:
+        times.popleft()

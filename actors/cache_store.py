@@ -65,6 +65,8 @@ COLUMNS = (
 # Rough per-row overhead beyond the content blob: columns, index entries, page slack.
 ROW_OVERHEAD = 256
 EVICT_CHUNK = 500
+NEAR_LIMIT = 0.9
+REFRESH_EVERY = 256
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -101,6 +103,8 @@ class CacheStore:
             # A hard cap on the file, below the disk: SQLite then reports SQLITE_FULL.
             self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
         self.page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        self._used = self.bytes_used()
+        self._writes_since_refresh = 0
 
     def close(self) -> None:
         """Close the connection."""
@@ -183,10 +187,26 @@ class CacheStore:
 
     def _make_room(self, need: int) -> bool:
         """Evict the oldest synced messages until `need` more bytes fit; False if they cannot."""
-        while self.bytes_used() + need > self.max_bytes:
+        # Reading the page counts costs two queries; between reads, count what we add, and
+        # re-read when near the limit or every REFRESH_EVERY writes (page splits add slack).
+        self._writes_since_refresh += 1
+        if (
+            self._used + need <= self.max_bytes * NEAR_LIMIT
+            and self._writes_since_refresh < REFRESH_EVERY
+        ):
+            self._used += need
+            return True
+        self._refresh_used()
+        while self._used + need > self.max_bytes:
             if self.evict_synced(EVICT_CHUNK) == 0:
                 return False
+            self._refresh_used()
+        self._used += need
         return True
+
+    def _refresh_used(self) -> None:
+        self._used = self.bytes_used()
+        self._writes_since_refresh = 0
 
     def evict_synced(self, count: int) -> int:
         """Delete up to `count` of the oldest synced messages; never an unsynced one."""

@@ -457,13 +457,13 @@ class Supervisor:
             self._stopping.set()
             self._stop_children()
             self._gave_up = True
-        self._finished.set()
         logger.critical("%s", gave_up)
         if self._on_give_up is not None:
             try:
                 self._on_give_up(gave_up)
             except Exception:
                 logger.exception("supervisor %r: on_give_up failed", self.name)
+        self._finished.set()  # last, so wait() returns only after on_give_up has run
 
     def _stop_children(self) -> None:
         for child in reversed(self._children):

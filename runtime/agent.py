@@ -34,6 +34,8 @@ class AgentHandle:
         self._cache = cache
         self._remote_lookup = remote_lookup
         self._clock = clock
+        # Set by the node's metrics: called with each write's latency in seconds.
+        self.latency_observer: Callable[[float], None] | None = None
 
     def new_message(self, content: Any, **fields: Any) -> MessageEnvelope:
         """Build a validated envelope from this agent (fresh msg_id and timestamp)."""
@@ -48,12 +50,16 @@ class AgentHandle:
 
     def write(self, content: Any, *, timeout: float | None = None, **fields: Any) -> str:
         """Write a message; return its msg_id once it is committed locally."""
-        return str(self._cache.ask(Write(self.new_message(content, **fields)), timeout=timeout))
+        return self.write_envelope(self.new_message(content, **fields), timeout=timeout)
 
     def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
         """Write a message built elsewhere (same guarantee as `write`)."""
         envelope.validate()
-        return str(self._cache.ask(Write(envelope), timeout=timeout))
+        start = time.perf_counter()
+        msg_id = str(self._cache.ask(Write(envelope), timeout=timeout))
+        if self.latency_observer is not None:
+            self.latency_observer(time.perf_counter() - start)
+        return msg_id
 
     def write_async(self, content: Any, **fields: Any) -> pykka.Future[str]:
         """Write without waiting; the future resolves to the msg_id after the commit."""

@@ -18,6 +18,7 @@ from typing import Any
 from actors.cache import CacheActor
 from actors.cache_store import cache_path
 from actors.messages import Maintain, Push, Tick
+from actors.metrics import AgentSources, MetricsActor
 from actors.outbox import OutboxActor
 from actors.outbox_store import outbox_path
 from actors.uploader import UploaderActor
@@ -45,6 +46,7 @@ class NodeOptions:
     synchronous: str = "FULL"
     maintain_interval: float = 3600.0
     probe_interval: float = 1.0
+    report_interval: float = 5.0
     max_restarts: int = 5
     within_seconds: float = 10.0
     call_timeout: float = 10.0
@@ -87,6 +89,7 @@ class Node:
         self.ticker = Ticker()
         self.agents: dict[str, AgentHandle] = {}
         self.actors: dict[str, AgentActors] = {}
+        self.metrics_actor: ChildHandle
         self.target = self._relay_target()
         self._started = False
 
@@ -102,6 +105,10 @@ class Node:
             logger.warning("no enabled agents configured for node %s", self.node_id)
         for agent in agents:
             self._add_agent(agent)
+        self.metrics_actor = self._child("metrics", self._metrics_factory())
+        self.ticker.every(
+            self.options.report_interval, "status-report", lambda: self.metrics_actor.tell(Tick())
+        )
         self.supervisor.start()
         self.ticker.start()
         self._started = True
@@ -233,6 +240,14 @@ class Node:
                 batch_size=agent.sync.batch_size,
                 probe_interval=self.options.probe_interval,
             )
+
+        return start
+
+    def _metrics_factory(self) -> Callable[[], Any]:
+        sources = {a: AgentSources(x.cache, x.outbox, x.sync) for a, x in self.actors.items()}
+
+        def start() -> Any:
+            return MetricsActor.start(node_id=self.node_id, sources=sources, target=self.target)
 
         return start
 

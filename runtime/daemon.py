@@ -1,0 +1,144 @@
+"""`commander-node`: the node daemon (actors + loopback HTTP endpoint + systemd notify).
+
+Start-up order: config, node actors, HTTP endpoint, READY=1. Shutdown (SIGTERM,
+SIGINT or the supervisor giving up) runs it backwards: STOPPING=1, stop taking
+writes, one last upload attempt, actors stopped in reverse order, databases
+closed. Exit 0 on a requested stop, 1 when the supervisor gave up, 2 on bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from actors.messages import GetOutboxStats, RelayUp
+from runtime import notify
+from runtime.config import ClusterConfig, load_config
+from runtime.errors import ActorUnavailable, ConfigError, SupervisorGaveUp
+from runtime.node import Node, NodeOptions
+from runtime.node_http import create_node_app
+from runtime.signals import install_signal_handlers
+from runtime.wsgi import serve_in_thread
+
+logger = logging.getLogger("commander.node")
+
+DEFAULT_LISTEN = "127.0.0.1:8002"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(prog="commander-node", description="Run a Commander node.")
+    parser.add_argument("--config", default="config", help="config directory (relay.yaml, agents/)")
+    parser.add_argument("--node-id", required=True, help="this node's id in the config")
+    parser.add_argument("--data-dir", help="node data directory (default ./data/node/<node-id>)")
+    parser.add_argument(
+        "--relay-url", help="relay base URL (default: the storage node in relay.yaml)"
+    )
+    parser.add_argument(
+        "--token-file", help="this node's secret (default <config>/secrets/<node-id>.token)"
+    )
+    parser.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help="loopback HOST:PORT (port 0 = any)"
+    )
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"))
+    parser.add_argument("--probe-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--shutdown-upload-seconds", type=float, default=5.0)
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    """Read the node's secret token, if a file for it exists."""
+    path = Path(args.token_file or Path(args.config) / "secrets" / f"{args.node_id}.token")
+    if not path.exists() and not args.token_file:
+        return None  # no secret: the node runs local-only and says so
+    return path.read_text(encoding="utf-8").strip()
+
+
+def build_node(args: argparse.Namespace, config: ClusterConfig, token: str | None) -> Node:
+    """Assemble the node from the parsed arguments."""
+    options = NodeOptions(
+        data_dir=args.data_dir or f"./data/node/{args.node_id}",
+        relay_url=args.relay_url,
+        token=token,
+        synchronous=args.synchronous,
+        probe_interval=args.probe_interval,
+    )
+    return Node(config, args.node_id, options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        token = read_token(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot read token file {args.token_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.node_id not in {n.id for n in config.nodes} and not config.agents_on(args.node_id):
+        print(
+            f"node {args.node_id!r} is neither in relay.yaml nor named by any agent",
+            file=sys.stderr,
+        )
+        return 2
+    return run(build_node(args, config, token), args)
+
+
+def run(node: Node, args: argparse.Namespace) -> int:
+    """Start everything, wait for a stop request, stop everything in reverse order."""
+    stop = threading.Event()
+    gave_up: list[SupervisorGaveUp] = []
+    install_signal_handlers(stop.set)
+    from runtime.metrics import NodeMetrics  # noqa: PLC0415 - prometheus_client only for the daemon
+
+    node.start()
+    metrics = NodeMetrics(node)
+    host, _, port = args.listen.rpartition(":")
+    server = serve_in_thread(create_node_app(node, metrics.render), host, int(port))
+    watchdog = notify.Watchdog(node.healthy)
+    try:
+        watchdog.start()
+        notify.ready()
+        print(f"commander-node {node.node_id} listening on http://{host}:{server.port}", flush=True)
+        while not stop.wait(0.5):
+            if node.supervisor.gave_up:
+                gave_up.append(SupervisorGaveUp("restart intensity exceeded"))
+                break
+    finally:
+        notify.stopping()
+        watchdog.stop()
+        server.stop()  # stop taking writes first
+        last_upload(node, args.shutdown_upload_seconds)
+        node.stop()
+    return 1 if gave_up else 0
+
+
+def last_upload(node: Node, seconds: float) -> None:
+    """Ask every outbox to drain now and wait up to `seconds` for them to empty."""
+    deadline = time.monotonic() + seconds
+    try:
+        for actors in node.actors.values():
+            actors.outbox.tell(RelayUp())
+        while time.monotonic() < deadline:
+            pending = sum(
+                a.outbox.ask(GetOutboxStats(), timeout=1).pending_messages
+                for a in node.actors.values()
+            )
+            if pending == 0:
+                return
+            time.sleep(0.1)
+        logger.warning("stopping with %d messages still in the outbox (kept on disk)", pending)
+    except ActorUnavailable as exc:
+        logger.warning("last upload skipped: %s", exc)

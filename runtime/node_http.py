@@ -1,0 +1,177 @@
+"""The node's loopback HTTP endpoint: agents in other processes use their cache through it.
+
+POST /agents/<agent_id>/messages          write (answers after the local commit)
+GET  /agents/<agent_id>/messages/<msg_id> read, local first, then the relay
+GET  /agents/<agent_id>/messages          query: task_id, sender, recipient, since, limit
+GET  /agents/<agent_id>/status            cache and outbox figures
+GET  /status                              every agent's figures
+POST /outbox/retry-failed                 move failed batches back to pending
+GET  /healthz                             200 while every actor is alive, else 503
+GET  /metrics                             Prometheus text format
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+import orjson
+
+from actors.messages import GetOutboxStats, RetryFailed
+from runtime.envelope import MessageEnvelope
+from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
+from runtime.node import Node
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024
+WRITE_FIELDS = ("task_id", "recipient", "priority", "sender")
+
+
+def create_node_app(node: Node, metrics: Callable[[], bytes] | None = None) -> bottle.Bottle:
+    """Build the loopback app for one running node."""
+    app = bottle.Bottle()
+    app.config["node"] = node
+    for code in (400, 404, 405, 413, 500, 503):
+        app.error(code)(_json_error)
+    app.route("/agents/<agent_id>/messages", "POST", lambda agent_id: _write(node, agent_id))
+    app.route(
+        "/agents/<agent_id>/messages/<msg_id>",
+        "GET",
+        lambda agent_id, msg_id: _read(node, agent_id, msg_id),
+    )
+    app.route("/agents/<agent_id>/messages", "GET", lambda agent_id: _query(node, agent_id))
+    app.route(
+        "/agents/<agent_id>/status", "GET", lambda agent_id: _json(_agent_status(node, agent_id))
+    )
+    app.route("/status", "GET", lambda: _json(node_status(node)))
+    app.route("/outbox/retry-failed", "POST", lambda: _retry_failed(node))
+    app.route("/healthz", "GET", lambda: _healthz(node))
+    if metrics is not None:
+        app.route("/metrics", "GET", lambda: _metrics(metrics))
+    return app
+
+
+def _json(data: Any, status: int = 200) -> bytes:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    return orjson.dumps(data)
+
+
+def _json_error(error: bottle.HTTPError) -> bytes:
+    bottle.response.content_type = "application/json"
+    body = error.body if isinstance(error.body, str) and error.body else error.status_line
+    return orjson.dumps({"error": body})
+
+
+def _fail(status: int, text: str) -> bottle.HTTPError:
+    return bottle.HTTPError(status, text)
+
+
+def _handle(node: Node, agent_id: str) -> Any:
+    if agent_id not in node.agents:
+        raise _fail(404, f"agent {agent_id!r} is not configured on node {node.node_id}")
+    return node.agents[agent_id]
+
+
+def _body() -> Any:
+    length = bottle.request.content_length
+    if length > MAX_BODY:
+        raise _fail(413, f"body over {MAX_BODY} bytes")
+    raw = bottle.request.body.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise _fail(413, f"body over {MAX_BODY} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(400, f"body is not valid JSON: {exc}") from None
+
+
+def _write(node: Node, agent_id: str) -> bytes:
+    agent = _handle(node, agent_id)
+    data = _body()
+    if not isinstance(data, dict) or "content" not in data:
+        raise _fail(400, 'expected a JSON object with "content"')
+    try:
+        envelope = _envelope(agent, data)
+        msg_id = agent.write_envelope(envelope)
+    except InvalidMessage as exc:
+        raise _fail(400, str(exc)) from None
+    except CacheFull as exc:
+        return _json({"error": str(exc)}, 507)
+    except ActorUnavailable as exc:
+        return _json({"error": str(exc)}, 503)
+    return _json({"status": "stored", "msg_id": msg_id}, 201)
+
+
+def _envelope(agent: Any, data: dict[str, Any]) -> MessageEnvelope:
+    """Build the envelope; a client may bring its own msg_id (a retry stays idempotent)."""
+    fields = {k: data[k] for k in WRITE_FIELDS if data.get(k) is not None}
+    built: MessageEnvelope = agent.new_message(data["content"], **fields)
+    if data.get("msg_id") is not None:
+        built = dataclasses.replace(built, msg_id=data["msg_id"])
+    built.validate()
+    return built
+
+
+def _read(node: Node, agent_id: str, msg_id: str) -> bytes:
+    agent = _handle(node, agent_id)
+    found = agent.read(msg_id)
+    if found is None:
+        raise _fail(404, f"no message {msg_id!r}")
+    return _json(found.to_wire())
+
+
+def _query(node: Node, agent_id: str) -> bytes:
+    agent = _handle(node, agent_id)
+    params = bottle.request.query
+    filters: dict[str, Any] = {
+        k: params.get(k) for k in ("task_id", "sender", "recipient") if params.get(k)
+    }
+    try:
+        if params.get("since"):
+            filters["since"] = float(params.get("since"))
+        filters["limit"] = min(1000, int(params.get("limit") or 100))
+    except ValueError:
+        raise _fail(400, "since must be a number and limit an integer") from None
+    return _json({"messages": [m.to_wire() for m in agent.query(**filters)]})
+
+
+def _agent_status(node: Node, agent_id: str) -> dict[str, Any]:
+    _handle(node, agent_id)
+    actors = node.actors[agent_id]
+    cache = dataclasses.asdict(node.agents[agent_id].stats())
+    outbox = dataclasses.asdict(actors.outbox.ask(GetOutboxStats()))
+    sync = dataclasses.asdict(actors.sync.snapshot())
+    return {"agent_id": agent_id, "cache": cache, "outbox": outbox, "sync": sync}
+
+
+def node_status(node: Node) -> dict[str, Any]:
+    """Every agent's figures, as JSON-ready data."""
+    return {
+        "node_id": node.node_id,
+        "healthy": node.healthy(),
+        "agents": [_agent_status(node, a) for a in sorted(node.agents)],
+    }
+
+
+def _retry_failed(node: Node) -> bytes:
+    counts = {a: actors.outbox.ask(RetryFailed()) for a, actors in node.actors.items()}
+    return _json({"retried": counts})
+
+
+def _healthz(node: Node) -> bytes:
+    healthy = node.healthy()
+    return _json(
+        {"status": "ok" if healthy else "unhealthy", "node_id": node.node_id},
+        200 if healthy else 503,
+    )
+
+
+def _metrics(render: Callable[[], bytes]) -> bytes:
+    bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
+    return render()
+

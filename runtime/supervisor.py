@@ -1,32 +1,28 @@
 """OTP-style supervision for pykka actors: one_for_one restarts, backoff, restart intensity.
 
-pykka has no supervisors, so this module adds them. A `Supervisor` starts its
-children in the order added, restarts a dead one (only that one: one_for_one)
-after an exponential backoff with full jitter, gives up when there were more than
-`max_restarts` restarts within `within_seconds`, and stops children in reverse
-order. Callers keep a `ChildHandle`, which follows the child across restarts.
+pykka has no supervisors. A `Supervisor` starts its children in the order added,
+restarts only the dead one (one_for_one) after an exponential backoff with full
+jitter, gives up after more than `max_restarts` restarts within `within_seconds`,
+and stops children in reverse order. Callers keep a `ChildHandle`, which follows
+the child across restarts; only stops the supervisor makes itself never restart.
 
-How a death is noticed: each child has one watcher thread that blocks on an
-event set when the current incarnation is gone. Blocking costs no CPU and adds no
-latency (polling would add both), and a thread per child keeps one child's
-backoff from delaying another's restart.
+Noticing a death: each child has one watcher thread blocked on an event that is
+set once the current incarnation is gone: no polling latency or CPU, and one
+child's backoff never delays another's restart.
 
-How a crash is told from a normal stop: children should subclass
-`SupervisedActor`. pykka routes every abnormal exit (an exception in `on_start`,
-in a told message, in `on_failure` or in `on_stop`) through one method,
-`Actor._handle_failure`, and `on_failure` alone would miss `on_start`; the
-subclass records the exception there. It also marks the moment its thread has
-fully finished, after `on_stop`/`on_failure` and after pykka answered queued
-asks with ActorDeadError, which pykka's own `actor_stopped` (set before
-`on_stop` runs) cannot tell. So a restart never overlaps the old incarnation, and
-an ask still unanswered after that moment was never handled and can be resent.
-A plain `pykka.ThreadingActor` child works too, but the watcher then only sees
-`actor_stopped` and must count every exit it did not ask for as a crash, so
-TRANSIENT behaves as PERMANENT for it.
+Telling a crash from a normal stop: children should subclass `SupervisedActor`.
+pykka sends every abnormal exit (an exception in `on_start`, in a told message, in
+`on_failure` or `on_stop`) through one method, `Actor._handle_failure`, which the
+subclass overrides to record the error; `on_failure` alone would miss `on_start`.
+It also marks when its thread has fully finished, after `on_stop`/`on_failure` and
+after pykka answered queued asks with ActorDeadError; pykka's `actor_stopped` is
+set before all that. So a restart never overlaps the old incarnation, and an ask
+still unanswered by then was never handled and is safely resent. A plain
+`pykka.ThreadingActor` child works too, but then only `actor_stopped` is seen and
+every exit counts as a crash: TRANSIENT behaves as PERMANENT for it.
 
-Only stops the supervisor does itself (`stop()`, giving up) are never restarts.
 A `tell` that lands in the mailbox of an actor in the middle of crashing is lost,
-as with pykka itself; asks are never lost that way.
+as in pykka itself; an `ask` is never lost that way.
 """
 
 from __future__ import annotations
@@ -143,7 +139,7 @@ class ChildHandle:
         self._ref: pykka.ActorRef[Any] | None = None
         self._exit = ActorExit()
         self._closed: str | None = None  # why the child will not come back
-        self._closed_ok = False
+        self._closed_ok = False  # it ended normally, so that is no failure
         self._incarnations = 0
         self._recent: deque[float] = deque()  # times of this child's recent restarts
 
@@ -171,17 +167,13 @@ class ChildHandle:
 
     def is_alive(self) -> bool:
         """True while the current incarnation runs."""
-        with self._cond:
-            return self._ref is not None and self._ref.is_alive()
+        return self._current() is not None
 
     @property
     def restarts(self) -> int:
         """How many times this child was restarted."""
         with self._cond:
             return max(0, self._incarnations - 1)
-
-    def __repr__(self) -> str:
-        return f"<ChildHandle {self.name!r} restarts={self.restarts}>"
 
     def _current(self) -> tuple[pykka.ActorRef[Any], ActorExit] | None:
         with self._cond:
@@ -217,9 +209,8 @@ class ChildHandle:
 
     def _healthy(self) -> bool:
         with self._cond:
-            if self._closed is not None:
-                return self._closed_ok  # a child that ended normally for good is done, not dead
-            return self._ref is not None and self._ref.is_alive()
+            # A child that ended normally for good is done, not dead.
+            return self._closed_ok if self._closed is not None else self.is_alive()
 
 
 class _Call:
@@ -321,7 +312,7 @@ class Supervisor:
         """Start the children in the order added, then watch them."""
         with self._lock:
             if self._started or self._stopping.is_set():
-                raise RuntimeError(f"supervisor {self.name!r} was already started")
+                raise RuntimeError(f"supervisor {self.name!r} was already started or stopped")
             self._started = True
             for child in self._children:
                 self._launch(child)
@@ -329,11 +320,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop the children in reverse order; calling it again does nothing."""
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            self._stopping.set()
-            self._stop_children()
+        if not self._stop_children():
+            return
         for watcher in self._watchers:
             if watcher is not threading.current_thread():
                 watcher.join(self.call_timeout)
@@ -394,9 +382,9 @@ class Supervisor:
             while self._watch_once(child):
                 pass
         except Exception as exc:
-            # A bug here must not leave the child unsupervised: escalate like a crash.
+            # A bug here must not leave the child unsupervised: escalate.
             logger.exception("supervisor %r: watcher of %r failed", self.name, child.name)
-            self._give_up(child, exc)
+            self._give_up(f"the watcher of child {child.name!r} failed", exc)
 
     def _watch_once(self, child: ChildHandle) -> bool:
         actor_exit = child._exit
@@ -406,14 +394,9 @@ class Supervisor:
         crashed = actor_exit.crashed
         how = f"crashed: {actor_exit.error!r}" if actor_exit.error else "stopped"
         if not _should_restart(child.spec.restart, crashed=crashed):
-            logger.info(
-                "supervisor %r: %s child %r %s",
-                self.name,
-                child.spec.restart.name.lower(),
-                child.name,
-                how,
-            )
-            child._close(f"it {how} and is {child.spec.restart.name}", ok=not crashed)
+            reason = f"it {how} and is {child.spec.restart.name}"
+            logger.info("supervisor %r: child %r is gone: %s", self.name, child.name, reason)
+            child._close(reason, ok=not crashed)
             return False
         delay = self._plan_restart(child, actor_exit, how)
         if delay is None or self._stopping.wait(delay):
@@ -421,42 +404,32 @@ class Supervisor:
         return self._start_incarnation(child)
 
     def _plan_restart(self, child: ChildHandle, actor_exit: ActorExit, how: str) -> float | None:
+        """Count the restart against the intensity; its delay, or None after giving up."""
         with self._lock:
             now = self._clock()
-            _forget_before(self._restart_times, now - self.within_seconds)
-            _forget_before(child._recent, now - self.within_seconds)
-            if len(self._restart_times) >= self.max_restarts:
-                give_up = True
-            else:
-                give_up = False
-                delay = self.backoff_delay(len(child._recent))
+            for times in (self._restart_times, child._recent):
+                while times and times[0] < now - self.within_seconds:
+                    times.popleft()
+            too_many = len(self._restart_times) >= self.max_restarts
+            delay = 0.0 if too_many else self.backoff_delay(len(child._recent))
+            if not too_many:
                 self._restart_times.append(now)
                 child._recent.append(now)
-        if give_up:
-            self._give_up(child, actor_exit.error)
+        if too_many:
+            why = f"child {child.name!r} needed more than {self.max_restarts} restarts"
+            self._give_up(f"{why} within {self.within_seconds:g}s", actor_exit.error)
             return None
-        logger.warning(
-            "supervisor %r: child %r %s; restarting in %.3fs",
-            self.name,
-            child.name,
-            how,
-            delay,
-            extra={"child": child.name, "restart_delay": delay},
-        )
+        extra = {"child": child.name, "restart_delay": delay}  # for log-based alerting and tests
+        message = "supervisor %r: child %r %s; restarting in %.3fs"
+        logger.warning(message, self.name, child.name, how, delay, extra=extra)
         return delay
 
-    def _give_up(self, child: ChildHandle, error: BaseException | None) -> None:
-        gave_up = SupervisorGaveUp(
-            f"supervisor {self.name!r}: child {child.name!r} needed more than "
-            f"{self.max_restarts} restarts within {self.within_seconds:g}s; stopped all children"
-        )
+    def _give_up(self, why: str, error: BaseException | None) -> None:
+        gave_up = SupervisorGaveUp(f"supervisor {self.name!r}: {why}; stopped all children")
         gave_up.__cause__ = error
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            self._stopping.set()
-            self._stop_children()
-            self._gave_up = True
+        if not self._stop_children():
+            return
+        self._gave_up = True
         logger.critical("%s", gave_up)
         if self._on_give_up is not None:
             try:
@@ -465,22 +438,25 @@ class Supervisor:
                 logger.exception("supervisor %r: on_give_up failed", self.name)
         self._finished.set()  # last, so wait() returns only after on_give_up has run
 
-    def _stop_children(self) -> None:
-        for child in reversed(self._children):
+    def _stop_children(self) -> bool:
+        """Stop every child in reverse order; False if another thread already did."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            # Once this is set under the lock, _start_incarnation starts nothing new.
+            self._stopping.set()
+            children = list(self._children)
+        # Outside the lock: a child's on_stop may still call healthy() or restart_counts().
+        for child in reversed(children):
             child._close(f"supervisor {self.name!r} stopped")
-            ref = child._ref
-            if ref is None or not ref.is_alive():
-                continue
+            current = child._current()
             try:
-                ref.stop(block=True, timeout=self.call_timeout)
+                if current is not None:
+                    current[0].stop(block=True, timeout=self.call_timeout)
             except pykka.Timeout:
-                logger.error("supervisor %r: child %r did not stop in time", self.name, child.name)
+                logger.error("supervisor %r: %r did not stop in time", self.name, child.name)
+        return True
 
 
 def _should_restart(restart: Restart, *, crashed: bool) -> bool:
     return restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and crashed)
-
-
-def _forget_before(times: deque[float], cutoff: float) -> None:
-    while times and times[0] < cutoff:
-        times.popleft()

@@ -51,7 +51,7 @@ SPECIFIC = {
     "node": {"StateDirectory": "commander-node", "MemoryMax": "512M"},
     "relay": {
         "StateDirectory": "commander-relay",
-        "MemoryMax": "256M",
+        "MemoryMax": "512M",
         "ReadWritePaths": "/gillsystems_zfs_pool/AI_storage",
     },
 }

@@ -142,3 +142,7 @@ def last_upload(node: Node, seconds: float) -> None:
         logger.warning("stopping with %d messages still in the outbox (kept on disk)", pending)
     except ActorUnavailable as exc:
         logger.warning("last upload skipped: %s", exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""A small client of the node's loopback endpoint, for agents in other processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from runtime.envelope import MessageEnvelope
+from runtime.errors import CacheFull, CommanderError, InvalidMessage
+
+
+class NodeClient:
+    """Writes, reads and queries one agent's cache through `commander-node`'s HTTP endpoint."""
+
+    def __init__(self, base_url: str, agent_id: str, timeout: float = 10.0) -> None:
+        self.base = f"{base_url.rstrip('/')}/agents/{agent_id}"
+        self.agent_id = agent_id
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def write(self, content: Any, **fields: Any) -> str:
+        """Write a message; returns its msg_id once the node committed it locally."""
+        response = self.session.post(
+            f"{self.base}/messages", json={"content": content, **fields}, timeout=self.timeout
+        )
+        if response.status_code == 507:
+            raise CacheFull(self.agent_id, 0, response.json().get("error", "cache full"))
+        if response.status_code == 400:
+            raise InvalidMessage("request", response.json().get("error", "invalid"))
+        _check(response)
+        return str(response.json()["msg_id"])
+
+    def read(self, msg_id: str) -> MessageEnvelope | None:
+        """Return a message (local cache first, then the relay), or None."""
+        response = self.session.get(f"{self.base}/messages/{msg_id}", timeout=self.timeout)
+        if response.status_code == 404:
+            return None
+        _check(response)
+        return MessageEnvelope.from_wire(response.json())
+
+    def query(self, **filters: Any) -> list[MessageEnvelope]:
+        """Return local messages matching task_id, sender, recipient, since, limit."""
+        response = self.session.get(f"{self.base}/messages", params=filters, timeout=self.timeout)
+        _check(response)
+        return [MessageEnvelope.from_wire(m) for m in response.json()["messages"]]
+
+    def status(self) -> dict[str, Any]:
+        """Return this agent's cache, outbox and sync figures."""
+        response = self.session.get(f"{self.base}/status", timeout=self.timeout)
+        _check(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def _check(response: requests.Response) -> None:
+    if response.status_code >= 300:
+        raise CommanderError(f"node answered HTTP {response.status_code}: {response.text[:300]}")

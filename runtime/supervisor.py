@@ -32,7 +32,6 @@ import logging
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,15 +87,24 @@ class ActorExit:
             self.error = error
 
 
-# ActorRef -> ActorExit, filled by SupervisedActor; weak so unsupervised actors leave nothing.
-_exits: weakref.WeakKeyDictionary[pykka.ActorRef[Any], ActorExit] = weakref.WeakKeyDictionary()
-_exits_lock = threading.Lock()
+# While a supervisor calls ChildSpec.start, the SupervisedActors created in that thread
+# hand it their ActorExit here. A global registry would outlive them: an ActorExit's
+# error holds a traceback, whose frames hold the actor.
+_starting = threading.local()
 
 
-def _exit_of(ref: pykka.ActorRef[Any]) -> ActorExit:
-    with _exits_lock:
-        found = _exits.get(ref)
-    return found if found is not None else ActorExit(ref.actor_stopped, reported=False)
+def _start_actor(spec: ChildSpec) -> tuple[pykka.ActorRef[Any], ActorExit]:
+    outer = getattr(_starting, "exits", None)  # restored below: start() may nest supervisors
+    created: list[tuple[pykka.ActorRef[Any], ActorExit]] = []
+    _starting.exits = created
+    try:
+        ref = spec.start()
+    finally:
+        _starting.exits = outer
+    for candidate, actor_exit in created:
+        if candidate is ref:
+            return ref, actor_exit
+    return ref, ActorExit(ref.actor_stopped, reported=False)
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -104,10 +112,11 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Registered here, in the starting thread, so it exists before start() returns.
         self._actor_exit = ActorExit()
-        with _exits_lock:
-            _exits[self.actor_ref] = self._actor_exit
+        # __init__ runs in the thread that calls start(), so the supervisor gets this first.
+        created = getattr(_starting, "exits", None)
+        if created is not None:
+            created.append((self.actor_ref, self._actor_exit))
 
     def _handle_failure(
         self,
@@ -353,7 +362,8 @@ class Supervisor:
         return self._rng() * min(self.backoff_cap, self.backoff_base * 2.0**recent_restarts)
 
     def _launch(self, child: ChildHandle) -> None:
-        self._start_incarnation(child)
+        if not self._start_incarnation(child):
+            return  # stopped meanwhile, say by a signal handler while start() ran
         watcher = threading.Thread(
             target=self._watch, args=(child,), name=f"{self.name}/{child.name}", daemon=True
         )
@@ -366,7 +376,7 @@ class Supervisor:
             if self._stopping.is_set():
                 return False
             try:
-                ref = child.spec.start()
+                ref, actor_exit = _start_actor(child.spec)
             except Exception as exc:
                 logger.exception("supervisor %r: starting child %r failed", self.name, child.name)
                 failed = ActorExit()
@@ -374,7 +384,7 @@ class Supervisor:
                 failed.done.set()
                 child._install(None, failed)
             else:
-                child._install(ref, _exit_of(ref))
+                child._install(ref, actor_exit)
             return True
 
     def _watch(self, child: ChildHandle) -> None:

@@ -325,6 +325,19 @@ def test_a_future_asked_during_a_restart_resolves_from_the_new_actor(
     assert future.get(timeout=WAIT) == ("worker", 2)
 
 
+def test_ask_future_sends_at_once_without_waiting_for_get(
+    make_supervisor: Callable[..., Supervisor], journal: Journal
+) -> None:
+    supervisor = make_supervisor()
+    child = supervisor.add(Factory("worker", journal).spec())
+    supervisor.start()
+
+    future = child.ask_future(Note("sent"))
+
+    wait_until(lambda: journal.events("note") == ["note sent worker#1"])
+    assert future.get() == ("worker", 1)
+
+
 def test_a_tell_during_a_restart_reaches_the_new_actor(
     make_supervisor: Callable[..., Supervisor], journal: Journal
 ) -> None:
@@ -442,6 +455,22 @@ def test_stop_stops_the_children_in_reverse_order_and_is_idempotent(
     assert supervisor.restart_counts() == {"first": 0, "second": 0, "third": 0}
     with pytest.raises(ActorUnavailable, match="'first' is stopped"):
         first.tell(Ping())
+
+
+def test_stop_during_a_backoff_returns_at_once_and_restarts_nothing(
+    make_supervisor: Callable[..., Supervisor], journal: Journal
+) -> None:
+    supervisor = make_supervisor(backoff_base=30.0, rng=lambda: 1.0)
+    child = supervisor.add(Factory("worker", journal).spec())
+    supervisor.start()
+    child.tell(Crash())
+    wait_until(lambda: not child.is_alive())
+
+    started = time.monotonic()
+    supervisor.stop()
+
+    assert time.monotonic() - started < 1.0
+    assert journal.events("start") == ["start worker#1"]
 
 
 def test_children_start_in_the_order_they_were_added(

@@ -1,0 +1,214 @@
+"""The relay's HTTP API: `create_app(store, config, ingest=...)` returns a Bottle app.
+
+Writes (`/sync/*`) are validated here, in the HTTP worker threads, and committed by the
+IngestActor; they are answered only after the commit. Reads (`/query/*`, `/files/*`)
+use the store's own read connections and never wait behind writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import bottle
+
+from relay_app.auth import NODE_HEADER, TokenBook
+from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
+from relay_app.errors import NotFound, StorageFull
+from relay_app.files import receive_file
+from relay_app.http import (
+    install_error_pages,
+    json_response,
+    parse_json,
+    read_body,
+    relay_errors,
+)
+from relay_app.ingest import Ingest
+from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
+from relay_app.validate import (
+    batch_request,
+    check_id,
+    encode_cursor,
+    message_row,
+    page_request,
+    status_request,
+)
+from runtime.config import ClusterConfig
+
+
+class _Relay:
+    """The state the routes share: store, writer handle, limits, tokens, disk gate."""
+
+    def __init__(
+        self, store: MessageStore, config: ClusterConfig, ingest: Ingest, free_bytes: FreeBytes
+    ) -> None:
+        self.store = store
+        self.ingest = ingest
+        self.settings = config.relay
+        self.data_dir = Path(config.relay.data_dir)
+        self.tokens = TokenBook(config)
+        self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
+        # Set when SQLite last reported the database full, cleared by the next commit.
+        self.db_full = False
+
+    def node(self) -> str:
+        """Authenticate the request; return its node id."""
+        environ = bottle.request.environ
+        return self.tokens.authenticate(environ.get(NODE_HEADER), environ.get("HTTP_AUTHORIZATION"))
+
+    def body(self) -> Any:
+        """Read and parse the JSON body within relay.max_body_bytes."""
+        return parse_json(read_body(bottle.request.environ, self.settings.max_body_bytes))
+
+    def commit(self, op: WriteOp) -> WriteResult:
+        """Hand a write to the IngestActor and wait for its commit."""
+        try:
+            result = self.ingest.submit(op)
+        except StorageFull:
+            self.db_full = True
+            raise
+        self.db_full = False
+        return result
+
+
+def create_app(
+    store: MessageStore,
+    config: ClusterConfig,
+    *,
+    ingest: Ingest,
+    free_bytes: FreeBytes | None = None,
+) -> bottle.Bottle:
+    """Build the relay's Bottle app over `store`, writing through `ingest`."""
+    relay = _Relay(store, config, ingest, free_bytes or free_bytes_of(config.relay.data_dir))
+    app = bottle.Bottle(autojson=False)
+    app.install(relay_errors)
+    install_error_pages(app)
+    for method, path, handler in _routes(relay):
+        app.route(path, method, handler)
+    return app
+
+
+def _routes(relay: _Relay) -> list[tuple[str, str, Callable[..., Any]]]:
+    return [
+        ("POST", "/sync/message", lambda: _sync_message(relay)),
+        ("POST", "/sync/messages", lambda: _sync_messages(relay)),
+        ("POST", "/sync/status", lambda: _sync_status(relay)),
+        ("POST", "/sync/files", lambda: _sync_files(relay)),
+        ("GET", "/query/messages", lambda: _query_messages(relay)),
+        ("GET", "/query/messages/<msg_id>", lambda msg_id: _get_message(relay, msg_id)),
+        ("GET", "/query/status", lambda: _query_status(relay)),
+        ("GET", "/files/<file_id>", lambda file_id: _get_file(relay, file_id)),
+        ("GET", "/healthz", lambda: _healthz(relay)),
+    ]
+
+
+def _sync_message(relay: _Relay) -> bottle.HTTPResponse:
+    node_id = relay.node()
+    relay.gate.check()
+    row = message_row(relay.body(), node_id)
+    relay.commit(StoreMessages(node_id=node_id, rows=(row,)))
+    return json_response({"status": "stored", "msg_id": row.msg_id})
+
+
+def _sync_messages(relay: _Relay) -> bottle.HTTPResponse:
+    node_id = relay.node()
+    relay.gate.check()
+    op = batch_request(relay.body(), node_id, relay.settings.max_batch_messages)
+    relay.commit(op)
+    return json_response({"status": "acked", "batch_id": op.batch_id})
+
+
+def _sync_status(relay: _Relay) -> bottle.HTTPResponse:
+    node_id = relay.node()
+    relay.gate.check()
+    relay.commit(status_request(relay.body(), node_id))
+    return json_response({"status": "stored", "node_id": node_id})
+
+
+def _sync_files(relay: _Relay) -> bottle.HTTPResponse:
+    node_id = relay.node()
+    record = receive_file(
+        bottle.request.environ,
+        data_dir=relay.data_dir,
+        node_id=node_id,
+        max_file_bytes=relay.settings.max_file_bytes,
+        gate=relay.gate,
+    )
+    try:
+        relay.commit(StoreFile(record))
+    except BaseException:
+        # Not in the database means not stored: leave no orphan on disk.
+        (relay.data_dir / record.path).unlink(missing_ok=True)
+        raise
+    return json_response(
+        {"status": "stored", "file_id": record.file_id, "sha256": record.sha256,
+         "size": record.size}
+    )  # fmt: skip
+
+
+def _query_messages(relay: _Relay) -> bottle.HTTPResponse:
+    relay.node()
+    request = page_request(bottle.request.query.decode().dict)
+    page = relay.store.query_messages(request.query)
+    cursor = None
+    if page.has_more and page.last_id is not None:
+        cursor = encode_cursor(page.last_id, request.query.descending, request.page + 1)
+    return json_response(
+        {"messages": page.messages, "total": page.total, "page": request.page, "next": cursor}
+    )
+
+
+def _get_message(relay: _Relay, msg_id: str) -> bottle.HTTPResponse:
+    relay.node()
+    message = relay.store.get_message(check_id("msg_id", msg_id))
+    if message is None:
+        raise NotFound(f"no message with msg_id {msg_id!r}")
+    return json_response(message)
+
+
+def _query_status(relay: _Relay) -> bottle.HTTPResponse:
+    relay.node()
+    return json_response({"nodes": relay.store.node_statuses()})
+
+
+def _get_file(relay: _Relay, file_id: str) -> bottle.HTTPResponse:
+    relay.node()
+    record = relay.store.get_file(check_id("file_id", file_id))
+    if record is None:
+        raise NotFound(f"no file with file_id {file_id!r}")
+    path = relay.data_dir / record.path
+    response = bottle.static_file(
+        path.name, root=str(path.parent), mimetype="application/octet-stream"
+    )
+    if response.status_code == 404:
+        raise NotFound(f"file {file_id!r} is recorded but its content is missing")
+    response.set_header("Content-Disposition", _attachment(record.filename or record.file_id))
+    # Uploaded bytes are never rendered by a browser on the relay's origin.
+    response.set_header("X-Content-Type-Options", "nosniff")
+    response.set_header("X-Checksum-Sha256", record.sha256)
+    return response
+
+
+def _attachment(filename: str) -> str:
+    """Content-Disposition for any file name: an ASCII fallback plus RFC 5987 UTF-8."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                       for c in filename)  # fmt: skip
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _healthz(relay: _Relay) -> bottle.HTTPResponse:
+    free = relay.gate.free()
+    accepting = relay.ingest.alive and not relay.db_full and free >= relay.gate.floor
+    return json_response(
+        {
+            "status": "ok",
+            "writes_accepted": accepting,
+            "free_bytes": free,
+            "min_free_bytes": relay.gate.floor,
+            "database_full": relay.db_full,
+            "time": time.time(),
+        }
+    )

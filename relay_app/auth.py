@@ -1,0 +1,124 @@
+"""Node authentication: `X-Commander-Node` plus `Authorization: Bearer <token>`.
+
+The relay never sees tokens at rest, only their sha256: from `token_sha256` of each
+node in relay.yaml and from the token hashes file (`node_id: sha256hex` per line,
+written by `commander-relay add-node`). The file wins where both name a node, so a
+token can be rotated without editing the shared topology; it is re-read when it
+changes, so a node added while the relay runs is accepted without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from relay_app.errors import Unauthorized
+from runtime.config import ID_RE, SHA256_RE, ClusterConfig
+from runtime.errors import ConfigError, ConfigProblem
+
+logger = logging.getLogger(__name__)
+
+NODE_HEADER = "HTTP_X_COMMANDER_NODE"
+# Compared against when the node is unknown, so both failures cost the same time.
+_DUMMY_HASH = hashlib.sha256(b"commander-relay: no such node").hexdigest()
+
+
+def token_sha256(token: str) -> str:
+    """The hex sha256 the relay stores for a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hashes_file_path(config: ClusterConfig) -> Path | None:
+    """The token hashes file; a relative path is relative to relay.yaml's directory."""
+    name = config.relay.token_hashes_file
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else Path(config.config_dir or ".") / path
+
+
+def read_hashes_file(path: Path) -> dict[str, str]:
+    """Parse a token hashes file; raise ConfigError naming every bad entry."""
+    file = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problem = ConfigProblem(file, "(file)", "a readable YAML mapping", str(exc))
+        raise ConfigError([problem]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(file, "(top level)", "a mapping node_id: sha256")])
+    problems = [
+        ConfigProblem(file, str(key), "node_id: 64 lowercase hex digits")
+        for key, value in data.items()
+        if not (isinstance(key, str) and ID_RE.match(key))
+        or not (isinstance(value, str) and SHA256_RE.match(value))
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return dict(data)
+
+
+class TokenBook:
+    """Who may talk to the relay: node id -> sha256 of its token."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        """Read relay.yaml's hashes and the hashes file (a missing file counts as empty)."""
+        self._static = {n.id: n.token_sha256 for n in config.nodes if n.token_sha256}
+        self._path = hashes_file_path(config)
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._hashes: Mapping[str, str] = dict(self._static)
+        self._reload(strict=True)
+
+    def _reload(self, *, strict: bool) -> None:
+        """Re-read the hashes file if it changed; keep the old table if it is now broken."""
+        if self._path is None:
+            return
+        try:
+            mtime: float | None = os.stat(self._path).st_mtime
+        except OSError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        with self._lock:
+            try:
+                from_file = read_hashes_file(self._path) if mtime is not None else {}
+            except ConfigError:
+                if strict:
+                    raise
+                logger.exception("token hashes file is broken; keeping the previous tokens")
+                return
+            self._hashes = {**self._static, **from_file}
+            self._mtime = mtime
+
+    def nodes(self) -> list[str]:
+        """The node ids that currently have a token."""
+        return sorted(self._hashes)
+
+    def authenticate(self, node_id: str | None, authorization: str | None) -> str:
+        """Return the node id if its bearer token matches; raise Unauthorized otherwise."""
+        if not node_id:
+            raise Unauthorized("missing X-Commander-Node header naming the node")
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing or malformed 'Authorization: Bearer <token>' header")
+        self._reload(strict=False)
+        expected = self._hashes.get(node_id)
+        # Header values arrive as latin-1 text in WSGI; hash the bytes the node sent.
+        actual = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
+        matches = hmac.compare_digest(actual, expected or _DUMMY_HASH)
+        if expected is None:
+            raise Unauthorized(f"node {node_id[:128]!r} has no token on this relay")
+        if not matches:
+            raise Unauthorized(f"wrong token for node {node_id[:128]!r}")
+        return node_id

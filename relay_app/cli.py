@@ -1,0 +1,210 @@
+"""`commander-relay`: serve the relay, add a node's token, hash the operator password.
+
+    commander-relay [serve] [--config relay.yaml] [--host H] [--port P] [--data-dir D]
+                    [--token-hashes-file F]
+    commander-relay add-node NODE_ID --token-file T [--token-hashes-file F | --config C]
+    commander-relay hash-password < password
+
+Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
+./data/relay), which works from a checkout; with it, relay.yaml decides and flags
+override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pykka.debug
+import yaml
+
+from relay_app.auth import hashes_file_path, read_hashes_file, token_sha256
+from relay_app.passwords import hash_password
+from relay_app.server import RelayServer
+from runtime import notify
+from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
+from runtime.errors import ConfigError, ConfigProblem
+
+logger = logging.getLogger("commander-relay")
+
+DEFAULT_DATA_DIR = "./data/relay"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8001
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+COMMANDS = ("serve", "add-node", "hash-password")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in (*COMMANDS, "-h", "--help"):
+        args.insert(0, "serve")
+    parsed = _parser().parse_args(args)
+    try:
+        return int(parsed.run(parsed))
+    except ConfigError as exc:
+        print(f"commander-relay: configuration problem:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="commander-relay", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(required=True)
+    serve = sub.add_parser("serve", help="run the relay in the foreground (the default)")
+    serve.add_argument("--config", help="relay.yaml (or its directory)")
+    serve.add_argument("--host", help="address to listen on")
+    serve.add_argument("--port", type=int, help="port to listen on (0: any free port)")
+    serve.add_argument("--data-dir", help=f"data directory (embedded default {DEFAULT_DATA_DIR})")
+    serve.add_argument("--token-hashes-file", help="YAML file of node_id: sha256(token)")
+    serve.set_defaults(run=_serve)
+    add = sub.add_parser("add-node", help="make a token for a node and record its hash")
+    add.add_argument("node_id")
+    add.add_argument("--token-file", required=True, help="where to write the token (mode 0600)")
+    add.add_argument("--token-hashes-file", help="hashes file (default: relay.yaml's)")
+    add.add_argument("--config", help="relay.yaml naming the hashes file")
+    add.add_argument("--force", action="store_true", help="replace an existing token file")
+    add.set_defaults(run=_add_node)
+    hash_pw = sub.add_parser("hash-password", help="read a password, print its scrypt hash")
+    hash_pw.set_defaults(run=_hash_password)
+    return parser
+
+
+def load_relay_config(
+    config: str | None, *, data_dir: str | None = None, token_hashes_file: str | None = None
+) -> ClusterConfig:
+    """The config from relay.yaml (or the embedded defaults), with flag overrides applied."""
+    if config is None:
+        settings = RelaySettings(data_dir=DEFAULT_DATA_DIR, host=DEFAULT_HOST, port=DEFAULT_PORT)
+        loaded = ClusterConfig(nodes=(), relay=settings, agents=(), config_dir=".")
+    else:
+        path = Path(config)
+        if not path.is_dir() and path.name != "relay.yaml":
+            expected = "a file named relay.yaml, or its directory"
+            raise ConfigError([ConfigProblem(config, "(file)", expected)])
+        loaded = load_config(path if path.is_dir() else path.parent)
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if token_hashes_file is not None:
+        # A path given on the command line is relative to where the command runs.
+        overrides["token_hashes_file"] = str(Path(token_hashes_file).absolute())
+    return replace(loaded, relay=replace(loaded.relay, **overrides))
+
+
+def listen_address(config: ClusterConfig, host: str | None, port: int | None) -> tuple[str, int]:
+    """Flags first, then relay.host/port, then the storage node's entry, then the defaults."""
+    storage = config.storage_node()
+    chosen_host = host or config.relay.host or (storage.host if storage else None) or DEFAULT_HOST
+    if port is None:
+        port = config.relay.port or (storage.port if storage else None) or DEFAULT_PORT
+    return chosen_host, port
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    config = load_relay_config(
+        args.config, data_dir=args.data_dir, token_hashes_file=args.token_hashes_file
+    )
+    host, port = listen_address(config, args.host, args.port)
+    stop = _install_signal_handlers()
+    relay = RelayServer(config, host=host, port=port)
+    try:
+        relay.start()
+    except OSError as exc:
+        print(f"commander-relay: cannot start on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    watchdog = notify.Watchdog(relay.healthy)
+    try:
+        print(f"commander-relay listening on {relay.url}", flush=True)
+        notify.ready()
+        watchdog.start()
+        while not stop.wait(1.0):
+            if not relay.healthy():
+                logger.error("the HTTP server or the IngestActor stopped; exiting")
+                return 1
+    finally:
+        notify.stopping()
+        watchdog.stop()
+        relay.stop()
+    logger.info("stopped cleanly")
+    return 0
+
+
+def _install_signal_handlers() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event; SIGUSR1 logs every thread's stack."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
+    return stop
+
+
+def _add_node(args: argparse.Namespace) -> int:
+    if not ID_RE.match(args.node_id):
+        print("commander-relay: NODE_ID: letters, digits, '._:-' only", file=sys.stderr)
+        return 2
+    hashes_file = _hashes_file(args)
+    if hashes_file is None:
+        print("commander-relay: give --token-hashes-file or a --config naming one", file=sys.stderr)
+        return 2
+    token_file = Path(args.token_file)
+    if token_file.exists() and not args.force:
+        print(f"commander-relay: {token_file} exists; --force replaces it", file=sys.stderr)
+        return 1
+    token = secrets.token_urlsafe(32)
+    _write_private(token_file, token)
+    hashes = read_hashes_file(hashes_file) if hashes_file.exists() else {}
+    hashes[args.node_id] = token_sha256(token)
+    _write_private(hashes_file, yaml.safe_dump(hashes, default_flow_style=False, sort_keys=True))
+    print(f"node {args.node_id}: token written to {token_file}, its sha256 to {hashes_file}")
+    return 0
+
+
+def _hashes_file(args: argparse.Namespace) -> Path | None:
+    if args.token_hashes_file:
+        return Path(args.token_hashes_file)
+    if args.config:
+        return hashes_file_path(load_relay_config(args.config))
+    return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _hash_password(_args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Operator password: ")
+        if getpass.getpass("Again: ") != password:
+            print("commander-relay: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("commander-relay: empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The running relay: store, IngestActor, app, HTTP server; started in order, stopped in reverse."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+
+from relay_app.app import create_app
+from relay_app.diskspace import FreeBytes
+from relay_app.files import MULTIPART_OVERHEAD
+from relay_app.ingest import Ingest
+from relay_app.store import MessageStore
+from relay_app.stores.sqlite import SqliteStore
+from runtime.config import ClusterConfig
+from runtime.wsgi import ServerHandle, serve_in_thread
+
+logger = logging.getLogger(__name__)
+
+
+class RelayServer:
+    """One relay process's worth of parts; `start()` then `stop()` (or use `with`)."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        host: str,
+        port: int,
+        store: MessageStore | None = None,
+        free_bytes: FreeBytes | None = None,
+    ) -> None:
+        """Prepare; nothing opens until `start()`. `store` defaults to SQLite in data_dir."""
+        self.config = config
+        self.host = host
+        self.port = port
+        self._store = store
+        self._free_bytes = free_bytes
+        self._ingest: Ingest | None = None
+        self._http: ServerHandle | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL the relay listens on (after `start()`)."""
+        assert self._http is not None, "RelayServer not started"
+        return self._http.url
+
+    @property
+    def store(self) -> MessageStore:
+        """The store (after `start()`)."""
+        assert self._store is not None, "RelayServer not started"
+        return self._store
+
+    def start(self) -> RelayServer:
+        """Open the store, start the IngestActor, then accept connections."""
+        settings = self.config.relay
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            if self._store is None:
+                self._store = SqliteStore(settings.data_dir, synchronous=settings.synchronous)
+            self._ingest = Ingest.start(self._store)
+            app = create_app(
+                self._store, self.config, ingest=self._ingest, free_bytes=self._free_bytes
+            )
+            body_cap = max(settings.max_body_bytes, settings.max_file_bytes + MULTIPART_OVERHEAD)
+            self._http = serve_in_thread(
+                app,
+                self.host,
+                self.port,
+                threads=settings.threads,
+                name="commander-relay",
+                max_request_body_size=body_cap,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("relay listening on %s, data in %s", self._http.url, settings.data_dir)
+        return self
+
+    def healthy(self) -> bool:
+        """Whether the HTTP server and the IngestActor are both running."""
+        http, ingest = self._http, self._ingest
+        return http is not None and http.running and ingest is not None and ingest.alive
+
+    def stop(self) -> None:
+        """Stop accepting and finish requests in flight, then stop the writer, then close."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        if self._ingest is not None:
+            self._ingest.stop()
+            self._ingest = None
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> RelayServer:
+        """Start on entering a `with` block."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop on leaving it."""
+        self.stop()

@@ -1,0 +1,153 @@
+"""The relay's storage interface: what the HTTP layer and the IngestActor need, nothing more.
+
+Writes are requests (`StoreMessages`, `StoreStatus`, `StoreFile`) that the IngestActor
+hands to a `StoreWriter` in groups, one transaction per group. Reads go straight to the
+`MessageStore` from the HTTP threads. `relay_app.stores.sqlite` implements both; another
+database only has to implement these two protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+MESSAGE_STATUSES = ("unread", "acknowledged", "archived")
+# Query parameter -> message field, for the equality filters of GET /query/messages.
+FILTER_FIELDS = {
+    "agent": "agent_id",
+    "task": "task_id",
+    "role": "role",
+    "node": "node_id",
+    "sender": "sender",
+    "recipient": "recipient",
+    "priority": "priority",
+    "status": "status",
+    "msg_id": "msg_id",
+}
+
+
+class MessageRow(NamedTuple):
+    """One validated message, content already gzip-encoded; a tuple so inserts stay cheap."""
+
+    msg_id: str
+    timestamp: float
+    task_id: str | None
+    sender: str | None
+    recipient: str | None
+    role: str | None
+    content: bytes
+    node_id: str
+    agent_id: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMessages:
+    """Store messages all or nothing; known msg_ids and a known batch_id are not stored again."""
+
+    node_id: str
+    rows: tuple[MessageRow, ...]
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """Replace the last health report of one node."""
+
+    node_id: str
+    sent_at: float | None
+    agents: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A stored file: its metadata row (`path` is relative to the data directory)."""
+
+    file_id: str
+    agent_id: str
+    node_id: str
+    msg_id: str | None
+    filename: str | None
+    size: int
+    sha256: str
+    path: str
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFile:
+    """Record a file whose content is already on disk."""
+
+    record: FileRecord
+
+
+WriteOp = StoreMessages | StoreStatus | StoreFile
+WRITE_OPS = (StoreMessages, StoreStatus, StoreFile)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one write request changed: rows newly stored, and whether its batch was known."""
+
+    inserted: int = 0
+    repeated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters and paging for GET /query/messages.
+
+    `filters` maps a message field (a value of FILTER_FIELDS) to the accepted values.
+    `after_id` is the keyset cursor: rows strictly past it in the chosen order.
+    """
+
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+    offset: int = 0
+    after_id: int | None = None
+    descending: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of messages (wire dicts plus received_at and status) and where it ended."""
+
+    messages: list[dict[str, Any]]
+    total: int
+    last_id: int | None
+    has_more: bool
+
+
+class StoreWriter(Protocol):
+    """The single writer; used only by the IngestActor's thread."""
+
+    def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
+        """Apply every op in one transaction; raise StorageFull or StoreUnavailable."""
+
+    def close(self) -> None:
+        """Release the writer's connection."""
+
+
+class MessageStore(Protocol):
+    """The cluster store: a writer factory for the IngestActor, and reads for everyone."""
+
+    def open_writer(self) -> StoreWriter:
+        """Open the writer (called in the thread that will use it)."""
+
+    def query_messages(self, query: MessageQuery) -> MessagePage:
+        """Return one page of messages matching the query, plus the total count."""
+
+    def get_message(self, msg_id: str) -> dict[str, Any] | None:
+        """Return one message as a wire dict plus received_at and status, or None."""
+
+    def node_statuses(self) -> list[dict[str, Any]]:
+        """Return the last health report of every node."""
+
+    def get_file(self, file_id: str) -> FileRecord | None:
+        """Return a file's metadata, or None."""
+
+    def close(self) -> None:
+        """Release every read connection."""

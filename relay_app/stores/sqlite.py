@@ -1,0 +1,261 @@
+"""The cluster store on SQLite: one writer connection, a pool of read-only readers (WAL)."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relay_app.errors import StorageFull, StoreUnavailable
+from relay_app.store import (
+    FILTER_FIELDS,
+    FileRecord,
+    MessagePage,
+    MessageQuery,
+    StoreFile,
+    StoreMessages,
+    StoreStatus,
+    WriteOp,
+    WriteResult,
+)
+from relay_app.stores.sqlite_schema import MIGRATIONS
+from runtime import sqlite as rsqlite
+from runtime.envelope import decode_content
+
+DB_RELATIVE_PATH = Path("messages") / "cluster_messages.db"
+
+INSERT_MESSAGE = (
+    "INSERT OR IGNORE INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
+    " content, node_id, agent_id, priority, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+MESSAGE_COLUMNS = (
+    "id, msg_id, timestamp, agent_id, node_id, task_id, sender, recipient, role, priority,"
+    " content, received_at, status"
+)
+UPSERT_STATUS = (
+    "INSERT INTO node_status (node_id, sent_at, received_at, agents) VALUES (?,?,?,?)"
+    " ON CONFLICT (node_id) DO UPDATE SET sent_at = excluded.sent_at,"
+    " received_at = excluded.received_at, agents = excluded.agents"
+)
+INSERT_FILE = (
+    "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
+    " received_at) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
+FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
+
+
+class SqliteWriter:
+    """The one writing connection; every `write` call is one transaction."""
+
+    def __init__(self, path: Path, synchronous: str, max_page_count: int | None) -> None:
+        """Open the connection; `max_page_count` caps the file size (tests of a full disk)."""
+        self._conn = rsqlite.connect(path, synchronous=synchronous)
+        if max_page_count is not None:
+            self._conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+
+    def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
+        """Apply every op in one transaction, or none of them."""
+        conn = self._conn
+        try:
+            with rsqlite.transaction(conn):
+                return [self._apply(op, received_at) for op in ops]
+        except sqlite3.Error as exc:
+            # COMMIT itself can fail (the WAL cannot grow) and leave the transaction open.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if rsqlite.is_disk_full(exc):
+                raise StorageFull(
+                    "the cluster database is full (disk or page limit); nothing was stored"
+                ) from exc
+            raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
+
+    def _apply(self, op: WriteOp, received_at: float) -> WriteResult:
+        if isinstance(op, StoreMessages):
+            return self._store_messages(op, received_at)
+        if isinstance(op, StoreStatus):
+            agents = orjson.dumps(list(op.agents)).decode()
+            self._conn.execute(UPSERT_STATUS, (op.node_id, op.sent_at, received_at, agents))
+            return WriteResult(inserted=1)
+        return self._store_file(op, received_at)
+
+    def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
+        conn = self._conn
+        if op.batch_id is not None:
+            known = conn.execute("SELECT 1 FROM batches WHERE batch_id = ?", (op.batch_id,))
+            if known.fetchone() is not None:
+                return WriteResult(inserted=0, repeated=True)
+        before = conn.total_changes
+        conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
+        inserted = conn.total_changes - before
+        if op.batch_id is not None:
+            conn.execute(
+                "INSERT INTO batches (batch_id, node_id, message_count, received_at)"
+                " VALUES (?,?,?,?)",
+                (op.batch_id, op.node_id, len(op.rows), received_at),
+            )
+        return WriteResult(inserted=inserted)
+
+    def _store_file(self, op: StoreFile, received_at: float) -> WriteResult:
+        r = op.record
+        self._conn.execute(
+            INSERT_FILE,
+            (r.file_id, r.agent_id, r.node_id, r.msg_id, r.filename, r.size, r.sha256, r.path,
+             received_at),
+        )  # fmt: skip
+        return WriteResult(inserted=1)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+class SqliteStore:
+    """`MessageStore` on `<data_dir>/messages/cluster_messages.db`."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        synchronous: str = "FULL",
+        max_page_count: int | None = None,
+    ) -> None:
+        """Create or migrate the database now, so a broken one fails at start-up."""
+        self.path = Path(data_dir) / DB_RELATIVE_PATH
+        self._synchronous = synchronous
+        self._max_page_count = max_page_count
+        conn = rsqlite.connect(self.path, synchronous=synchronous)
+        try:
+            rsqlite.migrate(conn, MIGRATIONS)
+        finally:
+            conn.close()
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def open_writer(self) -> SqliteWriter:
+        """Open the writer connection in the calling thread."""
+        return SqliteWriter(self.path, self._synchronous, self._max_page_count)
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """Lend a read-only connection; one read transaction, so counts match pages."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = rsqlite.connect(self.path, read_only=True, check_same_thread=False)
+            with self._lock:
+                self._all.append(conn)
+        try:
+            with rsqlite.transaction(conn, "DEFERRED"):
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading the cluster database failed: {exc}") from exc
+        finally:
+            self._idle.put(conn)
+
+    def query_messages(self, query: MessageQuery) -> MessagePage:
+        """Return one page of messages and the total matching the filters."""
+        where, params = _where(query)
+        order = "DESC" if query.descending else "ASC"
+        keyset, keyset_params = "", []
+        if query.after_id is not None:
+            keyset = f" AND id {'<' if query.descending else '>'} ?"
+            keyset_params = [query.after_id]
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}{keyset}"
+            f" ORDER BY id {order} LIMIT ? OFFSET ?"
+        )
+        with self._reader() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM messages WHERE {where}", params)
+            count = int(total.fetchone()[0])
+            rows = conn.execute(sql, [*params, *keyset_params, query.limit + 1, query.offset])
+            fetched = rows.fetchall()
+        page = fetched[: query.limit]
+        return MessagePage(
+            messages=[_message_dict(row) for row in page],
+            total=count,
+            last_id=page[-1][0] if page else None,
+            has_more=len(fetched) > query.limit,
+        )
+
+    def get_message(self, msg_id: str) -> dict[str, Any] | None:
+        """Return one message, or None."""
+        with self._reader() as conn:
+            row = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE msg_id = ?", (msg_id,)
+            ).fetchone()
+        return None if row is None else _message_dict(row)
+
+    def node_statuses(self) -> list[dict[str, Any]]:
+        """Return every node's last report, by node id."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT node_id, sent_at, received_at, agents FROM node_status ORDER BY node_id"
+            ).fetchall()
+        return [
+            {"node_id": n, "sent_at": s, "received_at": r, "agents": orjson.loads(a)}
+            for n, s, r, a in rows
+        ]
+
+    def get_file(self, file_id: str) -> FileRecord | None:
+        """Return a file's metadata, or None."""
+        with self._reader() as conn:
+            row = conn.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE file_id = ?", (file_id,)
+            ).fetchone()
+        return None if row is None else FileRecord(*row)
+
+    def close(self) -> None:
+        """Close every read connection (the writer is closed by its owner)."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+def _where(query: MessageQuery) -> tuple[str, list[Any]]:
+    """Build the WHERE clause; column names come from FILTER_FIELDS only, values are bound."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in query.filters:
+        if column not in _FILTER_COLUMNS:
+            raise ValueError(f"not a filterable column: {column!r}")
+        if len(values) == 1:
+            clauses.append(f"{column} = ?")
+        else:
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+    if query.since is not None:
+        clauses.append("timestamp >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("timestamp < ?")
+        params.append(query.until)
+    return " AND ".join(clauses) or "1", params
+
+
+def _message_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """Turn a row of MESSAGE_COLUMNS into the wire dict plus received_at and status."""
+    (_, msg_id, ts, agent_id, node_id, task_id, sender, recipient, role, priority, content,
+     received_at, status) = row  # fmt: skip
+    return {
+        "msg_id": msg_id,
+        "timestamp": ts,
+        "agent_id": agent_id,
+        "node_id": node_id,
+        "task_id": task_id,
+        "sender": sender,
+        "recipient": recipient,
+        "role": role,
+        "priority": priority,
+        "content": decode_content(content),
+        "received_at": received_at,
+        "status": status,
+    }

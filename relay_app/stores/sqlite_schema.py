@@ -1,0 +1,99 @@
+"""The cluster database schema: named DDL and the one list of migrations.
+
+`MIGRATIONS[n]` takes the database from `PRAGMA user_version` n to n + 1 (see
+`runtime.sqlite.migrate`). Append new migrations at the end (full-text search,
+inbox indexes, ...); never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+# The design's columns (id .. synced) plus what the cluster needs to know about a
+# message: which node and agent sent it, its priority, its inbox status and when the
+# relay stored it. AUTOINCREMENT keeps ids from ever being reused, so the keyset
+# cursor of GET /query/messages stays valid across deletes.
+CREATE_MESSAGES = """
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT UNIQUE NOT NULL,
+    timestamp REAL NOT NULL,
+    task_id TEXT,
+    sender TEXT,
+    recipient TEXT,
+    role TEXT,
+    content BLOB NOT NULL,  -- gzip-compressed JSON (runtime.envelope.encode_content)
+    synced INTEGER NOT NULL DEFAULT 1,  -- a relay row is the synced copy; kept for parity
+    node_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    priority TEXT NOT NULL DEFAULT 'normal'
+        CHECK (priority IN ('low', 'normal', 'high', 'critical')),
+    status TEXT NOT NULL DEFAULT 'unread'
+        CHECK (status IN ('unread', 'acknowledged', 'archived')),
+    received_at REAL NOT NULL
+)
+"""
+
+# One index per equality filter of GET /query/messages. SQLite appends the rowid to
+# every index entry, so `WHERE agent_id = ? AND id < ? ORDER BY id DESC` walks
+# idx_messages_agent in order without sorting.
+MESSAGE_INDEXES = (
+    "CREATE INDEX idx_messages_task ON messages (task_id)",
+    "CREATE INDEX idx_messages_timestamp ON messages (timestamp)",
+    "CREATE INDEX idx_messages_agent ON messages (agent_id)",
+    "CREATE INDEX idx_messages_node ON messages (node_id)",
+    "CREATE INDEX idx_messages_recipient ON messages (recipient)",
+    "CREATE INDEX idx_messages_role ON messages (role)",
+    "CREATE INDEX idx_messages_priority ON messages (priority)",
+    "CREATE INDEX idx_messages_status ON messages (status)",
+)
+
+# Batch ids already stored: a repeated batch gets the same ack without touching messages.
+CREATE_BATCHES = """
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    message_count INTEGER NOT NULL,
+    received_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+# The last health report of each node (POST /sync/status); `agents` is its JSON list.
+CREATE_NODE_STATUS = """
+CREATE TABLE node_status (
+    node_id TEXT PRIMARY KEY,
+    sent_at REAL,
+    received_at REAL NOT NULL,
+    agents TEXT NOT NULL
+)
+"""
+
+# Files under <data_dir>/files/<agent_id>/<file_id>; `path` is relative to data_dir.
+CREATE_FILES = """
+CREATE TABLE files (
+    file_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    msg_id TEXT,
+    filename TEXT,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    received_at REAL NOT NULL
+)
+"""
+
+FILE_INDEXES = (
+    "CREATE INDEX idx_files_agent ON files (agent_id)",
+    "CREATE INDEX idx_files_msg ON files (msg_id)",
+)
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    # 1: the cluster corpus, batch ids, node health reports and files.
+    (
+        CREATE_MESSAGES,
+        *MESSAGE_INDEXES,
+        CREATE_BATCHES,
+        CREATE_NODE_STATUS,
+        CREATE_FILES,
+        *FILE_INDEXES,
+    ),
+]

@@ -1,0 +1,245 @@
+"""Turn decoded request JSON and query strings into store requests, or say what is wrong."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from relay_app.errors import BadRequest, Forbidden, PayloadTooLarge
+from relay_app.store import (
+    FILTER_FIELDS,
+    MESSAGE_STATUSES,
+    MessageQuery,
+    MessageRow,
+    StoreMessages,
+    StoreStatus,
+)
+from runtime.envelope import ID_PATTERN, PRIORITIES, MessageEnvelope, encode_content
+from runtime.errors import InvalidMessage
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_FILTER_VALUES = 50
+MAX_STATUS_AGENTS = 1000
+MAX_PARAM_CHARS = 256
+AGENT_NUMBERS = (
+    "cache_bytes_used",
+    "cache_max_bytes",
+    "outbox_depth",
+    "failed_batches",
+    "oldest_unsynced_age_s",
+    "last_sync_at",
+)
+
+
+def check_id(name: str, value: Any) -> str:
+    """Return `value` if it is a valid id (safe in paths and URLs); 400 otherwise."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise BadRequest(
+            f"{name}: expected 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def message_row(data: Any, node_id: str, where: str = "message") -> MessageRow:
+    """Validate one wire message sent by `node_id`; 400 if malformed, 403 if not its own."""
+    try:
+        env = MessageEnvelope.from_wire(data)
+    except InvalidMessage as exc:
+        raise BadRequest(f"{where}.{exc.field}: {exc.reason}") from exc
+    if env.node_id != node_id:
+        raise Forbidden(
+            f"{where}.node_id is {env.node_id!r}, but the request is authenticated as "
+            f"node {node_id!r}; a node may only store its own messages"
+        )
+    return MessageRow(
+        env.msg_id,
+        float(env.timestamp),
+        env.task_id,
+        env.sender,
+        env.recipient,
+        env.role,
+        encode_content(env.content),
+        env.node_id,
+        env.agent_id,
+        env.priority,
+    )
+
+
+def batch_request(data: Any, node_id: str, max_messages: int) -> StoreMessages:
+    """Validate `{"batch_id", "node_id", "messages": [...]}` sent by `node_id`."""
+    if not isinstance(data, dict):
+        raise BadRequest('body: expected a JSON object {"batch_id", "node_id", "messages"}')
+    batch_id = check_id("batch_id", data.get("batch_id"))
+    own_node(check_id("node_id", data.get("node_id")), node_id, "node_id")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages: expected a non-empty list of messages")
+    if len(messages) > max_messages:
+        raise PayloadTooLarge(
+            f"messages: {len(messages)} in one batch; the limit is {max_messages}"
+        )
+    rows = tuple(message_row(m, node_id, f"messages[{i}]") for i, m in enumerate(messages))
+    return StoreMessages(node_id=node_id, rows=rows, batch_id=batch_id)
+
+
+def own_node(claimed: str, node_id: str, where: str) -> None:
+    """403 unless the node named in the body is the authenticated node."""
+    if claimed != node_id:
+        raise Forbidden(
+            f"{where} is {claimed!r}, but the request is authenticated as node {node_id!r}"
+        )
+
+
+def status_request(data: Any, node_id: str) -> StoreStatus:
+    """Validate a node health report `{"node_id", "sent_at", "agents": [...]}`."""
+    if not isinstance(data, dict):
+        raise BadRequest('body: expected a JSON object {"node_id", "sent_at", "agents"}')
+    own_node(check_id("node_id", data.get("node_id")), node_id, "node_id")
+    sent_at = _number_or_none("sent_at", data.get("sent_at"))
+    agents = data.get("agents", [])
+    if not isinstance(agents, list) or len(agents) > MAX_STATUS_AGENTS:
+        raise BadRequest(f"agents: expected a list of at most {MAX_STATUS_AGENTS} objects")
+    return StoreStatus(
+        node_id=node_id,
+        sent_at=sent_at,
+        agents=tuple(_agent_status(a, f"agents[{i}]") for i, a in enumerate(agents)),
+    )
+
+
+def _agent_status(data: Any, where: str) -> dict[str, Any]:
+    """Keep the known fields of one agent's report; numbers may be null when unknown."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"{where}: expected a JSON object")
+    report: dict[str, Any] = {"agent_id": check_id(f"{where}.agent_id", data.get("agent_id"))}
+    for key in AGENT_NUMBERS:
+        report[key] = _number_or_none(f"{where}.{key}", data.get(key))
+    return report
+
+
+def _number_or_none(name: str, value: Any) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest(f"{name}: expected a finite number or null")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A parsed GET /query/messages: the store query and the page number it answers."""
+
+    query: MessageQuery
+    page: int
+
+
+def page_request(params: Mapping[str, Sequence[str]]) -> PageRequest:
+    """Parse the query string of GET /query/messages (every value is a list of strings)."""
+    unknown = sorted(set(params) - {*FILTER_FIELDS, "since", "until", "limit", "page",
+                                    "order", "next"})  # fmt: skip
+    if unknown:
+        raise BadRequest(f"unknown query parameter {unknown[0]!r}")
+    filters = tuple(
+        (column, _filter_values(name, params[name]))
+        for name, column in FILTER_FIELDS.items()
+        if name in params
+    )
+    limit = min(_int_param(params, "limit", DEFAULT_LIMIT), MAX_LIMIT)
+    cursor = _single(params, "next")
+    base = MessageQuery(
+        filters=filters,
+        since=_float_param(params, "since"),
+        until=_float_param(params, "until"),
+        limit=limit,
+    )
+    if cursor is not None:
+        after_id, descending, page = decode_cursor(cursor)
+        return PageRequest(_with(base, after_id=after_id, descending=descending), page)
+    page = _int_param(params, "page", 1)
+    order = _single(params, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise BadRequest("order: expected 'asc' or 'desc'")
+    query = _with(base, offset=(page - 1) * limit, descending=order == "desc")
+    return PageRequest(query, page)
+
+
+def _with(base: MessageQuery, **changes: Any) -> MessageQuery:
+    fields = {name: getattr(base, name) for name in MessageQuery.__slots__}
+    return MessageQuery(**{**fields, **changes})
+
+
+def _filter_values(name: str, values: Sequence[str]) -> tuple[str, ...]:
+    if len(values) > MAX_FILTER_VALUES:
+        raise BadRequest(f"{name}: at most {MAX_FILTER_VALUES} values")
+    for value in values:
+        if not value or len(value) > MAX_PARAM_CHARS or "\x00" in value:
+            raise BadRequest(f"{name}: expected 1-{MAX_PARAM_CHARS} characters and no NUL")
+    if name == "priority" and not set(values) <= set(PRIORITIES):
+        raise BadRequest(f"priority: expected one of {', '.join(PRIORITIES)}")
+    if name == "status" and not set(values) <= set(MESSAGE_STATUSES):
+        raise BadRequest(f"status: expected one of {', '.join(MESSAGE_STATUSES)}")
+    return tuple(values)
+
+
+def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"{name}: expected one value")
+    return values[0]
+
+
+def _int_param(params: Mapping[str, Sequence[str]], name: str, default: int) -> int:
+    raw = _single(params, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
+        raise BadRequest(f"{name}: expected a positive integer")
+    return int(raw)
+
+
+def _float_param(params: Mapping[str, Sequence[str]], name: str) -> float | None:
+    raw = _single(params, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadRequest(f"{name}: expected a timestamp in seconds since the epoch")
+    return value
+
+
+def encode_cursor(last_id: int, descending: bool, next_page: int) -> str:
+    """An opaque keyset cursor: where the page ended, its order and the next page number."""
+    raw = orjson.dumps({"i": last_id, "d": descending, "p": next_page})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, bool, int]:
+    """Inverse of `encode_cursor`; 400 for anything this relay did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        last_id, descending, page = data["i"], data["d"], data["p"]
+    except (binascii.Error, ValueError, TypeError, KeyError) as exc:
+        raise BadRequest("next: not a cursor returned by this relay") from exc
+    valid = (
+        isinstance(last_id, int)
+        and isinstance(descending, bool)
+        and isinstance(page, int)
+        and not isinstance(last_id, bool)
+        and page >= 1
+    )
+    if not valid:
+        raise BadRequest("next: not a cursor returned by this relay")
+    return last_id, descending, page

@@ -28,6 +28,7 @@ COMMON = {
     "NotifyAccess": "main",
     "WatchdogSec": "30",
     "Restart": "on-failure",
+    "RestartPreventExitStatus": "2",  # both CLIs exit 2 on a config error
     "RestartSec": None,
     "TimeoutStopSec": "30",
     "DynamicUser": "no",

@@ -1,0 +1,232 @@
+"""`make run`: the relay and two nodes with the example agents on 127.0.0.1, demo reports flowing.
+
+Everything lives under ./data/quickstart: a copy of config/ with the relay moved to
+127.0.0.1, one secret token per node, the operator password of the inbox, the
+relay's database and each node's caches. Ctrl-C stops it all (SIGTERM to each
+process, nodes first, then the relay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay_app.passwords import hash_password
+from runtime.client import NodeClient
+from runtime.config import load_config
+from runtime.errors import CommanderError
+
+ROOT = Path("data/quickstart")
+RELAY_PORT = int(os.environ.get("COMMANDER_RELAY_PORT", "8001"))
+FIRST_NODE_PORT = int(os.environ.get("COMMANDER_NODE_PORT", "8002"))
+REPORTS = [
+    ("high", {"kind": "lead", "title": "HOT lead: ACME Corp wants a demo", "score": 0.93}),
+    ("normal", {"kind": "task_complete", "title": "Scraped 120 company pages", "pages": 120}),
+    ("critical", {"kind": "error", "title": "Login to CRM failed 3 times", "code": "AUTH_FAILED"}),
+    ("low", {"kind": "note", "title": "Queue is quiet; idling", "idle_s": 30}),
+    ("normal", {"kind": "analysis", "title": "Summary of Q3 pipeline", "deals": 14}),
+]
+
+
+def prepare(source: Path) -> tuple[Path, dict[str, Path], str]:
+    """Copy the config with the relay on 127.0.0.1; make tokens and the operator password."""
+    config_dir = ROOT / "config"
+    if config_dir.exists():
+        shutil.rmtree(config_dir)
+    shutil.copytree(source, config_dir)
+    secrets_dir = ROOT / "secrets"
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    topology = yaml.safe_load((config_dir / "relay.yaml").read_text())
+    hashes_file = secrets_dir / "token-hashes.yaml"
+    tokens = _tokens(topology, secrets_dir, hashes_file)
+    password = _operator_password(secrets_dir)
+    for node in topology["nodes"]:
+        node["host"] = "127.0.0.1"  # never the LAN addresses of the example
+        if node.get("role") == "storage":
+            node["port"] = RELAY_PORT
+            node["sync_endpoint"] = f"http://127.0.0.1:{RELAY_PORT}/sync/messages"
+    topology["relay"] = {
+        "data_dir": str((ROOT / "relay").resolve()),
+        "token_hashes_file": str(hashes_file.resolve()),
+        "operator_password_hash": hash_password(password),
+        "min_free_bytes": 64 * 1024 * 1024,
+    }
+    (config_dir / "relay.yaml").write_text(yaml.safe_dump(topology, sort_keys=False))
+    return config_dir, tokens, password
+
+
+def _tokens(topology: dict[str, Any], secrets_dir: Path, hashes_file: Path) -> dict[str, Path]:
+    import hashlib  # noqa: PLC0415
+
+    hashes: dict[str, str] = {}
+    files: dict[str, Path] = {}
+    for node in topology["nodes"]:
+        if node.get("role") == "storage":
+            continue
+        path = secrets_dir / f"{node['id']}.token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        hashes[node["id"]] = hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+        files[node["id"]] = path
+    hashes_file.write_text(yaml.safe_dump(hashes))
+    return files
+
+
+def _operator_password(secrets_dir: Path) -> str:
+    path = secrets_dir / "operator-password.txt"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start(args: list[str], name: str) -> subprocess.Popen[bytes]:
+    """Start one daemon with the same interpreter; its output goes to data/quickstart/<name>.log."""
+    log = (ROOT / f"{name}.log").open("ab")
+    # A session of its own: Ctrl-C reaches only us, and we stop the daemons in order.
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
+    """Wait until `url` answers, or fail naming the log to read."""
+    import requests  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise SystemExit(f"{name} did not answer at {url}; see {ROOT / name}.log")
+
+
+def demo_agent(url: str, agent_id: str, stop: threading.Event, interval: float) -> None:
+    """Write a demo report every few seconds, as an agent in its own process would."""
+    client = NodeClient(url, agent_id)
+    rng = random.Random(agent_id)
+    while not stop.wait(interval * rng.uniform(0.5, 1.5)):
+        priority, content = rng.choice(REPORTS)
+        try:
+            client.write(content, priority=priority, task_id=f"task-{rng.randint(1, 20)}")
+        except (CommanderError, OSError) as exc:
+            print(f"  [{agent_id}] write failed: {exc}", flush=True)
+    client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole cluster on this machine until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="make run")
+    parser.add_argument("--config", default="config", help="config directory to start from")
+    parser.add_argument("--interval", type=float, default=3.0, help="seconds between demo reports")
+    args = parser.parse_args(argv)
+    ROOT.mkdir(parents=True, exist_ok=True)
+    config_dir, tokens, password = prepare(Path(args.config))
+    config = load_config(config_dir)
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        relay = start(
+            ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml")], "relay"
+        )
+        procs.append(("relay", relay))
+        relay_url = f"http://127.0.0.1:{RELAY_PORT}"
+        wait_http(relay_url + "/healthz", relay, "relay")
+        node_urls = _start_nodes(config_dir, tokens, config, procs, relay_url)
+        _banner(relay_url, node_urls, password)
+        for url, agents in node_urls.values():
+            for agent_id in agents:
+                threading.Thread(
+                    target=demo_agent, args=(url, agent_id, stop, args.interval), daemon=True
+                ).start()
+        while not stop.wait(0.5):
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
+                    stop.set()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        _stop_all(procs)
+    return 0
+
+
+def _start_nodes(
+    config_dir: Path, tokens: dict[str, Path], config: Any, procs: list[Any], relay_url: str
+) -> dict[str, tuple[str, list[str]]]:
+    urls: dict[str, tuple[str, list[str]]] = {}
+    for offset, node_id in enumerate(sorted(tokens)):
+        agents = [a.agent_id for a in config.agents_on(node_id)]
+        if not agents:
+            continue
+        port = FIRST_NODE_PORT + offset
+        proc = start(
+            [
+                "-m",
+                "runtime.daemon",
+                "--config",
+                str(config_dir),
+                "--node-id",
+                node_id,
+                "--data-dir",
+                str(ROOT / "nodes" / node_id),
+                "--relay-url",
+                relay_url,
+                "--token-file",
+                str(tokens[node_id]),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            node_id,
+        )
+        procs.append((node_id, proc))
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/healthz", proc, node_id)
+        urls[node_id] = (url, agents)
+    return urls
+
+
+def _banner(relay_url: str, node_urls: dict[str, tuple[str, list[str]]], password: str) -> None:
+    print("\nCommander storage is running (Ctrl-C stops it all).\n", flush=True)
+    print(f"  Inbox:          {relay_url}/messages   (user: operator, password: {password})")
+    print(f"  Relay metrics:  {relay_url}/metrics")
+    for node_id, (url, agents) in node_urls.items():
+        print(f"  Node {node_id}: {url}/metrics  {url}/status  agents: {', '.join(agents)}")
+    print(f"\n  Logs and data:  {ROOT}/\n", flush=True)
+
+
+def _stop_all(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM in reverse start order (nodes, then the relay) and wait for each."""
+    for name, proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            print(f"  stopped {name} (exit {code})", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -222,19 +222,26 @@ class ChildHandle:
             return self._closed_ok if self._closed is not None else self.is_alive()
 
 
+class _NeverHandledError(Exception):
+    """The incarnation an ask went to is gone and never handled it: resend."""
+
+
+_Sent = tuple[pykka.Future[Any], pykka.ActorRef[Any], ActorExit]
+
+
 class _Call:
     """One ask that follows its child across restarts until answered or out of time."""
 
     def __init__(self, child: ChildHandle, message: Any) -> None:
         self._child = child
         self._message = message
-        self._sent: tuple[pykka.Future[Any], ActorExit] | None = None
+        self._sent: _Sent | None = None
         current = child._current()
         if current is not None:
             self._send(*current)
 
     def _send(self, ref: pykka.ActorRef[Any], actor_exit: ActorExit) -> None:
-        self._sent = (ref.ask(self._message, block=False), actor_exit)
+        self._sent = (ref.ask(self._message, block=False), ref, actor_exit)
 
     def result(self, timeout: float | None) -> Any:
         """Wait for the answer; resend only what pykka proves was never handled."""
@@ -244,16 +251,13 @@ class _Call:
             if self._sent is None:
                 self._send(*self._child._wait_up(deadline, timeout))
             assert self._sent is not None
-            future, actor_exit = self._sent
             try:
-                return self._await(future, actor_exit, deadline, timeout)
-            except pykka.ActorDeadError:
-                # pykka raises this only for messages the actor never handled.
+                return self._await(self._sent, deadline, timeout)
+            except _NeverHandledError:
                 self._sent = None
 
-    def _await(
-        self, future: pykka.Future[Any], actor_exit: ActorExit, deadline: float, timeout: float
-    ) -> Any:
+    def _await(self, sent: _Sent, deadline: float, timeout: float) -> Any:
+        future, ref, actor_exit = sent
         while True:
             # Every answer is set before `done`; so if it was set before this wait and
             # nothing came, the message reached the mailbox too late and is lost.
@@ -261,9 +265,15 @@ class _Call:
             wait = 0.0 if gone else min(_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
             try:
                 return future.get(timeout=wait)
+            except pykka.ActorDeadError:
+                # From a dead incarnation pykka only sends it for messages never handled;
+                # from a live one it came out of the handler and is the caller's business.
+                if ref.is_alive():
+                    raise
+                raise _NeverHandledError from None
             except pykka.Timeout:
                 if gone:
-                    raise pykka.ActorDeadError("message reached a dead actor") from None
+                    raise _NeverHandledError from None
                 if time.monotonic() >= deadline:
                     raise ActorUnavailable(
                         f"child {self._child.name!r} did not answer within {timeout:g}s"

@@ -37,6 +37,11 @@ class StopSelf:
 
 
 @dataclass(frozen=True)
+class AskTheDead:
+    """Makes the handler itself raise ActorDeadError, as when it asks a stopped actor."""
+
+
+@dataclass(frozen=True)
 class Note:
     """Written to the journal by whichever incarnation receives it."""
 
@@ -82,6 +87,9 @@ class Worker(SupervisedActor):
             raise RuntimeError(f"{self.name} crashes on purpose")
         if isinstance(message, StopSelf):
             self.stop()
+        if isinstance(message, AskTheDead):
+            self.journal.add(f"asked the dead {self.name}")
+            raise pykka.ActorDeadError("another actor is gone")
         if isinstance(message, Note):
             self.journal.add(f"note {message.text} {self.name}")
         return self.identity
@@ -232,6 +240,19 @@ def test_an_exception_in_an_asked_message_goes_to_the_caller_and_is_no_crash(
 
     assert child.ask(Ping()) == ("worker", 1)
     assert child.restarts == 0
+
+
+def test_an_actor_dead_error_raised_by_the_handler_reaches_the_caller_and_is_not_resent(
+    make_supervisor: Callable[..., Supervisor], journal: Journal
+) -> None:
+    supervisor = make_supervisor()
+    child = supervisor.add(Factory("worker", journal).spec())
+    supervisor.start()
+
+    with pytest.raises(pykka.ActorDeadError, match="another actor is gone"):
+        child.ask(AskTheDead())
+
+    assert journal.events("asked") == ["asked the dead worker#1"]
 
 
 @pytest.mark.parametrize("restart", [Restart.PERMANENT, Restart.TRANSIENT, Restart.TEMPORARY])

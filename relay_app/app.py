@@ -83,7 +83,8 @@ def create_app(
 ) -> bottle.Bottle:
     """Build the relay's Bottle app over `store`, writing through `ingest`."""
     relay = _Relay(store, config, ingest, free_bytes or free_bytes_of(config.relay.data_dir))
-    app = bottle.Bottle(autojson=False)
+    app = bottle.Bottle()
+    app.config["json.enable"] = False  # every route returns bytes it encoded itself
     app.install(relay_errors)
     install_error_pages(app)
     for method, path, handler in _routes(relay):

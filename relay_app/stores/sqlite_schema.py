@@ -96,4 +96,32 @@ MIGRATIONS: list[tuple[str, ...]] = [
         CREATE_FILES,
         *FILE_INDEXES,
     ),
+    # 2: the /messages inbox (relay_app.inbox). Content is gzip, so triggers cannot index it:
+    # `messages_fts` is contentless (rowid = messages.id) and filled by the inbox's indexer up
+    # to `inbox_state.fts_indexed_id`. `inbox_counts` keeps per-status totals exact in O(1)
+    # for the unread badge, maintained by triggers on every write path. The (column, timestamp)
+    # indexes serve the inbox's filters in its order (newest report first) without sorting.
+    (
+        "CREATE VIRTUAL TABLE messages_fts USING fts5("
+        "body, content='', columnsize=0, tokenize='unicode61 remove_diacritics 2')",
+        "CREATE TABLE inbox_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO inbox_state (key, value) VALUES ('fts_indexed_id', 0)",
+        "CREATE TABLE inbox_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO inbox_counts (status, n) SELECT s.column1, (SELECT COUNT(*) FROM messages"
+        " WHERE status = s.column1) FROM (VALUES ('unread'), ('acknowledged'), ('archived')) s",
+        "CREATE TRIGGER inbox_count_insert AFTER INSERT ON messages BEGIN"
+        " UPDATE inbox_counts SET n = n + 1 WHERE status = NEW.status; END",
+        "CREATE TRIGGER inbox_count_update AFTER UPDATE OF status ON messages"
+        " WHEN OLD.status != NEW.status BEGIN"
+        " UPDATE inbox_counts SET n = n - 1 WHERE status = OLD.status;"
+        " UPDATE inbox_counts SET n = n + 1 WHERE status = NEW.status; END",
+        "CREATE TRIGGER inbox_count_delete AFTER DELETE ON messages BEGIN"
+        " UPDATE inbox_counts SET n = n - 1 WHERE status = OLD.status; END",
+        "CREATE INDEX idx_inbox_live ON messages (timestamp) WHERE status != 'archived'",
+        "CREATE INDEX idx_inbox_status_ts ON messages (status, timestamp)",
+        "CREATE INDEX idx_inbox_agent_ts ON messages (agent_id, timestamp)",
+        "CREATE INDEX idx_inbox_node_ts ON messages (node_id, timestamp)",
+        "CREATE INDEX idx_inbox_role_ts ON messages (role, timestamp)",
+        "CREATE INDEX idx_inbox_priority_ts ON messages (priority, timestamp)",
+    ),
 ]

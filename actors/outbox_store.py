@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.relay_client import batch_body
@@ -81,15 +84,53 @@ class OutboxStore:
         self.conn.close()
 
     def enqueue(self, envelopes: Sequence[MessageEnvelope]) -> int:
-        """Store messages no batch covers yet, in batches of batch_size; return how many."""
+        """Store messages no batch covers yet, filling the open batch first; return how many."""
         fresh = self._uncovered(envelopes)
         if not fresh:
             return 0
         now = self.clock()
         with transaction(self.conn):
-            for start in range(0, len(fresh), self.batch_size):
-                self._insert_batch(fresh[start : start + self.batch_size], now)
+            rest = self._top_up(fresh, now)
+            for start in range(0, len(rest), self.batch_size):
+                self._insert_batch(rest[start : start + self.batch_size], now)
         return len(fresh)
+
+    def _top_up(self, fresh: list[MessageEnvelope], now: float) -> list[MessageEnvelope]:
+        """Grow the newest never-tried batch with `fresh`; return what did not fit.
+
+        Without this, a relay outage leaves one tiny batch per write. The grown batch gets
+        a new batch_id: the old id may have reached the relay just before a crash, and the
+        relay answers a known batch_id with its old ack without storing anything new.
+        """
+        row = self.conn.execute(
+            "SELECT batch_id, payload, message_count FROM outbox WHERE status = 'pending'"
+            " AND retry_count = 0 AND message_count < ? ORDER BY id DESC LIMIT 1",
+            (self.batch_size,),
+        ).fetchone()
+        if row is None:
+            return fresh
+        old_id, payload, count = row
+        take, rest = fresh[: self.batch_size - count], fresh[self.batch_size - count :]
+        messages = _messages_of(payload)
+        if messages is None:
+            return fresh  # not a payload we can grow (damaged or foreign): leave it alone
+        messages.extend(env.to_wire() for env in take)
+        new_id = new_msg_id(now)
+        body = orjson.dumps({"batch_id": new_id, "node_id": self.node_id, "messages": messages})
+        self.conn.execute(
+            "INSERT INTO outbox (batch_id, payload, created_at, message_count)"
+            " SELECT ?, ?, created_at, ? FROM outbox WHERE batch_id = ?",
+            (new_id, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), len(messages), old_id),
+        )
+        self.conn.execute(
+            "UPDATE outbox_messages SET batch_id = ? WHERE batch_id = ?", (new_id, old_id)
+        )
+        self.conn.execute("DELETE FROM outbox WHERE batch_id = ?", (old_id,))
+        self.conn.executemany(
+            "INSERT INTO outbox_messages (msg_id, batch_id) VALUES (?, ?)",
+            [(env.msg_id, new_id) for env in take],
+        )
+        return rest
 
     def _insert_batch(self, chunk: Sequence[MessageEnvelope], now: float) -> None:
         batch_id = new_msg_id(now)
@@ -177,3 +218,12 @@ class OutboxStore:
             "SELECT status, COUNT(*), COALESCE(SUM(message_count), 0) FROM outbox GROUP BY status"
         ).fetchall()
         return {status: (int(b), int(m)) for status, b, m in rows}
+
+
+def _messages_of(payload: bytes) -> list[Any] | None:
+    """The message list of a stored batch payload, or None if it is not one."""
+    try:
+        messages = orjson.loads(gzip.decompress(payload)).get("messages")
+    except (OSError, ValueError, EOFError, AttributeError):
+        return None
+    return messages if isinstance(messages, list) else None

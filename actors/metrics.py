@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.messages import CacheStats, GetOutboxStats, GetStats, OutboxStats, Tick
+from actors.messages import CacheStats, GetOutboxStats, GetStats, OutboxStats, RelayUp, Tick
 from actors.ports import Mailbox
 from runtime.errors import CommanderError, RelayError
 from runtime.relay_client import RelayClient, RelayTarget
@@ -61,6 +61,7 @@ class MetricsActor(SupervisedActor):
         self._target = target
         self._clock = clock
         self._client: RelayClient | None = None
+        self._relay_was_down = False
 
     def on_start(self) -> None:
         """Open the HTTP session in the actor's thread."""
@@ -99,7 +100,13 @@ class MetricsActor(SupervisedActor):
             self._client.report_status(status_report(self._node_id, figures, self._clock()))
         except RelayError as exc:
             logger.debug("status report not delivered: %s", exc)
+            self._relay_was_down = True
             return False
+        if self._relay_was_down:
+            # The report doubles as a probe: outboxes in a long backoff drain now.
+            self._relay_was_down = False
+            for source in self._sources.values():
+                source.outbox.tell(RelayUp())
         return True
 
 

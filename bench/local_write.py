@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.cache_store import INSERT, MIGRATIONS
-from bench.stats import percentile
+from bench._stats import percentile
 from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.envelope import MessageEnvelope, encode_content
 from runtime.node import Node, NodeOptions

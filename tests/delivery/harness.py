@@ -1,9 +1,7 @@
-"""Building blocks of the delivery tests: a cluster config with node tokens, relays, nodes."""
+"""Building blocks of the delivery tests: relays and nodes in-process, reading the relay."""
 
 from __future__ import annotations
 
-import hashlib
-import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -11,84 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
+from bench._cluster import TOKENS, cluster, free_port, sha, write_config_dir
 from relay_app.server import RelayServer
-from runtime.config import (
-    AgentConfig,
-    CacheConfig,
-    ClusterConfig,
-    NodeEntry,
-    RelaySettings,
-    SyncConfig,
-)
+from runtime.config import ClusterConfig
 from runtime.envelope import decode_content
 from runtime.node import Node, NodeOptions
-
-TOKENS = {"node-a": "token-of-node-a-0123456789", "node-b": "token-of-node-b-9876543210"}
-FAST_SYNC = SyncConfig(
-    batch_size=100,
-    interval_seconds=0.2,
-    retry_max=10,
-    retry_backoff_base=2.0,
-    retry_cap_seconds=1.0,
-    timeout_seconds=2.0,
-)
-
-
-def sha(token: str) -> str:
-    """sha256 hex of a token, as relay.yaml stores it."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the relay restarts on the same one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cluster(
-    data_dir: Path, relay_port: int = 9, sync: SyncConfig = FAST_SYNC, **relay: Any
-) -> ClusterConfig:
-    """Two nodes with two agents each, and a relay keeping its data in data_dir."""
-    nodes = (
-        NodeEntry("htpc", "127.0.0.1", relay_port, role="storage"),
-        *(NodeEntry(n, "127.0.0.1", 9, token_sha256=sha(t)) for n, t in TOKENS.items()),
-    )
-    agents = tuple(
-        AgentConfig(f"{n[-1]}{i}", "recruiter", n, cache=CacheConfig(max_bytes=10**9), sync=sync)
-        for n in TOKENS
-        for i in (1, 2)
-    )
-    settings = RelaySettings(data_dir=str(data_dir), **{"min_free_bytes": 1, **relay})
-    return ClusterConfig(nodes=nodes, relay=settings, agents=agents)
-
-
-def write_config_dir(root: Path, config: ClusterConfig) -> Path:
-    """Write a ClusterConfig as relay.yaml + agents/*.yaml, tokens under secrets/."""
-    (root / "agents").mkdir(parents=True, exist_ok=True)
-    (root / "secrets").mkdir(exist_ok=True)
-    nodes = [
-        {"id": n.id, "host": n.host, "port": n.port, "role": n.role}
-        | ({"token_sha256": n.token_sha256} if n.token_sha256 else {})
-        for n in config.nodes
-    ]
-    relay = {"data_dir": config.relay.data_dir, "min_free_bytes": config.relay.min_free_bytes}
-    (root / "relay.yaml").write_text(yaml.safe_dump({"nodes": nodes, "relay": relay}))
-    for agent in config.agents:
-        sync = {k: getattr(agent.sync, k) for k in agent.sync.__dataclass_fields__}
-        doc = {
-            "agent_id": agent.agent_id,
-            "role": agent.role,
-            "node_id": agent.node_id,
-            "cache": {"max_bytes": agent.cache.max_bytes},
-            "sync": sync,
-        }
-        (root / "agents" / f"{agent.agent_id}.yaml").write_text(yaml.safe_dump(doc))
-    for node_id, token in TOKENS.items():
-        (root / "secrets" / f"{node_id}.token").write_text(token)
-    return root
 
 
 def start_relay(
@@ -142,3 +68,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) 
             return time.monotonic() - start
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+__all__ = ["TOKENS", "cluster", "free_port", "sha", "write_config_dir"]

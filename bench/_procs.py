@@ -1,0 +1,84 @@
+"""Start project daemons as real OS processes on 127.0.0.1 and wait for them to listen.
+
+Used by the benchmarks and by the tests that are about processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+LISTEN_RE = re.compile(r"listening on (http://\S+)")
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Daemon:
+    """A daemon process whose first 'listening on URL' line gives its address."""
+
+    def __init__(self, args: Sequence[str], log_path: Path, timeout: float = 20.0) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.args], cwd=REPO, stdout=subprocess.PIPE, stderr=self.log, env=env
+        )
+        self.url = self._wait_url(timeout)
+
+    def _wait_url(self, timeout: float) -> str:
+        found: list[str] = []
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def reader() -> None:
+            for raw in stdout:
+                if self.log.closed:
+                    return
+                self.log.write(raw)
+                self.log.flush()
+                match = LISTEN_RE.search(raw.decode(errors="replace"))
+                if match and not found:
+                    found.append(match.group(1))
+
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not found:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.args} exited {self.proc.returncode}; see {self.log_path}"
+                )
+            time.sleep(0.02)
+        if not found:
+            self.kill()
+            raise RuntimeError(f"{self.args} did not listen within {timeout}s; see {self.log_path}")
+        return found[0]
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._close()
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        # The reader thread ends at EOF of stdout; the log is ours to close.
+        time.sleep(0.05)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()

@@ -18,12 +18,14 @@ import bottle
 from relay_app.auth import NODE_HEADER, TokenBook
 from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
 from relay_app.errors import NotFound, StorageFull
-from relay_app.files import receive_file
+from relay_app.files import MULTIPART_OVERHEAD, receive_file
 from relay_app.http import (
+    discard_unread_body,
     install_error_pages,
     json_response,
     parse_json,
     read_body,
+    refuse_oversized,
     relay_errors,
 )
 from relay_app.ingest import Ingest
@@ -86,6 +88,9 @@ def create_app(
     app = bottle.Bottle()
     app.config["json.enable"] = False  # every route returns bytes it encoded itself
     app.install(relay_errors)
+    cap = max(config.relay.max_body_bytes, config.relay.max_file_bytes + MULTIPART_OVERHEAD)
+    app.add_hook("before_request", refuse_oversized(cap))
+    app.add_hook("after_request", discard_unread_body)
     install_error_pages(app)
     for method, path, handler in _routes(relay):
         app.route(path, method, handler)

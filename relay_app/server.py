@@ -8,7 +8,6 @@ from types import TracebackType
 
 from relay_app.app import create_app
 from relay_app.diskspace import FreeBytes
-from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
@@ -62,14 +61,10 @@ class RelayServer:
             app = create_app(
                 self._store, self.config, ingest=self._ingest, free_bytes=self._free_bytes
             )
-            body_cap = max(settings.max_body_bytes, settings.max_file_bytes + MULTIPART_OVERHEAD)
+            # No cheroot body limit: the app answers oversized bodies itself, as JSON, before
+            # reading them (relay_app.http.refuse_oversized), and cheroot's 413 is plain text.
             self._http = serve_in_thread(
-                app,
-                self.host,
-                self.port,
-                threads=settings.threads,
-                name="commander-relay",
-                max_request_body_size=body_cap,
+                app, self.host, self.port, threads=settings.threads, name="commander-relay"
             )
         except BaseException:
             self.stop()

@@ -1,0 +1,128 @@
+"""Building blocks of the relay tests: a config with node tokens, HTTP clients, row counts."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from relay_app.server import RelayServer
+from runtime.config import ClusterConfig, NodeEntry, RelaySettings
+from runtime.envelope import MessageEnvelope
+
+NODE_A = "node-a"
+NODE_B = "node-b"
+TOKENS = {NODE_A: "token-of-node-a-0123456789", NODE_B: "token-of-node-b-9876543210"}
+TABLES = ("messages", "batches", "node_status", "files")
+
+
+def sha(token: str) -> str:
+    """sha256 hex of a token, as relay.yaml stores it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_config(data_dir: Path, **relay: Any) -> ClusterConfig:
+    """Two nodes with tokens in relay.yaml, the relay's data in data_dir, no disk floor."""
+    nodes = tuple(
+        NodeEntry(id=node, host="127.0.0.1", port=9, token_sha256=sha(token))
+        for node, token in TOKENS.items()
+    )
+    settings = RelaySettings(data_dir=str(data_dir), **{"min_free_bytes": 0, **relay})
+    return ClusterConfig(nodes=nodes, relay=settings, agents=(), config_dir=str(data_dir.parent))
+
+
+def with_relay(config: ClusterConfig, **changes: Any) -> ClusterConfig:
+    """The same config with some relay settings changed."""
+    return replace(config, relay=replace(config.relay, **changes))
+
+
+def message(node_id: str = NODE_A, agent_id: str = "agent-1", **fields: Any) -> MessageEnvelope:
+    """A fresh valid message."""
+    fields.setdefault("content", {"text": "hello", "n": 1})
+    return MessageEnvelope.new(agent_id=agent_id, node_id=node_id, **fields)
+
+
+def batch(messages: list[MessageEnvelope], batch_id: str, node_id: str = NODE_A) -> dict[str, Any]:
+    """A /sync/messages body."""
+    return {"batch_id": batch_id, "node_id": node_id, "messages": [m.to_wire() for m in messages]}
+
+
+class NodeClient:
+    """A node's view of the relay: a keep-alive session carrying its credentials."""
+
+    def __init__(self, url: str, node_id: str = NODE_A, token: str | None = None) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers["X-Commander-Node"] = node_id
+        self.session.headers["Authorization"] = f"Bearer {token or TOKENS[node_id]}"
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """POST to the relay."""
+        return self.session.post(self.url + path, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET from the relay."""
+        return self.session.get(self.url + path, timeout=30, **kwargs)
+
+    def send(self, env: MessageEnvelope) -> requests.Response:
+        """POST /sync/message."""
+        return self.post("/sync/message", json=env.to_wire())
+
+    def send_batch(self, body: dict[str, Any]) -> requests.Response:
+        """POST /sync/messages."""
+        return self.post("/sync/messages", json=body)
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        """GET /query/messages, asserting 200."""
+        response = self.get("/query/messages", params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self.session.close()
+
+
+def db_path(relay: RelayServer) -> Path:
+    """The relay's cluster database."""
+    return Path(relay.config.relay.data_dir) / "messages" / "cluster_messages.db"
+
+
+def row_counts(data_dir: Path) -> dict[str, int]:
+    """Rows per table and files on disk: what 'nothing was stored' compares."""
+    path = data_dir / "messages" / "cluster_messages.db"
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+    finally:
+        conn.close()
+    files_dir = data_dir / "files"
+    counts["files_on_disk"] = (
+        sum(1 for p in files_dir.rglob("*") if p.is_file()) if files_dir.exists() else 0
+    )
+    return counts
+
+
+def stored_msg_ids(data_dir: Path) -> list[str]:
+    """Every msg_id in the cluster database, in row order."""
+    path = data_dir / "messages" / "cluster_messages.db"
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT msg_id FROM messages ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll `predicate` until true or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())

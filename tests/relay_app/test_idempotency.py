@@ -1,0 +1,92 @@
+"""Delivery is at-least-once, storage exactly-once: repeats are acked without a second row."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+from relay_app.server import RelayServer
+from tests.relay_app.helpers import (
+    NODE_A,
+    NodeClient,
+    batch,
+    message,
+    row_counts,
+    stored_msg_ids,
+)
+
+THREADS = 16
+PER_THREAD = 500
+
+
+def test_the_same_message_twice_is_acked_twice_and_stored_once(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    env = message()
+    first, second = node_a.send(env), node_a.send(env)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json() == {"status": "stored", "msg_id": env.msg_id}
+    assert stored_msg_ids(data_dir) == [env.msg_id]
+
+
+def test_the_same_batch_twice_gets_the_same_ack_and_is_stored_once(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    body = batch([message() for _ in range(10)], "batch-1")
+    first, second = node_a.send_batch(body), node_a.send_batch(body)
+    assert first.json() == second.json() == {"status": "acked", "batch_id": "batch-1"}
+    counts = row_counts(data_dir)
+    assert (counts["messages"], counts["batches"]) == (10, 1)
+
+
+def test_a_batch_overlapping_stored_messages_stores_only_the_new_ones(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    envs = [message() for _ in range(6)]
+    for env in envs[:3]:
+        node_a.send(env)
+    response = node_a.send_batch(batch(envs, "retry-after-partial-delivery"))
+    assert response.json()["status"] == "acked"
+    assert Counter(stored_msg_ids(data_dir)) == Counter(e.msg_id for e in envs)
+
+
+def test_sixteen_threads_sending_500_messages_each_store_every_message_exactly_once(
+    relay: RelayServer, data_dir: Path
+) -> None:
+    # Every message travels twice at the same time: once alone, once in a batch from
+    # another connection, so group commits see duplicates inside and across groups.
+    sets = [[message(agent_id=f"agent-{t}") for _ in range(PER_THREAD)] for t in range(THREADS)]
+    failures: list[str] = []
+
+    def singles(envs: list[object]) -> None:
+        client = NodeClient(relay.url, NODE_A)
+        try:
+            for env in envs:
+                response = client.send(env)  # type: ignore[arg-type]
+                if response.status_code != 200:
+                    failures.append(response.text)
+        finally:
+            client.close()
+
+    def batches(t: int) -> None:
+        client = NodeClient(relay.url, NODE_A)
+        try:
+            for start in range(0, PER_THREAD, 100):
+                body = batch(sets[t][start : start + 100], f"dup-{t}-{start}")
+                response = client.send_batch(body)
+                if response.status_code != 200:
+                    failures.append(response.text)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=singles, args=(envs,)) for envs in sets]
+    threads += [threading.Thread(target=batches, args=(t,)) for t in range(0, THREADS, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures
+    stored = Counter(stored_msg_ids(data_dir))
+    assert set(stored.values()) == {1}
+    assert set(stored) == {env.msg_id for envs in sets for env in envs}

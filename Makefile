@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit browser-deps bench soak clean
+.PHONY: run test lint typecheck unit test-deps browser-deps promtool bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,9 @@ run: $(STAMP)
 	$(BIN)/python -m runtime.quickstart
 
 ## make test: set up and run lint, type checks and every test.
-test: $(STAMP) browser-deps lint typecheck unit
+test: $(STAMP) test-deps lint typecheck unit
+
+test-deps: browser-deps promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +43,17 @@ browser-deps:
 		else \
 			echo "chromium/chromedriver missing and not root: browser tests will be skipped"; \
 		fi; \
+	fi
+
+# promtool checks the alert rules; take it out of Debian's prometheus package without
+# installing the package (which would add a user and start a server).
+promtool: $(STAMP)
+	@if ! command -v promtool >/dev/null && [ ! -x $(BIN)/promtool ] && command -v apt-get >/dev/null; then \
+		echo "fetching promtool from Debian's prometheus package (alert rule tests)"; \
+		tmp=$$(mktemp -d) && cd $$tmp && \
+		{ apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }; } && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$(BIN)/promtool && \
+		chmod +x $(CURDIR)/$(BIN)/promtool; rm -rf $$tmp; \
 	fi
 
 ## make bench: every benchmark, writes docs/PERFORMANCE.md.

@@ -115,8 +115,16 @@ class CacheActor(SupervisedActor):
             w.envelope for (w, _), r in zip(group, results, strict=True) if isinstance(r, str)
         ]
         if committed and self._on_commit is not None:
-            self._on_commit(committed)
+            self._notify(committed)
         return _first_result(first, results[0])
+
+    def _notify(self, committed: list[MessageEnvelope]) -> None:
+        """Tell the listener; its failure must not turn a committed write into an error."""
+        try:
+            self._on_commit(committed)  # type: ignore[misc]
+        except Exception:
+            # The messages are committed and unsynced: the outbox's sweep will send them.
+            logger.exception("could not hand %d committed messages to the uploader", len(committed))
 
     def _drain_writes(self) -> list[tuple[Write, pykka.Future[Any] | None]]:
         """Take the Write messages waiting at the head of the inbox, leaving anything else."""

@@ -22,11 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 class Daemon:
     """A daemon process whose first 'listening on URL' line gives its address."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        timeout: float = 20.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = list(args)
         self.log_path = log_path
         self.log = log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, *self.args], cwd=REPO, stdout=subprocess.PIPE, stderr=self.log, env=env
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import textwrap
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def write_config(root: Path) -> Path:
     return root
 
 
-def start_node(tmp_path: Path) -> Daemon:
+def start_node(tmp_path: Path, env: dict[str, str] | None = None) -> Daemon:
     config = tmp_path / "config"
     if not config.exists():
         write_config(config)
@@ -56,7 +58,7 @@ def start_node(tmp_path: Path) -> Daemon:
         "--listen",
         "127.0.0.1:0",
     ]
-    return Daemon(args, tmp_path / "node.log")
+    return Daemon(args, tmp_path / "node.log", env=env)
 
 
 def test_a_write_survives_sigterm_and_a_restart(tmp_path: Path) -> None:
@@ -147,3 +149,20 @@ def test_a_bad_start_exits_2_with_a_message(tmp_path: Path, bad: str) -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_the_daemon_tells_systemd_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(10)
+        node = start_node(tmp_path, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        seen = [sock.recv(4096).decode() for _ in range(3)]
+        assert "READY=1" in seen
+        assert "WATCHDOG=1" in seen
+        assert node.terminate() == 0
+        rest = []
+        with contextlib.suppress(TimeoutError):
+            while "STOPPING=1" not in rest:
+                rest.append(sock.recv(4096).decode())
+        assert "STOPPING=1" in rest

@@ -1,0 +1,62 @@
+"""The /messages inbox the relay serves to operators (see `relay_app.inbox.routes`).
+
+`install_inbox(app, store, config, ingest)` adds its routes to the relay's Bottle app and
+starts its writer; `app.close()` (Bottle closes plugins) stops it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+
+from relay_app.diskspace import FreeBytes
+from relay_app.inbox.routes import routes
+from relay_app.inbox.service import Inbox
+from relay_app.ingest import Ingest
+from relay_app.store import MessageStore
+from runtime.config import ClusterConfig
+
+CONFIG_KEY = "commander.inbox"
+
+
+class InboxPlugin:
+    """A Bottle plugin that changes no route; it exists so `app.close()` stops the inbox."""
+
+    name = "commander-inbox"
+    api = 2
+
+    def __init__(self, inbox: Inbox) -> None:
+        """Hold the running inbox."""
+        self.inbox = inbox
+
+    def apply(self, callback: Callable[..., Any], _route: Any) -> Callable[..., Any]:
+        """Leave every route as it is."""
+        return callback
+
+    def close(self) -> None:
+        """Stop the inbox's writer and close its connections."""
+        self.inbox.close()
+
+
+def install_inbox(
+    app: bottle.Bottle,
+    store: MessageStore,
+    config: ClusterConfig,
+    ingest: Ingest,
+    *,
+    free_bytes: FreeBytes | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Inbox:
+    """Add the inbox to `app` (once) and return the running `Inbox`."""
+    existing = app.config.get(CONFIG_KEY)
+    if isinstance(existing, Inbox):
+        return existing
+    inbox = Inbox(store, config, ingest, free_bytes=free_bytes, clock=clock)
+    app.config[CONFIG_KEY] = inbox
+    app.install(InboxPlugin(inbox))
+    for method, path, handler in routes(inbox):
+        app.route(path, method, handler)
+    return inbox

@@ -1,0 +1,160 @@
+"""The inbox's actions: Acknowledge, Execute, Archive (and Restore from the archive).
+
+All are idempotent. Acknowledge moves unread to acknowledged; Archive moves anything to
+archived; Restore moves archived back to acknowledged. Execute stores one follow-up task
+message per report, addressed to the agent that sent it (`recipient` = its agent_id, so
+`GET /query/messages?recipient=<agent>` finds it), through the IngestActor like any
+message. Its msg_id is derived from the report's, so executing twice stores it once, and
+only a newly stored follow-up is posted to relay.execute_webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import requests
+
+from relay_app.diskspace import SpaceGate
+from relay_app.inbox.reader import InboxReader, Row
+from relay_app.inbox.writer import InboxWriter
+from relay_app.ingest import Ingest
+from relay_app.store import StoreMessages
+from relay_app.validate import message_row
+from runtime.envelope import MessageEnvelope
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = ("acknowledge", "execute", "archive", "restore")
+OPERATOR_AGENT = "operator"
+WEBHOOK_TIMEOUT_S = 3.0
+MAX_SELECTION = 500
+# Follow-up msg_ids are uuid5(EXECUTE_NAMESPACE, report msg_id): stable across repeats.
+EXECUTE_NAMESPACE = uuid.UUID("6f0b8a52-3c1e-4d55-9a4c-2f1d2e7c9b10")
+
+
+@dataclass
+class Outcome:
+    """What an action did, for the notice shown after it."""
+
+    action: str
+    selected: int
+    changed: int = 0
+    created: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def notice(self) -> str:
+        """One line for the operator."""
+        done = {
+            "acknowledge": "acknowledged",
+            "archive": "archived",
+            "restore": "restored",
+            "execute": "executed",
+        }
+        text = f"{self.changed} of {self.selected} message(s) {done[self.action]}"
+        if self.action == "execute":
+            text = f"{len(self.created)} follow-up task(s) created for {self.selected} report(s)"
+        return "; ".join([text, *self.problems])
+
+
+class Actions:
+    """Carries out actions through the InboxWriter and the IngestActor."""
+
+    def __init__(
+        self,
+        reader: InboxReader,
+        writer: InboxWriter,
+        ingest: Ingest,
+        gate: SpaceGate,
+        webhook: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Wire the action handlers to the store's writers."""
+        self._reader = reader
+        self._writer = writer
+        self._ingest = ingest
+        self._gate = gate
+        self._webhook = webhook
+        self._clock = clock
+
+    def run(self, action: str, msg_ids: Sequence[str], user: str) -> Outcome:
+        """Apply `action` to the messages; raise a RelayAppError if the store refuses."""
+        ids = list(dict.fromkeys(msg_ids))[:MAX_SELECTION]
+        outcome = Outcome(action, len(ids))
+        if action == "acknowledge":
+            outcome.changed = self._writer.set_status(ids, "acknowledged", ("unread",))
+        elif action == "archive":
+            outcome.changed = self._writer.set_status(ids, "archived", ("unread", "acknowledged"))
+        elif action == "restore":
+            outcome.changed = self._writer.set_status(ids, "acknowledged", ("archived",))
+        elif action == "execute":
+            self._execute(ids, user, outcome)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        return outcome
+
+    def _execute(self, ids: list[str], user: str, outcome: Outcome) -> None:
+        reports = [row for row in map(self._reader.message, ids) if row is not None]
+        follow_ups = [follow_up(row, user, self._clock()) for row in reports]
+        if follow_ups:
+            self._gate.check()
+        for message in follow_ups:
+            row = message_row(message, message["node_id"], "follow-up")
+            result = self._ingest.submit(StoreMessages(node_id=row.node_id, rows=(row,)))
+            if result.inserted:
+                outcome.created.append(message)
+        # The operator wrote the follow-ups: they are not unread for the operator.
+        touched = [r.msg_id for r in reports] + [m["msg_id"] for m in follow_ups]
+        outcome.changed = self._writer.set_status(touched, "acknowledged", ("unread",))
+        for message in outcome.created:
+            problem = self._post_webhook(message)
+            if problem:
+                outcome.problems.append(problem)
+
+    def _post_webhook(self, message: dict[str, Any]) -> str | None:
+        if not self._webhook:
+            return None
+        try:
+            response = requests.post(
+                self._webhook,
+                data=orjson.dumps(message),
+                headers={"Content-Type": "application/json"},
+                timeout=WEBHOOK_TIMEOUT_S,
+            )
+        except requests.RequestException as exc:
+            logger.warning("execute webhook failed: %s", exc)
+            return f"webhook not reached ({type(exc).__name__}); the follow-up is stored"
+        if response.status_code >= 300:
+            logger.warning("execute webhook answered %s", response.status_code)
+            return f"webhook answered {response.status_code}; the follow-up is stored"
+        return None
+
+
+def follow_up(report: Row, user: str, now: float) -> dict[str, Any]:
+    """The follow-up task message (wire form) for a report, addressed to its agent."""
+    envelope = MessageEnvelope(
+        msg_id=str(uuid.uuid5(EXECUTE_NAMESPACE, report.msg_id)),
+        timestamp=now,
+        agent_id=OPERATOR_AGENT,
+        node_id=report.node_id,
+        task_id=report.task_id,
+        sender=user[:256],
+        recipient=report.agent_id,
+        role=OPERATOR_AGENT,
+        priority=report.priority,
+        content={
+            "kind": "execute",
+            "in_reply_to": report.msg_id,
+            "task_id": report.task_id,
+            "requested_by": user,
+            "requested_at": now,
+            "report": report.content,
+        },
+    )
+    envelope.validate()
+    return envelope.to_wire()

@@ -1,0 +1,144 @@
+"""The inbox's pages and JSON reads, for a logged-in operator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import bottle
+
+from relay_app.inbox import render
+from relay_app.inbox.filters import PRESETS, VIEWS, parse_view
+from relay_app.inbox.reader import Page, QueryTooSlow
+from relay_app.inbox.search import parse_search, terms_pattern
+from relay_app.inbox.service import Inbox
+from relay_app.inbox.sessions import Session
+from runtime.envelope import ID_PATTERN, PRIORITIES
+
+UPDATES_PATH = "/messages/api/updates"
+
+
+def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bottle.HTTPResponse:
+    """GET /messages: filters, the page of messages, paging, live updates."""
+    view = parse_view(query)
+    notices = list(view.problems)
+    try:
+        page = inbox.reader.page(view)
+    except QueryTooSlow:
+        notices.append("That view took too long to read; narrow it with a filter or time range.")
+        page = Page([], 0, False, None, None, 0, None)
+    search = page.search or (parse_search(view.q) if view.q else None)
+    pattern = terms_pattern(search.terms()) if search else None
+    if view.q and search is None:
+        notices.append("Nothing searchable in that search (only punctuation); showing all.")
+    nodes = inbox.nodes()
+    state = {
+        "updates": view.url(UPDATES_PATH, before=None, after=None),
+        "watermark": page.watermark,
+        "first_page": view.before is None and view.after is None,
+        "from": view.params().get("from"),
+        "to": view.params().get("to"),
+    }
+    body = render.render(
+        "inbox.tpl",
+        view=view,
+        page=page,
+        pattern=pattern,
+        facets=inbox.reader.facets(),
+        views=VIEWS,
+        presets=list(PRESETS),
+        priorities=PRIORITIES,
+        nodes=nodes,
+        alerts=inbox.alerts(nodes),
+        state_json=render.json_for_html(state),
+        notices=notices,
+        back=quote(view.url(), safe=""),
+        **_chrome(inbox, session, "inbox" if view.status == "inbox" else view.status),
+    )
+    return render.page(body)
+
+
+def updates(inbox: Inbox, query: Mapping[str, str]) -> bottle.HTTPResponse:
+    """GET /messages/api/updates?after_id=N&<view>: rows stored since, badge, node panel."""
+    view = parse_view(query)
+    try:
+        after_id = max(0, int(query.get("after_id", "0")))
+    except ValueError:
+        after_id = 0
+    try:
+        rows, watermark = inbox.reader.arrived_since(view, after_id)
+    except QueryTooSlow:
+        rows, watermark = [], after_id
+    search = parse_search(view.q) if view.q else None
+    pattern = terms_pattern(search.terms()) if search else None
+    back = quote(view.url(), safe="")
+    nodes = inbox.nodes()
+    return render.json_body(
+        {
+            "rows": [render.render("row.tpl", row=r, pattern=pattern, back=back) for r in rows],
+            "watermark": watermark,
+            "unread": inbox.reader.unread_count(),
+            "nodes_html": render.render("nodes.tpl", nodes=nodes),
+            "alerts_html": render.render("alerts.tpl", alerts=inbox.alerts(nodes)),
+        }
+    )
+
+
+def detail_page(
+    inbox: Inbox, session: Session, msg_id: str, query: Mapping[str, str]
+) -> bottle.HTTPResponse:
+    """GET /messages/m/<msg_id>: every field, the content as pretty JSON, attached files."""
+    row = inbox.reader.message(msg_id) if ID_PATTERN.match(msg_id) else None
+    chrome = _chrome(inbox, session, "detail")
+    if row is None:
+        body = render.render("missing.tpl", msg_id=msg_id, **chrome)
+        return render.page(body, 404)
+    search = parse_search(query.get("q", "")) if query.get("q") else None
+    pattern = terms_pattern(search.terms()) if search else None
+    body = render.render(
+        "detail.tpl",
+        row=row,
+        content_html=render.pretty_json(row.content, pattern),
+        files=inbox.reader.files_of(row.msg_id),
+        back=safe_back(query.get("back")),
+        **chrome,
+    )
+    return render.page(body)
+
+
+def nodes_page(inbox: Inbox, session: Session) -> bottle.HTTPResponse:
+    """GET /messages/nodes: the node status panel on its own."""
+    nodes = inbox.nodes()
+    state = {"updates": f"{UPDATES_PATH}?status=inbox", "watermark": 2**62, "first_page": False}
+    body = render.render(
+        "nodes_page.tpl",
+        nodes=nodes,
+        alerts=inbox.alerts(nodes),
+        state_json=render.json_for_html(state),
+        **_chrome(inbox, session, "nodes"),
+    )
+    return render.page(body)
+
+
+def _chrome(inbox: Inbox, session: Session, nav: str) -> dict[str, Any]:
+    return {
+        "session": session,
+        "counts": inbox.reader.counts(),
+        "flash": session.take_flash(),
+        "nav": nav,
+    }
+
+
+def safe_back(url: str | None, default: str = "/messages") -> str:
+    """A return address inside the inbox only (no other host, no header injection)."""
+    if not url or not url.startswith("/messages") or any(c in url for c in "\r\n\\"):
+        return default
+    if url.startswith("//"):
+        return default
+    return url
+
+
+def query_of(request: Any) -> dict[str, str]:
+    """The request's query parameters (last value wins), decoded as UTF-8."""
+    return dict(request.query.decode().items())

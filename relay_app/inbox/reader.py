@@ -1,0 +1,330 @@
+"""The inbox's reads: pages in report order, search, live additions, one message, counts.
+
+Read-only connections of its own (WAL readers never wait for the writer). Every query
+runs under a time budget (a SQLite progress handler), so an unlucky filter combination
+costs at most the budget: counts then say "many" and a page says it took too long.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
+from relay_app.inbox.search import SearchQuery, parse_search
+from runtime import sqlite as rsqlite
+from runtime.envelope import decode_content
+
+COLUMNS = (
+    "m.id, m.msg_id, m.timestamp, m.agent_id, m.node_id, m.task_id, m.sender, m.recipient,"
+    " m.role, m.priority, m.status, m.received_at, m.content"
+)
+FTS_JOIN = "messages_fts f CROSS JOIN messages m ON m.id = f.rowid"  # FTS drives the loop
+COUNT_CAP = 1000
+COUNT_BUDGET_S = 0.015
+QUERY_BUDGET_S = 2.0
+LIVE_LIMIT = 50
+FACET_TTL_S = 10.0
+
+
+class QueryTooSlow(Exception):
+    """A query ran out of its time budget and was interrupted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One message as the inbox shows it (content decoded)."""
+
+    id: int
+    msg_id: str
+    timestamp: float
+    agent_id: str
+    node_id: str
+    task_id: str | None
+    sender: str | None
+    recipient: str | None
+    role: str | None
+    priority: str
+    status: str
+    received_at: float
+    content: Any
+
+    @property
+    def cursor(self) -> Cursor:
+        """This row's keyset position."""
+        return Cursor(self.timestamp, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the inbox and how to reach its neighbours."""
+
+    rows: list[Row]
+    total: int | None  # None: more than could be counted within the budget
+    capped: bool
+    newer: Cursor | None
+    older: Cursor | None
+    watermark: int  # rows with a larger id arrived after this page was read
+    search: SearchQuery | None
+
+
+class InboxReader:
+    """Read-only access to the cluster database for the inbox."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        """Connections open lazily, one per concurrent request."""
+        self._path = path
+        self._clock = clock
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._facets: tuple[float, dict[str, list[str]]] | None = None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = rsqlite.connect(self._path, read_only=True, check_same_thread=False)
+            with self._lock:
+                self._all.append(conn)
+        try:
+            with rsqlite.transaction(conn, "DEFERRED"):
+                yield conn
+        finally:
+            conn.set_progress_handler(None, 0)
+            self._idle.put(conn)
+
+    def page(self, view: InboxView, limit: int = PAGE_SIZE) -> Page:
+        """The page of `view`: newest report first, keyset-paged."""
+        search = parse_search(view.q) if view.q else None
+        with self._read() as conn:
+            watermark = _watermark(conn, search is not None)
+            if search is not None:
+                rows, more = self._search_rows(conn, view, search, limit)
+            else:
+                rows, more = self._plain_rows(conn, view, limit)
+            total = _budgeted_count(conn, *_count_sql(view, search, self._clock()))
+        newer, older = _neighbours(view, rows, more)
+        return Page(rows, total, total == COUNT_CAP, newer, older, watermark, search)
+
+    def _plain_rows(
+        self, conn: sqlite3.Connection, view: InboxView, limit: int
+    ) -> tuple[list[Row], bool]:
+        where, params = conditions(view, self._clock())
+        order = "DESC"
+        if view.before is not None:
+            where.append("m.timestamp <= ? AND (m.timestamp < ? OR m.id < ?)")
+            params += [view.before.timestamp, view.before.timestamp, view.before.id]
+        elif view.after is not None:
+            where.append("m.timestamp >= ? AND (m.timestamp > ? OR m.id > ?)")
+            params += [view.after.timestamp, view.after.timestamp, view.after.id]
+            order = "ASC"
+        sql = (
+            f"SELECT {COLUMNS} FROM messages m WHERE {_all(where)}"
+            f" ORDER BY m.timestamp {order}, m.id {order} LIMIT ?"
+        )
+        fetched = _budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
+        rows = [_row(r) for r in fetched[:limit]]
+        if order == "ASC":
+            rows.reverse()
+        return rows, len(fetched) > limit
+
+    def _search_rows(
+        self, conn: sqlite3.Connection, view: InboxView, search: SearchQuery, limit: int
+    ) -> tuple[list[Row], bool]:
+        where, params = conditions(view, self._clock())
+        where.insert(0, "messages_fts MATCH ?")
+        params.insert(0, search.match())
+        order = "DESC"
+        if view.before is not None:
+            where.append("f.rowid < ?")
+            params.append(view.before.id)
+        elif view.after is not None:
+            where.append("f.rowid > ?")
+            params.append(view.after.id)
+            order = "ASC"
+        sql = (
+            f"SELECT {COLUMNS} FROM {FTS_JOIN} WHERE {_all(where)} ORDER BY f.rowid {order} LIMIT ?"
+        )
+        fetched = _budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
+        rows = [_row(r) for r in fetched[:limit]]
+        if order == "ASC":
+            rows.reverse()
+        return rows, len(fetched) > limit
+
+    def arrived_since(self, view: InboxView, after_id: int) -> tuple[list[Row], int]:
+        """Rows of `view` stored after `after_id` (newest first) and the new watermark."""
+        search = parse_search(view.q) if view.q else None
+        # `+column` keeps SQLite on the rowid range instead of a filter's index.
+        where, params = conditions(view, self._clock(), plus=True)
+        key = "m.id" if search is None else "f.rowid"
+        source = "messages m" if search is None else FTS_JOIN
+        with self._read() as conn:
+            watermark = _watermark(conn, search is not None)
+            where[0:0] = [f"{key} > ?", f"{key} <= ?"]
+            params[0:0] = [after_id, watermark]
+            if search is not None:
+                where.insert(0, "messages_fts MATCH ?")
+                params.insert(0, search.match())
+            sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} DESC LIMIT ?"
+            fetched = _budgeted(conn, sql, [*params, LIVE_LIMIT], QUERY_BUDGET_S)
+        return [_row(r) for r in fetched], max(watermark, after_id)
+
+    def message(self, msg_id: str) -> Row | None:
+        """One message by msg_id, or None."""
+        with self._read() as conn:
+            found = conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.msg_id = ?", (msg_id,))
+            row = found.fetchone()
+        return None if row is None else _row(row)
+
+    def files_of(self, msg_id: str) -> list[dict[str, Any]]:
+        """The files attached to a message."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT file_id, filename, size, sha256 FROM files WHERE msg_id = ?"
+                " ORDER BY received_at",
+                (msg_id,),
+            ).fetchall()
+        return [{"file_id": f, "filename": n, "size": s, "sha256": h} for f, n, s, h in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Messages per status (exact, kept by triggers)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT status, n FROM inbox_counts").fetchall()
+        return {status: int(n) for status, n in rows}
+
+    def unread_count(self) -> int:
+        """The number of unread messages."""
+        return self.counts().get("unread", 0)
+
+    def facets(self) -> dict[str, list[str]]:
+        """The distinct agents, nodes and roles (an index skip-scan each, cached briefly)."""
+        now = time.monotonic()
+        if self._facets is not None and now - self._facets[0] < FACET_TTL_S:
+            return self._facets[1]
+        with self._read() as conn:
+            found = {col: _distinct(conn, col) for col in ("agent_id", "node_id", "role")}
+        self._facets = (now, found)
+        return found
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+def conditions(view: InboxView, now: float, *, plus: bool = False) -> tuple[list[str], list[Any]]:
+    """WHERE terms for the view's filters; values are bound, column names are constants."""
+    p = "+" if plus else ""
+    where: list[str] = []
+    params: list[Any] = []
+    if view.status == "inbox":
+        where.append(f"{p}m.status != 'archived'")
+    elif view.status != "all":
+        where.append(f"{p}m.status = ?")
+        params.append(view.status)
+    for column, value in (
+        ("role", view.role),
+        ("agent_id", view.agent),
+        ("node_id", view.node),
+        ("priority", view.priority),
+    ):
+        if value is not None:
+            where.append(f"{p}m.{column} = ?")
+            params.append(value)
+    since, until = view.since_until(now)
+    if since is not None:
+        where.append(f"{p}m.timestamp >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{p}m.timestamp < ?")
+        params.append(until)
+    return where, params
+
+
+def _all(where: Sequence[str]) -> str:
+    return " AND ".join(where) or "1"
+
+
+def _count_sql(view: InboxView, search: SearchQuery | None, now: float) -> tuple[str, list[Any]]:
+    where, params = conditions(view, now)
+    if search is None:
+        inner = f"SELECT 1 FROM messages m WHERE {_all(where)} LIMIT {COUNT_CAP}"
+    else:
+        inner = f"SELECT 1 FROM {FTS_JOIN} WHERE messages_fts MATCH ? AND {_all(where)}"
+        inner += f" LIMIT {COUNT_CAP}"
+        params.insert(0, search.match())
+    return f"SELECT COUNT(*) FROM ({inner})", params
+
+
+def _budgeted(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any], budget: float
+) -> list[Any]:
+    deadline = time.monotonic() + budget
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise QueryTooSlow(f"the query took longer than {budget:g} s") from exc
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _budgeted_count(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int | None:
+    try:
+        return int(_budgeted(conn, sql, params, COUNT_BUDGET_S)[0][0])
+    except QueryTooSlow:
+        return None
+
+
+def _watermark(conn: sqlite3.Connection, search: bool) -> int:
+    """The largest id a live update can start from (for search: the largest indexed id)."""
+    top = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+    if not search:
+        return top
+    state = conn.execute("SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'")
+    return min(top, int(state.fetchone()[0]))
+
+
+def _neighbours(
+    view: InboxView, rows: list[Row], more: bool
+) -> tuple[Cursor | None, Cursor | None]:
+    if not rows:
+        return None, None
+    if view.after is not None:
+        return (rows[0].cursor if more else None), rows[-1].cursor
+    newer = rows[0].cursor if view.before is not None else None
+    return newer, (rows[-1].cursor if more else None)
+
+
+def _distinct(conn: sqlite3.Connection, column: str) -> list[str]:
+    sql = (
+        f"WITH RECURSIVE d(v) AS (SELECT MIN({column}) FROM messages UNION ALL"
+        f" SELECT (SELECT MIN({column}) FROM messages WHERE {column} > d.v) FROM d"
+        " WHERE d.v IS NOT NULL) SELECT v FROM d WHERE v IS NOT NULL LIMIT 500"
+    )
+    return [str(v) for (v,) in conn.execute(sql)]
+
+
+def _row(raw: Sequence[Any]) -> Row:
+    blob = raw[-1]
+    try:
+        content = decode_content(blob)
+    except Exception as exc:  # a bad blob must not take the page down
+        content = {"error": f"content cannot be decoded: {exc}"}
+    (row_id, msg_id, ts, agent_id, node_id, task_id, sender, recipient, role, priority, status,
+     received_at) = raw[:-1]  # fmt: skip
+    return Row(row_id, msg_id, ts, agent_id, node_id, task_id, sender, recipient, role, priority,
+               status, received_at, content)  # fmt: skip

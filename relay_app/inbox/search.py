@@ -1,0 +1,161 @@
+"""Full-text search for the inbox: safe FTS5 queries, the indexed text, escaped highlighting.
+
+Whatever a person types becomes an FTS5 query built only from double-quoted strings of
+word characters, joined by AND, OR and NOT: no input can reach FTS5's own syntax, so no
+input can make a query fail. Highlighting splits the raw text on the search terms,
+escapes every piece and only then adds `<mark>`: FTS5's `snippet()` does not escape.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 16
+# How much of one message's text the index sees; longer content is still shown in full.
+MAX_INDEXED_CHARS = 64 * 1024
+_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One search term: its words (a phrase when several), prefix match, or excluded."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+    negated: bool = False
+
+    def fts(self) -> str:
+        """The term as an FTS5 string: quoted, so it is always a plain phrase."""
+        return '"' + " ".join(self.words) + '"' + ("*" if self.prefix else "")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A parsed search box: groups of alternatives (OR inside, AND between) and exclusions."""
+
+    groups: tuple[tuple[Term, ...], ...]
+    excluded: tuple[Term, ...] = ()
+
+    def match(self) -> str:
+        """The FTS5 MATCH expression."""
+        parts = []
+        for group in self.groups:
+            alternatives = " OR ".join(t.fts() for t in group)
+            parts.append(f"({alternatives})" if len(group) > 1 else alternatives)
+        expression = " AND ".join(parts)
+        for term in self.excluded:
+            expression += f" NOT {term.fts()}"
+        return expression
+
+    def terms(self) -> list[Term]:
+        """The positive terms, for highlighting."""
+        return [term for group in self.groups for term in group]
+
+
+def parse_search(text: str) -> SearchQuery | None:
+    """Parse a search box; None when it holds nothing searchable (empty, only punctuation)."""
+    groups: list[list[Term]] = []
+    excluded: list[Term] = []
+    join_next = False
+    for match in _TOKEN.finditer(text[:MAX_QUERY_CHARS]):
+        phrase, raw = match.group(1), match.group(2)
+        if raw in ("OR", "|"):
+            join_next = bool(groups)
+            continue
+        if raw == "AND":
+            continue
+        term = _term(phrase, raw)
+        if term is None:
+            continue
+        if term.negated:
+            excluded.append(term)
+        elif join_next:
+            groups[-1].append(term)
+        else:
+            groups.append([term])
+        join_next = False
+        if len(groups) + len(excluded) >= MAX_TERMS:
+            break
+    if not groups:
+        # Only exclusions: FTS5 cannot search for "not X" alone, so search for X instead.
+        groups = [[Term(t.words, t.prefix)] for t in excluded]
+        excluded = []
+    if not groups:
+        return None
+    return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded))
+
+
+def _term(phrase: str | None, raw: str | None) -> Term | None:
+    if phrase is not None:
+        words = tuple(_WORD.findall(phrase))
+        return Term(words) if words else None
+    assert raw is not None
+    negated = raw.startswith("-") and len(raw) > 1
+    prefix = raw.endswith("*")
+    words = tuple(_WORD.findall(raw))
+    if not words:
+        return None
+    return Term(words, prefix=prefix and len(words) == 1, negated=negated)
+
+
+def content_text(content: Any, limit: int = MAX_INDEXED_CHARS) -> str:
+    """The searchable text of a message's content: its string, number and bool values."""
+    parts: list[str] = []
+    size = 0
+    stack = [content]
+    while stack and size < limit:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+        elif isinstance(value, str):
+            parts.append(value)
+            size += len(value) + 1
+        elif value is not None:
+            parts.append(str(value).lower() if isinstance(value, bool) else str(value))
+            size += len(parts[-1]) + 1
+    return "\n".join(parts)[:limit]
+
+
+def terms_pattern(terms: list[Term]) -> re.Pattern[str] | None:
+    """A regex finding any of the terms (words of a phrase separated by non-word runs)."""
+    alternatives = []
+    for term in terms:
+        body = r"\W+".join(re.escape(w) for w in term.words)
+        alternatives.append(body + (r"\w*" if term.prefix else r"\b"))
+    if not alternatives:
+        return None
+    return re.compile(r"\b(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
+
+
+def highlight(text: str, pattern: re.Pattern[str] | None) -> str:
+    """HTML of `text` with every match in `<mark>`: each piece escaped before marking."""
+    if pattern is None:
+        return html.escape(text)
+    out: list[str] = []
+    last = 0
+    for match in pattern.finditer(text):
+        out.append(html.escape(text[last : match.start()]))
+        out.append("<mark>" + html.escape(match.group(0)) + "</mark>")
+        last = match.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def snippet(text: str, pattern: re.Pattern[str] | None, width: int = 180) -> str:
+    """HTML of a window of `text` around its first match (or its start), highlighted."""
+    flat = " ".join(text.split())
+    start = 0
+    found = pattern.search(flat) if pattern is not None else None
+    if found is not None and found.start() > width // 3:
+        start = found.start() - width // 3
+    piece = flat[start : start + width]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(flat) else ""
+    return html.escape(prefix) + highlight(piece, pattern) + html.escape(suffix)

@@ -1,0 +1,77 @@
+"""The inbox's parts in one place: reader, writer, sessions, actions, node health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
+from relay_app.inbox.actions import Actions
+from relay_app.inbox.nodes import Alert, NodeHealth, alerts, node_health
+from relay_app.inbox.reader import InboxReader
+from relay_app.inbox.sessions import Sessions
+from relay_app.inbox.writer import InboxWriter
+from relay_app.ingest import Ingest
+from relay_app.store import MessageStore
+from runtime.config import ClusterConfig
+
+
+class Inbox:
+    """Everything the inbox routes share; `close()` stops the writer and closes readers."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        config: ClusterConfig,
+        ingest: Ingest,
+        *,
+        free_bytes: FreeBytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open the inbox over the store's SQLite file (the inbox needs SQLite: FTS5)."""
+        path = getattr(store, "path", None)
+        if not isinstance(path, Path):
+            raise TypeError("the /messages inbox needs the SQLite store (relay_app.stores.sqlite)")
+        settings = config.relay
+        self.store = store
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        # Parts read the clock through this object, so tests can move time for all of them.
+        self.clock = clock
+        now = self.now
+        self.gate = SpaceGate(
+            free_bytes or free_bytes_of(settings.data_dir), settings.min_free_bytes
+        )
+        self.reader = InboxReader(path, now)
+        self.writer = InboxWriter(path, settings.synchronous)
+        self.sessions = Sessions(settings.operator_user, settings.operator_password_hash, now)
+        self.actions = Actions(
+            self.reader, self.writer, ingest, self.gate, settings.execute_webhook, now
+        )
+
+    def now(self) -> float:
+        """The time by `self.clock`, read late (tests replace the clock)."""
+        return self.clock()
+
+    def nodes(self) -> list[NodeHealth]:
+        """Every node's health from its last report."""
+        return node_health(self.store.node_statuses(), self.clock())
+
+    def alerts(self, nodes: list[NodeHealth]) -> list[Alert]:
+        """The dashboard alerts for these nodes and the relay's own disk."""
+        try:
+            free: int | None = self.gate.free()
+        except OSError:
+            free = None
+        return alerts(nodes, free, self.gate.floor)
+
+    def unread(self) -> dict[str, Any]:
+        """The badge's figures."""
+        return {"unread": self.reader.unread_count()}
+
+    def close(self) -> None:
+        """Stop the writer and close the read connections."""
+        self.writer.stop()
+        self.reader.close()

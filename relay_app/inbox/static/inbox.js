@@ -1,0 +1,161 @@
+// The inbox page's behaviour: live updates with a pause switch, selection, local times,
+// filters that submit themselves. Served as a file: the page's CSP allows no inline script.
+"use strict";
+
+(function () {
+  const POLL_MS = 1000;
+  const byId = (id) => document.getElementById(id);
+  const stateNode = byId("inbox-state");
+  const state = stateNode ? JSON.parse(stateNode.textContent) : null;
+
+  function localTimes(root) {
+    for (const node of root.querySelectorAll("time[datetime]")) {
+      const value = node.getAttribute("datetime");
+      if (!value) continue;
+      const moment = new Date(value);
+      if (!isNaN(moment)) {
+        node.title = value;
+        node.textContent = moment.toLocaleString();
+      }
+    }
+  }
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+
+  function toLocalInput(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function setupFilters() {
+    const form = byId("filters");
+    if (!form) return;
+    // Absolute times are typed in local time; the URL carries UTC.
+    for (const name of ["from", "to"]) {
+      const input = byId(name);
+      if (input && state && state[name]) input.value = toLocalInput(state[name]);
+    }
+    form.addEventListener("submit", () => {
+      for (const name of ["from", "to"]) {
+        const input = byId(name);
+        if (input && input.value) {
+          const d = new Date(input.value);
+          if (!isNaN(d)) {
+            const hidden = document.createElement("input");
+            hidden.type = "hidden";
+            hidden.name = name;
+            hidden.value = d.toISOString().replace(/\.\d{3}Z$/, "Z");
+            form.appendChild(hidden);
+            input.removeAttribute("name");
+          }
+        }
+      }
+      // Keep URLs short and shareable: leave out empty fields and the default view.
+      for (const field of form.elements) {
+        if (!field.name) continue;
+        if (field.value === "" || (field.name === "status" && field.value === "inbox")) {
+          field.removeAttribute("name");
+        }
+      }
+    });
+    for (const select of form.querySelectorAll("select.auto")) {
+      select.addEventListener("change", () => form.requestSubmit());
+    }
+  }
+
+  function setupSelection() {
+    const all = byId("select-all");
+    if (!all) return;
+    all.addEventListener("change", () => {
+      for (const box of document.querySelectorAll('#rows input[name="msg_id"]')) {
+        box.checked = all.checked;
+      }
+    });
+  }
+
+  let paused = sessionStorage.getItem("inbox-paused") === "1";
+  let pending = 0;
+
+  function setupLive() {
+    const toggle = byId("live-toggle");
+    if (toggle) {
+      toggle.checked = !paused;
+      toggle.addEventListener("change", () => {
+        paused = !toggle.checked;
+        sessionStorage.setItem("inbox-paused", paused ? "1" : "0");
+        showLive("");
+      });
+    }
+    showLive("");
+    if (state && state.updates) setInterval(poll, POLL_MS);
+  }
+
+  function showLive(text) {
+    const status = byId("live-status");
+    if (status) status.textContent = paused ? "paused" : text || "live";
+  }
+
+  let inFlight = false;
+  async function poll() {
+    if (paused || inFlight || document.hidden) return;
+    inFlight = true;
+    try {
+      const sep = state.updates.includes("?") ? "&" : "?";
+      const response = await fetch(`${state.updates}${sep}after_id=${state.watermark}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.status === 401) { showLive("logged out"); return; }
+      if (!response.ok) { showLive(`error ${response.status}`); return; }
+      apply(await response.json());
+      showLive("live");
+    } catch (err) {
+      showLive("relay unreachable");
+    } finally {
+      inFlight = false;
+    }
+  }
+
+  function apply(update) {
+    state.watermark = Math.max(state.watermark, update.watermark);
+    const count = byId("unread-count");
+    if (count) count.textContent = String(update.unread);
+    replaceInner("node-panel", update.nodes_html);
+    replaceInner("alerts", update.alerts_html);
+    if (!update.rows.length) return;
+    const body = byId("rows");
+    if (state.first_page && body) {
+      const holder = document.createElement("tbody");
+      holder.innerHTML = update.rows.join("");  // server-rendered, escaped HTML
+      const fresh = Array.from(holder.children);
+      for (const row of fresh) row.classList.add("arrived");
+      body.prepend(...fresh);
+      localTimes(body);
+      const empty = byId("empty");
+      if (empty) empty.hidden = true;
+    } else {
+      pending += update.rows.length;
+      const banner = byId("new-banner");
+      if (banner) {
+        banner.hidden = false;
+        byId("new-link").textContent = `${pending} new message(s) — show the newest`;
+      }
+    }
+  }
+
+  function replaceInner(id, html) {
+    const node = byId(id);
+    if (node && typeof html === "string" && node.innerHTML !== html) {
+      node.innerHTML = html;  // server-rendered, escaped HTML
+      localTimes(node);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    localTimes(document);
+    setupFilters();
+    setupSelection();
+    setupLive();
+  });
+})();

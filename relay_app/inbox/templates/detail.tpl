@@ -1,0 +1,34 @@
+% rebase('layout.tpl', title='Message', nav=nav, counts=counts, session=session, flash=flash)
+<p><a href="{{back}}">‹ Back to the list</a></p>
+<article class="detail" data-msg-id="{{row.msg_id}}" data-status="{{row.status}}">
+  <h1>{{row.agent_id}} <small>{{row.role or ''}} on {{row.node_id}}</small> <span class="badge-{{row.priority}}">{{row.priority}}</span> <span class="status {{row.status}}" id="status">{{row.status}}</span></h1>
+  <form method="post" action="/messages/actions" id="actions" class="bulk">
+    <input type="hidden" name="csrf" value="{{session.csrf}}">
+    <input type="hidden" name="back" value="/messages/m/{{row.msg_id}}?back={{quote(back)}}">
+    <button type="submit" name="one" value="acknowledge:{{row.msg_id}}">Acknowledge</button>
+    <button type="submit" name="one" value="execute:{{row.msg_id}}">Execute</button>
+    % if row.status == 'archived':
+    <button type="submit" name="one" value="restore:{{row.msg_id}}">Restore</button>
+    % else:
+    <button type="submit" name="one" value="archive:{{row.msg_id}}">Archive</button>
+    % end
+  </form>
+  <dl class="fields">
+    <dt>Time</dt><dd><time datetime="{{iso(row.timestamp)}}">{{when(row.timestamp)}}</time></dd>
+    <dt>Received</dt><dd><time datetime="{{iso(row.received_at)}}">{{when(row.received_at)}}</time></dd>
+    <dt>Message id</dt><dd><code>{{row.msg_id}}</code></dd>
+    <dt>Task</dt><dd>{{row.task_id or '—'}}</dd>
+    <dt>Sender</dt><dd>{{row.sender or '—'}}</dd>
+    <dt>Recipient</dt><dd>{{row.recipient or '—'}}</dd>
+  </dl>
+  <h2>Content</h2>
+  <pre class="json" id="content">{{!content_html}}</pre>
+  % if files:
+  <h2>Files</h2>
+  <ul class="files">
+  % for f in files:
+    <li><a href="/messages/files/{{f['file_id']}}">{{f['filename'] or f['file_id']}}</a> <span class="muted">{{size(f['size'])}} · sha256 {{f['sha256'][:12]}}…</span></li>
+  % end
+  </ul>
+  % end
+</article>

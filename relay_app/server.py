@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 
 from relay_app.app import create_app
+from relay_app.metrics import MetricsMiddleware
 from relay_app.diskspace import FreeBytes
 from relay_app.ingest import Ingest
 from relay_app.store import MessageStore
@@ -61,10 +62,11 @@ class RelayServer:
             app = create_app(
                 self._store, self.config, ingest=self._ingest, free_bytes=self._free_bytes
             )
+            served = MetricsMiddleware(app, settings.data_dir)
             # No cheroot body limit: the app answers oversized bodies itself, as JSON, before
             # reading them (relay_app.http.refuse_oversized), and cheroot's 413 is plain text.
             self._http = serve_in_thread(
-                app, self.host, self.port, threads=settings.threads, name="commander-relay"
+                served, self.host, self.port, threads=settings.threads, name="commander-relay"
             )
         except BaseException:
             self.stop()

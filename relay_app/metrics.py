@@ -1,0 +1,180 @@
+"""The relay's Prometheus metrics: a WSGI middleware that times every request and serves /metrics.
+
+Names: htpc_write_throughput_bytes_total (bytes ingested, the design's name),
+commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route},
+commander_relay_writes_refused_total{reason}, and, read at scrape time,
+commander_relay_messages_stored, commander_relay_database_bytes,
+commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node}.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+DB_RELATIVE = Path("messages") / "cluster_messages.db"
+EXACT_ROUTES = frozenset(
+    {
+        "/sync/messages",
+        "/sync/message",
+        "/sync/status",
+        "/sync/files",
+        "/query/messages",
+        "/query/status",
+        "/healthz",
+        "/metrics",
+        "/messages",
+        "/login",
+        "/logout",
+    }
+)
+PREFIX_ROUTES = ("/query/messages/", "/files/", "/messages/", "/api/", "/static/")
+REFUSALS = {
+    507: "disk_full",
+    413: "too_large",
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+}
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def route_of(path: str) -> str:
+    """A bounded label for a path: the route it belongs to, never the raw path."""
+    if path in EXACT_ROUTES:
+        return path
+    for prefix in PREFIX_ROUTES:
+        if path.startswith(prefix):
+            return prefix + "*"
+    return "other"
+
+
+class RelayCollector(Collector):
+    """Reads the database and the disk at scrape time."""
+
+    def __init__(self, data_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self._data_dir = Path(data_dir)
+        self._clock = clock
+
+    def collect(self) -> Iterator[Any]:
+        """Yield the gauges."""
+        db = self._data_dir / DB_RELATIVE
+        size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+        yield GaugeMetricFamily(
+            "commander_relay_database_bytes", "Cluster database size.", value=size
+        )
+        free = shutil.disk_usage(self._data_dir).free if self._data_dir.exists() else 0
+        yield GaugeMetricFamily(
+            "commander_relay_free_disk_bytes", "Free bytes on the data disk.", value=free
+        )
+        stored, reports = self._read(db)
+        yield GaugeMetricFamily(
+            "commander_relay_messages_stored", "Messages in the cluster database.", value=stored
+        )
+        ages = GaugeMetricFamily(
+            "commander_relay_node_last_report_age_seconds",
+            "Seconds since each node's last status report.",
+            labels=["node"],
+        )
+        now = self._clock()
+        for node_id, received_at in reports:
+            ages.add_metric([node_id], max(0.0, now - received_at))
+        yield ages
+
+    @staticmethod
+    def _read(db: Path) -> tuple[int, list[tuple[str, float]]]:
+        if not db.exists():
+            return 0, []
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            stored = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+            reports = conn.execute("SELECT node_id, received_at FROM node_status").fetchall()
+        except sqlite3.Error:
+            return 0, []
+        finally:
+            conn.close()
+        return int(stored), [(str(n), float(r)) for n, r in reports]
+
+
+class MetricsMiddleware:
+    """Wraps the relay's WSGI app: counts and times requests, answers GET /metrics itself."""
+
+    def __init__(self, app: WsgiApp, data_dir: str | Path) -> None:
+        self.app = app
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(RelayCollector(data_dir))
+        self.requests = Counter(
+            "commander_relay_requests",
+            "HTTP responses by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "commander_relay_request_seconds",
+            "Time to answer a request.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ingested = Counter(
+            "htpc_write_throughput_bytes", "Bytes of messages ingested.", registry=self.registry
+        )
+        self.refused = Counter(
+            "commander_relay_writes_refused",
+            "Writes refused, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REFUSALS.values():
+            self.refused.labels(reason)  # exported at 0 from the start, so increase() works
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Serve /metrics, or pass the request on and record how it went."""
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            body = generate_latest(self.registry)
+            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+            return [body]
+        started = time.perf_counter()
+        seen: dict[str, int] = {}
+
+        def recording_start(status: str, headers: Any, *exc: Any) -> Any:
+            seen["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, *exc)
+
+        result = self.app(environ, recording_start)
+        return self._finish(result, environ, seen, started)
+
+    def _finish(
+        self, result: Iterable[bytes], environ: dict[str, Any], seen: dict[str, int], started: float
+    ) -> Iterator[bytes]:
+        try:
+            yield from result
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            self._record(environ, seen.get("status", 500), time.perf_counter() - started)
+
+    def _record(self, environ: dict[str, Any], status: int, seconds: float) -> None:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        route = route_of(path)
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if route.startswith("/sync/message") and method == "POST":
+            if 200 <= status < 300:
+                self.ingested.inc(int(environ.get("CONTENT_LENGTH") or 0))
+            elif status in REFUSALS:
+                self.refused.labels(REFUSALS[status]).inc()

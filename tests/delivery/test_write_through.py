@@ -6,6 +6,7 @@ import gzip
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,20 +104,20 @@ def test_node_b_reads_a_message_of_node_a_through_the_relay_then_from_its_cache(
         node_b.stop()
 
 
-def outbox_actor(
-    tmp_path: Path, relay_url: str, backoff: Backoff, cache: object
-) -> tuple[OutboxActor, object]:
-    ref = OutboxActor.start(
+def start_outbox(
+    tmp_path: Path, relay_url: str, cache: Any, backoff: Backoff, state: SyncState | None = None
+) -> Any:
+    """An OutboxActor on tmp_path/outbox.db, sending to relay_url as node-a, batches of 10."""
+    return OutboxActor.start(
         tmp_path / "outbox.db",
         agent_id="a1",
         node_id="node-a",
         cache=cache,
         target=RelayTarget(relay_url, "node-a", TOKENS["node-a"], 2.0),
         backoff=backoff,
-        sync_state=SyncState(),
+        sync_state=state or SyncState(),
         batch_size=10,
     )
-    return ref, ref
 
 
 def fresh(i: int) -> MessageEnvelope:
@@ -138,16 +139,7 @@ def test_a_poison_batch_is_set_aside_and_later_batches_go_through(
             ),
         )
     store.close()
-    outbox = OutboxActor.start(
-        tmp_path / "outbox.db",
-        agent_id="a1",
-        node_id="node-a",
-        cache=cache,
-        target=RelayTarget(relay.url, "node-a", TOKENS["node-a"], 2.0),
-        backoff=Backoff(cap=0.1),
-        sync_state=SyncState(),
-        batch_size=10,
-    )
+    outbox = start_outbox(tmp_path, relay.url, cache, Backoff(cap=0.1))
     good = [fresh(i) for i in range(25)]
     for env in good:
         cache.ask(Write(env))
@@ -171,15 +163,12 @@ def test_a_relay_answering_507_makes_the_outbox_back_off_and_then_resume(tmp_pat
     cache = CacheActor.start(tmp_path / "messages.db", agent_id="a1", max_bytes=10**8)
     state = SyncState()
     # rng 1.0: every delay is its ceiling, 1 s, 2 s, ... so the attempt count is predictable.
-    outbox = OutboxActor.start(
-        tmp_path / "outbox.db",
-        agent_id="a1",
-        node_id="node-a",
-        cache=cache,
-        target=RelayTarget(relay.url, "node-a", TOKENS["node-a"], 2.0),
-        backoff=Backoff(base=2.0, retry_max=10, cap=60.0, rng=lambda: 1.0),
-        sync_state=state,
-        batch_size=10,
+    outbox = start_outbox(
+        tmp_path,
+        relay.url,
+        cache,
+        Backoff(base=2.0, retry_max=10, cap=60.0, rng=lambda: 1.0),
+        state,
     )
     try:
         envs = [fresh(i) for i in range(30)]
@@ -214,16 +203,7 @@ def test_recovery_enqueues_unsynced_messages_that_no_batch_covers(
     envs = [fresh(i) for i in range(40)]
     for env in envs:
         cache.ask(Write(env))
-    outbox = OutboxActor.start(
-        tmp_path / "outbox.db",
-        agent_id="a1",
-        node_id="node-a",
-        cache=cache,
-        target=RelayTarget(relay.url, "node-a", TOKENS["node-a"], 2.0),
-        backoff=Backoff(cap=0.1),
-        sync_state=SyncState(),
-        batch_size=10,
-    )
+    outbox = start_outbox(tmp_path, relay.url, cache, Backoff(cap=0.1))
     wait_for(lambda: cache.ask(GetStats()).unsynced_count == 0, timeout=10)
     assert all(relay_get(relay.url, e.msg_id) for e in envs)
     outbox.stop()

@@ -23,6 +23,7 @@ from actors.messages import (
 )
 from runtime.envelope import MessageEnvelope
 from runtime.errors import CacheFull
+from runtime.mailbox import take_waiting
 from runtime.supervisor import SupervisedActor
 
 logger = logging.getLogger(__name__)
@@ -127,19 +128,8 @@ class CacheActor(SupervisedActor):
             logger.exception("could not hand %d committed messages to the uploader", len(committed))
 
     def _drain_writes(self) -> list[tuple[Write, pykka.Future[Any] | None]]:
-        """Take the Write messages waiting at the head of the inbox, leaving anything else."""
-        # pykka's inbox is a queue.Queue of Envelope(message, reply_to) and this thread is its
-        # only consumer, so peeking at the head under its mutex and then taking it is safe.
-        # Stopping at the first non-Write keeps every other message in its order.
-        inbox: Any = self.actor_inbox
-        drained: list[tuple[Write, pykka.Future[Any] | None]] = []
-        while len(drained) < MAX_GROUP:
-            with inbox.mutex:
-                if not inbox.queue or not isinstance(inbox.queue[0].message, Write):
-                    break
-            envelope = inbox.get_nowait()
-            drained.append((envelope.message, envelope.reply_to))
-        return drained
+        """Take the Write messages waiting right behind the one being handled."""
+        return take_waiting(self, Write, MAX_GROUP - 1)
 
 
 _HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {

@@ -12,6 +12,7 @@ from actors.messages import Enqueue, MarkSynced, Push, RelayUp
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.errors import RelayError
+from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget, batch_body
 from runtime.supervisor import SupervisedActor
 from runtime.sync_state import SyncState
@@ -62,22 +63,18 @@ class UploaderActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         """Handle Push; everything else is unexpected."""
         if isinstance(message, Push):
-            return self._push([*message.envelopes, *self._drain_pushes()])
+            envelopes = [*message.envelopes, *self._drain_pushes()]
+            size = self._batch_size
+            return [self._push(envelopes[i : i + size]) for i in range(0, len(envelopes), size)]
         return super().on_receive(message)
 
     def _drain_pushes(self) -> list[MessageEnvelope]:
         """Take the Push messages waiting at the head of the inbox (they go out together)."""
-        # Same reasoning as CacheActor._drain_writes: single consumer, peek under the mutex.
-        inbox: Any = self.actor_inbox
-        taken: list[MessageEnvelope] = []
-        while len(taken) < self._batch_size:
-            with inbox.mutex:
-                if not inbox.queue or not isinstance(inbox.queue[0].message, Push):
-                    break
-            taken.extend(inbox.get_nowait().message.envelopes)
-        return taken
+        taken = take_waiting(self, Push, self._batch_size)
+        return [env for push, _ in taken for env in push.envelopes]
 
     def _push(self, envelopes: list[MessageEnvelope]) -> str:
+        """Send at most one batch; on failure hand it to the outbox and skip the relay a while."""
         if self._client is None or self._clock() < self._degraded_until:
             self._outbox.tell(Enqueue(tuple(envelopes)))
             return "queued"

@@ -91,9 +91,9 @@ class SqliteWriter:
             known = conn.execute("SELECT 1 FROM batches WHERE batch_id = ?", (op.batch_id,))
             if known.fetchone() is not None:
                 return WriteResult(inserted=0, repeated=True)
-        before = conn.total_changes
-        conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
-        inserted = conn.total_changes - before
+        # rowcount sums sqlite3_changes(), which leaves out rows changed by triggers.
+        cursor = conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
+        inserted = cursor.rowcount
         if op.batch_id is not None:
             conn.execute(
                 "INSERT INTO batches (batch_id, node_id, message_count, received_at)"

@@ -118,6 +118,17 @@ def stored_msg_ids(data_dir: Path) -> list[str]:
         conn.close()
 
 
+def write_config(root: Path) -> Path:
+    """relay.yaml for node-a on 127.0.0.1; tests always pass --host and --port as well."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "relay.yaml").write_text(
+        f'nodes:\n  - id: "{NODE_A}"\n    host: "127.0.0.1"\n    port: 9\n'
+        f'    token_sha256: "{sha(TOKENS[NODE_A])}"\n'
+        "relay:\n  min_free_bytes: 0\n"
+    )
+    return root / "relay.yaml"
+
+
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     """Poll `predicate` until true or the timeout passes."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,135 @@
+"""A full disk: writes get 507 with nothing half-written, reads go on, writes come back."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import requests
+
+from relay_app.server import RelayServer
+from relay_app.stores.sqlite import SqliteStore
+from tests.relay_app.conftest import RelayFactory
+from tests.relay_app.helpers import (
+    NODE_A,
+    NodeClient,
+    batch,
+    make_config,
+    message,
+    row_counts,
+    stored_msg_ids,
+)
+
+GIB = 1024**3
+
+
+class FakeDisk:
+    """Free space the test sets at will."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def __call__(self) -> int:
+        return self.free
+
+
+def test_below_the_free_space_floor_every_write_gets_507_and_reads_still_work(
+    relay_factory: RelayFactory, data_dir: Path
+) -> None:
+    disk = FakeDisk(10 * GIB)
+    relay = relay_factory(make_config(data_dir, min_free_bytes=GIB), free_bytes=disk)
+    client = NodeClient(relay.url, NODE_A)
+    try:
+        stored = message()
+        assert client.send(stored).status_code == 200
+        disk.free = GIB - 1
+        before = row_counts(data_dir)
+        writes = [
+            client.send(message()),
+            client.send_batch(batch([message() for _ in range(5)], "during-full")),
+            client.post("/sync/status", json={"node_id": NODE_A, "agents": []}),
+            client.post("/sync/files", data={"agent_id": "a-1"}, files={"file": b"x"}),
+        ]
+        for response in writes:
+            assert response.status_code == 507
+            assert "min_free_bytes" in response.json()["error"]
+        assert row_counts(data_dir) == before
+        assert client.get(f"/query/messages/{stored.msg_id}").status_code == 200
+        assert client.query()["total"] == 1
+        health = requests.get(relay.url + "/healthz", timeout=10).json()
+        assert health["writes_accepted"] is False
+        disk.free = 2 * GIB
+        assert client.send(message()).status_code == 200
+        assert requests.get(relay.url + "/healthz", timeout=10).json()["writes_accepted"]
+    finally:
+        client.close()
+
+
+def test_the_real_free_space_probe_is_used_by_default(
+    relay_factory: RelayFactory, data_dir: Path
+) -> None:
+    relay = relay_factory(make_config(data_dir, min_free_bytes=2**62))
+    client = NodeClient(relay.url, NODE_A)
+    try:
+        response = client.send(message())
+        assert response.status_code == 507
+        assert row_counts(data_dir)["messages"] == 0
+    finally:
+        client.close()
+
+
+def test_a_full_database_gets_507_nothing_half_written_and_recovers_once_room_is_made(
+    relay_factory: RelayFactory, data_dir: Path
+) -> None:
+    config = make_config(data_dir)
+    pages = _page_count(SqliteStore(data_dir))
+    relay = relay_factory(config, store=SqliteStore(data_dir, max_page_count=pages + 60))
+    client = NodeClient(relay.url, NODE_A)
+    try:
+        acked: list[list[str]] = []
+        refused: dict[str, object] = {}
+        for n in range(200):
+            envs = [message(content={"text": "x" * 400, "n": i}) for i in range(20)]
+            body = batch(envs, f"fill-{n}")
+            response = client.send_batch(body)
+            if response.status_code == 507:
+                refused = body
+                assert "full" in response.json()["error"]
+                break
+            assert response.status_code == 200
+            acked.append([e.msg_id for e in envs])
+        assert refused, "the page limit was never reached"
+        stored = set(stored_msg_ids(data_dir))
+        assert all(msg_id in stored for ids in acked for msg_id in ids)
+        refused_ids = {m["msg_id"] for m in refused["messages"]}  # type: ignore[attr-defined]
+        assert not stored & refused_ids
+        assert row_counts(data_dir)["batches"] == len(acked)
+        assert client.query(limit=1)["total"] == len(stored)
+        assert client.send_batch(refused).status_code == 507  # type: ignore[arg-type]
+        _delete_oldest(relay, len(stored) // 2)
+        assert client.send_batch(refused).json()["status"] == "acked"  # type: ignore[arg-type]
+        assert refused_ids <= set(stored_msg_ids(data_dir))
+    finally:
+        client.close()
+
+
+def _page_count(store: SqliteStore) -> int:
+    conn = sqlite3.connect(store.path)
+    try:
+        return int(conn.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        conn.close()
+        store.close()
+
+
+def _delete_oldest(relay: RelayServer, count: int) -> None:
+    """What an operator does to make room: delete old rows (freed pages are reused)."""
+    conn = sqlite3.connect(Path(relay.config.relay.data_dir) / "messages" / "cluster_messages.db")
+    try:
+        conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
+            (count,),
+        )
+        conn.commit()
+    finally:
+        conn.close()

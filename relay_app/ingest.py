@@ -11,6 +11,7 @@ import pykka
 
 from relay_app.errors import RelayAppError, StorageFull, StoreUnavailable
 from relay_app.store import WRITE_OPS, MessageStore, StoreWriter, WriteOp, WriteResult
+from runtime.mailbox import take_waiting
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +65,9 @@ class IngestActor(pykka.ThreadingActor):
 
     def _drain_writes(self) -> list[tuple[WriteOp, pykka.Future[Any] | None]]:
         """Take the write requests waiting at the head of the inbox, leaving anything else."""
-        # pykka 4's ThreadingActor inbox is a queue.Queue of Envelope(message, reply_to) and
-        # this thread is its only consumer, so peeking at the head under the queue's mutex and
-        # then taking that same envelope is race-free. Stopping at the first message that is
-        # not a write (a stop request, a proxy call) leaves it, and all behind it, in order.
-        inbox: Any = self.actor_inbox
-        drained: list[tuple[WriteOp, pykka.Future[Any] | None]] = []
-        while len(drained) < MAX_GROUP - 1:
-            with inbox.mutex:
-                if not inbox.queue or not isinstance(inbox.queue[0].message, WRITE_OPS):
-                    break
-            envelope = inbox.get_nowait()
-            drained.append((envelope.message, envelope.reply_to))
-        return drained
+        # pykka's inbox is a queue.Queue of Envelope(message, reply_to) with this thread as its
+        # only consumer; take_waiting pins why peeking at its head and taking it is safe.
+        return take_waiting(self, WRITE_OPS, MAX_GROUP - 1)
 
     def _write(self, ops: Sequence[WriteOp]) -> list[Reply]:
         """One transaction for the group; if it fails for a reason other than a full disk,

@@ -103,21 +103,28 @@ def _start_relay(tmp: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 def _serve(tmp: Path) -> int:
-    """The relay process: the real app plus a bare JSON endpoint, on one cheroot server."""
+    """The relay process: the relay as the CLI runs it, plus a bare JSON endpoint."""
     import signal
 
-    import bottle
-
-    from relay_app.app import create_app
     from relay_app.cli import load_relay_config
-    from relay_app.ingest import Ingest
-    from relay_app.stores.sqlite import SqliteStore
-    from runtime.wsgi import serve_in_thread
 
     config = load_relay_config(str(tmp / "relay.yaml"), data_dir=str(tmp / "data"))
-    store = SqliteStore(config.relay.data_dir, synchronous=config.relay.synchronous)
-    ingest = Ingest.start(store)
-    app = create_app(store, config, ingest=ingest)
+    relay = _floor_relay_class()(config, host="127.0.0.1", port=0).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"listening {relay.url.rsplit(':', 1)[1]}", flush=True)
+    stop.wait(600)
+    relay.stop()
+    return 0
+
+
+def _floor_relay_class() -> Any:
+    """RelayServer with /bench/floor: same server, same middleware, no auth, no store."""
+    import bottle
+
+    from relay_app.ingest import Ingest
+    from relay_app.server import RelayServer
+    from relay_app.store import MessageStore
 
     def floor() -> bytes:
         stream = bottle.request.environ["wsgi.input"]
@@ -125,16 +132,13 @@ def _serve(tmp: Path) -> int:
         bottle.response.content_type = "application/json"
         return b'{"status":"parsed"}'
 
-    app.route("/bench/floor", "POST", floor)
-    server = serve_in_thread(app, "127.0.0.1", 0, threads=config.relay.threads)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"listening {server.port}", flush=True)
-    stop.wait(600)
-    server.stop()
-    ingest.stop()
-    store.close()
-    return 0
+    class FloorRelay(RelayServer):
+        def make_app(self, store: MessageStore, ingest: Ingest) -> bottle.Bottle:
+            app = super().make_app(store, ingest)
+            app.route("/bench/floor", "POST", floor)
+            return app
+
+    return FloorRelay
 
 
 class _Client:

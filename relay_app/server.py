@@ -6,10 +6,12 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
+import bottle
+
 from relay_app.app import create_app
-from relay_app.metrics import MetricsMiddleware
 from relay_app.diskspace import FreeBytes
 from relay_app.ingest import Ingest
+from relay_app.metrics import MetricsMiddleware
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
 from runtime.config import ClusterConfig
@@ -59,9 +61,7 @@ class RelayServer:
             if self._store is None:
                 self._store = SqliteStore(settings.data_dir, synchronous=settings.synchronous)
             self._ingest = Ingest.start(self._store)
-            app = create_app(
-                self._store, self.config, ingest=self._ingest, free_bytes=self._free_bytes
-            )
+            app = self.make_app(self._store, self._ingest)
             served = MetricsMiddleware(app, settings.data_dir)
             # No cheroot body limit: the app answers oversized bodies itself, as JSON, before
             # reading them (relay_app.http.refuse_oversized), and cheroot's 413 is plain text.
@@ -73,6 +73,10 @@ class RelayServer:
             raise
         logger.info("relay listening on %s, data in %s", self._http.url, settings.data_dir)
         return self
+
+    def make_app(self, store: MessageStore, ingest: Ingest) -> bottle.Bottle:
+        """The relay's Bottle app; a subclass may add routes (the benchmark's HTTP floor)."""
+        return create_app(store, self.config, ingest=ingest, free_bytes=self._free_bytes)
 
     def healthy(self) -> bool:
         """Whether the HTTP server and the IngestActor are both running."""

@@ -29,6 +29,39 @@ PASSWORD = "correct horse battery staple"
 PASSWORD_HASH = hash_password(PASSWORD)
 NODES = {"node-a": "token-a-0123456789abcdef", "node-b": "token-b-0123456789abcdef"}
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+# Search box inputs that must never make a page fail.
+ODD_SEARCHES = [
+    "",
+    " ",
+    '"',
+    '""',
+    '"unclosed phrase',
+    "AND",
+    "OR",
+    "NOT",
+    "a AND",
+    "OR b",
+    "-",
+    "--",
+    "-zanzibar",
+    "e-mail",
+    "zanzibar-logistics",
+    "zan*",
+    "*",
+    "(",
+    ")",
+    "NEAR(a b)",
+    "col:zanzibar",
+    "body:zanzibar",
+    "^zanzibar",
+    "'; DROP TABLE messages; --",
+    "%",
+    "\\",
+    "日本語",
+    "zanzibar" * 100,
+    "a " * 300,
+    "\x00",
+]
 
 
 class Clock:

@@ -50,12 +50,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(tmp: Path, singles: int, warm_batches: int, batches: int) -> dict[str, Any]:
-    token = secrets.token_urlsafe(32)
-    (tmp / "relay.yaml").write_text(
-        f'nodes:\n  - id: "{NODE}"\n    host: "127.0.0.1"\n    port: 1\n'
-        f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
-        "relay:\n  min_free_bytes: 0\n"
-    )
+    token = _write_config(tmp)
     proc, port = _start_relay(tmp)
     try:
         headers = {
@@ -85,6 +80,17 @@ def _run(tmp: Path, singles: int, warm_batches: int, batches: int) -> dict[str, 
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "batches": batches,
     }
+
+
+def _write_config(tmp: Path) -> str:
+    """relay.yaml for one node (the relay always listens on 127.0.0.1); return its token."""
+    token = secrets.token_urlsafe(32)
+    (tmp / "relay.yaml").write_text(
+        f'nodes:\n  - id: "{NODE}"\n    host: "127.0.0.1"\n    port: 1\n'
+        f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+        "relay:\n  min_free_bytes: 0\n"
+    )
+    return token
 
 
 def _start_relay(tmp: Path) -> tuple[subprocess.Popen[str], int]:
@@ -133,6 +139,8 @@ def _floor_relay_class() -> Any:
         return b'{"status":"parsed"}'
 
     class FloorRelay(RelayServer):
+        """The relay plus the floor route."""
+
         def make_app(self, store: MessageStore, ingest: Ingest) -> bottle.Bottle:
             app = super().make_app(store, ingest)
             app.route("/bench/floor", "POST", floor)
@@ -149,6 +157,7 @@ class _Client:
         self.headers = headers
 
     def post(self, path: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+        """POST and return the body; any status but 200 ends the benchmark."""
         self.conn.request("POST", path, body, {**self.headers, **(extra or {})})
         response = self.conn.getresponse()
         data = response.read()
@@ -157,6 +166,7 @@ class _Client:
         return data
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
 

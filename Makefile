@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit test-deps browser-deps promtool bench clean
+.PHONY: run test lint typecheck unit test-deps browser-deps promtool bench load soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,9 +56,24 @@ promtool: $(STAMP)
 		chmod +x $(CURDIR)/$(BIN)/promtool; rm -rf $$tmp; \
 	fi
 
-## make bench: every benchmark, writes docs/PERFORMANCE.md.
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## make bench: every benchmark (soak in quick mode), writes docs/PERFORMANCE.md.
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench all
+
+## make load: 5 nodes x 5 agents at 2 msg/s each for 5 minutes; relay CPU and memory.
+load: $(BENCH_STAMP)
+	$(BIN)/python -m bench load
+
+## make soak: 30 minutes of relay outages and node kills, then the oracle check
+## (COMMANDER_SOAK_MINUTES changes the length).
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench soak
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,7 @@ from relay_app.http import (
     refuse_oversized,
     relay_errors,
 )
+from relay_app.inbox import install_inbox
 from relay_app.ingest import Ingest
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
@@ -94,6 +95,7 @@ def create_app(
     install_error_pages(app)
     for method, path, handler in _routes(relay):
         app.route(path, method, handler)
+    install_inbox(app, store, config, ingest, free_bytes=free_bytes)  # /messages for operators
     return app
 
 

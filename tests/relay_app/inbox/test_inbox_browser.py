@@ -236,3 +236,18 @@ def test_node_status_turns_red_when_reports_stop(inbox_relay: Relay, browser: Br
     )
     alert = browser.driver.find_element(By.CSS_SELECTOR, '[data-alert="Sync lag"]')
     assert "no report for 10 min" in alert.text
+
+
+def test_the_embeddable_badge_shows_the_unread_count(inbox_relay: Relay, browser: Browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    inbox_relay.send()
+    inbox_relay.send()
+    browser.driver.get(inbox_relay.url + "/messages/badge")  # no login: the count is public
+    badge = "a.commander-unread-badge"
+    wait_for(lambda: browser.driver.find_element(By.CSS_SELECTOR, badge).text == "2", what="2")
+    assert (
+        browser.driver.find_element(By.CSS_SELECTOR, badge)
+        .get_attribute("href")
+        .endswith("/messages")
+    )

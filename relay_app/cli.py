@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.config, data_dir=args.data_dir, token_hashes_file=args.token_hashes_file
     )
     host, port = listen_address(config, args.host, args.port)
+    _warn_if_no_tokens(config)
     stop = _install_signal_handlers()
     relay = RelayServer(config, host=host, port=port)
     try:
@@ -138,6 +139,18 @@ def _serve(args: argparse.Namespace) -> int:
         relay.stop()
     logger.info("stopped cleanly")
     return 0
+
+
+def _warn_if_no_tokens(config: ClusterConfig) -> None:
+    """Say so at start-up when no node can authenticate yet (a missing hashes file)."""
+    hashes = hashes_file_path(config)
+    has_file = hashes is not None and hashes.exists()
+    if not has_file and not any(node.token_sha256 for node in config.nodes):
+        logger.warning(
+            "no node has a token (token hashes file %s missing): every node request gets 401"
+            " until `commander-relay add-node` records one",
+            hashes,
+        )
 
 
 def _install_signal_handlers() -> threading.Event:

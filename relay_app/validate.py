@@ -27,6 +27,7 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_FILTER_VALUES = 50
 MAX_STATUS_AGENTS = 1000
+MAX_STATUS_FIELDS = 32
 MAX_PARAM_CHARS = 256
 AGENT_NUMBERS = (
     "cache_bytes_used",
@@ -115,13 +116,29 @@ def status_request(data: Any, node_id: str) -> StoreStatus:
 
 
 def _agent_status(data: Any, where: str) -> dict[str, Any]:
-    """Keep the known fields of one agent's report; numbers may be null when unknown."""
-    if not isinstance(data, dict):
-        raise BadRequest(f"{where}: expected a JSON object")
+    """Check the known fields of one agent's report (numbers, or null when unknown) and keep
+    any further flat fields a newer node sends (`cache_full`, ...) if they are small scalars."""
+    if not isinstance(data, dict) or len(data) > MAX_STATUS_FIELDS:
+        raise BadRequest(f"{where}: expected a JSON object of at most {MAX_STATUS_FIELDS} fields")
     report: dict[str, Any] = {"agent_id": check_id(f"{where}.agent_id", data.get("agent_id"))}
     for key in AGENT_NUMBERS:
         report[key] = _number_or_none(f"{where}.{key}", data.get(key))
+    for key, value in data.items():
+        if key in report:
+            continue
+        check_id(f"{where} field name", key)
+        if not _small_scalar(value):
+            raise BadRequest(f"{where}.{key}: expected a number, boolean, null or short string")
+        report[key] = value
     return report
+
+
+def _small_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return len(value) <= MAX_PARAM_CHARS and "\x00" not in value
+    return value is None or isinstance(value, bool | int)
 
 
 def _number_or_none(name: str, value: Any) -> float | int | None:

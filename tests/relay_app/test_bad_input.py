@@ -114,6 +114,14 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
         "agents[0].agent_id",
     ),
     (
+        "status nested field",
+        "/sync/status",
+        orjson.dumps({"node_id": NODE_A, "agents": [{"agent_id": "a", "extra": {"x": 1}}]}),
+        {},
+        400,
+        "agents[0].extra",
+    ),
+    (
         "status number as text",
         "/sync/status",
         orjson.dumps({"node_id": NODE_A, "agents": [{"agent_id": "a", "outbox_depth": "9"}]}),

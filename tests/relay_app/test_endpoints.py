@@ -171,6 +171,7 @@ def test_a_node_status_report_is_upserted_and_listed(node_a: NodeClient) -> None
                 "failed_batches": 0,
                 "oldest_unsynced_age_s": 1.5,
                 "last_sync_at": 1230.0,
+                "cache_full": False,  # a field this relay does not know is kept
             }
         ],
     }

@@ -40,6 +40,7 @@ class RelayServer:
         self._free_bytes = free_bytes
         self._ingest: Ingest | None = None
         self._http: ServerHandle | None = None
+        self._app: bottle.Bottle | None = None
 
     @property
     def url(self) -> str:
@@ -62,6 +63,7 @@ class RelayServer:
                 self._store = SqliteStore(settings.data_dir, synchronous=settings.synchronous)
             self._ingest = Ingest.start(self._store)
             app = self.make_app(self._store, self._ingest)
+            self._app = app
             served = MetricsMiddleware(app, settings.data_dir)
             # No cheroot body limit: the app answers oversized bodies itself, as JSON, before
             # reading them (relay_app.http.refuse_oversized), and cheroot's 413 is plain text.
@@ -88,6 +90,9 @@ class RelayServer:
         if self._http is not None:
             self._http.stop()
             self._http = None
+        if self._app is not None:
+            self._app.close()  # stops the inbox's writer (a Bottle plugin's close)
+            self._app = None
         if self._ingest is not None:
             self._ingest.stop()
             self._ingest = None

@@ -82,8 +82,30 @@ class StoreFile:
     record: FileRecord
 
 
-WriteOp = StoreMessages | StoreStatus | StoreFile
-WRITE_OPS = (StoreMessages, StoreStatus, StoreFile)
+@dataclass(frozen=True, slots=True)
+class SetStatuses:
+    """Move messages to `status`, only from one of `from_statuses` (a repeat changes nothing)."""
+
+    msg_ids: tuple[str, ...]
+    status: str
+    from_statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntries:
+    """Add prepared full-text entries (row id, text) for rows after `after_id` up to `up_to_id`.
+
+    Prepared outside the writer (decoding content is the slow part); applied only if the
+    index still stops at `after_id`, so a repeated or overtaken op changes nothing.
+    """
+
+    after_id: int
+    up_to_id: int
+    entries: tuple[tuple[int, str], ...]
+
+
+WriteOp = StoreMessages | StoreStatus | StoreFile | SetStatuses | IndexEntries
+WRITE_OPS = (StoreMessages, StoreStatus, StoreFile, SetStatuses, IndexEntries)
 
 
 @dataclass(frozen=True, slots=True)

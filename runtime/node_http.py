@@ -174,4 +174,3 @@ def _healthz(node: Node) -> bytes:
 def _metrics(render: Callable[[], bytes]) -> bytes:
     bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
     return render()
-

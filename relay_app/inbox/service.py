@@ -45,7 +45,7 @@ class Inbox:
             free_bytes or free_bytes_of(settings.data_dir), settings.min_free_bytes
         )
         self.reader = InboxReader(path, now)
-        self.writer = InboxWriter(path, settings.synchronous)
+        self.writer = InboxWriter(path, ingest)
         self.sessions = Sessions(settings.operator_user, settings.operator_password_hash, now)
         self.actions = Actions(
             self.reader, self.writer, ingest, self.gate, settings.execute_webhook, now

@@ -16,8 +16,10 @@ from relay_app.errors import StorageFull, StoreUnavailable
 from relay_app.store import (
     FILTER_FIELDS,
     FileRecord,
+    IndexEntries,
     MessagePage,
     MessageQuery,
+    SetStatuses,
     StoreFile,
     StoreMessages,
     StoreStatus,
@@ -48,6 +50,9 @@ INSERT_FILE = (
     " received_at) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
+FTS_MARK = "SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'"
+# Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
+IN_CHUNK = 500
 FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
 
 
@@ -83,7 +88,34 @@ class SqliteWriter:
             agents = orjson.dumps(list(op.agents)).decode()
             self._conn.execute(UPSERT_STATUS, (op.node_id, op.sent_at, received_at, agents))
             return WriteResult(inserted=1)
+        if isinstance(op, SetStatuses):
+            return WriteResult(inserted=self._set_statuses(op))
+        if isinstance(op, IndexEntries):
+            return WriteResult(inserted=self._index(op))
         return self._store_file(op, received_at)
+
+    def _set_statuses(self, op: SetStatuses) -> int:
+        changed = 0
+        allowed = ",".join("?" * len(op.from_statuses))
+        for i in range(0, len(op.msg_ids), IN_CHUNK):
+            ids = op.msg_ids[i : i + IN_CHUNK]
+            cursor = self._conn.execute(
+                f"UPDATE messages SET status = ? WHERE msg_id IN ({','.join('?' * len(ids))})"
+                f" AND status IN ({allowed})",
+                (op.status, *ids, *op.from_statuses),
+            )
+            changed += cursor.rowcount
+        return changed
+
+    def _index(self, op: IndexEntries) -> int:
+        mark = self._conn.execute(FTS_MARK).fetchone()[0]
+        if int(mark) != op.after_id:
+            return 0  # indexed already, by an op that overtook this one
+        self._conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)", op.entries)
+        self._conn.execute(
+            "UPDATE inbox_state SET value = ? WHERE key = 'fts_indexed_id'", (op.up_to_id,)
+        )
+        return len(op.entries)
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         conn = self._conn

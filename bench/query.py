@@ -5,7 +5,12 @@
 Fills a relay database once (cached in .bench-cache/query-<N>/, reused while the schema
 version matches), then times each request inside the relay's WSGI app (routing, session,
 SQL, template: everything but the network), p50 and p99.
-Last line: {"inbox_p99_ms", "filter_p99_ms", "search_p99_ms", ...}; the targets are <= 50.
+Then, beside Datasette serving the same database file (bench/_datasette.py), the same
+views timed at the client over HTTP on both: the relay's pages and Datasette's JSON API
+with the equivalent filters and `_search` (--no-datasette skips this part).
+Last line: {"inbox_p99_ms", "filter_p99_ms", "search_p99_ms", "datasette_filter_p99_ms",
+"datasette_search_p99_ms", "relay_client_filter_p99_ms", ...}; the targets are <= 50, and
+the relay at least as fast as Datasette on each.
 """
 
 from __future__ import annotations
@@ -174,6 +179,21 @@ def _time_all(
     return samples
 
 
+def _beside_datasette(data_dir: Path, runs: int) -> dict[str, Any]:
+    """The relay's views over HTTP beside Datasette's JSON API on the same file."""
+    import tempfile
+
+    from bench._datasette import compare
+
+    groups = {"inbox": INBOX, "filter": FILTERS, "search": SEARCHES}
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
+        found = compare(data_dir, Path(tmp), groups, runs)
+    found["faster_than_datasette"] = all(
+        found[f"relay_client_{n}_p99_ms"] <= found[f"datasette_{n}_p99_ms"] for n in groups
+    )
+    return found
+
+
 def main(argv: list[str]) -> int:
     """Fill (once), time, print the figures; the last line is one JSON object."""
     parser = argparse.ArgumentParser(prog="python -m bench query")
@@ -181,6 +201,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--messages", type=int, help=f"messages to store (default {FULL})")
     parser.add_argument("--runs", type=int, help="timed runs per request (default 50)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    parser.add_argument("--no-datasette", action="store_true", help="skip the Datasette part")
     args = parser.parse_args(argv)
     count = args.messages or (QUICK if args.quick else FULL)
     runs = args.runs or (15 if args.quick else 50)
@@ -199,5 +220,7 @@ def main(argv: list[str]) -> int:
         result["ok"] = all(result[f"{n}_p99_ms"] <= 50 for n in ("inbox", "filter", "search"))
     finally:
         stop()
+    if not args.no_datasette:
+        result.update(_beside_datasette(data_dir, runs))
     print(json.dumps(result))
     return 0

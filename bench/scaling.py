@@ -1,0 +1,227 @@
+"""How ingest and queries cost as the corpus grows: 10k, 100k and 1M stored messages.
+
+    python -m bench scaling [--quick] [--sizes 10000,100000,1000000]
+
+One relay database grows from size to size. Filling is not timed through HTTP (a million
+POSTs would take the whole run): rows go in through the store's own write path, the
+same `SqliteWriter.write` the IngestActor calls (executemany into every index, triggers
+included, synchronous FULL), 5,000 rows a transaction, and the full-text index is brought
+up to date with the inbox writer's own `index_pending`. No ANALYZE is run, since the relay
+never runs one: query plans are the ones production gets.
+
+At each size a relay process serves the database and, from one keep-alive client:
+- ingest: single POST /sync/message latency (p50, p99) and the rate of gzip batches of 500
+  to POST /sync/messages from two connections;
+- node API queries (GET /query/messages: newest page, by agent, by task, since an hour
+  ago; GET /query/messages/<msg_id>), p50 and p99;
+- the inbox (/messages: first page, a filter, a search), p50 and p99.
+The quick mode stops at 100k. Last line: {"sizes": [...], "at": {"10k": {...}, ...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench._relay_http import NODE, Client, node_headers, operator_client, start_relay_on
+from bench._stats import percentile
+from relay_app.store import MessageRow, StoreMessages
+from runtime.envelope import MessageEnvelope, encode_content, new_msg_id
+
+CHUNK = 5000
+BATCH = 500
+ROLES = ("recruiter", "coder", "reasoner", "synthesizer", "commander")
+NODES = ("Gillsystems-Main", "Gillsystems-Laptop", "Gillsystems-Deck", "node-4", "node-5")
+PHRASES = ("asked for a quote via the contact form", "TimeoutError after 30 s, will retry")
+SPAN_S = 60 * 86400
+
+
+def label(size: int) -> str:
+    """10000 -> '10k', 1000000 -> '1m'."""
+    return f"{size // 1_000_000}m" if size >= 1_000_000 else f"{size // 1000}k"
+
+
+def rows(rng: random.Random, start: int, count: int, words: list[str]) -> Iterator[MessageRow]:
+    """Realistic rows: 40 agents over 5 roles and 5 nodes, 5,000 tasks, 60 days of time."""
+    now = time.time()
+    for i in range(start, start + count):
+        agent = i * 7919 % 40
+        ts = now - SPAN_S + SPAN_S * (i % 1_000_000) / 1_000_000
+        text = " ".join(rng.choices(words, k=rng.randint(8, 30)))
+        content = {"kind": "report", "seq": i, "summary": f"{rng.choice(PHRASES)} {text}"}
+        yield MessageRow(
+            new_msg_id(ts), ts, f"task-{rng.randint(1, 5000)}", f"agent-{agent:02d}", None,
+            ROLES[agent % 5], encode_content(content), NODES[agent % 5], f"agent-{agent:02d}",
+            rng.choices(("low", "normal", "high", "critical"), (15, 65, 15, 5))[0],
+        )  # fmt: skip
+
+
+def fill(data_dir: Path, have: int, want: int, rng: random.Random) -> float:
+    """Add rows through the store's own writer until `want` are stored; return the seconds."""
+    from relay_app.inbox.writer import index_pending
+    from relay_app.stores.sqlite import SqliteStore
+    from runtime.sqlite import connect
+
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9)))
+             for _ in range(5000)]  # fmt: skip
+    store = SqliteStore(data_dir)
+    writer = store.open_writer()
+    start = time.perf_counter()
+    try:
+        for first in range(have, want, CHUNK):
+            chunk = tuple(rows(rng, first, min(CHUNK, want - first), words))
+            writer.write([StoreMessages(node_id=NODE, rows=chunk)], time.time())
+        conn = connect(store.path)
+        while index_pending(conn, 20_000):
+            pass
+        conn.close()
+    finally:
+        writer.close()
+        store.close()
+    return time.perf_counter() - start
+
+
+def _wire(i: int) -> dict[str, Any]:
+    env = MessageEnvelope.new(
+        agent_id=f"agent-{i % 40:02d}", node_id=NODE, role="recruiter", task_id=f"task-{i % 5000}",
+        content={"kind": "report", "seq": i, "summary": f"{PHRASES[i % 2]} lorem ipsum " * 3},
+    )  # fmt: skip
+    return env.to_wire()
+
+
+def ingest(url: str, singles: int, batches: int) -> dict[str, float]:
+    """Single-message latency, then the rate of gzip batches of 500 from two connections."""
+    client = Client(url, {**node_headers(), "Content-Type": "application/json"})
+    samples = []
+    for i in range(singles + 20):
+        body = orjson.dumps(_wire(i))
+        start = time.perf_counter()
+        status, _, answer = client.request("POST", "/sync/message", body)
+        if status != 200:
+            raise RuntimeError(f"POST /sync/message answered {status}: {answer[:200]!r}")
+        if i >= 20:
+            samples.append((time.perf_counter() - start) * 1000)
+    client.close()
+    bodies = [
+        gzip.compress(orjson.dumps({"batch_id": new_msg_id(), "node_id": NODE,
+                                    "messages": [_wire(b * BATCH + i) for i in range(BATCH)]}), 1)
+        for b in range(batches)
+    ]  # fmt: skip
+    start = time.perf_counter()
+    threads = [threading.Thread(target=_send, args=(url, bodies[k::2])) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rate = batches * BATCH / (time.perf_counter() - start)
+    return {
+        "single_p50_ms": round(percentile(samples, 50), 2),
+        "single_p99_ms": round(percentile(samples, 99), 2),
+        "batch_msgs_per_s": round(rate),
+    }
+
+
+def _send(url: str, bodies: list[bytes]) -> None:
+    client = Client(url, {**node_headers(), "Content-Type": "application/json"})
+    for body in bodies:
+        status, _, answer = client.request(
+            "POST", "/sync/messages", body, {"Content-Encoding": "gzip"}
+        )
+        if status != 200:
+            raise RuntimeError(f"POST /sync/messages answered {status}: {answer[:200]!r}")
+    client.close()
+
+
+def queries(url: str, msg_ids: list[str], runs: int) -> dict[str, Any]:
+    """Node API and inbox queries at the client, p50 and p99 of each group."""
+    since = time.time() - 3600
+    api = [
+        "/query/messages?limit=100",
+        "/query/messages?agent=agent-07&limit=100",
+        "/query/messages?task=task-123&limit=100",
+        f"/query/messages?since={since:.0f}&limit=100",
+        *(f"/query/messages/{m}" for m in msg_ids),
+    ]
+    groups = {
+        "api": api,
+        "inbox": ["/messages", "/messages?role=coder", "/messages?agent=agent-07&range=7d"],
+        "search": ["/messages?q=quote", "/messages?q=%22contact+form%22&role=recruiter"],
+    }
+    node, operator = Client(url, node_headers()), operator_client(url)
+    out: dict[str, Any] = {}
+    try:
+        for name, paths in groups.items():
+            client = node if name == "api" else operator
+            per_path = {path: client.time_gets([path], runs) for path in paths}
+            samples = [ms for each in per_path.values() for ms in each]
+            out[f"{name}_p50_ms"] = round(percentile(samples, 50), 2)
+            out[f"{name}_p99_ms"] = round(percentile(samples, 99), 2)
+            slowest = max(per_path, key=lambda path: percentile(per_path[path], 50))
+            out[f"{name}_slowest"] = f"{slowest} p50 {percentile(per_path[slowest], 50):.2f} ms"
+    finally:
+        node.close()
+        operator.close()
+    return out
+
+
+def stored(data_dir: Path) -> tuple[int, list[str]]:
+    """How many rows the database holds, and a few msg_ids spread over it."""
+    import sqlite3
+
+    db = data_dir / "messages" / "cluster_messages.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        count, top = conn.execute("SELECT COUNT(*), MAX(id) FROM messages").fetchone()
+        picks = [max(1, top * k // 5) for k in range(1, 5)]
+        ids = [conn.execute("SELECT msg_id FROM messages WHERE id >= ? LIMIT 1", (p,)).fetchone()[0]
+               for p in picks]  # fmt: skip
+    finally:
+        conn.close()
+    return int(count), ids
+
+
+def measure_at(data_dir: Path, work: Path, size: int, quick: bool) -> dict[str, Any]:
+    """Serve the database from a relay process and measure ingest and queries."""
+    count, msg_ids = stored(data_dir)
+    relay = start_relay_on(data_dir, work / label(size))
+    try:
+        found: dict[str, Any] = {"stored_before": count}
+        found |= queries(relay.url, msg_ids, 10 if quick else 30)
+        found |= ingest(relay.url, 100 if quick else 300, 6 if quick else 20)
+    finally:
+        relay.terminate()
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Grow the corpus size by size; the last line is one JSON object."""
+    parser = argparse.ArgumentParser(prog="python -m bench scaling")
+    parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer samples")
+    parser.add_argument("--sizes", help="comma-separated corpus sizes (default 10k,100k,1M)")
+    args = parser.parse_args(argv)
+    default = "10000,100000" if args.quick else "10000,100000,1000000"
+    sizes = sorted(int(s) for s in (args.sizes or default).split(","))
+    rng = random.Random(20240601)
+    result: dict[str, Any] = {"sizes": sizes, "at": {}, "fill": "store writer, not HTTP"}
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
+        data_dir = Path(tmp) / "relay"
+        for size in sizes:
+            have = stored(data_dir)[0] if (data_dir / "messages").exists() else 0
+            fill_s = fill(data_dir, have, size, rng) if size > have else 0.0
+            at = {"fill_s": round(fill_s, 1), **measure_at(data_dir, Path(tmp), size, args.quick)}
+            result["at"][label(size)] = at
+            print(f"{label(size):>4}: {json.dumps(at)}", flush=True)
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result))
+    return 0

@@ -31,6 +31,7 @@ from runtime.errors import CommanderError
 
 ROOT = Path("data/quickstart")
 RELAY_PORT = int(os.environ.get("COMMANDER_RELAY_PORT", "8001"))
+REPORT_EVERY_S = 5.0
 FIRST_NODE_PORT = int(os.environ.get("COMMANDER_NODE_PORT", "8002"))
 REPORTS = [
     ("high", {"kind": "lead", "title": "HOT lead: ACME Corp wants a demo", "score": 0.93}),
@@ -132,6 +133,27 @@ def demo_agent(url: str, agent_id: str, stop: threading.Event, interval: float) 
     client.close()
 
 
+def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -> str:
+    """One line on what was written where: per node, messages cached and not yet synced."""
+    import requests  # noqa: PLC0415
+
+    parts = [time.strftime("%H:%M:%S")]
+    try:
+        unread = requests.get(f"{relay_url}/api/unread_count", timeout=2).json()["unread"]
+        parts.append(f"relay inbox: {unread} unread")
+    except (requests.RequestException, ValueError, KeyError):
+        parts.append("relay: not answering")
+    for node_id, (url, _) in node_urls.items():
+        try:
+            agents = requests.get(f"{url}/status", timeout=2).json()["agents"]
+            written = sum(a["cache"]["message_count"] for a in agents)
+            waiting = sum(a["cache"]["unsynced_count"] for a in agents)
+            parts.append(f"{node_id}: {written} written, {waiting} not yet on the relay")
+        except (requests.RequestException, ValueError, KeyError):
+            parts.append(f"{node_id}: not answering")
+    return "  " + " | ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole cluster on this machine until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="make run")
@@ -158,11 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 threading.Thread(
                     target=demo_agent, args=(url, agent_id, stop, args.interval), daemon=True
                 ).start()
+        last_report = time.monotonic()
         while not stop.wait(0.5):
             for name, proc in procs:
                 if proc.poll() is not None:
                     print(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
                     stop.set()
+            if time.monotonic() - last_report >= REPORT_EVERY_S:
+                last_report = time.monotonic()
+                print(progress_line(relay_url, node_urls), flush=True)
     except KeyboardInterrupt:
         pass
     finally:

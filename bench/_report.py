@@ -1,0 +1,256 @@
+"""docs/PERFORMANCE.md from the last-line JSON of every benchmark.
+
+`FIGURES` says, for each figure: where it comes from, its target, what it was measured
+beside (a floor of the machine or a peer, in the same run) and how the ratio reads.
+`NOTES` holds, for a figure whose target is missed, where it stands and why (found by
+profiling) and what would close it; the page prints a note only while its target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table: results[bench][key], its target, and what it stands beside."""
+
+    bench: str
+    key: str
+    what: str
+    target: str = ""
+    ok: Callable[[float], bool] | None = None
+    beside: str = ""  # a key of the same bench: the floor or the peer
+    beside_what: str = ""
+    # How the ratio reads: "x/beside" (a cost: lower is better) or "beside/x" (a rate).
+    ratio_ok: Callable[[float], bool] | None = None
+
+
+def _le(limit: float) -> Callable[[float], bool]:
+    return lambda v: v <= limit
+
+
+def _lt(limit: float) -> Callable[[float], bool]:
+    return lambda v: v < limit
+
+
+def _ge(limit: float) -> Callable[[float], bool]:
+    return lambda v: v >= limit
+
+
+FIGURES = (
+    Figure("local_write", "p99_us", "Local write p99, agent API (ask), µs", "≤ 1000", _le(1000),
+           "raw_p99_us", "raw sqlite3 insert, same pragmas"),
+    Figure("local_write", "p50_us", "Local write p50, µs", "ratio ≤ 1.5", None,
+           "raw_p50_us", "raw sqlite3 insert, same pragmas", _le(1.5)),
+    Figure("local_write", "tell_msgs_per_s", "Local writes told (fire and forget), msgs/s",
+           "≥ 20000", _ge(20_000)),
+    Figure("relay_ingest", "single_p99_ms", "Relay insert p99, POST /sync/message, ms", "≤ 5",
+           _le(5), "floor_p99_ms", "bare Bottle JSON endpoint, same server"),
+    Figure("relay_ingest", "single_p50_ms", "Relay insert p50, ms", "", None,
+           "floor_p50_ms", "bare Bottle JSON endpoint, same server"),
+    Figure("relay_ingest", "batch_msgs_per_s", "Relay batch ingest (500 a batch), msgs/s",
+           "≥ 20000", _ge(20_000), "raw_msgs_per_s", "raw sqlite3 executemany, same rows"),
+    Figure("visibility", "visible_p99_ms", "Write to visible on the relay, p99, ms", "≤ 10",
+           _le(10), "http_floor_p99_ms", "GET /healthz round trip, same relay"),
+    Figure("visibility", "visible_p50_ms", "Write to visible, p50, ms", "", None,
+           "http_floor_p50_ms", "GET /healthz round trip, same relay"),
+    Figure("visibility", "drain_msgs_per_s", "Backlog drain after an outage, msgs/s", "≥ 10000",
+           _ge(10_000)),
+    Figure("outbox", "outbox_msgs_per_s", "Outbox enqueue → send → ack, msgs/s", "ratio ≥ 1",
+           None, "peer_msgs_per_s", "persist-queue SQLiteAckQueue, same durability and relay",
+           _ge(1)),
+    Figure("query", "inbox_p99_ms", "Inbox first page at 1M, p99 at the server, ms", "≤ 50",
+           _le(50)),
+    Figure("query", "filter_p99_ms", "Inbox filtered pages at 1M, p99 at the server, ms", "≤ 50",
+           _le(50)),
+    Figure("query", "search_p99_ms", "Inbox search at 1M, p99 at the server, ms", "≤ 50",
+           _le(50)),
+    Figure("query", "relay_client_filter_p99_ms", "Filtered pages at 1M, p99 at the client, ms",
+           "ratio ≤ 1", None, "datasette_filter_p99_ms", "Datasette, same file, equivalent filter",
+           _le(1)),
+    Figure("query", "relay_client_search_p99_ms", "Search at 1M, p99 at the client, ms",
+           "ratio ≤ 1", None, "datasette_search_p99_ms", "Datasette, same file, `_search`",
+           _le(1)),
+    Figure("query", "relay_client_inbox_p99_ms", "Inbox first page at 1M, p99 at the client, ms",
+           "", None, "datasette_inbox_p99_ms", "Datasette, same file, same filter"),
+    Figure("load", "relay_cpu_pct", "Relay CPU under sustained sync (50 msgs/s), % of a core",
+           "< 5", _lt(5), "relay_idle_cpu_pct", "the same relay idle, before the load"),
+    Figure("load", "relay_rss_mb", "Relay peak RSS under sustained sync, MB", "< 50", _lt(50),
+           "relay_idle_rss_mb", "the same relay idle, before the load"),
+    Figure("load", "cpu_us_per_msg", "Relay CPU per stored message, µs"),
+    Figure("load", "visible_p99_ms", "Visibility p99 under load, ms", "≤ 10", _le(10)),
+    Figure("soak", "lost", "Soak: acknowledged messages lost", "0", _le(0)),
+    Figure("soak", "duplicates", "Soak: messages stored twice", "0", _le(0)),
+    Figure("soak", "stored_once", "Soak: acknowledged messages stored once, intact", "= acked",
+           None, "acked", "acknowledged writes", _ge(1)),
+    Figure("soak", "rss_growth_mb", "Soak: RSS growth after warm-up (relay, node-b), MB", "< 5",
+           _lt(5)),
+)  # fmt: skip
+
+METHODS = {
+    "local_write": "writes through the agent API (ask) one at a time; raw sqlite3 does the "
+    "identical insert under the same pragmas in the same run.",
+    "relay_ingest": "relay in its own process; single POSTs one at a time, the same POSTs to a "
+    "bare JSON endpoint on the same server (HTTP floor); gzip batches of 500 from two "
+    "connections; raw executemany of the same rows (storage floor).",
+    "visibility": "an agent's write returning on a node, until GET /query/messages/<id> "
+    "answers from another client; then a backlog built with the relay down, and its drain.",
+    "outbox": "the real OutboxActor against a real relay beside persist-queue's "
+    "SQLiteAckQueue: both WAL with synchronous=FULL, one commit per enqueued message, both "
+    "send gzip batches of up to 500 to the same relay with the same client (persist-queue's "
+    "loop batches its gets and acks each item); end to end, median of alternating rounds.",
+    "query": "1M messages (cached in .bench-cache/); inbox pages timed inside the WSGI app "
+    "(server side); then the relay and Datasette, each its own process on the same file, "
+    "timed at the client with equivalent queries (Datasette's `_search` gets the relay's "
+    "own FTS5 expression in raw mode).",
+    "load": "5 nodes x 5 agents (in this process) writing 2 msgs/s each through write-through "
+    "to a relay process; CPU from /proc/<pid>/stat over the load window beside the idle "
+    "relay; peak RSS is VmHWM; one agent's writes are visibility probes.",
+    "soak": "relay and two nodes as processes; relay cut off or frozen 10 s every minute, "
+    "node-a SIGKILLed every few minutes; then the oracle (every acked message once, intact) "
+    "and RSS over time.",
+    "scaling": "one database grown to 10k, 100k and 1M rows through the store's own writer "
+    "(not HTTP); at each size a relay process is timed at the client for ingest and queries.",
+}
+
+# Where a missed target stands, why, and what would close it (from profiling; see the notes).
+NOTES: dict[str, str] = {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _fmt(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return "—" if value is None else str(value)
+    if abs(number) >= 1000:
+        return f"{number:,.0f}"
+    return f"{number:g}"
+
+
+def row(fig: Figure, results: Results) -> tuple[list[str], bool | None]:
+    """The table cells of one figure, and whether its target is met (None: no target/data)."""
+    got = results.get(fig.bench, {})
+    value, beside = _number(got.get(fig.key)), _number(got.get(fig.beside))
+    ratio = value / beside if value is not None and beside else None
+    met: bool | None = None
+    if value is not None and fig.ok is not None:
+        met = fig.ok(value)
+    elif ratio is not None and fig.ratio_ok is not None:
+        met = fig.ratio_ok(ratio)
+    status = {None: "—", True: "met", False: "**missed**"}[met]
+    if fig.bench not in results:
+        status = "not run"
+    cells = [
+        f"`{fig.bench}`", fig.what, _fmt(got.get(fig.key)), fig.target or "—",
+        f"{_fmt(got.get(fig.beside))} ({fig.beside_what})" if fig.beside else "—",
+        f"{ratio:.2f}" if ratio is not None else "—", status,
+    ]  # fmt: skip
+    return cells, met
+
+
+def machine() -> list[str]:
+    """What the figures were measured on."""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), "unknown")  # fmt: skip
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))  # fmt: skip
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.strip()
+    return [
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit `{commit or '?'}`",
+        f"- CPU: {os.cpu_count()} x {model}; memory {mem_kb / 1024**2:.1f} GiB",
+        f"- Kernel {platform.release()}; Python {platform.python_version()}; "
+        f"SQLite {sqlite3.sqlite_version}",
+    ]
+
+
+def scaling_table(results: Results) -> list[str]:
+    """One row per corpus size."""
+    at = results.get("scaling", {}).get("at", {})
+    if not at:
+        return ["(scaling did not run)"]
+    keys = ("fill_s", "single_p50_ms", "single_p99_ms", "batch_msgs_per_s", "api_p50_ms",
+            "api_p99_ms", "inbox_p99_ms", "search_p99_ms")  # fmt: skip
+    lines = [
+        "| stored | " + " | ".join(keys) + " | slowest node-API query |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
+    for size, figures in at.items():
+        cells = [_fmt(figures.get(k)) for k in keys]
+        lines.append(f"| {size} | " + " | ".join(cells) + f" | {figures.get('api_slowest', '')} |")
+    return lines
+
+
+def render(results: Results, runs: dict[str, dict[str, Any]], quick: bool) -> str:
+    """The whole page."""
+    lines = ["# Performance", ""]
+    lines += [
+        "Generated by `make bench` (`python -m bench all`) — do not edit by hand; the notes"
+        " come from `bench/_report.py`. Every figure stands beside a floor of this machine or"
+        " a peer measured in the same run, since the machine is shared and noisy."
+        + (" **Quick mode: smaller runs, indicative only.**" if quick else ""),
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "- Load average (1 min) at each benchmark's end: "
+        + ", ".join(f"{b} {r.get('load_avg_1m', '?')}" for b, r in results.items()),
+        "",
+        "## Figures",
+        "",
+        "| bench | figure | measured | target | beside (floor or peer) | ratio | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    missed = []
+    for fig in FIGURES:
+        cells, met = row(fig, results)
+        lines.append("| " + " | ".join(cells) + " |")
+        if met is False:
+            missed.append(fig)
+    lines += ["", "Ratios read as measured ÷ beside.", "", "## Scaling", ""]
+    lines += [*scaling_table(results), ""]
+    lines += _missed_section(missed, results)
+    lines += ["## Runs", "", "| bench | command | exit | seconds |", "|---|---|---|---|"]
+    for name, run in runs.items():
+        lines.append(f"| `{name}` | `{run['command']}` | {run['exit']} | {run['seconds']:.0f} |")
+    lines += ["", "## How each is measured", ""]
+    lines += [f"- `{name}`: {text}" for name, text in METHODS.items()]
+    lines += ["", "## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def _missed_section(missed: list[Figure], results: Results) -> list[str]:
+    if not missed:
+        return ["## Targets missed", "", "None in this run.", ""]
+    lines = ["## Targets missed: where each stands, why, what would close it", ""]
+    for fig in missed:
+        value = results[fig.bench].get(fig.key)
+        note = NOTES.get(f"{fig.bench}.{fig.key}", "Not analysed yet.")
+        lines += [
+            f"### `{fig.bench}` {fig.key} = {_fmt(value)} (target {fig.target})",
+            "",
+            note,
+            "",
+        ]
+    return lines

@@ -1,0 +1,154 @@
+"""Fast checks of the benchmark entry points: they import, their parsers work, helpers hold.
+
+No benchmark runs here (they take minutes); `make bench` runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bench import __main__ as dispatcher
+from bench import _report, soak
+from bench._datasette import datasette_url
+from bench._partition import Partition
+from bench._proc_stats import CpuWindow, peak_rss_mb, rss_mb
+from bench.scaling import label
+
+BENCHMARKS = dispatcher.available()
+
+
+def test_every_benchmark_of_the_issue_is_there() -> None:
+    expected = {"local_write", "relay_ingest", "visibility", "outbox", "query", "load", "soak",
+                "scaling", "all"}  # fmt: skip
+    assert expected <= set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_each_benchmark_imports_and_its_parser_answers_help(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = dispatcher.load(name)
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_each_benchmark_refuses_an_unknown_flag(name: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        dispatcher.load(name)(["--no-such-flag"])
+    assert exit_info.value.code == 2
+
+
+def test_all_refuses_an_unknown_benchmark_name() -> None:
+    with pytest.raises(SystemExit):
+        dispatcher.load("all")(["--only", "nope"])
+
+
+def test_the_soak_length_comes_from_the_flag_then_quick_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parse = argparse.ArgumentParser()
+    parse.add_argument("--quick", action="store_true")
+    parse.add_argument("--minutes", type=float)
+    monkeypatch.setenv("COMMANDER_SOAK_MINUTES", "7")
+    assert soak.minutes_from(parse.parse_args([])) == 7
+    assert soak.minutes_from(parse.parse_args(["--quick"])) == 3
+    assert soak.minutes_from(parse.parse_args(["--quick", "--minutes", "2"])) == 2
+    monkeypatch.delenv("COMMANDER_SOAK_MINUTES")
+    assert soak.minutes_from(parse.parse_args([])) == 30
+
+
+def test_inbox_urls_become_equivalent_datasette_queries() -> None:
+    url = datasette_url("/messages?role=coder&range=7d", now=1_000_000.0)
+    assert "status__not=archived" in url
+    assert "role=coder" in url
+    assert f"timestamp__gte={1_000_000.0 - 7 * 86400!r}" in url
+    assert "_sort_desc=timestamp" in url
+    search = datasette_url("/messages?q=timeo*+-retry&status=unread", now=0.0)
+    assert "_searchmode=raw" in search
+    assert "_search=%22timeo%22%2A+NOT+%22retry%22" in search
+    assert "status=unread" in search
+    assert "_sort_desc=id" in search
+
+
+def test_the_report_marks_met_missed_and_missing_figures() -> None:
+    results: dict[str, dict[str, Any]] = {
+        "local_write": {"p99_us": 800, "raw_p99_us": 400, "p50_us": 300, "raw_p50_us": 100},
+        "outbox": {"outbox_msgs_per_s": 2000, "peer_msgs_per_s": 1000},
+        "scaling": {"at": {"10k": {"api_p99_ms": 1.5, "api_slowest": "/query/messages 1 ms"}}},
+    }
+    runs = {"local_write": {"command": "python -m bench local_write", "exit": 0, "seconds": 3.0}}
+    page = _report.render(results, runs, quick=True)
+    assert "| `local_write` | Local write p99, agent API (ask), µs | 800 | ≤ 1000 |" in page
+    assert "| 2.00 | met |" in page  # local write p99 beside its raw floor
+    assert "### `local_write` p50_us = 300 (target ratio ≤ 1.5)" in page  # ratio 3 missed
+    assert "| `load` | Relay CPU" in page
+    assert "not run" in page
+    assert "| 10k |" in page
+    assert "Quick mode" in page
+
+
+def test_stat_helpers_read_this_process() -> None:
+    window = CpuWindow(os.getpid()).start()
+    busy_until = time.process_time() + 0.05  # /proc counts in clock ticks (10 ms)
+    while time.process_time() < busy_until:
+        pass
+    window.stop()
+    assert window.cpu_s > 0
+    assert 0 < rss_mb(os.getpid()) <= peak_rss_mb(os.getpid())
+    assert (label(10_000), label(100_000), label(1_000_000)) == ("10k", "100k", "1m")
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(1024):
+                    conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_partition_forwards_then_cuts_then_heals() -> None:
+    server, upstream = _echo_server()
+    partition = Partition(_free_port(), upstream)
+    partition.heal()
+    try:
+        with socket.create_connection(("127.0.0.1", partition.port), timeout=5) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(16) == b"ping"
+            partition.cut()
+            assert conn.recv(16) == b""  # the forwarded connection was reset
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", partition.port), timeout=5).close()
+        partition.heal()
+        with socket.create_connection(("127.0.0.1", partition.port), timeout=5) as conn:
+            conn.sendall(b"again")
+            assert conn.recv(16) == b"again"
+    finally:
+        partition.cut()
+        server.close()

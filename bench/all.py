@@ -5,6 +5,8 @@ leaks cannot skew the next; its output streams through and its last line, one JS
 is kept. Normal sizes throughout except the soak, which runs in its quick mode (3 minutes;
 `make soak` runs the full 30). With --quick every benchmark runs small and the page goes
 to .bench-cache/PERFORMANCE-quick.md, so indicative figures never replace the real page.
+The collected results are also kept in .bench-cache/bench-results[-quick].json, and
+`--render-only` writes the page again from them (after a change to the notes, say).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._report import render
+from bench._report import machine, render
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = (
@@ -71,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small runs; page in .bench-cache/")
     parser.add_argument("--only", help="comma-separated benchmarks (default: all, in order)")
     parser.add_argument("--out", type=Path, help="where to write the page")
+    parser.add_argument(
+        "--render-only", action="store_true", help="write the page from the kept results"
+    )
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(ORDER)
     unknown = set(names) - set(ORDER)
@@ -78,14 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     default_out = ".bench-cache/PERFORMANCE-quick.md" if args.quick else "docs/PERFORMANCE.md"
     out = args.out or REPO / default_out
-    results: dict[str, dict[str, Any]] = {}
-    runs: dict[str, dict[str, Any]] = {}
-    for name in names:
-        parsed, runs[name] = run_one(name, args.quick)
-        if parsed is not None:
-            results[name] = parsed
+    kept = REPO / f".bench-cache/bench-results{'-quick' if args.quick else ''}.json"
+    if args.render_only:
+        saved = json.loads(kept.read_text())
+        results, runs, lines = saved["results"], saved["runs"], saved["machine"]
+    else:
+        results, runs, lines = {}, {}, machine()
+        for name in names:
+            parsed, runs[name] = run_one(name, args.quick)
+            if parsed is not None:
+                results[name] = parsed
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"results": results, "runs": runs, "machine": lines}))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, runs, args.quick), encoding="utf-8")
+    out.write_text(render(results, runs, args.quick, lines), encoding="utf-8")
     print(f"== wrote {out}", flush=True)
     failed = [n for n, r in runs.items() if r["exit"] != 0 or n not in results]
     if failed:

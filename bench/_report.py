@@ -324,9 +324,15 @@ def render(
     lines += ["", "Ratios read as measured ÷ beside.", "", "## Scaling", ""]
     lines += [*scaling_table(results), ""]
     lines += _missed_section(missed, results)
-    lines += ["## Runs", "", "| bench | command | exit | seconds |", "|---|---|---|---|"]
+    lines += [
+        "## Runs",
+        "",
+        "| bench | command | exit | seconds | finished |",
+        "|---|---|---|---|---|",
+    ]
     for name, run in runs.items():
-        lines.append(f"| `{name}` | `{run['command']}` | {run['exit']} | {run['seconds']:.0f} |")
+        lines.append(f"| `{name}` | `{run['command']}` | {run['exit']} | {run['seconds']:.0f} |"
+                     f" {run.get('finished', '')} |")  # fmt: skip
     lines += ["", "## How each is measured", ""]
     lines += [f"- `{name}`: {text}" for name, text in METHODS.items()]
     lines += ["", "## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]

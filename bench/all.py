@@ -5,8 +5,9 @@ leaks cannot skew the next; its output streams through and its last line, one JS
 is kept. Normal sizes throughout except the soak, which runs in its quick mode (3 minutes;
 `make soak` runs the full 30). With --quick every benchmark runs small and the page goes
 to .bench-cache/PERFORMANCE-quick.md, so indicative figures never replace the real page.
-The collected results are also kept in .bench-cache/bench-results[-quick].json, and
-`--render-only` writes the page again from them (after a change to the notes, say).
+The collected results are also kept in .bench-cache/bench-results[-quick].json;
+`--only a,b` runs those again and keeps the others' figures, and `--render-only` writes the
+page again from the kept results (after a change to the notes, say).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def run_one(name: str, quick: bool) -> tuple[dict[str, Any] | None, dict[str, An
     finally:
         timer.cancel()
     run = {"command": "python " + " ".join(args[1:]), "exit": code,
-           "seconds": time.monotonic() - started}  # fmt: skip
+           "seconds": time.monotonic() - started,
+           "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     try:
         parsed = json.loads(last)
     except json.JSONDecodeError:
@@ -89,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results, runs, lines = saved["results"], saved["runs"], saved["machine"]
     else:
         results, runs, lines = {}, {}, machine()
+        if args.only and kept.exists():  # re-run some, keep the others' figures
+            saved = json.loads(kept.read_text())
+            results, runs, lines = saved["results"], saved["runs"], saved["machine"]
         for name in names:
             parsed, runs[name] = run_one(name, args.quick)
             if parsed is not None:

@@ -121,7 +121,7 @@ METHODS = {
     "relay; peak RSS is VmHWM; one agent's writes are visibility probes.",
     "soak": "relay and two nodes as processes; relay cut off or frozen 10 s every minute, "
     "node-a SIGKILLed every few minutes; then the oracle (every acked message once, intact) "
-    "and RSS over time.",
+    "and RSS over time. `make bench` runs its 3-minute quick mode; `make soak` runs 30.",
     "scaling": "one database grown to 10k, 100k and 1M rows through the store's own writer "
     "(not HTTP); at each size a relay process is timed at the client for ingest and queries.",
 }
@@ -259,6 +259,8 @@ def machine() -> list[str]:
         f"- CPU: {os.cpu_count()} x {model}; memory {mem_kb / 1024**2:.1f} GiB",
         f"- Kernel {platform.release()}; Python {platform.python_version()}; "
         f"SQLite {sqlite3.sqlite_version}",
+        f"- Load average (1 min) when the run started: {os.getloadavg()[0]:.2f};"
+        " at each benchmark's end in the Runs table",
     ]
 
 
@@ -312,8 +314,6 @@ def render(
         "## Machine",
         "",
         *(machine_lines or machine()),
-        "- Load average (1 min) at each benchmark's end: "
-        + ", ".join(f"{b} {r.get('load_avg_1m', '?')}" for b, r in results.items()),
         "",
         "## Figures",
         "",
@@ -332,12 +332,13 @@ def render(
     lines += [
         "## Runs",
         "",
-        "| bench | command | exit | seconds | finished |",
-        "|---|---|---|---|---|",
+        "| bench | command | exit | seconds | finished | load avg after |",
+        "|---|---|---|---|---|---|",
     ]
     for name, run in runs.items():
+        load = run.get("load_avg_1m", results.get(name, {}).get("load_avg_1m", "?"))
         lines.append(f"| `{name}` | `{run['command']}` | {run['exit']} | {run['seconds']:.0f} |"
-                     f" {run.get('finished', '')} |")  # fmt: skip
+                     f" {run.get('finished', '')} | {load} |")  # fmt: skip
     lines += ["", "## How each is measured", ""]
     lines += [f"- `{name}`: {text}" for name, text in METHODS.items()]
     lines += ["", "## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]

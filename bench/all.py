@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -61,7 +62,8 @@ def run_one(name: str, quick: bool) -> tuple[dict[str, Any] | None, dict[str, An
         timer.cancel()
     run = {"command": "python " + " ".join(args[1:]), "exit": code,
            "seconds": time.monotonic() - started,
-           "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+           "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
     try:
         parsed = json.loads(last)
     except json.JSONDecodeError:

@@ -116,9 +116,10 @@ METHODS = {
     "(server side); then the relay and Datasette, each its own process on the same file, "
     "timed at the client with equivalent queries (Datasette's `_search` gets the relay's "
     "own FTS5 expression in raw mode).",
-    "load": "5 nodes x 5 agents (in this process) writing 2 msgs/s each through write-through "
-    "to a relay process; CPU from /proc/<pid>/stat over the load window beside the idle "
-    "relay; peak RSS is VmHWM; one agent's writes are visibility probes.",
+    "load": "5 nodes x 5 agents (in this process: the relay is what is measured, and five "
+    "node interpreters would compete with it for 2 cores) writing 2 msgs/s each through "
+    "write-through to a relay process; CPU from /proc/<pid>/stat over the load window "
+    "beside the idle relay; peak RSS is VmHWM; one agent's writes are visibility probes.",
     "soak": "relay and two nodes as processes; relay cut off or frozen 10 s every minute, "
     "node-a SIGKILLed every few minutes; then the oracle (every acked message once, intact) "
     "and RSS over time. `make bench` runs its 3-minute quick mode; `make soak` runs 30.",

@@ -246,6 +246,14 @@ def rss_growth(sampler: RssSampler, name: str, warmup_s: float) -> dict[str, flo
     }
 
 
+def per_minute(sampler: RssSampler, name: str) -> list[float]:
+    """Median RSS of one process in each minute of the run, MB (the memory over time)."""
+    minutes: dict[int, list[float]] = {}
+    for t, _, mb in sampler.series(name):
+        minutes.setdefault(int(t // 60), []).append(mb)
+    return [round(statistics.median(minutes[m]), 1) for m in sorted(minutes)]
+
+
 def run(tmp: Path, minutes: float, node_every: float) -> dict[str, Any]:
     """The whole soak; returns the figures."""
     cl = SoakCluster(tmp)
@@ -280,6 +288,7 @@ def run(tmp: Path, minutes: float, node_every: float) -> dict[str, Any]:
     figures.update(
         rss_growth_mb=max(long_lived) if long_lived else None,
         memory=memory,
+        rss_by_minute_mb={n: per_minute(sampler, n) for n in ("relay", "node-b")},
         drain_after_faults_s=round(drain_s, 1),
         minutes=minutes,
         **cl.faults,

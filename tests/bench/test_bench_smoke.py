@@ -18,7 +18,7 @@ from bench import __main__ as dispatcher
 from bench import _report, soak
 from bench._datasette import datasette_url
 from bench._partition import Partition
-from bench._proc_stats import CpuWindow, peak_rss_mb, rss_mb
+from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
 from bench.scaling import label
 
 BENCHMARKS = dispatcher.available()
@@ -95,6 +95,16 @@ def test_the_report_marks_met_missed_and_missing_figures() -> None:
     assert "not run" in page
     assert "| 10k |" in page
     assert "Quick mode" in page
+
+
+def test_soak_memory_is_summed_up_per_minute_and_after_warm_up() -> None:
+    sampler = RssSampler({})
+    sampler.samples = [(t * 5.0, "relay", 1, 40.0 + (t >= 24)) for t in range(36)]
+    assert soak.per_minute(sampler, "relay") == [40.0, 40.0, 41.0]
+    growth = soak.rss_growth(sampler, "relay", warmup_s=60.0)
+    assert growth is not None
+    assert growth["growth_mb"] == 1.0
+    assert growth["peak_mb"] == 41.0
 
 
 def test_stat_helpers_read_this_process() -> None:

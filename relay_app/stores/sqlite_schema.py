@@ -124,4 +124,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX idx_inbox_role_ts ON messages (role, timestamp)",
         "CREATE INDEX idx_inbox_priority_ts ON messages (priority, timestamp)",
     ),
+    # Migration 3: the single-column indexes on agent, node, role, priority and status
+    # duplicate the inbox's (column, timestamp) indexes, which serve the same equality
+    # filters; each costs every insert a B-tree update for nothing.
+    (
+        "DROP INDEX idx_messages_agent",
+        "DROP INDEX idx_messages_node",
+        "DROP INDEX idx_messages_role",
+        "DROP INDEX idx_messages_priority",
+        "DROP INDEX idx_messages_status",
+    ),
 ]

@@ -24,6 +24,7 @@ from actors.outbox_store import OutboxStore
 from actors.ports import Mailbox
 from runtime.backoff import Backoff
 from runtime.errors import RelayRejected, RelayUnavailable
+from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget
 from runtime.supervisor import SupervisedActor
 from runtime.sync_state import SyncState
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 # Drain at once (instead of at the next interval) when more than this many messages wait.
 DRAIN_THRESHOLD = 100
 SWEEP_PAGE = 1000
+MAX_ENQUEUE_GROUP = 500
 SWEEP_MAX_PAGES = 200
 
 
@@ -125,7 +127,23 @@ class OutboxActor(SupervisedActor):
         return count
 
     def _on_enqueue(self, message: Enqueue) -> int:
-        added = self.store.enqueue(message.envelopes)
+        """Enqueue this and every Enqueue waiting behind it in one transaction.
+
+        Each asker hears how many of the whole group were new.
+        """
+        waiting = take_waiting(self, Enqueue, MAX_ENQUEUE_GROUP)
+        envelopes = [*message.envelopes, *(e for m, _ in waiting for e in m.envelopes)]
+        try:
+            added = self.store.enqueue(envelopes)
+        except Exception as exc:
+            # The waiting asks left pykka's inbox: they must hear of the failure from us.
+            for _, reply_to in waiting:
+                if reply_to is not None:
+                    reply_to.set_exception((type(exc), exc, exc.__traceback__))
+            raise
+        for _, reply_to in waiting:
+            if reply_to is not None:
+                reply_to.set(added)
         if self.stats().pending_messages > DRAIN_THRESHOLD:
             self._schedule_drain()
         return added

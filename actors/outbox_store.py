@@ -1,8 +1,11 @@
 """The durable outbox of one agent: batches of unsynced messages in `outbox.db`.
 
-A batch's payload is the exact gzip body of `POST /sync/messages`, so a retry
-sends stored bytes without re-encoding. Acked batches are deleted; batches the
-relay rejects as invalid are kept with status 'failed' until an operator retries.
+A batch is open while messages join it: each message's wire JSON waits in its
+`outbox_messages` row, so joining costs one row, whatever the batch size. Just
+before its first send the batch is frozen: its payload, the exact gzip body of
+`POST /sync/messages`, is built once and never changes, so every retry sends the
+same bytes under the same batch_id. Acked batches are deleted; batches the relay
+rejects as invalid are kept with status 'failed' until an operator retries.
 """
 
 from __future__ import annotations
@@ -12,12 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
-from runtime.relay_client import batch_body
 from runtime.sqlite import connect, migrate, transaction
 
 CREATE_OUTBOX = """
@@ -41,8 +42,12 @@ CREATE TABLE outbox_messages (
 CREATE_IDX_STATUS = "CREATE INDEX idx_outbox_status ON outbox (status, id)"
 CREATE_IDX_BATCH = "CREATE INDEX idx_outbox_messages_batch ON outbox_messages (batch_id)"
 
+# Migration 2: open batches keep their messages as rows until frozen (payload NULL till then).
+ADD_WIRE = "ALTER TABLE outbox_messages ADD COLUMN wire BLOB"
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (CREATE_OUTBOX, CREATE_OUTBOX_MESSAGES, CREATE_IDX_STATUS, CREATE_IDX_BATCH),
+    (ADD_WIRE,),
 )
 
 
@@ -86,64 +91,42 @@ class OutboxStore:
     def enqueue(self, envelopes: Sequence[MessageEnvelope]) -> int:
         """Store messages no batch covers yet, filling the open batch first; return how many."""
         fresh = self._uncovered(envelopes)
-        if not fresh:
-            return 0
         now = self.clock()
         with transaction(self.conn):
-            rest = self._top_up(fresh, now)
-            for start in range(0, len(rest), self.batch_size):
-                self._insert_batch(rest[start : start + self.batch_size], now)
+            batch_id, room = self._open_batch()
+            rest = fresh
+            while rest:
+                if room == 0:
+                    batch_id, room = self._new_batch(now), self.batch_size
+                chunk, rest = rest[:room], rest[room:]
+                self._join(batch_id, chunk)
+                room -= len(chunk)
         return len(fresh)
 
-    def _top_up(self, fresh: list[MessageEnvelope], now: float) -> list[MessageEnvelope]:
-        """Grow the newest never-tried batch with `fresh`; return what did not fit.
-
-        Without this, a relay outage leaves one tiny batch per write. The grown batch gets
-        a new batch_id: the old id may have reached the relay just before a crash, and the
-        relay answers a known batch_id with its old ack without storing anything new.
-        """
+    def _open_batch(self) -> tuple[str, int]:
+        """The newest open (never frozen, so never sent) batch and its room; ("", 0) if none."""
         row = self.conn.execute(
-            "SELECT batch_id, payload, message_count FROM outbox WHERE status = 'pending'"
-            " AND retry_count = 0 AND message_count < ? ORDER BY id DESC LIMIT 1",
-            (self.batch_size,),
+            "SELECT batch_id, message_count FROM outbox WHERE status = 'pending'"
+            " AND payload IS NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        if row is None:
-            return fresh
-        old_id, payload, count = row
-        take, rest = fresh[: self.batch_size - count], fresh[self.batch_size - count :]
-        messages = _messages_of(payload)
-        if messages is None:
-            return fresh  # not a payload we can grow (damaged or foreign): leave it alone
-        messages.extend(env.to_wire() for env in take)
-        new_id = new_msg_id(now)
-        body = orjson.dumps({"batch_id": new_id, "node_id": self.node_id, "messages": messages})
-        self.conn.execute(
-            "INSERT INTO outbox (batch_id, payload, created_at, message_count)"
-            " SELECT ?, ?, created_at, ? FROM outbox WHERE batch_id = ?",
-            (new_id, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), len(messages), old_id),
-        )
-        self.conn.execute(
-            "UPDATE outbox_messages SET batch_id = ? WHERE batch_id = ?", (new_id, old_id)
-        )
-        self.conn.execute("DELETE FROM outbox WHERE batch_id = ?", (old_id,))
-        self.conn.executemany(
-            "INSERT INTO outbox_messages (msg_id, batch_id) VALUES (?, ?)",
-            [(env.msg_id, new_id) for env in take],
-        )
-        return rest
+        return ("", 0) if row is None else (row[0], max(0, self.batch_size - row[1]))
 
-    def _insert_batch(self, chunk: Sequence[MessageEnvelope], now: float) -> None:
+    def _new_batch(self, now: float) -> str:
         batch_id = new_msg_id(now)
-        payload = gzip.compress(
-            batch_body(batch_id, self.node_id, list(chunk)), compresslevel=GZIP_LEVEL, mtime=0
+        self.conn.execute(
+            "INSERT INTO outbox (batch_id, created_at, message_count) VALUES (?, ?, 0)",
+            (batch_id, now),
+        )
+        return batch_id
+
+    def _join(self, batch_id: str, chunk: Sequence[MessageEnvelope]) -> None:
+        self.conn.executemany(
+            "INSERT INTO outbox_messages (msg_id, batch_id, wire) VALUES (?, ?, ?)",
+            [(env.msg_id, batch_id, orjson.dumps(env.to_wire())) for env in chunk],
         )
         self.conn.execute(
-            "INSERT INTO outbox (batch_id, payload, created_at, message_count) VALUES (?, ?, ?, ?)",
-            (batch_id, payload, now, len(chunk)),
-        )
-        self.conn.executemany(
-            "INSERT INTO outbox_messages (msg_id, batch_id) VALUES (?, ?)",
-            [(env.msg_id, batch_id) for env in chunk],
+            "UPDATE outbox SET message_count = message_count + ? WHERE batch_id = ?",
+            (len(chunk), batch_id),
         )
 
     def _uncovered(self, envelopes: Sequence[MessageEnvelope]) -> list[MessageEnvelope]:
@@ -169,17 +152,38 @@ class OutboxStore:
         return found
 
     def next_pending(self) -> Batch | None:
-        """Return the oldest pending batch, or None."""
+        """Return the oldest pending batch, frozen (its payload built) if it was still open."""
         row = self.conn.execute(
             "SELECT batch_id, payload, retry_count FROM outbox"
             " WHERE status = 'pending' ORDER BY id LIMIT 1"
         ).fetchone()
         if row is None:
             return None
+        batch_id, payload, retries = row
+        if payload is None:
+            payload = self._freeze(batch_id)
         ids = self.conn.execute(
-            "SELECT msg_id FROM outbox_messages WHERE batch_id = ?", (row[0],)
+            "SELECT msg_id FROM outbox_messages WHERE batch_id = ? ORDER BY rowid", (batch_id,)
         ).fetchall()
-        return Batch(row[0], row[1], tuple(r[0] for r in ids), row[2])
+        return Batch(batch_id, payload, tuple(r[0] for r in ids), retries)
+
+    def _freeze(self, batch_id: str) -> bytes:
+        """Build the batch's payload from its rows, once; it never changes after this."""
+        wires = self.conn.execute(
+            "SELECT wire FROM outbox_messages WHERE batch_id = ? ORDER BY rowid", (batch_id,)
+        ).fetchall()
+        # The messages are already JSON: splice them into the body instead of re-encoding.
+        head = orjson.dumps({"batch_id": batch_id, "node_id": self.node_id})[:-1]
+        body = head + b',"messages":[' + b",".join(w[0] for w in wires) + b"]}"
+        payload = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE outbox SET payload = ? WHERE batch_id = ?", (payload, batch_id)
+            )
+            self.conn.execute(
+                "UPDATE outbox_messages SET wire = NULL WHERE batch_id = ?", (batch_id,)
+            )
+        return payload
 
     def acked(self, batch_id: str) -> None:
         """Delete an acknowledged batch (and, by cascade, its message list)."""
@@ -218,12 +222,3 @@ class OutboxStore:
             "SELECT status, COUNT(*), COALESCE(SUM(message_count), 0) FROM outbox GROUP BY status"
         ).fetchall()
         return {status: (int(b), int(m)) for status, b, m in rows}
-
-
-def _messages_of(payload: bytes) -> list[Any] | None:
-    """The message list of a stored batch payload, or None if it is not one."""
-    try:
-        messages = orjson.loads(gzip.decompress(payload)).get("messages")
-    except (OSError, ValueError, EOFError, AttributeError):
-        return None
-    return messages if isinstance(messages, list) else None

@@ -30,32 +30,48 @@ def test_messages_are_batched_and_covered_once(tmp_path: Path) -> None:
     assert [m["msg_id"] for m in body["messages"]] == list(first.msg_ids)
 
 
-def test_small_enqueues_fill_the_open_batch_under_a_new_batch_id(tmp_path: Path) -> None:
+def test_small_enqueues_fill_the_open_batch(tmp_path: Path) -> None:
     store = OutboxStore(tmp_path / "outbox.db", node_id="n1", batch_size=10)
     singles = envs(23)
-    ids = set()
     for env in singles:
         store.enqueue([env])
-        pending = store.next_pending()
-        assert pending is not None
-        ids.add(pending.batch_id)
     assert store.counts()["pending"] == (3, 23)
-    assert len(ids) == 10  # the open batch was renamed as it grew
     assert store.covered({e.msg_id for e in singles}) == {e.msg_id for e in singles}
+    first = store.next_pending()
+    assert first is not None
+    assert first.msg_ids == tuple(e.msg_id for e in singles[:10])
+    body = orjson.loads(gzip.decompress(first.payload))
+    assert body["batch_id"] == first.batch_id
+    assert [m["content"] for m in body["messages"]] == [e.content for e in singles[:10]]
 
 
-def test_a_batch_that_was_tried_is_never_grown(tmp_path: Path) -> None:
+def test_a_frozen_batch_never_changes_and_new_messages_open_another(tmp_path: Path) -> None:
     store = OutboxStore(tmp_path / "outbox.db", node_id="n1", batch_size=10)
     store.enqueue(envs(3))
-    tried = store.next_pending()
-    assert tried is not None
-    store.attempt_failed(tried.batch_id, "timeout")
+    frozen = store.next_pending()  # frozen now: it may reach the relay from here on
+    assert frozen is not None
+    store.attempt_failed(frozen.batch_id, "timeout")
     store.enqueue(envs(2))
     assert store.counts()["pending"] == (2, 5)
     again = store.next_pending()
     assert again is not None
-    assert again.batch_id == tried.batch_id
-    assert again.msg_ids == tried.msg_ids
+    assert (again.batch_id, again.payload, again.msg_ids) == (
+        frozen.batch_id,
+        frozen.payload,
+        frozen.msg_ids,
+    )
+    assert again.retry_count == 1
+
+
+def test_the_open_batch_survives_a_reopen(tmp_path: Path) -> None:
+    store = OutboxStore(tmp_path / "outbox.db", node_id="n1", batch_size=10)
+    store.enqueue(envs(4))
+    store.close()
+    reopened = OutboxStore(tmp_path / "outbox.db", node_id="n1", batch_size=10)
+    reopened.enqueue(envs(4))
+    batch = reopened.next_pending()
+    assert batch is not None
+    assert len(batch.msg_ids) == 8
 
 
 def test_failed_batches_wait_for_an_operator(tmp_path: Path) -> None:

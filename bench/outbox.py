@@ -5,8 +5,12 @@
 What is compared, and why it is fair:
 - Both queues are durable SQLite files in WAL mode with `synchronous = FULL` (persist-queue
   sets WAL itself but leaves `synchronous` at SQLite's default; the benchmark sets FULL on
-  both of its connections and reads it back). Every enqueue is its own committed transaction
-  on both sides: one `Enqueue` message per message, one `put` per message.
+  both of its connections and reads it back). One `Enqueue` message per message, one `put`
+  per message. Each `put` is its own transaction; the OutboxActor commits the Enqueues
+  waiting in its mailbox together (group commit, as the cache does), so under a stream it
+  pays one fsync per group, not per message. Nothing is weaker for it: an Enqueue is
+  answered only after its commit, and every message it holds is already committed in
+  messages.db before it is enqueued. persist-queue's API offers no such grouping.
 - Both send to the same real relay (its own process on 127.0.0.1) with the same client
   (`RelayClient.push_batch`: keep-alive `requests`, gzip JSON to POST /sync/messages), and
   both may batch up to 500 messages a request. persist-queue does no networking, so its
@@ -51,8 +55,9 @@ NODE = "node-a"
 BATCH = 500
 TIMEOUT_S = 300.0
 COMPARISON = (
-    "end to end, same relay and client: durable enqueue (one FULL-synchronous WAL commit per"
-    " message) -> POST /sync/messages in gzip batches of <= 500 -> ack; persist-queue's loop"
+    "end to end, same relay and client: durable enqueue (FULL-synchronous WAL; persist-queue"
+    " commits each put, the outbox commits the Enqueues waiting in its mailbox together)"
+    " -> POST /sync/messages in gzip batches of <= 500 -> ack; persist-queue's loop"
     " batches its gets the same way and acks each item"
 )
 

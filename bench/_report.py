@@ -165,9 +165,9 @@ NOTES: dict[str, str] = {
         "cannot get far below 5% here. What would close it: fewer requests and commits per "
         "message, i.e. the node sending what its agents wrote within a few ms as one batch (one"
         " uploader per node instead of per agent); on the relay, synchronous=NORMAL would save "
-        "about 0.1 ms per commit, a durability choice for decisions.md. (Migration 3 dropped "
-        "the five single-column indexes that duplicated the inbox's (column, timestamp) ones, "
-        "worth about 0.1 ms per commit when measured apart.) Memory is within target."
+        "about 0.1 ms per commit, a durability choice for decisions.md. (Dropping the five "
+        "single-column indexes in migration 3 saved about 0.1 ms per commit measured apart, "
+        "but they were not redundant for the node API: see scaling.) Memory is within target."
     ),
     "local_write.p50_us": (
         "The agent API adds one pykka ask (a thread hand-off and a future) to the raw insert, "
@@ -191,19 +191,18 @@ NOTES: dict[str, str] = {
         "(send, wait for the commit, mark synced, next): see the outbox note."
     ),
     "scaling": (
-        "`GET /query/messages?since=T` reads the whole table when fewer than limit+1 messages "
-        "are newer than T, which is always so when a node polls and nothing is new: "
-        "`relay_app/stores/sqlite.py` orders by `id DESC` with the timestamp as a filter, and "
-        "SQLite's plan, with or without ANALYZE, is `SCAN messages` in rowid order, reading "
-        "every row until limit+1 match. At 1M rows that is about 90 ms per request with the "
-        "file in the page cache and 1-4 s without (measured on the cached 1M database), "
-        "growing linearly with the corpus; the COUNT(*) beside it uses the timestamp index "
-        "and is instant. What would close it: when since/until is given, drive the query from "
-        "`idx_messages_timestamp`: the same query with `INDEXED BY idx_messages_timestamp` "
-        "takes 0.05 ms; or order since-queries by (timestamp, id), which that index serves "
-        "without a sort, with the keyset cursor on (timestamp, id). The unfiltered COUNT(*) "
-        "of every page also grows with the corpus (about 15 ms at 1M); the inbox caps its "
-        "count at 1,000, the node API does not."
+        "At 1M, `GET /query/messages?agent=X` takes about 60 ms (under 1 ms before migration "
+        "3), and the cost grows with the agent's share of the corpus. Migration 3 dropped "
+        "`idx_messages_agent` (and the node, role, priority and status ones), whose implicit "
+        "rowid suffix served the node API's `WHERE agent_id = ? ORDER BY id DESC LIMIT n` in "
+        "order; the `(agent_id, timestamp)` index left finds the rows, but SQLite then reads "
+        "every row of that agent (25,000 of 1M here) and sorts them: EXPLAIN says `USE TEMP "
+        "B-TREE FOR ORDER BY`. The same holds for the node, role, priority and status "
+        "filters of the node API. My earlier note called those indexes duplicates of the "
+        "inbox's; for the node API's id order they are not. What would close it: bring the "
+        "five indexes back (a migration 4), or order the node API's filtered pages by "
+        "(timestamp, id) as the inbox does, with the keyset cursor on (timestamp, id). The "
+        "since-query table scan of the earlier run is gone (since p99 about 2 ms at 1M)."
     ),
 }
 

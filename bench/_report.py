@@ -198,11 +198,12 @@ NOTES: dict[str, str] = {
         "order; the `(agent_id, timestamp)` index left finds the rows, but SQLite then reads "
         "every row of that agent (25,000 of 1M here) and sorts them: EXPLAIN says `USE TEMP "
         "B-TREE FOR ORDER BY`. The same holds for the node, role, priority and status "
-        "filters of the node API. My earlier note called those indexes duplicates of the "
-        "inbox's; for the node API's id order they are not. What would close it: bring the "
-        "five indexes back (a migration 4), or order the node API's filtered pages by "
-        "(timestamp, id) as the inbox does, with the keyset cursor on (timestamp, id). The "
-        "since-query table scan of the earlier run is gone (since p99 about 2 ms at 1M)."
+        "filters of the node API. An earlier version of this note called those indexes "
+        "duplicates of the inbox's; for the node API's id order they are not. What would "
+        "close it: bring the five indexes back (a migration 4), or order the node API's "
+        "filtered pages by (timestamp, id) as the inbox does, with the keyset cursor on "
+        "(timestamp, id). The since-query table scan of the earlier run is gone (since p99 "
+        "about 2 ms at 1M)."
     ),
 }
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Daemon:

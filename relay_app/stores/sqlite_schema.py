@@ -124,14 +124,22 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX idx_inbox_role_ts ON messages (role, timestamp)",
         "CREATE INDEX idx_inbox_priority_ts ON messages (priority, timestamp)",
     ),
-    # Migration 3: the single-column indexes on agent, node, role, priority and status
-    # duplicate the inbox's (column, timestamp) indexes, which serve the same equality
-    # filters; each costs every insert a B-tree update for nothing.
+    # Migration 3 dropped the single-column indexes on agent, node, role, priority and
+    # status as duplicates of the inbox's (column, timestamp) ones. They are not: an index
+    # on one column ends in the rowid, so it serves the node API's `WHERE agent_id = ?
+    # ORDER BY id DESC` without a sort. Migration 4 puts them back.
     (
         "DROP INDEX idx_messages_agent",
         "DROP INDEX idx_messages_node",
         "DROP INDEX idx_messages_role",
         "DROP INDEX idx_messages_priority",
         "DROP INDEX idx_messages_status",
+    ),
+    (
+        "CREATE INDEX IF NOT EXISTS idx_messages_agent ON messages (agent_id)",
+        "CREATE INDEX IF NOT EXISTS idx_messages_node ON messages (node_id)",
+        "CREATE INDEX IF NOT EXISTS idx_messages_role ON messages (role)",
+        "CREATE INDEX IF NOT EXISTS idx_messages_priority ON messages (priority)",
+        "CREATE INDEX IF NOT EXISTS idx_messages_status ON messages (status)",
     ),
 ]

@@ -76,3 +76,19 @@ def test_only_a_narrow_window_gets_the_index_hint(tmp_path: Path) -> None:
         assert _time_index_hint(conn, MessageQuery()) == ""
     finally:
         conn.close()
+
+
+def test_filtered_pages_in_id_order_need_no_sort(tmp_path: Path) -> None:
+    with RelayServer(cluster(tmp_path / "relay"), host="127.0.0.1", port=0):
+        pass
+    conn = sqlite3.connect(tmp_path / "relay" / "messages" / "cluster_messages.db")
+    try:
+        for column in ("agent_id", "node_id", "role", "priority", "status"):
+            plan = conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT id FROM messages WHERE {column} = ?"
+                " ORDER BY id DESC LIMIT 101",
+                ("x",),
+            ).fetchall()
+            assert not any("TEMP B-TREE" in str(step) for step in plan), (column, plan)
+    finally:
+        conn.close()

@@ -166,8 +166,9 @@ NOTES: dict[str, str] = {
         "message, i.e. the node sending what its agents wrote within a few ms as one batch (one"
         " uploader per node instead of per agent); on the relay, synchronous=NORMAL would save "
         "about 0.1 ms per commit, a durability choice for decisions.md. (Dropping the five "
-        "single-column indexes in migration 3 saved about 0.1 ms per commit measured apart, "
-        "but they were not redundant for the node API: see scaling.) Memory is within target."
+        "single-column indexes saved about 0.1 ms per commit measured apart, but they serve the"
+        " node API's id-ordered filtered pages, so migration 4 restored them.) Memory is within"
+        " target."
     ),
     "local_write.p50_us": (
         "The agent API adds one pykka ask (a thread hand-off and a future) to the raw insert, "
@@ -191,21 +192,12 @@ NOTES: dict[str, str] = {
         "(send, wait for the commit, mark synced, next): see the outbox note."
     ),
     "scaling": (
-        "At 1M, `GET /query/messages?agent=X` takes about 60 ms (under 1 ms before migration "
-        "3), and the cost grows with the agent's share of the corpus. Migration 3 dropped "
-        "`idx_messages_agent` (and the node, role, priority and status ones), whose implicit "
-        "rowid suffix served the node API's `WHERE agent_id = ? ORDER BY id DESC LIMIT n` in "
-        "order; the `(agent_id, timestamp)` index left finds the rows, but SQLite then reads "
-        "every row of that agent (25,000 of 1M here) and sorts them: EXPLAIN says `USE TEMP "
-        "B-TREE FOR ORDER BY`. Measured apart on 300k rows, the page's SQL takes 15.8 ms "
-        "now and 0.05 ms with the index back. The same holds for the node, role, priority "
-        "and status "
-        "filters of the node API. An earlier version of this note called those indexes "
-        "duplicates of the inbox's; for the node API's id order they are not. What would "
-        "close it: bring the five indexes back (a migration 4), or order the node API's "
-        "filtered pages by (timestamp, id) as the inbox does, with the keyset cursor on "
-        "(timestamp, id). The since-query table scan of the earlier run is gone (since p99 "
-        "about 2 ms at 1M)."
+        "Each node-API filter (agent, node, role, priority, status) is served in id order by "
+        "its single-column index (migration 4 restored them after migration 3 dropped them), "
+        "and a narrow since/until window is read through the timestamp index. If a size "
+        "still misses, the slowest query is named in the table: a filter combination SQLite "
+        "has no index for reads the matching rows and sorts them; the unfiltered COUNT(*) "
+        "of every page also grows with the corpus (about 15 ms at 1M)."
     ),
 }
 

@@ -88,3 +88,20 @@ class Daemon:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.log.close()
+
+
+def start_relay(config_dir: Path, data: Path, port: int, log: Path) -> Daemon:
+    """`commander-relay serve` as its own process on 127.0.0.1:port."""
+    args = ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml"),
+            "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]  # fmt: skip
+    return Daemon(args, log)
+
+
+def start_node(
+    config_dir: Path, node_id: str, data: Path, relay_url: str, log: Path, *extra: str
+) -> Daemon:
+    """`commander-node` as its own process, quick to notice the relay is back and to stop."""
+    args = ["-m", "runtime.daemon", "--config", str(config_dir), "--node-id", node_id,
+            "--data-dir", str(data), "--relay-url", relay_url, "--listen", "127.0.0.1:0",
+            "--probe-interval", "0.2", "--shutdown-upload-seconds", "1", *extra]  # fmt: skip
+    return Daemon(args, log)

@@ -38,8 +38,8 @@ import requests
 
 from bench._cluster import free_port, sha, write_config_dir
 from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
+from bench._procs import start_relay
 from bench._stats import percentile
-from bench.visibility import start_relay
 from runtime.agent import AgentHandle
 from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.node import Node, NodeOptions

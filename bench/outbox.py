@@ -45,7 +45,7 @@ import orjson
 from actors.messages import Enqueue, GetOutboxStats, ListUnsynced, MarkSynced, Tick
 from actors.outbox import OutboxActor
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench.visibility import start_relay
+from bench._procs import start_relay
 from runtime.backoff import Backoff
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.relay_client import RelayClient, RelayTarget

@@ -43,8 +43,7 @@ import requests
 from bench._cluster import cluster, free_port, write_config_dir
 from bench._partition import Partition
 from bench._proc_stats import RssSampler
-from bench._procs import Daemon
-from bench.visibility import start_relay
+from bench._procs import Daemon, start_node, start_relay
 from runtime.envelope import decode_content
 
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
@@ -80,27 +79,15 @@ class SoakCluster:
 
     def start_node(self, node_id: str) -> None:
         """Start a node daemon pushing to the relay through the partition."""
-        args = [
-            "-m",
-            "runtime.daemon",
-            "--config",
-            str(self.config_dir),
-            "--node-id",
+        self.nodes[node_id] = start_node(
+            self.config_dir,
             node_id,
-            "--data-dir",
-            str(self.tmp / node_id),
-            "--relay-url",
+            self.tmp / node_id,
             f"http://127.0.0.1:{self.front_port}",
-            "--listen",
-            "127.0.0.1:0",
-            "--probe-interval",
-            "0.2",
-            "--shutdown-upload-seconds",
-            "1",
+            self.tmp / f"{node_id}.log",
             "--log-level",
             "WARNING",
-        ]
-        self.nodes[node_id] = Daemon(args, self.tmp / f"{node_id}.log")
+        )
 
     def node_url(self, node_id: str) -> str | None:
         """The node's loopback URL, or None while it is down."""

@@ -23,30 +23,12 @@ from pathlib import Path
 import requests
 
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench._procs import Daemon
+from bench._procs import Daemon, start_relay
 from bench._stats import percentile
 from runtime.config import SyncConfig
 from runtime.node import Node, NodeOptions
 
 HEADERS = {"X-Commander-Node": "node-b", "Authorization": f"Bearer {TOKENS['node-b']}"}
-
-
-def start_relay(config_dir: Path, data: Path, port: int, log: Path) -> Daemon:
-    """The relay as a separate process on 127.0.0.1."""
-    args = [
-        "-m",
-        "relay_app.cli",
-        "serve",
-        "--config",
-        str(config_dir / "relay.yaml"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data),
-    ]
-    return Daemon(args, log)
 
 
 def measure_visibility(node: Node, relay_url: str, count: int) -> tuple[list[float], list[float]]:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from bench._procs import Daemon, start_node, start_relay
 from tests.delivery.harness import cluster, free_port, relay_rows, wait_for, write_config_dir
-from tests.support.procs import Daemon
 
 CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "40"))
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
@@ -49,41 +49,18 @@ class Cluster:
         self.kills = {"node": 0, "relay": 0, "relay_stops": 0}
 
     def start_relay(self) -> None:
-        args = [
-            "-m",
-            "relay_app.cli",
-            "serve",
-            "--config",
-            str(self.config_dir / "relay.yaml"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.relay_data),
-        ]
-        self.relay = Daemon(args, self.tmp / "relay.log")
+        self.relay = start_relay(
+            self.config_dir, self.relay_data, self.port, self.tmp / "relay.log"
+        )
 
     def start_node(self, node_id: str) -> None:
-        args = [
-            "-m",
-            "runtime.daemon",
-            "--config",
-            str(self.config_dir),
-            "--node-id",
+        self.nodes[node_id] = start_node(
+            self.config_dir,
             node_id,
-            "--data-dir",
-            str(self.tmp / node_id),
-            "--relay-url",
+            self.tmp / node_id,
             self.relay_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--probe-interval",
-            "0.2",
-            "--shutdown-upload-seconds",
-            "1",
-        ]
-        self.nodes[node_id] = Daemon(args, self.tmp / f"{node_id}.log")
+            self.tmp / f"{node_id}.log",
+        )
 
     def node_url(self, node_id: str) -> str | None:
         daemon = self.nodes[node_id]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import requests
 
+from bench._procs import Daemon
 from tests.relay_app.helpers import NODE_A, TOKENS, batch, message, wait_until, write_config
-from tests.support.procs import Daemon
 
 SENDERS = 3
 BATCH_SIZE = 50

@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench._procs import Daemon
 from runtime.client import NodeClient
-from tests.support.procs import Daemon
 
 NODE = "node-a"
 

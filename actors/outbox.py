@@ -176,7 +176,7 @@ class OutboxActor(SupervisedActor):
             return "failed"
         self._cache.tell(MarkSynced(batch.msg_ids))
         self.store.acked(batch.batch_id)
-        self._sync.success(self._clock(), len(batch.msg_ids), len(batch.payload))
+        self._sync.success(self._clock(), len(batch.msg_ids))
         self._failures, self._next_attempt = 0, 0.0
         self._schedule_drain()
         return "acked"

@@ -79,7 +79,7 @@ class UploaderActor(SupervisedActor):
             self._outbox.tell(Enqueue(tuple(envelopes)))
             return "queued"
         try:
-            nbytes = self._send(self._client, envelopes)
+            self._send(self._client, envelopes)
         except RelayError as exc:
             logger.warning("write-through failed (%s); %d to the outbox", exc, len(envelopes))
             self._sync.failure()
@@ -87,18 +87,16 @@ class UploaderActor(SupervisedActor):
             self._outbox.tell(Enqueue(tuple(envelopes)))
             return "queued"
         self._cache.tell(MarkSynced(tuple(e.msg_id for e in envelopes)))
-        self._sync.success(time.time(), len(envelopes), nbytes)
+        self._sync.success(time.time(), len(envelopes))
         if self._degraded:
             self._degraded = False
             self._outbox.tell(RelayUp())
         return "stored"
 
-    def _send(self, client: RelayClient, envelopes: list[MessageEnvelope]) -> int:
-        """Send one message singly, several as one batch; return the bytes sent."""
+    def _send(self, client: RelayClient, envelopes: list[MessageEnvelope]) -> None:
+        """Send one message singly, several as one batch."""
         if len(envelopes) == 1:
             client.push_message(envelopes[0])
-            return 0
+            return
         body = batch_body(new_msg_id(), self._node_id, envelopes)
-        payload = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-        client.push_batch(payload)
-        return len(payload)
+        client.push_batch(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))

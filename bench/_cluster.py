@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from relay_app.auth import token_sha256 as sha
 from runtime.config import (
     AgentConfig,
     CacheConfig,
@@ -27,11 +27,6 @@ FAST_SYNC = SyncConfig(
     retry_cap_seconds=1.0,
     timeout_seconds=2.0,
 )
-
-
-def sha(token: str) -> str:
-    """sha256 hex of a token, as relay.yaml stores it."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def free_port() -> int:

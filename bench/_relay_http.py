@@ -14,8 +14,9 @@ from urllib.parse import urlencode, urlsplit
 
 import yaml
 
-from bench._cluster import TOKENS, sha
+from bench._cluster import TOKENS
 from bench._procs import Daemon
+from relay_app.auth import token_sha256 as sha
 
 NODE = "node-a"
 PASSWORD = "bench-operator-password"

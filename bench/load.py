@@ -36,10 +36,11 @@ from pathlib import Path
 
 import requests
 
-from bench._cluster import free_port, sha, write_config_dir
+from bench._cluster import free_port, write_config_dir
 from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
 from bench._procs import start_relay
 from bench._stats import percentile
+from relay_app.auth import token_sha256 as sha
 from runtime.agent import AgentHandle
 from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.node import Node, NodeOptions

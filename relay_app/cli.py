@@ -17,7 +17,6 @@ import getpass
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pykka.debug
 import yaml
 
 from relay_app.auth import hashes_file_path, read_hashes_file, token_sha256
@@ -34,6 +32,7 @@ from relay_app.server import RelayServer
 from runtime import notify
 from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
 from runtime.errors import ConfigError, ConfigProblem
+from runtime.signals import install_signal_handlers
 
 logger = logging.getLogger("commander-relay")
 
@@ -117,7 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     host, port = listen_address(config, args.host, args.port)
     _warn_if_no_tokens(config)
-    stop = _install_signal_handlers()
+    stop = threading.Event()
+    install_signal_handlers(stop.set)
     relay = RelayServer(config, host=host, port=port)
     try:
         relay.start()
@@ -151,15 +151,6 @@ def _warn_if_no_tokens(config: ClusterConfig) -> None:
             " until `commander-relay add-node` records one",
             hashes,
         )
-
-
-def _install_signal_handlers() -> threading.Event:
-    """SIGTERM/SIGINT set the returned event; SIGUSR1 logs every thread's stack."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
-    return stop
 
 
 def _add_node(args: argparse.Namespace) -> int:

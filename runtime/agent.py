@@ -50,11 +50,14 @@ class AgentHandle:
 
     def write(self, content: Any, *, timeout: float | None = None, **fields: Any) -> str:
         """Write a message; return its msg_id once it is committed locally."""
-        return self.write_envelope(self.new_message(content, **fields), timeout=timeout)
+        return self._commit(self.new_message(content, **fields), timeout)
 
     def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
         """Write a message built elsewhere (same guarantee as `write`)."""
         envelope.validate()
+        return self._commit(envelope, timeout)
+
+    def _commit(self, envelope: MessageEnvelope, timeout: float | None) -> str:
         start = time.perf_counter()
         msg_id = str(self._cache.ask(Write(envelope), timeout=timeout))
         if self.latency_observer is not None:

@@ -20,7 +20,8 @@ from typing import Any
 import bottle
 import orjson
 
-from actors.messages import GetOutboxStats, RetryFailed
+from actors.messages import RetryFailed
+from actors.metrics import GetFigures
 from runtime.envelope import MessageEnvelope
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.node import Node
@@ -142,19 +143,16 @@ def _query(node: Node, agent_id: str) -> bytes:
 
 def _agent_status(node: Node, agent_id: str) -> dict[str, Any]:
     _handle(node, agent_id)
-    actors = node.actors[agent_id]
-    cache = dataclasses.asdict(node.agents[agent_id].stats())
-    outbox = dataclasses.asdict(actors.outbox.ask(GetOutboxStats()))
-    sync = dataclasses.asdict(actors.sync.snapshot())
-    return {"agent_id": agent_id, "cache": cache, "outbox": outbox, "sync": sync}
+    return next(a for a in node_status(node)["agents"] if a["agent_id"] == agent_id)
 
 
 def node_status(node: Node) -> dict[str, Any]:
-    """Every agent's figures, as JSON-ready data."""
+    """Every agent's figures as the MetricsActor collects them (null while an actor restarts)."""
+    figures = node.metrics_actor.ask(GetFigures())
     return {
         "node_id": node.node_id,
         "healthy": node.healthy(),
-        "agents": [_agent_status(node, a) for a in sorted(node.agents)],
+        "agents": [dataclasses.asdict(fig) for fig in figures],
     }
 
 

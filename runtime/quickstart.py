@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from relay_app.auth import token_sha256
 from relay_app.passwords import hash_password
 from runtime.client import NodeClient
 from runtime.config import load_config
@@ -70,8 +71,6 @@ def prepare(source: Path) -> tuple[Path, dict[str, Path], str]:
 
 
 def _tokens(topology: dict[str, Any], secrets_dir: Path, hashes_file: Path) -> dict[str, Path]:
-    import hashlib  # noqa: PLC0415
-
     hashes: dict[str, str] = {}
     files: dict[str, Path] = {}
     for node in topology["nodes"]:
@@ -81,7 +80,7 @@ def _tokens(topology: dict[str, Any], secrets_dir: Path, hashes_file: Path) -> d
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
-        hashes[node["id"]] = hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+        hashes[node["id"]] = token_sha256(path.read_text().strip())
         files[node["id"]] = path
     hashes_file.write_text(yaml.safe_dump(hashes))
     return files
@@ -149,7 +148,7 @@ def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -
             written = sum(a["cache"]["message_count"] for a in agents)
             waiting = sum(a["cache"]["unsynced_count"] for a in agents)
             parts.append(f"{node_id}: {written} written, {waiting} not yet on the relay")
-        except (requests.RequestException, ValueError, KeyError):
+        except (requests.RequestException, ValueError, KeyError, TypeError):
             parts.append(f"{node_id}: not answering")
     return "  " + " | ".join(parts)
 

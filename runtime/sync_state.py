@@ -13,7 +13,6 @@ class SyncSnapshot:
     failures_total: int
     last_success_at: float | None
     acked_messages_total: int
-    acked_bytes_total: int
 
 
 class SyncState:
@@ -24,21 +23,19 @@ class SyncState:
         self._failures = 0
         self._last_success: float | None = None
         self._acked = 0
-        self._acked_bytes = 0
 
     def failure(self) -> None:
         """Count one failed attempt to reach the relay."""
         with self._lock:
             self._failures += 1
 
-    def success(self, now: float, messages: int, nbytes: int) -> None:
-        """Record an acknowledgement of `messages` messages, `nbytes` bytes on the wire."""
+    def success(self, now: float, messages: int) -> None:
+        """Record an acknowledgement of `messages` messages."""
         with self._lock:
             self._last_success = now
             self._acked += messages
-            self._acked_bytes += nbytes
 
     def snapshot(self) -> SyncSnapshot:
         """Return the current figures."""
         with self._lock:
-            return SyncSnapshot(self._failures, self._last_success, self._acked, self._acked_bytes)
+            return SyncSnapshot(self._failures, self._last_success, self._acked)

@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from bench._cluster import TOKENS, cluster, free_port, sha, write_config_dir
+from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from relay_app.server import RelayServer
 from runtime.config import ClusterConfig
 from runtime.envelope import decode_content
@@ -70,4 +70,4 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) 
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-__all__ = ["TOKENS", "cluster", "free_port", "sha", "write_config_dir"]
+__all__ = ["TOKENS", "cluster", "free_port", "write_config_dir"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from dataclasses import replace
@@ -11,6 +10,7 @@ from typing import Any
 
 import requests
 
+from relay_app.auth import token_sha256 as sha
 from relay_app.server import RelayServer
 from runtime.config import ClusterConfig, NodeEntry, RelaySettings
 from runtime.envelope import MessageEnvelope
@@ -19,11 +19,6 @@ NODE_A = "node-a"
 NODE_B = "node-b"
 TOKENS = {NODE_A: "token-of-node-a-0123456789", NODE_B: "token-of-node-b-9876543210"}
 TABLES = ("messages", "batches", "node_status", "files")
-
-
-def sha(token: str) -> str:
-    """sha256 hex of a token, as relay.yaml stores it."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def make_config(data_dir: Path, **relay: Any) -> ClusterConfig:

@@ -14,6 +14,7 @@ import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +34,8 @@ from runtime.errors import CommanderError
 ROOT = Path("data/quickstart")
 RELAY_PORT = int(os.environ.get("COMMANDER_RELAY_PORT", "8001"))
 REPORT_EVERY_S = 5.0
-FIRST_NODE_PORT = int(os.environ.get("COMMANDER_NODE_PORT", "8002"))
+# One port per node, in the order of their ids; a list, so that no port is guessed.
+NODE_PORTS = [int(p) for p in os.environ.get("COMMANDER_NODE_PORTS", "8002,8003").split(",")]
 REPORTS = [
     ("high", {"kind": "lead", "title": "HOT lead: ACME Corp wants a demo", "score": 0.93}),
     ("normal", {"kind": "task_complete", "title": "Scraped 120 company pages", "pages": 120}),
@@ -92,6 +94,18 @@ def _operator_password(secrets_dir: Path) -> str:
         path.write_text(secrets.token_urlsafe(12))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def ensure_free(port: int, variable: str) -> None:
+    """Stop with a clear message when another program already listens on `port`."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(
+                f"127.0.0.1:{port} is taken ({exc.strerror}); stop what uses it or set {variable}"
+            ) from None
 
 
 def start(args: list[str], name: str) -> subprocess.Popen[bytes]:
@@ -166,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        ensure_free(RELAY_PORT, "COMMANDER_RELAY_PORT")
         relay = start(
             ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml")], "relay"
         )
@@ -204,7 +219,8 @@ def _start_nodes(
         agents = [a.agent_id for a in config.agents_on(node_id)]
         if not agents:
             continue
-        port = FIRST_NODE_PORT + offset
+        port = NODE_PORTS[offset] if offset < len(NODE_PORTS) else NODE_PORTS[-1] + offset
+        ensure_free(port, "COMMANDER_NODE_PORTS")
         proc = start(
             [
                 "-m",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,26 +15,19 @@ import requests
 from bench._cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = [sys.executable, "-m", "runtime.quickstart", "--config", str(REPO / "config")]
 
 
 def test_the_quickstart_shows_reports_arriving_and_stops_cleanly(tmp_path: Path) -> None:
-    relay_port, node_port = free_port(), free_port()
+    relay_port, first_node, second_node = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "COMMANDER_RELAY_PORT": str(relay_port),
-        "COMMANDER_NODE_PORT": str(node_port),
+        "COMMANDER_NODE_PORTS": f"{first_node},{second_node}",
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.quickstart",
-            "--config",
-            str(REPO / "config"),
-            "--interval",
-            "0.2",
-        ],
+        [*QUICKSTART, "--interval", "0.2"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -41,23 +35,57 @@ def test_the_quickstart_shows_reports_arriving_and_stops_cleanly(tmp_path: Path)
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        unread = 0
-        while time.monotonic() < deadline and unread < 5:
-            time.sleep(0.5)
-            try:
-                answer = requests.get(f"http://127.0.0.1:{relay_port}/api/unread_count", timeout=2)
-                unread = answer.json()["unread"]
-            except requests.RequestException:
-                continue
-        assert unread >= 5, "demo reports did not reach the relay"
-        metrics = requests.get(f"http://127.0.0.1:{node_port}/metrics", timeout=5).text
-        assert "cache_bytes_used" in metrics
+        unread = _wait_for_unread(f"http://127.0.0.1:{relay_port}", proc, at_least=5)
+        metrics = requests.get(f"http://127.0.0.1:{first_node}/metrics", timeout=5).text
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
+    story = output + _logs(tmp_path / "data" / "quickstart")
+    assert unread >= 5, f"demo reports did not reach the relay:\n{story}"
+    assert "cache_bytes_used" in metrics
+    assert proc.returncode == 0, story
     assert "Inbox:" in output
     assert "stopped relay (exit 0)" in output
-    assert output.count("(exit 0)") == 3, output
+    assert output.count("(exit 0)") == 3, story
     assert (tmp_path / "data" / "quickstart" / "secrets" / "operator-password.txt").exists()
+
+
+def test_the_quickstart_names_a_port_that_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "COMMANDER_RELAY_PORT": str(port)}
+        done = subprocess.run(
+            QUICKSTART,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port} is taken" in done.stderr
+    assert "COMMANDER_RELAY_PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _wait_for_unread(relay_url: str, proc: subprocess.Popen[str], at_least: int) -> int:
+    """Poll the relay's unread count until it reaches `at_least`, the quickstart exits, or 60 s."""
+    deadline = time.monotonic() + 60
+    unread = 0
+    while time.monotonic() < deadline and unread < at_least and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            unread = requests.get(f"{relay_url}/api/unread_count", timeout=2).json()["unread"]
+        except requests.RequestException:
+            continue
+    return unread
+
+
+def _logs(root: Path) -> str:
+    """Every daemon log of the quickstart, for a failure message that explains itself."""
+    logs = sorted(root.glob("*.log"))
+    return "".join(f"\n--- {log.name}\n{log.read_text()[-4000:]}" for log in logs)

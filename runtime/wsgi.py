@@ -17,6 +17,11 @@ from cheroot import wsgi
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
+# Idle keep-alive connections kept open. cheroot's default, 10, is below one connection
+# per uploader of a modest cluster: past it every response says `Connection: close` and
+# each message pays a new TCP connection. Each idle one costs a descriptor and a few KB.
+KEEP_ALIVE_LIMIT = 256
+
 
 @dataclass
 class ServerHandle:
@@ -54,6 +59,7 @@ def serve_in_thread(
     max_request_body_size: int = 0,
     timeout: float = 10.0,
     poll_interval: float = 0.05,
+    keep_alive_limit: int = KEEP_ALIVE_LIMIT,
 ) -> ServerHandle:
     """Bind `host:port` (0 picks a free port) and serve `app` until `stop()`.
 
@@ -62,12 +68,13 @@ def serve_in_thread(
     `timeout` bounds each socket read and write, so a stalled client frees its thread.
     `poll_interval` is how long `stop()` may wait for cheroot's selector loop to notice
     (its default, 0.5 s, made every stop take that long); 20 idle wake-ups a second cost
-    nothing measurable.
+    nothing measurable. `keep_alive_limit` bounds the idle connections kept open.
     """
     server = wsgi.Server(
         (host, port), app, numthreads=threads, server_name=name, timeout=int(timeout)
     )
     server.max_request_body_size = max_request_body_size
+    server.keep_alive_conn_limit = keep_alive_limit
     server.expiration_interval = poll_interval
     # Bind in the caller's thread: an address in use fails here, not in the background.
     server.prepare()

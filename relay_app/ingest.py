@@ -10,7 +10,14 @@ from typing import Any
 import pykka
 
 from relay_app.errors import RelayAppError, StorageFull, StoreUnavailable
-from relay_app.store import WRITE_OPS, MessageStore, StoreWriter, WriteOp, WriteResult
+from relay_app.store import (
+    WRITE_OPS,
+    MessageStore,
+    StoreMessages,
+    StoreWriter,
+    WriteOp,
+    WriteResult,
+)
 from runtime.mailbox import take_waiting
 
 logger = logging.getLogger(__name__)
@@ -106,6 +113,12 @@ class Ingest:
         """Wrap a started IngestActor."""
         self._ref = ref
         self._timeout = timeout
+        self._on_stored: list[Callable[[], None]] = []
+
+    def on_stored(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (cheap, non-blocking) in the submitting thread after new messages
+        commit: how the inbox's indexer learns there is work without polling."""
+        self._on_stored.append(callback)
 
     @classmethod
     def start(cls, store: MessageStore, *, clock: Callable[[], float] = time.time) -> Ingest:
@@ -124,6 +137,9 @@ class Ingest:
             # One error instance may answer a whole group: raise a fresh one per caller.
             raise type(reply)(str(reply))
         assert isinstance(reply, WriteResult)
+        if reply.inserted and isinstance(op, StoreMessages):
+            for callback in self._on_stored:
+                callback()
         return reply
 
     @property

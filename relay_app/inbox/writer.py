@@ -19,14 +19,18 @@ from relay_app.ingest import Ingest
 from relay_app.store import IndexEntries, SetStatuses
 from runtime import sqlite as rsqlite
 from runtime.envelope import decode_content
-from runtime.ticker import Ticker
 
 logger = logging.getLogger(__name__)
 
 INDEX_CHUNK = 2000
-INDEX_INTERVAL_S = 0.2
-# Chunks per tick at most, so a large backlog is indexed in steps between other writes.
-MAX_CHUNKS_PER_TICK = 5
+# After new messages commit, the indexer waits this long to take them in one transaction:
+# at 50 messages a second that is 4 index commits a second instead of one per message.
+INDEX_DELAY_S = 0.25
+# With no news it still looks this often (messages written by another process, a missed
+# nudge), instead of waking the relay several times a second for nothing.
+INDEX_FALLBACK_S = 5.0
+# Chunks per pass at most, so a large backlog is indexed in steps between other writes.
+MAX_CHUNKS_PER_PASS = 5
 
 
 def prepare_index(conn: sqlite3.Connection, limit: int = INDEX_CHUNK) -> IndexEntries | None:
@@ -65,28 +69,39 @@ def _text(blob: bytes) -> str:
 
 
 class InboxWriter:
-    """Status changes and indexing, submitted to the IngestActor; a ticker keeps the index up."""
+    """Status changes and indexing, submitted to the IngestActor; an indexer thread keeps
+    the full-text index up, woken by the ingest when messages are stored."""
 
     def __init__(self, path: Path, ingest: Ingest) -> None:
-        """Open a read connection for the indexer and start its ticker."""
+        """Open a read connection for the indexer and start its thread."""
         self._ingest = ingest
         self._reader = rsqlite.connect(path, read_only=True, check_same_thread=False)
-        self._lock = threading.Lock()  # the ticker and tests may both ask for a pass
-        self._ticker = Ticker()
-        self._ticker.every(INDEX_INTERVAL_S, "inbox-fts", self.index_soon)
-        self._ticker.start()
+        self._lock = threading.Lock()  # the indexer and tests may both ask for a pass
+        self._news = threading.Event()
+        self._stop = threading.Event()
+        ingest.on_stored(self._news.set)
+        self._thread = threading.Thread(target=self._index_loop, name="inbox-fts", daemon=True)
+        self._thread.start()
+
+    def _index_loop(self) -> None:
+        """Index a short while after news arrives, or every INDEX_FALLBACK_S regardless."""
+        while not self._stop.is_set():
+            if self._news.wait(INDEX_FALLBACK_S) and self._stop.wait(INDEX_DELAY_S):
+                return
+            self._news.clear()  # news arriving during the pass sets it again
+            self.index_soon()
 
     def index_soon(self) -> None:
-        """Index what arrived since the last pass (the ticker calls this; so can tests)."""
+        """Index what arrived since the last pass (the indexer calls this; so can tests)."""
         with self._lock:
-            for _ in range(MAX_CHUNKS_PER_TICK):
+            for _ in range(MAX_CHUNKS_PER_PASS):
                 try:
                     op = prepare_index(self._reader)
                     if op is None:
                         return
                     self._ingest.submit(op)
                 except (RelayAppError, sqlite3.Error) as exc:
-                    logger.warning("full-text indexing failed (retried on the next tick): %s", exc)
+                    logger.warning("full-text indexing failed (retried on the next pass): %s", exc)
                     return
                 if len(op.entries) < INDEX_CHUNK:
                     return
@@ -97,7 +112,9 @@ class InboxWriter:
         return self._ingest.submit(op).inserted
 
     def stop(self) -> None:
-        """Stop the ticker, then close the read connection."""
-        self._ticker.stop()
+        """Stop the indexer thread, then close the read connection."""
+        self._stop.set()
+        self._news.set()
+        self._thread.join(timeout=10)
         with self._lock:
             self._reader.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,22 @@ def test_search_semantics(
     relay, operator, msg_id = seeded
     html = operator.get(relay.url + "/messages", params={"q": text}, timeout=10).text
     assert (msg_id in ids_shown(html)) is found
+
+
+def test_a_stored_message_becomes_searchable_without_waiting_for_the_fallback_pass(
+    inbox_relay: Relay,
+) -> None:
+    """Nobody calls index_soon here: storing the message wakes the indexer."""
+    operator = inbox_relay.operator()
+    env = inbox_relay.send(content={"company": "Quokka Freight"})
+    stored = time.monotonic()
+    shown: list[str] = []
+    while time.monotonic() - stored < 5 and env.msg_id not in shown:
+        time.sleep(0.05)
+        html = operator.get(inbox_relay.url + "/messages", params={"q": "quokka"}, timeout=10).text
+        shown = ids_shown(html)
+    assert env.msg_id in shown
+    assert time.monotonic() - stored < 3  # the fallback pass alone would take 5 s
 
 
 def test_highlighting_escapes_before_marking(inbox_relay: Relay) -> None:

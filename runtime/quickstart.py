@@ -36,6 +36,8 @@ RELAY_PORT = int(os.environ.get("COMMANDER_RELAY_PORT", "8001"))
 REPORT_EVERY_S = 5.0
 # One port per node, in the order of their ids; a list, so that no port is guessed.
 NODE_PORTS = [int(p) for p in os.environ.get("COMMANDER_NODE_PORTS", "8002,8003").split(",")]
+# Below this much free disk the relay refuses writes (507) and the nodes keep them queued.
+MIN_FREE_BYTES = int(os.environ.get("COMMANDER_MIN_FREE_BYTES", str(64 * 1024 * 1024)))
 REPORTS = [
     ("high", {"kind": "lead", "title": "HOT lead: ACME Corp wants a demo", "score": 0.93}),
     ("normal", {"kind": "task_complete", "title": "Scraped 120 company pages", "pages": 120}),
@@ -66,7 +68,7 @@ def prepare(source: Path) -> tuple[Path, dict[str, Path], str]:
         "data_dir": str((ROOT / "relay").resolve()),
         "token_hashes_file": str(hashes_file.resolve()),
         "operator_password_hash": hash_password(password),
-        "min_free_bytes": 64 * 1024 * 1024,
+        "min_free_bytes": MIN_FREE_BYTES,
     }
     (config_dir / "relay.yaml").write_text(yaml.safe_dump(topology, sort_keys=False))
     return config_dir, tokens, password
@@ -154,6 +156,7 @@ def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -
     try:
         unread = requests.get(f"{relay_url}/api/unread_count", timeout=2).json()["unread"]
         parts.append(f"relay inbox: {unread} unread")
+        parts.extend(refusal_reasons(requests.get(f"{relay_url}/healthz", timeout=2).json()))
     except (requests.RequestException, ValueError, KeyError):
         parts.append("relay: not answering")
     for node_id, (url, _) in node_urls.items():
@@ -165,6 +168,19 @@ def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -
         except (requests.RequestException, ValueError, KeyError, TypeError):
             parts.append(f"{node_id}: not answering")
     return "  " + " | ".join(parts)
+
+
+def refusal_reasons(health: dict[str, Any]) -> list[str]:
+    """Why the relay refuses writes, when it does: the reason nothing arrives."""
+    if health.get("writes_accepted", True):
+        return []
+    if health.get("database_full"):
+        return ["RELAY REFUSES WRITES: its database is full"]
+    free, floor = health.get("free_bytes", 0) // 2**20, health.get("min_free_bytes", 0) // 2**20
+    return [
+        f"RELAY REFUSES WRITES: {free} MB free on its disk, below the floor of {floor} MB"
+        " (COMMANDER_MIN_FREE_BYTES)"
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

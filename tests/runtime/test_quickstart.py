@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from bench._cluster import free_port
+from runtime.quickstart import refusal_reasons
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = [sys.executable, "-m", "runtime.quickstart", "--config", str(REPO / "config")]
@@ -24,6 +25,8 @@ def test_the_quickstart_shows_reports_arriving_and_stops_cleanly(tmp_path: Path)
         **os.environ,
         "COMMANDER_RELAY_PORT": str(relay_port),
         "COMMANDER_NODE_PORTS": f"{first_node},{second_node}",
+        # What this test is about does not depend on the free disk of the machine it runs on.
+        "COMMANDER_MIN_FREE_BYTES": str(1024 * 1024),
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
@@ -36,12 +39,13 @@ def test_the_quickstart_shows_reports_arriving_and_stops_cleanly(tmp_path: Path)
     )
     try:
         unread = _wait_for_unread(f"http://127.0.0.1:{relay_port}", proc, at_least=5)
+        health = _health(relay_port)  # while the relay still answers
         metrics = requests.get(f"http://127.0.0.1:{first_node}/metrics", timeout=5).text
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
-    story = output + _logs(tmp_path / "data" / "quickstart")
+    story = output + _logs(tmp_path / "data" / "quickstart") + health
     assert unread >= 5, f"demo reports did not reach the relay:\n{story}"
     assert "cache_bytes_used" in metrics
     assert proc.returncode == 0, story
@@ -72,6 +76,17 @@ def test_the_quickstart_names_a_port_that_is_taken(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_the_progress_line_says_why_the_relay_refuses_writes() -> None:
+    assert refusal_reasons({"writes_accepted": True}) == []
+    low = {"writes_accepted": False, "free_bytes": 40 * 2**20, "min_free_bytes": 64 * 2**20}
+    assert refusal_reasons(low) == [
+        "RELAY REFUSES WRITES: 40 MB free on its disk, below the floor of 64 MB"
+        " (COMMANDER_MIN_FREE_BYTES)"
+    ]
+    full = {"writes_accepted": False, "database_full": True}
+    assert refusal_reasons(full) == ["RELAY REFUSES WRITES: its database is full"]
+
+
 def _wait_for_unread(relay_url: str, proc: subprocess.Popen[str], at_least: int) -> int:
     """Poll the relay's unread count until it reaches `at_least`, the quickstart exits, or 60 s."""
     deadline = time.monotonic() + 60
@@ -83,6 +98,14 @@ def _wait_for_unread(relay_url: str, proc: subprocess.Popen[str], at_least: int)
         except requests.RequestException:
             continue
     return unread
+
+
+def _health(port: int) -> str:
+    """The relay's /healthz, if it still answers (free disk, writes accepted)."""
+    try:
+        return "\n--- healthz\n" + requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).text
+    except requests.RequestException:
+        return ""
 
 
 def _logs(root: Path) -> str:

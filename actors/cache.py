@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ logger = logging.getLogger(__name__)
 MAX_GROUP = 1000
 
 CommitListener = Callable[[Sequence[MessageEnvelope]], None]
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """To self: hand these committed messages to the listener, after the writers' replies."""
+
+    envelopes: tuple[MessageEnvelope, ...]
 
 
 class CacheActor(SupervisedActor):
@@ -88,6 +96,8 @@ class CacheActor(SupervisedActor):
         """Dispatch one message."""
         if isinstance(message, Write):
             return self._write_group(message)
+        if isinstance(message, _Committed):
+            return self._notify(list(message.envelopes))
         return self._dispatch(message)
 
     def _dispatch(self, message: Any) -> Any:
@@ -116,7 +126,10 @@ class CacheActor(SupervisedActor):
             w.envelope for (w, _), r in zip(group, results, strict=True) if isinstance(r, str)
         ]
         if committed and self._on_commit is not None:
-            self._notify(committed)
+            # Not now: the uploader would wake and take the GIL before the writer hears its
+            # reply (p50 0.7 ms instead of 0.25 with write-through on). pykka answers
+            # `first` when this returns; the message to self comes next.
+            self.actor_ref.tell(_Committed(tuple(committed)))
         return _first_result(first, results[0])
 
     def _notify(self, committed: list[MessageEnvelope]) -> None:

@@ -2,7 +2,10 @@
 
     python -m bench local_write [--quick]
 
-Last line: {"p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p50", "tell_msgs_per_s"}.
+Last line: {"p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p50", "tell_msgs_per_s",
+"write_through_p50_us", "write_through_p99_us"}. The last two are the agent's write with
+write-through on (the uploader pushing each message to a relay in its own process): the
+latency an agent sees in production, where the push competes with the write for the GIL.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from actors.cache_store import INSERT, MIGRATIONS
+from bench._cluster import free_port, write_config_dir
+from bench._procs import start_relay
 from bench._stats import percentile
+from bench.load import TOKENS, load_cluster
 from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.envelope import MessageEnvelope, encode_content
 from runtime.node import Node, NodeOptions
@@ -49,6 +55,27 @@ def measure_api(data_dir: Path, count: int, tell_count: int) -> tuple[list[float
         agent.stats(timeout=60)  # answered only after every told write before it committed
         tell_rate = tell_count / (time.perf_counter() - start)
     return samples, tell_rate
+
+
+def measure_write_through(tmp: Path, count: int) -> list[float]:
+    """Time asked writes, 5 ms apart, on a node whose uploader pushes each to a live relay."""
+    port = free_port()
+    config = load_cluster(tmp / "relay", port)
+    relay = start_relay(write_config_dir(tmp / "config", config), tmp / "relay", port, tmp / "log")
+    options = NodeOptions(data_dir=str(tmp / "node"), relay_url=relay.url, token=TOKENS["n1"])
+    try:
+        with Node(config, "n1", options) as node:
+            agent = node.agent("n1a0")
+            samples = []
+            for i in range(count + 200):
+                start = time.perf_counter()
+                agent.write(CONTENT)
+                if i >= 200:  # after a warm-up, as in the other two
+                    samples.append(time.perf_counter() - start)
+                time.sleep(0.005)  # each push is done before the next write, as at 2 msgs/s
+    finally:
+        relay.terminate()
+    return samples
 
 
 def measure_raw(path: Path, count: int) -> list[float]:
@@ -89,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         raw = measure_raw(Path(tmp) / "raw" / "messages.db", count)
         api, tell_rate = measure_api(Path(tmp) / "node", count, tell_count)
+        through = measure_write_through(Path(tmp) / "through", count // 2)
     result = {
         "samples": count,
         "p50_us": round(percentile(api, 50) * 1e6, 1),
@@ -96,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "raw_p50_us": round(percentile(raw, 50) * 1e6, 1),
         "raw_p99_us": round(percentile(raw, 99) * 1e6, 1),
         "tell_msgs_per_s": round(tell_rate),
+        "write_through_p50_us": round(percentile(through, 50) * 1e6, 1),
+        "write_through_p99_us": round(percentile(through, 99) * 1e6, 1),
     }
     result["ratio_p50"] = round(result["p50_us"] / result["raw_p50_us"], 2)
-    print("targets: p99_us <= 1000, ratio_p50 <= 1.5, tell_msgs_per_s >= 20000")
+    print("targets: p99_us <= 1000, ratio_p50 <= 1.5, tell_msgs_per_s >= 20000,")
+    print("         write_through_p99_us <= 1000 (the same writes with the uploader pushing each)")
     print(json.dumps(result))
     return 0

@@ -103,10 +103,31 @@ def test_writes_waiting_in_the_mailbox_share_one_transaction(tmp_path: Path) -> 
     futures = [ref.ask(Write(msg(i)), block=False) for i in range(200)]
     gate.set()
     ids = [f.get(timeout=10) for f in futures]
+    ref.ask(GetStats())  # the listener hears of commits after the replies: let it catch up
     assert len(set(ids)) == 200
     assert sum(commits) == 200
     assert max(commits) > 100, commits
     ref.stop()
+
+
+def test_the_writer_hears_its_reply_before_the_listener_runs(tmp_path: Path) -> None:
+    """The uploader is told after the reply: a slow listener never delays a write."""
+    release, heard = threading.Event(), []
+
+    def slow_listener(envs: Any) -> None:
+        heard.extend(e.msg_id for e in envs)
+        release.wait(10)
+
+    ref = start(tmp_path, on_commit=slow_listener)
+    try:
+        env = msg(1)
+        assert ref.ask(Write(env), timeout=2) == env.msg_id  # the listener is still blocked
+        release.set()
+        ref.ask(GetStats(), timeout=10)
+        assert heard == [env.msg_id]
+    finally:
+        release.set()
+        ref.stop()
 
 
 def test_unsynced_list_and_mark_synced(cache: pykka.ActorRef[CacheActor]) -> None:

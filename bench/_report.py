@@ -57,10 +57,12 @@ FIGURES = (
            "raw_p50_us", "raw sqlite3 insert, same pragmas", _le(1.5)),
     Figure("local_write", "tell_msgs_per_s", "Local writes told (fire and forget), msgs/s",
            "≥ 20000", _ge(20_000)),
-    Figure("local_write", "write_through_p99_us", "Local write p99 with write-through on, µs",
-           "≤ 1000", _le(1000), "p99_us", "the same writes, no relay configured"),
-    Figure("local_write", "write_through_p50_us", "Local write p50 with write-through on, µs",
-           "", None, "p50_us", "the same writes, no relay configured"),
+    Figure("local_write", "write_through_p99_us",
+           "Local write p99, 5 ms apart, write-through on, µs", "≤ 1000", _le(1000),
+           "raw_paced_p99_us", "raw sqlite3 insert, same pragmas and pacing"),
+    Figure("local_write", "write_through_p50_us",
+           "Local write p50, 5 ms apart, write-through on, µs", "", None,
+           "raw_paced_p50_us", "raw sqlite3 insert, same pragmas and pacing"),
     Figure("relay_ingest", "single_p99_ms", "Relay insert p99, POST /sync/message, ms", "≤ 5",
            _le(5), "floor_p99_ms", "bare Bottle JSON endpoint, same server"),
     Figure("relay_ingest", "single_p50_ms", "Relay insert p50, ms", "", None,
@@ -178,6 +180,14 @@ NOTES: dict[str, str] = {
         "linger, which the 10 ms visibility target leaves almost no room for), an HTTP server "
         "that does not cost a Python parse and two thread hand-offs per request, or "
         "synchronous=NORMAL chosen explicitly by the operator. Memory is within target."
+    ),
+    "local_write.write_through_p99_us": (
+        "Paced 5 ms apart, a write wakes idle threads, and on this VM that costs more than "
+        "the write: the raw sqlite3 insert alone, paced the same way, has a p99 near 1 ms "
+        "(the floor beside it), against 0.45 ms back to back. The agent's write with "
+        "write-through on stays within about 10% of that floor. Telling the uploader only "
+        "after the writer's reply took the p99 from 1.39 ms to about 0.9-1.1 ms; before, the "
+        "uploader woke and took the GIL ahead of the writer."
     ),
     "local_write.p50_us": (
         "The agent API adds one pykka ask (a thread hand-off and a future) to the raw insert, "

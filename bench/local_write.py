@@ -3,9 +3,10 @@
     python -m bench local_write [--quick]
 
 Last line: {"p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p50", "tell_msgs_per_s",
-"write_through_p50_us", "write_through_p99_us"}. The last two are the agent's write with
-write-through on (the uploader pushing each message to a relay in its own process): the
-latency an agent sees in production, where the push competes with the write for the GIL.
+"write_through_p50_us", "write_through_p99_us", "raw_paced_p50_us", "raw_paced_p99_us"}.
+The write-through figures are the agent's writes, 5 ms apart, with the uploader pushing
+each to a relay in its own process, as in production; their floor is the raw insert paced
+the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from runtime.node import Node, NodeOptions
 from runtime.sqlite import connect, migrate, transaction
 
 NODE = "bench-node"
+# Writes with write-through on, and their raw floor, are this far apart. An idle thread
+# woken on this VM costs more than a busy one, so a paced write is measured beside a paced
+# raw insert, never beside the back-to-back one.
+PACE_S = 0.005
 CONTENT = {"kind": "report", "text": "lead found: ACME corp, contact via site form", "score": 0.87}
 
 
@@ -72,14 +77,15 @@ def measure_write_through(tmp: Path, count: int) -> list[float]:
                 agent.write(CONTENT)
                 if i >= 200:  # after a warm-up, as in the other two
                     samples.append(time.perf_counter() - start)
-                time.sleep(0.005)  # each push is done before the next write, as at 2 msgs/s
+                time.sleep(PACE_S)  # each push is done before the next write
     finally:
         relay.terminate()
     return samples
 
 
-def measure_raw(path: Path, count: int) -> list[float]:
-    """The same insert with plain sqlite3: encode, BEGIN, INSERT, COMMIT, same pragmas."""
+def measure_raw(path: Path, count: int, pace: float = 0.0) -> list[float]:
+    """The same insert with plain sqlite3: encode, BEGIN, INSERT, COMMIT, same pragmas;
+    `pace` seconds apart when given (the floor of the paced write-through figure)."""
     conn = connect(path, synchronous="FULL")
     migrate(conn, MIGRATIONS)
     samples = []
@@ -103,6 +109,8 @@ def measure_raw(path: Path, count: int) -> list[float]:
             conn.execute(INSERT, row)
         if i >= 200:
             samples.append(time.perf_counter() - start)
+        if pace:
+            time.sleep(pace)
     conn.close()
     return samples
 
@@ -117,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = measure_raw(Path(tmp) / "raw" / "messages.db", count)
         api, tell_rate = measure_api(Path(tmp) / "node", count, tell_count)
         through = measure_write_through(Path(tmp) / "through", count // 2)
+        raw_paced = measure_raw(Path(tmp) / "raw-paced" / "messages.db", count // 2, PACE_S)
     result = {
         "samples": count,
         "p50_us": round(percentile(api, 50) * 1e6, 1),
@@ -126,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tell_msgs_per_s": round(tell_rate),
         "write_through_p50_us": round(percentile(through, 50) * 1e6, 1),
         "write_through_p99_us": round(percentile(through, 99) * 1e6, 1),
+        "raw_paced_p50_us": round(percentile(raw_paced, 50) * 1e6, 1),
+        "raw_paced_p99_us": round(percentile(raw_paced, 99) * 1e6, 1),
     }
     result["ratio_p50"] = round(result["p50_us"] / result["raw_p50_us"], 2)
     print("targets: p99_us <= 1000, ratio_p50 <= 1.5, tell_msgs_per_s >= 20000,")

@@ -31,13 +31,26 @@ from runtime.client import NodeClient
 from runtime.config import load_config
 from runtime.errors import CommanderError
 
+
+def env_ints(name: str, default: str, *, low: int = 0, high: int = 2**63) -> list[int]:
+    """The comma-separated integers of environment variable `name`, or a one-line exit."""
+    raw = os.environ.get(name, default)
+    try:
+        values = [int(part) for part in raw.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(low <= v <= high for v in values):
+        raise SystemExit(f"{name}={raw!r}: expected integers from {low} to {high}, comma-separated")
+    return values
+
+
 ROOT = Path("data/quickstart")
-RELAY_PORT = int(os.environ.get("COMMANDER_RELAY_PORT", "8001"))
+RELAY_PORT = env_ints("COMMANDER_RELAY_PORT", "8001", low=1, high=65535)[0]
 REPORT_EVERY_S = 5.0
 # One port per node, in the order of their ids; a list, so that no port is guessed.
-NODE_PORTS = [int(p) for p in os.environ.get("COMMANDER_NODE_PORTS", "8002,8003").split(",")]
+NODE_PORTS = env_ints("COMMANDER_NODE_PORTS", "8002,8003", low=1, high=65535)
 # Below this much free disk the relay refuses writes (507) and the nodes keep them queued.
-MIN_FREE_BYTES = int(os.environ.get("COMMANDER_MIN_FREE_BYTES", str(64 * 1024 * 1024)))
+MIN_FREE_BYTES = env_ints("COMMANDER_MIN_FREE_BYTES", str(64 * 1024 * 1024))[0]
 REPORTS = [
     ("high", {"kind": "lead", "title": "HOT lead: ACME Corp wants a demo", "score": 0.93}),
     ("normal", {"kind": "task_complete", "title": "Scraped 120 company pages", "pages": 120}),

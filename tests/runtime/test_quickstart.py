@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from bench._cluster import free_port
@@ -73,6 +74,26 @@ def test_the_quickstart_names_a_port_that_is_taken(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"127.0.0.1:{port} is taken" in done.stderr
     assert "COMMANDER_RELAY_PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("COMMANDER_NODE_PORTS", "abc"), ("COMMANDER_RELAY_PORT", "70000"),
+     ("COMMANDER_MIN_FREE_BYTES", "-1"), ("COMMANDER_NODE_PORTS", "9002,")],
+)  # fmt: skip
+def test_a_bad_variable_is_named_in_one_line(tmp_path: Path, variable: str, value: str) -> None:
+    done = subprocess.run(
+        QUICKSTART,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.startswith(f"{variable}={value!r}: expected integers"), done.stderr
     assert "Traceback" not in done.stderr
 
 

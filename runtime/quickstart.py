@@ -113,6 +113,8 @@ def _operator_password(secrets_dir: Path) -> str:
 
 def ensure_free(port: int, variable: str) -> None:
     """Stop with a clear message when another program already listens on `port`."""
+    if not 0 < port < 65536:
+        raise SystemExit(f"port {port} is out of range; set {variable}")
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -189,10 +191,12 @@ def refusal_reasons(health: dict[str, Any]) -> list[str]:
         return []
     if health.get("database_full"):
         return ["RELAY REFUSES WRITES: its database is full"]
-    free, floor = health.get("free_bytes", 0) // 2**20, health.get("min_free_bytes", 0) // 2**20
+    free, floor = health.get("free_bytes", 0), health.get("min_free_bytes", 0)
+    if free >= floor:
+        return ["RELAY REFUSES WRITES: its store writer is stopped (see data/quickstart/relay.log)"]
     return [
-        f"RELAY REFUSES WRITES: {free} MB free on its disk, below the floor of {floor} MB"
-        " (COMMANDER_MIN_FREE_BYTES)"
+        f"RELAY REFUSES WRITES: {free // 2**20} MB free on its disk, below the floor of"
+        f" {floor // 2**20} MB (COMMANDER_MIN_FREE_BYTES)"
     ]
 
 
@@ -248,7 +252,8 @@ def _start_nodes(
         agents = [a.agent_id for a in config.agents_on(node_id)]
         if not agents:
             continue
-        port = NODE_PORTS[offset] if offset < len(NODE_PORTS) else NODE_PORTS[-1] + offset
+        # More nodes than listed ports: the next ones follow the last listed.
+        port = NODE_PORTS[min(offset, len(NODE_PORTS) - 1)] + max(0, offset - len(NODE_PORTS) + 1)
         ensure_free(port, "COMMANDER_NODE_PORTS")
         proc = start(
             [

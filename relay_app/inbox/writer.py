@@ -85,26 +85,35 @@ class InboxWriter:
 
     def _index_loop(self) -> None:
         """Index a short while after news arrives, or every INDEX_FALLBACK_S regardless."""
+        self._news.set()  # what an earlier run left unindexed is taken at once
         while not self._stop.is_set():
             if self._news.wait(INDEX_FALLBACK_S) and self._stop.wait(INDEX_DELAY_S):
                 return
             self._news.clear()  # news arriving during the pass sets it again
-            self.index_soon()
+            try:
+                backlog = self.index_soon()
+            except Exception:  # the thread must outlive a bug in one pass
+                logger.exception("full-text indexing pass failed; retried on the next one")
+                backlog = False
+            if backlog:
+                self._news.set()  # more than one pass holds: the next after a short gather
 
-    def index_soon(self) -> None:
-        """Index what arrived since the last pass (the indexer calls this; so can tests)."""
+    def index_soon(self) -> bool:
+        """Index what arrived since the last pass, up to MAX_CHUNKS_PER_PASS chunks; return
+        whether more is left (the indexer calls this; so can tests)."""
         with self._lock:
             for _ in range(MAX_CHUNKS_PER_PASS):
                 try:
-                    op = prepare_index(self._reader)
+                    op = prepare_index(self._reader, INDEX_CHUNK)
                     if op is None:
-                        return
+                        return False
                     self._ingest.submit(op)
                 except (RelayAppError, sqlite3.Error) as exc:
                     logger.warning("full-text indexing failed (retried on the next pass): %s", exc)
-                    return
+                    return False
                 if len(op.entries) < INDEX_CHUNK:
-                    return
+                    return False
+            return True
 
     def set_status(self, msg_ids: Sequence[str], status: str, from_statuses: Sequence[str]) -> int:
         """Change statuses; return how many messages changed."""

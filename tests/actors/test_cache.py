@@ -121,7 +121,7 @@ def test_the_writer_hears_its_reply_before_the_listener_runs(tmp_path: Path) -> 
     ref = start(tmp_path, on_commit=slow_listener)
     try:
         env = msg(1)
-        assert ref.ask(Write(env), timeout=2) == env.msg_id  # the listener is still blocked
+        assert ref.ask(Write(env), timeout=5) == env.msg_id  # the listener is still blocked
         release.set()
         ref.ask(GetStats(), timeout=10)
         assert heard == [env.msg_id]

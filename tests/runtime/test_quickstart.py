@@ -104,6 +104,8 @@ def test_the_progress_line_says_why_the_relay_refuses_writes() -> None:
         "RELAY REFUSES WRITES: 40 MB free on its disk, below the floor of 64 MB"
         " (COMMANDER_MIN_FREE_BYTES)"
     ]
+    writer_down = {"writes_accepted": False, "free_bytes": 2**40, "min_free_bytes": 64 * 2**20}
+    assert "store writer is stopped" in refusal_reasons(writer_down)[0]
     full = {"writes_accepted": False, "database_full": True}
     assert refusal_reasons(full) == ["RELAY REFUSES WRITES: its database is full"]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from relay_app.inbox import writer
+from runtime.envelope import MessageEnvelope
 from tests.relay_app.inbox.harness import ODD_SEARCHES, OPERATOR, Relay, start_relay
 
 
@@ -73,6 +75,30 @@ def test_a_stored_message_becomes_searchable_without_waiting_for_the_fallback_pa
         shown = ids_shown(html)
     assert env.msg_id in shown
     assert time.monotonic() - stored < 3  # the fallback pass alone would take 5 s
+
+
+def test_a_backlog_larger_than_one_pass_is_indexed_without_waiting_for_the_fallback(
+    inbox_relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "INDEX_CHUNK", 10)
+    monkeypatch.setattr(writer, "MAX_CHUNKS_PER_PASS", 2)  # 20 messages a pass
+    inbox_relay.send_many([msg_env(i) for i in range(100)])
+    stored = time.monotonic()
+    while time.monotonic() - stored < 20 and _unindexed(inbox_relay):
+        time.sleep(0.05)
+    assert not _unindexed(inbox_relay)
+    assert time.monotonic() - stored < 4  # five passes; one fallback wait alone is 5 s
+
+
+def msg_env(i: int) -> MessageEnvelope:
+    return MessageEnvelope.new(agent_id="agent-1", node_id="node-a", content={"n": i})
+
+
+def _unindexed(relay: Relay) -> int:
+    with relay.store._reader() as conn:
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        done = conn.execute("SELECT value FROM inbox_state").fetchone()[0]
+    return int(top) - int(done)
 
 
 def test_highlighting_escapes_before_marking(inbox_relay: Relay) -> None:

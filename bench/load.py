@@ -78,6 +78,7 @@ class Writers:
         self.relay_url = relay_url
         self.stop = threading.Event()
         self.counts = {"paced": 0, "probe": 0}
+        self.probe_gets = 0  # the probe's polls are relay load too: reported beside the CPU
         self.late = 0
         self.visible: list[float] = []
         self.threads = [
@@ -128,7 +129,10 @@ class Writers:
             written = time.perf_counter()
             self.counts["probe"] += 1
             url = f"{self.relay_url}/query/messages/{msg_id}"
-            while session.get(url, headers=headers, timeout=10).status_code != 200:
+            while True:
+                self.probe_gets += 1
+                if session.get(url, headers=headers, timeout=10).status_code == 200:
+                    break
                 if time.perf_counter() - written > 30:
                     raise RuntimeError(f"{msg_id} not visible after 30 s")
                 time.sleep(0.0005)
@@ -173,10 +177,11 @@ def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, 
         writers = Writers([h for h in handles if h is not probe], probe, relay_url).start()
         time.sleep(warmup_s)
         written0, visible0, stored0 = writers.written, len(writers.visible), stored(db)
+        gets0 = writers.probe_gets
         window = CpuWindow(pid).start()
         time.sleep(minutes * 60)
         window.stop()
-        stored1, written1 = stored(db), writers.written
+        stored1, written1, gets1 = stored(db), writers.written, writers.probe_gets
         visible = writers.visible[visible0:]
         writers.finish()
         all_stored = _wait_stored(db, writers.written, 60)
@@ -202,6 +207,7 @@ def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, 
         "relay_idle_rss_mb": round(rss_idle, 1),
         "relay_rss_median_mb": round(statistics.median(rss), 1) if rss else None,
         "msgs_per_s": round((written1 - written0) / window.wall_s, 1),
+        "probe_gets_per_s": round((gets1 - gets0) / window.wall_s, 1),
         "stored_in_window": msgs,
         "written_total": writers.written if writers else 0,
         "stored_total": all_stored,

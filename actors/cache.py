@@ -97,7 +97,7 @@ class CacheActor(SupervisedActor):
         if isinstance(message, Write):
             return self._write_group(message)
         if isinstance(message, _Committed):
-            return self._notify(list(message.envelopes))
+            return self._notify(message.envelopes)
         return self._dispatch(message)
 
     def _dispatch(self, message: Any) -> Any:
@@ -133,7 +133,7 @@ class CacheActor(SupervisedActor):
             self.actor_ref.tell(_Committed(tuple(committed)))
         return _first_result(first, results[0])
 
-    def _notify(self, committed: list[MessageEnvelope]) -> None:
+    def _notify(self, committed: Sequence[MessageEnvelope]) -> None:
         """Tell the listener; its failure must not turn a committed write into an error."""
         try:
             self._on_commit(committed)  # type: ignore[misc]

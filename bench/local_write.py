@@ -15,7 +15,7 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,21 @@ NODE = "bench-node"
 # woken on this VM costs more than a busy one, so a paced write is measured beside a paced
 # raw insert, never beside the back-to-back one.
 PACE_S = 0.005
+WARMUP = 200  # untimed writes first: connections, page cache, code paths
 CONTENT = {"kind": "report", "text": "lead found: ACME corp, contact via site form", "score": 0.87}
+
+
+def timed(write: Callable[[], object], count: int, pace: float = 0.0) -> list[float]:
+    """Seconds each of `count` calls of `write` took, after WARMUP untimed ones, `pace` apart."""
+    samples = []
+    for i in range(WARMUP + count):
+        start = time.perf_counter()
+        write()
+        if i >= WARMUP:
+            samples.append(time.perf_counter() - start)
+        if pace:
+            time.sleep(pace)
+    return samples
 
 
 def _cluster() -> ClusterConfig:
@@ -47,13 +61,7 @@ def measure_api(data_dir: Path, count: int, tell_count: int) -> tuple[list[float
     """Time `count` asked writes one by one, then `tell_count` told writes in a burst."""
     with Node(_cluster(), NODE, NodeOptions(data_dir=str(data_dir))) as node:
         agent = node.agent("bench-agent")
-        for _ in range(200):  # warm-up: connections, page cache, code paths
-            agent.write(CONTENT)
-        samples = []
-        for _ in range(count):
-            start = time.perf_counter()
-            agent.write(CONTENT)
-            samples.append(time.perf_counter() - start)
+        samples = timed(lambda: agent.write(CONTENT), count)
         start = time.perf_counter()
         for _ in range(tell_count):
             agent.write_nowait(CONTENT)
@@ -71,16 +79,10 @@ def measure_write_through(tmp: Path, count: int) -> list[float]:
     try:
         with Node(config, "n1", options) as node:
             agent = node.agent("n1a0")
-            samples = []
-            for i in range(count + 200):
-                start = time.perf_counter()
-                agent.write(CONTENT)
-                if i >= 200:  # after a warm-up, as in the other two
-                    samples.append(time.perf_counter() - start)
-                time.sleep(PACE_S)  # each push is done before the next write
+            # Paced, so that each push is done before the next write.
+            return timed(lambda: agent.write(CONTENT), count, PACE_S)
     finally:
         relay.terminate()
-    return samples
 
 
 def measure_raw(path: Path, count: int, pace: float = 0.0) -> list[float]:
@@ -88,9 +90,8 @@ def measure_raw(path: Path, count: int, pace: float = 0.0) -> list[float]:
     `pace` seconds apart when given (the floor of the paced write-through figure)."""
     conn = connect(path, synchronous="FULL")
     migrate(conn, MIGRATIONS)
-    samples = []
-    for i in range(count + 200):
-        start = time.perf_counter()
+
+    def insert() -> None:
         env = MessageEnvelope.new(agent_id="bench-agent", node_id=NODE, content=CONTENT)
         row: tuple[Any, ...] = (
             env.msg_id,
@@ -107,10 +108,8 @@ def measure_raw(path: Path, count: int, pace: float = 0.0) -> list[float]:
         )
         with transaction(conn):
             conn.execute(INSERT, row)
-        if i >= 200:
-            samples.append(time.perf_counter() - start)
-        if pace:
-            time.sleep(pace)
+
+    samples = timed(insert, count, pace)
     conn.close()
     return samples
 

@@ -209,14 +209,26 @@ def _attachment(filename: str) -> str:
 
 def _healthz(relay: _Relay) -> bottle.HTTPResponse:
     free = relay.gate.free()
-    accepting = relay.ingest.alive and not relay.db_full and free >= relay.gate.floor
+    refusing = _refusing(relay, free)
     return json_response(
         {
             "status": "ok",
-            "writes_accepted": accepting,
+            "writes_accepted": refusing is None,
+            "refusing": refusing,
             "free_bytes": free,
             "min_free_bytes": relay.gate.floor,
             "database_full": relay.db_full,
             "time": time.time(),
         }
     )
+
+
+def _refusing(relay: _Relay, free: int) -> str | None:
+    """Why writes are refused right now ("writer_stopped", "database_full", "disk_floor")."""
+    if not relay.ingest.alive:
+        return "writer_stopped"
+    if relay.db_full:
+        return "database_full"
+    if free < relay.gate.floor:
+        return "disk_floor"
+    return None

@@ -111,6 +111,13 @@ def _operator_password(secrets_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def node_port(offset: int) -> int:
+    """The port of the node at `offset`; past the listed ports, the next after the last."""
+    if offset < len(NODE_PORTS):
+        return NODE_PORTS[offset]
+    return NODE_PORTS[-1] + offset - len(NODE_PORTS) + 1
+
+
 def ensure_free(port: int, variable: str) -> None:
     """Stop with a clear message when another program already listens on `port`."""
     if not 0 < port < 65536:
@@ -186,18 +193,19 @@ def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -
 
 
 def refusal_reasons(health: dict[str, Any]) -> list[str]:
-    """Why the relay refuses writes, when it does: the reason nothing arrives."""
-    if health.get("writes_accepted", True):
-        return []
-    if health.get("database_full"):
+    """Why the relay refuses writes, as its /healthz says: the reason nothing arrives."""
+    refusing = health.get("refusing")
+    if refusing == "disk_floor":
+        free, floor = health["free_bytes"] // 2**20, health["min_free_bytes"] // 2**20
+        return [
+            f"RELAY REFUSES WRITES: {free} MB free on its disk, below the floor of {floor} MB"
+            " (COMMANDER_MIN_FREE_BYTES)"
+        ]
+    if refusing == "database_full":
         return ["RELAY REFUSES WRITES: its database is full"]
-    free, floor = health.get("free_bytes", 0), health.get("min_free_bytes", 0)
-    if free >= floor:
+    if refusing is not None:
         return ["RELAY REFUSES WRITES: its store writer is stopped (see data/quickstart/relay.log)"]
-    return [
-        f"RELAY REFUSES WRITES: {free // 2**20} MB free on its disk, below the floor of"
-        f" {floor // 2**20} MB (COMMANDER_MIN_FREE_BYTES)"
-    ]
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,8 +260,7 @@ def _start_nodes(
         agents = [a.agent_id for a in config.agents_on(node_id)]
         if not agents:
             continue
-        # More nodes than listed ports: the next ones follow the last listed.
-        port = NODE_PORTS[min(offset, len(NODE_PORTS) - 1)] + max(0, offset - len(NODE_PORTS) + 1)
+        port = node_port(offset)
         ensure_free(port, "COMMANDER_NODE_PORTS")
         proc = start(
             [

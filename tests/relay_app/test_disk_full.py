@@ -58,6 +58,7 @@ def test_below_the_free_space_floor_every_write_gets_507_and_reads_still_work(
         assert client.query()["total"] == 1
         health = requests.get(relay.url + "/healthz", timeout=10).json()
         assert health["writes_accepted"] is False
+        assert health["refusing"] == "disk_floor"
         disk.free = 2 * GIB
         assert client.send(message()).status_code == 200
         assert requests.get(relay.url + "/healthz", timeout=10).json()["writes_accepted"]

@@ -221,6 +221,7 @@ def test_healthz_needs_no_token_and_says_whether_writes_are_accepted(relay: Rela
     body = response.json()
     assert body["status"] == "ok"
     assert body["writes_accepted"] is True
+    assert body["refusing"] is None
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bench._cluster import free_port
-from runtime.quickstart import refusal_reasons
+from runtime.quickstart import node_port, refusal_reasons
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = [sys.executable, "-m", "runtime.quickstart", "--config", str(REPO / "config")]
@@ -97,16 +97,20 @@ def test_a_bad_variable_is_named_in_one_line(tmp_path: Path, variable: str, valu
     assert "Traceback" not in done.stderr
 
 
+def test_nodes_past_the_listed_ports_take_the_next_ones() -> None:
+    assert [node_port(k) for k in range(4)] == [8002, 8003, 8004, 8005]
+
+
 def test_the_progress_line_says_why_the_relay_refuses_writes() -> None:
-    assert refusal_reasons({"writes_accepted": True}) == []
-    low = {"writes_accepted": False, "free_bytes": 40 * 2**20, "min_free_bytes": 64 * 2**20}
+    assert refusal_reasons({"writes_accepted": True, "refusing": None}) == []
+    low = {"refusing": "disk_floor", "free_bytes": 40 * 2**20, "min_free_bytes": 64 * 2**20}
     assert refusal_reasons(low) == [
         "RELAY REFUSES WRITES: 40 MB free on its disk, below the floor of 64 MB"
         " (COMMANDER_MIN_FREE_BYTES)"
     ]
-    writer_down = {"writes_accepted": False, "free_bytes": 2**40, "min_free_bytes": 64 * 2**20}
+    writer_down = {"refusing": "writer_stopped", "free_bytes": 2**40, "min_free_bytes": 1}
     assert "store writer is stopped" in refusal_reasons(writer_down)[0]
-    full = {"writes_accepted": False, "database_full": True}
+    full = {"refusing": "database_full", "database_full": True}
     assert refusal_reasons(full) == ["RELAY REFUSES WRITES: its database is full"]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from actors.messages import CacheStats, GetOutboxStats, GetStats, OutboxStats, RelayUp, Tick
 from actors.ports import Mailbox
 from runtime.errors import CommanderError, RelayError
+from runtime.logsafe import quote
 from runtime.relay_client import RelayClient, RelayTarget
 from runtime.supervisor import SupervisedActor
 from runtime.sync_state import SyncSnapshot, SyncState
@@ -99,7 +100,7 @@ class MetricsActor(SupervisedActor):
         try:
             self._client.report_status(status_report(self._node_id, figures, self._clock()))
         except RelayError as exc:
-            logger.debug("status report not delivered: %s", exc)
+            logger.debug("status report not delivered: %s", quote(exc))
             self._relay_was_down = True
             return False
         if self._relay_was_down:

@@ -24,6 +24,7 @@ from actors.outbox_store import OutboxStore
 from actors.ports import Mailbox
 from runtime.backoff import Backoff
 from runtime.errors import RelayRejected, RelayUnavailable
+from runtime.logsafe import quote
 from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget
 from runtime.supervisor import SupervisedActor
@@ -169,7 +170,9 @@ class OutboxActor(SupervisedActor):
         except RelayUnavailable as exc:
             return self._retry_later(batch.batch_id, exc, now)
         except RelayRejected as exc:
-            logger.error("relay rejected batch %s; set aside as failed: %s", batch.batch_id, exc)
+            logger.error(
+                "relay rejected batch %s; set aside as failed: %s", batch.batch_id, quote(exc)
+            )
             self.store.set_failed(batch.batch_id, str(exc))
             self._sync.failure()
             self._schedule_drain()
@@ -187,7 +190,7 @@ class OutboxActor(SupervisedActor):
         delay = self._backoff.delay(self._failures)
         self._next_attempt = now + delay
         self.store.attempt_failed(batch_id, str(exc))
-        logger.warning("relay unavailable (%s); next attempt in %.2fs", exc, delay)
+        logger.warning("relay unavailable (%s); next attempt in %.2fs", quote(exc), delay)
         return "retry"
 
     def _sweep(self, grace: float) -> int:

@@ -12,6 +12,7 @@ from actors.messages import Enqueue, MarkSynced, Push, RelayUp
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.errors import RelayError
+from runtime.logsafe import quote
 from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget, batch_body
 from runtime.supervisor import SupervisedActor
@@ -81,7 +82,9 @@ class UploaderActor(SupervisedActor):
         try:
             self._send(self._client, envelopes)
         except RelayError as exc:
-            logger.warning("write-through failed (%s); %d to the outbox", exc, len(envelopes))
+            logger.warning(
+                "write-through failed (%s); %d to the outbox", quote(exc), len(envelopes)
+            )
             self._sync.failure()
             self._degraded, self._degraded_until = True, self._clock() + self._probe_interval
             self._outbox.tell(Enqueue(tuple(envelopes)))

@@ -7,6 +7,7 @@ import threading
 
 from runtime.envelope import MessageEnvelope
 from runtime.errors import RelayError
+from runtime.logsafe import quote
 from runtime.relay_client import RelayClient, RelayTarget
 
 logger = logging.getLogger(__name__)
@@ -28,5 +29,5 @@ class RemoteReader:
             return client.get_message(msg_id)
         except RelayError as exc:
             # A read must not fail the agent because the relay is away: it is a miss.
-            logger.warning("relay lookup of %s failed: %s", msg_id, exc)
+            logger.warning("relay lookup of %s failed: %s", quote(msg_id), quote(exc))
             return None

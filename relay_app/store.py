@@ -44,7 +44,7 @@ class MessageRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class StoreMessages:
-    """Store messages all or nothing; known msg_ids and a known batch_id are not stored again."""
+    """Store messages all or nothing; known msg_ids are not stored again, whatever the batch_id."""
 
     node_id: str
     rows: tuple[MessageRow, ...]

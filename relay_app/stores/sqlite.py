@@ -121,20 +121,19 @@ class SqliteWriter:
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         conn = self._conn
-        if op.batch_id is not None:
-            known = conn.execute("SELECT 1 FROM batches WHERE batch_id = ?", (op.batch_id,))
-            if known.fetchone() is not None:
-                return WriteResult(inserted=0, repeated=True)
+        # Every message goes through INSERT OR IGNORE, under a known batch_id too: msg_id alone
+        # decides what is already stored, so a reused or regrouped batch_id never drops one.
         # rowcount sums sqlite3_changes(), which leaves out rows changed by triggers.
         cursor = conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
         inserted = cursor.rowcount
-        if op.batch_id is not None:
-            conn.execute(
-                "INSERT INTO batches (batch_id, node_id, message_count, received_at)"
-                " VALUES (?,?,?,?)",
-                (op.batch_id, op.node_id, len(op.rows), received_at),
-            )
-        return WriteResult(inserted=inserted)
+        if op.batch_id is None:
+            return WriteResult(inserted=inserted)
+        recorded = conn.execute(
+            "INSERT OR IGNORE INTO batches (batch_id, node_id, message_count, received_at)"
+            " VALUES (?,?,?,?)",
+            (op.batch_id, op.node_id, len(op.rows), received_at),
+        )
+        return WriteResult(inserted=inserted, repeated=recorded.rowcount == 0)
 
     def _store_file(self, op: StoreFile, received_at: float) -> WriteResult:
         r = op.record

@@ -60,14 +60,17 @@ class StoreContract:
         assert again[0].inserted == 1
         assert store.query_messages(MessageQuery()).total == 4
 
-    def test_a_known_batch_id_is_reported_repeated_and_not_applied(
+    def test_a_known_batch_id_is_reported_repeated_and_its_new_messages_still_stored(
         self, store: MessageStore, writer: StoreWriter
     ) -> None:
-        first = writer.write([StoreMessages(NODE_A, rows(2), "b-1")], 1.0)[0]
-        second = writer.write([StoreMessages(NODE_A, rows(2), "b-1")], 2.0)[0]
+        batch = rows(2)
+        first = writer.write([StoreMessages(NODE_A, batch, "b-1")], 1.0)[0]
+        again = writer.write([StoreMessages(NODE_A, batch, "b-1")], 2.0)[0]
+        grown = writer.write([StoreMessages(NODE_A, batch + rows(2), "b-1")], 3.0)[0]
         assert (first.inserted, first.repeated) == (2, False)
-        assert (second.inserted, second.repeated) == (0, True)
-        assert store.query_messages(MessageQuery()).total == 2
+        assert (again.inserted, again.repeated) == (0, True)
+        assert (grown.inserted, grown.repeated) == (2, True)
+        assert store.query_messages(MessageQuery()).total == 4
 
     def test_one_write_call_is_all_or_nothing(
         self, store: MessageStore, writer: StoreWriter

@@ -10,14 +10,20 @@ import bottle
 
 from relay_app.app import create_app
 from relay_app.diskspace import FreeBytes
+from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
 from relay_app.metrics import MetricsMiddleware
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
-from runtime.config import ClusterConfig
-from runtime.wsgi import ServerHandle, serve_in_thread
+from runtime.config import ClusterConfig, RelaySettings
+from runtime.wsgi import FrontLimits, ServerHandle, serve_in_thread
 
 logger = logging.getLogger(__name__)
+
+
+def body_cap(settings: RelaySettings) -> int:
+    """The largest body any route accepts: a JSON batch, or a file with its multipart frame."""
+    return max(settings.max_body_bytes, settings.max_file_bytes + MULTIPART_OVERHEAD)
 
 
 class RelayServer:
@@ -65,10 +71,13 @@ class RelayServer:
             app = self.make_app(self._store, self._ingest)
             self._app = app
             served = MetricsMiddleware(app, settings.data_dir)
-            # No cheroot body limit: the app answers oversized bodies itself, as JSON, before
-            # reading them (relay_app.http.refuse_oversized), and cheroot's 413 is plain text.
             self._http = serve_in_thread(
-                served, self.host, self.port, threads=settings.threads, name="commander-relay"
+                served,
+                self.host,
+                self.port,
+                threads=settings.threads,
+                name="commander-relay",
+                limits=FrontLimits(body_bytes=body_cap(settings)),
             )
         except BaseException:
             self.stop()

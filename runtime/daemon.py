@@ -21,9 +21,9 @@ from runtime import notify
 from runtime.config import ClusterConfig, load_config
 from runtime.errors import ActorUnavailable, ConfigError, SupervisorGaveUp
 from runtime.node import Node, NodeOptions
-from runtime.node_http import create_node_app
+from runtime.node_http import MAX_BODY, create_node_app
 from runtime.signals import install_signal_handlers
-from runtime.wsgi import serve_in_thread
+from runtime.wsgi import FrontLimits, serve_in_thread
 
 logger = logging.getLogger("commander.node")
 
@@ -106,7 +106,8 @@ def run(node: Node, args: argparse.Namespace) -> int:
     node.start()
     metrics = NodeMetrics(node)
     host, _, port = args.listen.rpartition(":")
-    server = serve_in_thread(create_node_app(node, metrics.render), host, int(port))
+    limits = FrontLimits(body_bytes=MAX_BODY)
+    server = serve_in_thread(create_node_app(node, metrics.render), host, int(port), limits=limits)
     watchdog = notify.Watchdog(node.healthy)
     try:
         watchdog.start()

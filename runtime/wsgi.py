@@ -1,26 +1,26 @@
-"""Serve a WSGI app (Bottle or any other) on cheroot in a background thread.
+"""Serve a WSGI app (Bottle or any other) in a background thread, behind `runtime.http_front`.
 
-cheroot is multi-threaded and keeps idle keep-alive connections in a selector rather
-than in a worker thread, unlike wsgiref, which serves one connection at a time and
-stalls behind a browser's parallel connections. The socket is bound before
+One event loop thread owns every socket and reads whole requests within deadlines;
+worker threads only ever see complete requests. The socket is bound before
 `serve_in_thread` returns, so port 0 works and the bound port is known at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import resource
+import socket
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from cheroot import wsgi
+from runtime.http_front import Front, FrontLimits
+from runtime.wsgi_bridge import WsgiApp
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+__all__ = ["FrontLimits", "ServerHandle", "WsgiApp", "serve_in_thread"]
 
-# Idle keep-alive connections kept open. cheroot's default, 10, is below one connection
-# per uploader of a modest cluster: past it every response says `Connection: close` and
-# each message pays a new TCP connection. Each idle one costs a descriptor and a few KB.
-KEEP_ALIVE_LIMIT = 256
+# Descriptors kept free for database files, logs and outgoing connections.
+RESERVED_FDS = 128
 
 
 @dataclass
@@ -29,8 +29,10 @@ class ServerHandle:
 
     host: str
     port: int
-    _server: Any
+    _front: Front
+    _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
+    _stopped: asyncio.Event
 
     @property
     def url(self) -> str:
@@ -43,9 +45,16 @@ class ServerHandle:
         """Whether the serving thread is alive."""
         return self._thread.is_alive()
 
+    @property
+    def limits(self) -> FrontLimits:
+        """The limits in force (after the descriptor limit was applied)."""
+        return self._front.limits
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let the requests in flight finish, and join the thread."""
-        self._server.stop()
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout)
 
 
@@ -56,29 +65,66 @@ def serve_in_thread(
     *,
     threads: int = 16,
     name: str = "wsgi",
-    max_request_body_size: int = 0,
-    timeout: float = 10.0,
-    poll_interval: float = 0.05,
-    keep_alive_limit: int = KEEP_ALIVE_LIMIT,
+    limits: FrontLimits | None = None,
 ) -> ServerHandle:
-    """Bind `host:port` (0 picks a free port) and serve `app` until `stop()`.
-
-    `max_request_body_size` (0 = unlimited) makes cheroot itself answer 413 to a
-    larger declared body, so a handler that answers early never drains it.
-    `timeout` bounds each socket read and write, so a stalled client frees its thread.
-    `poll_interval` is how long `stop()` may wait for cheroot's selector loop to notice
-    (its default, 0.5 s, made every stop take that long); 20 idle wake-ups a second cost
-    nothing measurable. `keep_alive_limit` bounds the idle connections kept open.
-    """
-    server = wsgi.Server(
-        (host, port), app, numthreads=threads, server_name=name, timeout=int(timeout)
+    """Bind `host:port` (0 picks a free port) and serve `app` until `stop()`."""
+    limits = _within_descriptor_limit(limits or FrontLimits())
+    sock = socket.create_server((host, port), family=_family(host), backlog=1024)
+    front = Front(app, limits, threads, name)
+    bound = sock.getsockname()
+    front.server_addr = (str(bound[0]), int(bound[1]))
+    loop = asyncio.new_event_loop()
+    stopped = asyncio.Event()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=_run, args=(loop, front, sock, stopped, ready), name=f"{name}-server", daemon=True
     )
-    server.max_request_body_size = max_request_body_size
-    server.keep_alive_conn_limit = keep_alive_limit
-    server.expiration_interval = poll_interval
-    # Bind in the caller's thread: an address in use fails here, not in the background.
-    server.prepare()
-    bound_host, bound_port = server.bind_addr[:2]
-    thread = threading.Thread(target=server.serve, name=f"{name}-server", daemon=True)
     thread.start()
-    return ServerHandle(str(bound_host), int(bound_port), server, thread)
+    ready.wait()
+    return ServerHandle(front.server_addr[0], front.server_addr[1], front, loop, thread, stopped)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _run(
+    loop: asyncio.AbstractEventLoop,
+    front: Front,
+    sock: socket.socket,
+    stopped: asyncio.Event,
+    ready: threading.Event,
+) -> None:
+    """The server thread: serve until `stopped` is set, then close in order."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(front, sock, stopped, ready))
+    finally:
+        ready.set()
+        loop.close()
+
+
+async def _serve(
+    front: Front, sock: socket.socket, stopped: asyncio.Event, ready: threading.Event
+) -> None:
+    server = await asyncio.start_server(front.accept, sock=sock, limit=front.limits.header_bytes)
+    ready.set()
+    try:
+        await stopped.wait()
+    finally:
+        server.close()
+        await front.close(timeout=10.0)
+
+
+def _within_descriptor_limit(limits: FrontLimits) -> FrontLimits:
+    """Raise the soft descriptor limit toward the hard one; fit the connections under it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limits.max_connections + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return replace(limits, max_connections=max(16, soft - RESERVED_FDS))
+    return limits

@@ -20,6 +20,8 @@ from actors.messages import (
     Maintain,
     MarkSynced,
     Query,
+    RetrySetAside,
+    SetAside,
     Write,
 )
 from runtime.envelope import MessageEnvelope
@@ -154,6 +156,8 @@ _HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {
     GetStats: lambda store, _: store.stats(),
     CacheRemote: lambda store, m: store.cache_remote(m.envelopes),
     Maintain: lambda store, _: store.apply_retention(),
+    SetAside: lambda store, m: store.set_aside(m.items),
+    RetrySetAside: lambda store, _: store.retry_set_aside(),
 }
 
 

@@ -8,6 +8,7 @@ figure is what the file really holds, and `max_page_count` gives tests a real
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from actors.messages import CacheStats, Query, UnsyncedRow
+from actors.poison import cut, poison_reason
 from runtime.envelope import MessageEnvelope, decode_content, encode_content
 from runtime.errors import CacheFull
 from runtime.sqlite import connect, is_disk_full, migrate, transaction
@@ -44,6 +46,9 @@ CREATE_IDX_SYNCED = "CREATE INDEX idx_synced ON messages (synced, timestamp)"
 CREATE_IDX_SENDER = "CREATE INDEX idx_sender ON messages (sender, timestamp)"
 CREATE_IDX_RECIPIENT = "CREATE INDEX idx_recipient ON messages (recipient, timestamp)"
 
+# Migration 2: a message no stage can process is set aside (synced = SET_ASIDE) with a reason.
+ADD_SET_ASIDE_REASON = "ALTER TABLE messages ADD COLUMN set_aside_reason TEXT"
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         CREATE_MESSAGES,
@@ -53,7 +58,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         CREATE_IDX_SENDER,
         CREATE_IDX_RECIPIENT,
     ),
+    (ADD_SET_ASIDE_REASON,),
 )
+
+# Values of messages.synced: 0 waits for the relay, 1 is acknowledged, 2 is set aside (kept,
+# never evicted, never swept into the outbox again until an operator retries it).
+UNSYNCED, SYNCED, SET_ASIDE = 0, 1, 2
 
 INSERT = (
     "INSERT OR IGNORE INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
@@ -68,6 +78,8 @@ EVICT_CHUNK = 500
 NEAR_LIMIT = 0.9
 REFRESH_EVERY = 256
 GZIP_MAGIC = b"\x1f\x8b"
+
+logger = logging.getLogger(__name__)
 
 
 def cache_path(data_dir: str | Path, agent_id: str) -> Path:
@@ -148,13 +160,43 @@ class CacheStore:
         return len(rows)
 
     def mark_synced(self, msg_ids: Sequence[str]) -> int:
-        """Mark messages acknowledged by the relay; return how many changed."""
+        """Mark messages acknowledged by the relay (set aside or not); return how many changed."""
         with transaction(self.conn):
             cur = self.conn.executemany(
-                "UPDATE messages SET synced = 1 WHERE msg_id = ? AND synced = 0",
+                "UPDATE messages SET synced = 1, set_aside_reason = NULL"
+                " WHERE msg_id = ? AND synced != 1",
                 [(m,) for m in msg_ids],
             )
         return cur.rowcount
+
+    def set_aside(self, items: Sequence[tuple[str, str]]) -> int:
+        """Set unsynced messages aside with their reasons; return how many changed."""
+        with transaction(self.conn):
+            cur = self.conn.executemany(
+                "UPDATE messages SET synced = 2, set_aside_reason = ?"
+                " WHERE msg_id = ? AND synced = 0",
+                [(cut(reason), msg_id) for msg_id, reason in items],
+            )
+        if cur.rowcount:
+            logger.error("agent %s: %d messages set aside", self.agent_id, cur.rowcount)
+        return cur.rowcount
+
+    def retry_set_aside(self) -> int:
+        """Make every set-aside message unsynced again; return how many."""
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "UPDATE messages SET synced = 0, set_aside_reason = NULL WHERE synced = 2"
+            )
+        return cur.rowcount
+
+    def set_aside_reasons(self, limit: int = 20) -> list[tuple[str, str]]:
+        """The newest set-aside messages and why, for the status page."""
+        rows = self.conn.execute(
+            "SELECT msg_id, set_aside_reason FROM messages"
+            " WHERE synced = 2 ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(str(m), str(r)) for m, r in rows]
 
     def _refuse(self, env: MessageEnvelope, detail: str) -> CacheFull:
         self.full = True
@@ -234,7 +276,7 @@ class CacheStore:
         row = self.conn.execute(
             f"SELECT {COLUMNS} FROM messages WHERE msg_id = ?", (msg_id,)
         ).fetchone()
-        return None if row is None else _envelope(row)
+        return None if row is None else next(iter(self._decode([row])), None)
 
     def query(self, q: Query) -> list[MessageEnvelope]:
         """Return messages matching every filter in `q`, oldest first."""
@@ -254,20 +296,51 @@ class CacheStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {COLUMNS} FROM messages {clause} ORDER BY timestamp, id LIMIT ?"
         rows = self.conn.execute(sql, [*args, max(0, min(q.limit, 10_000))]).fetchall()
-        return [_envelope(row) for row in rows]
+        return self._decode(rows)
 
     def list_unsynced(self, limit: int, after_id: int = 0) -> list[UnsyncedRow]:
-        """Return unsynced messages in write order, starting after a local row id."""
+        """Return sendable unsynced messages in write order, after a local row id.
+
+        A row that cannot be decoded or sent is set aside here, so the outbox never sees it.
+        """
         rows = self.conn.execute(
             f"SELECT {COLUMNS} FROM messages WHERE synced = 0 AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [UnsyncedRow(row[0], _envelope(row)) for row in rows]
+        found: list[UnsyncedRow] = []
+        poison: list[tuple[str, str]] = []
+        for row in rows:
+            env, reason = _decode_row(row)
+            if env is not None:
+                reason = poison_reason(env)
+            if env is not None and reason is None:
+                found.append(UnsyncedRow(row[0], env))
+            else:
+                poison.append((str(row[1]), reason or "undecodable"))
+        if poison:
+            self.set_aside(poison)
+        return found
+
+    def _decode(self, rows: Sequence[tuple[Any, ...]]) -> list[MessageEnvelope]:
+        """Envelopes of the rows that decode; the others are skipped, and set aside if unsynced."""
+        found: list[MessageEnvelope] = []
+        poison: list[tuple[str, str]] = []
+        for row in rows:
+            env, reason = _decode_row(row)
+            if env is not None:
+                found.append(env)
+            else:
+                poison.append((str(row[1]), reason or "undecodable"))
+        if poison:
+            logger.warning("agent %s: %d stored rows cannot be read", self.agent_id, len(poison))
+            self.set_aside(poison)
+        return found
 
     def stats(self) -> CacheStats:
         """Return counts, bytes and the oldest unsynced timestamp."""
-        total, unsynced, oldest = self.conn.execute(
+        total, unsynced, aside, oldest = self.conn.execute(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE synced = 0),"
+            " COUNT(*) FILTER (WHERE synced = 2),"
             " (SELECT MIN(timestamp) FROM messages WHERE synced = 0) FROM messages"
         ).fetchone()
         return CacheStats(
@@ -279,7 +352,16 @@ class CacheStore:
             oldest_unsynced_ts=oldest,
             full=self.full,
             refused_writes=self.refused_writes,
+            set_aside_count=int(aside),
         )
+
+
+def _decode_row(row: tuple[Any, ...]) -> tuple[MessageEnvelope | None, str | None]:
+    """The row's envelope, or None and why it cannot be read."""
+    try:
+        return _envelope(row), None
+    except Exception as exc:  # whatever a stored row holds, reading it must not crash the actor
+        return None, cut(f"stored row cannot be decoded: {type(exc).__name__}: {exc}")
 
 
 def _envelope(row: tuple[Any, ...]) -> MessageEnvelope:

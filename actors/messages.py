@@ -62,6 +62,18 @@ class MarkSynced:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """Set these unsynced messages aside, each with its reason: no stage can process them."""
+
+    items: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySetAside:
+    """Make set-aside messages unsynced again, so they are tried once more (an operator's call)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetStats:
     """Return a CacheStats snapshot."""
 
@@ -83,6 +95,7 @@ class CacheStats:
     oldest_unsynced_ts: float | None
     full: bool
     refused_writes: int
+    set_aside_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,22 @@
-"""MetricsActor: gathers every agent's figures and reports them to the relay."""
+"""Every agent's figures, read without waiting on the relay; MetricsActor reports them to it.
+
+`collect_figures` runs in whichever thread answers locally (/status, /metrics): it
+asks each cache (local work only) with a short deadline and reads the outbox's
+published figures, so no answer waits behind an actor blocked in an HTTP call.
+The MetricsActor only sends those figures to the relay now and then; it may block.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from actors.messages import CacheStats, GetOutboxStats, GetStats, OutboxStats, RelayUp, Tick
+from actors.board import AgentBoard
+from actors.messages import CacheStats, GetStats, OutboxStats, RelayUp, Tick
 from actors.ports import Mailbox
 from runtime.errors import CommanderError, RelayError
 from runtime.logsafe import quote
@@ -18,7 +26,14 @@ from runtime.sync_state import SyncSnapshot, SyncState
 
 logger = logging.getLogger(__name__)
 
-STATS_TIMEOUT = 2.0
+# The whole budget of one collection: a local answer is due well within a second.
+FIGURES_TIMEOUT = 0.5
+# However late the earlier caches were, each still gets this long.
+MIN_ASK = 0.05
+
+
+def _always_up() -> str:
+    return "up"
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,9 @@ class AgentSources:
     cache: Mailbox
     outbox: Mailbox
     sync: SyncState
+    board: AgentBoard = field(default_factory=AgentBoard)
+    # "up", "restarting" or "down", as the agent's supervisor sees it.
+    state: Callable[[], str] = _always_up
 
 
 @dataclass(frozen=True)
@@ -38,15 +56,34 @@ class AgentFigures:
     cache: CacheStats | None
     outbox: OutboxStats | None
     sync: SyncSnapshot
+    state: str = "up"
 
 
-@dataclass(frozen=True)
-class GetFigures:
-    """Collect and return a fresh tuple of AgentFigures."""
+def collect_figures(
+    sources: Mapping[str, AgentSources], timeout: float = FIGURES_TIMEOUT
+) -> tuple[AgentFigures, ...]:
+    """Every agent's figures within `timeout`; a cache that is late gives its last figures."""
+    deadline = time.monotonic() + timeout
+    figures = []
+    for agent_id, src in sorted(sources.items()):
+        cache = _ask_cache(src, max(MIN_ASK, deadline - time.monotonic()))
+        figures.append(
+            AgentFigures(agent_id, cache, src.board.outbox(), src.sync.snapshot(), src.state())
+        )
+    return tuple(figures)
+
+
+def _ask_cache(src: AgentSources, timeout: float) -> CacheStats | None:
+    try:
+        stats: CacheStats = src.cache.ask(GetStats(), timeout=timeout)
+    except CommanderError:
+        return src.board.cache()  # restarting, down or busy: what it said last
+    src.board.publish_cache(stats)
+    return stats
 
 
 class MetricsActor(SupervisedActor):
-    """Collects figures on request (scrapes) and on Tick, when it also POSTs /sync/status."""
+    """On Tick, collects every agent's figures and POSTs them to /sync/status."""
 
     def __init__(
         self,
@@ -75,24 +112,10 @@ class MetricsActor(SupervisedActor):
             self._client.close()
 
     def on_receive(self, message: Any) -> Any:
-        """GetFigures answers; Tick collects and reports to the relay."""
-        if isinstance(message, GetFigures):
-            return self.collect()
+        """Tick collects and reports to the relay."""
         if isinstance(message, Tick):
-            return self._report(self.collect())
+            return self._report(collect_figures(self._sources))
         return super().on_receive(message)
-
-    def collect(self) -> tuple[AgentFigures, ...]:
-        """Ask every agent's actors for their figures (they never ask this actor back)."""
-        return tuple(
-            AgentFigures(
-                agent_id,
-                _ask(src.cache, GetStats()),
-                _ask(src.outbox, GetOutboxStats()),
-                src.sync.snapshot(),
-            )
-            for agent_id, src in sorted(self._sources.items())
-        )
 
     def _report(self, figures: tuple[AgentFigures, ...]) -> bool:
         if self._client is None:
@@ -107,15 +130,10 @@ class MetricsActor(SupervisedActor):
             # The report doubles as a probe: outboxes in a long backoff drain now.
             self._relay_was_down = False
             for source in self._sources.values():
-                source.outbox.tell(RelayUp())
+                # An agent down or restarting starts its outbox without backoff anyway.
+                with contextlib.suppress(CommanderError):
+                    source.outbox.tell(RelayUp())
         return True
-
-
-def _ask(mailbox: Mailbox, message: Any) -> Any:
-    try:
-        return mailbox.ask(message, timeout=STATS_TIMEOUT)
-    except CommanderError:
-        return None  # an actor restarting: report what we have rather than nothing
 
 
 def status_report(node_id: str, figures: tuple[AgentFigures, ...], now: float) -> dict[str, Any]:

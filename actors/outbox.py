@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actors.board import AgentBoard
 from actors.messages import (
     Drain,
     Enqueue,
@@ -17,10 +18,13 @@ from actors.messages import (
     OutboxStats,
     RelayUp,
     RetryFailed,
+    RetrySetAside,
+    SetAside,
     Sweep,
     Tick,
 )
-from actors.outbox_store import OutboxStore
+from actors.outbox_store import Batch, OutboxStore
+from actors.poison import cut, screen
 from actors.ports import Mailbox
 from runtime.backoff import Backoff
 from runtime.errors import RelayRejected, RelayUnavailable
@@ -56,9 +60,11 @@ class OutboxActor(SupervisedActor):
         sweep_grace: float = 15.0,
         synchronous: str = "FULL",
         clock: Callable[[], float] = time.time,
+        board: AgentBoard | None = None,
     ) -> None:
         super().__init__()
         self.agent_id = agent_id
+        self._board = board or AgentBoard()
         self._path = path
         self._store_args: dict[str, Any] = {
             "node_id": node_id,
@@ -82,6 +88,7 @@ class OutboxActor(SupervisedActor):
     def on_start(self) -> None:
         """Open outbox.db, then recover: every unsynced message no batch covers is enqueued."""
         self._store = OutboxStore(self._path, **self._store_args)
+        self._board.publish_outbox(self.stats())
         if self._target is not None:
             self._client = RelayClient(self._target)
         self.actor_ref.tell(Sweep(grace=0.0))
@@ -104,11 +111,16 @@ class OutboxActor(SupervisedActor):
         return self._store
 
     def on_receive(self, message: Any) -> Any:
-        """Dispatch one message."""
+        """Dispatch one message, then publish the figures it may have changed."""
         handler = _HANDLERS.get(type(message))
         if handler is None:
             return super().on_receive(message)
-        return handler(self, message)
+        if isinstance(message, GetOutboxStats):
+            return handler(self, message)
+        try:
+            return handler(self, message)
+        finally:
+            self._board.publish_outbox(self.stats())
 
     def _on_drain(self, _: Drain) -> str:
         self._drain_scheduled = False
@@ -123,7 +135,12 @@ class OutboxActor(SupervisedActor):
         self._schedule_drain()
 
     def _on_retry_failed(self, _: RetryFailed) -> int:
+        """Give failed batches and set-aside messages one more try; return the batch count."""
         count = self.store.retry_failed()
+        # Told before the sweep's ask, so the cache handles it first; the sweep starts over.
+        self._cache.tell(RetrySetAside())
+        self._swept_to = 0
+        self.actor_ref.tell(Sweep(grace=0.0))
         self._schedule_drain()
         return count
 
@@ -133,7 +150,11 @@ class OutboxActor(SupervisedActor):
         Each asker hears how many of the whole group were new.
         """
         waiting = take_waiting(self, Enqueue, MAX_ENQUEUE_GROUP)
-        envelopes = [*message.envelopes, *(e for m, _ in waiting for e in m.envelopes)]
+        envelopes, poison = screen(
+            [*message.envelopes, *(e for m, _ in waiting for e in m.envelopes)]
+        )
+        if poison:
+            self._cache.tell(SetAside(tuple(poison)))
         try:
             added = self.store.enqueue(envelopes)
         except Exception as exc:
@@ -170,13 +191,7 @@ class OutboxActor(SupervisedActor):
         except RelayUnavailable as exc:
             return self._retry_later(batch.batch_id, exc, now)
         except RelayRejected as exc:
-            logger.error(
-                "relay rejected batch %s; set aside as failed: %s", batch.batch_id, quote(exc)
-            )
-            self.store.set_failed(batch.batch_id, str(exc))
-            self._sync.failure()
-            self._schedule_drain()
-            return "failed"
+            return self._rejected(batch, exc)
         self._cache.tell(MarkSynced(batch.msg_ids))
         self.store.acked(batch.batch_id)
         self._sync.success(self._clock(), len(batch.msg_ids))
@@ -184,13 +199,47 @@ class OutboxActor(SupervisedActor):
         self._schedule_drain()
         return "acked"
 
+    def _rejected(self, batch: Batch, exc: RelayRejected) -> str:
+        """Find the messages the relay refuses, so they hold none of the others back.
+
+        Halving costs about 2 log2(n) requests per bad message, where sending each alone
+        costs n; a single message refused is set aside, and the good halves flow on.
+        """
+        self._schedule_drain()
+        why = quote(exc)
+        if len(batch.msg_ids) > 1 and self.store.split(batch.batch_id):
+            logger.warning("relay refused batch %s; sending it in halves: %s", batch.batch_id, why)
+            return "split"
+        if len(batch.msg_ids) > 1:
+            # The payload does not read back: the sweep rebuilds batches from messages.db.
+            logger.error("relay refused unreadable batch %s; dissolved: %s", batch.batch_id, why)
+            self.store.dissolve(batch.batch_id)
+            self._swept_to = 0
+            return "dissolved"
+        logger.error("relay refused batch %s; set aside as failed: %s", batch.batch_id, why)
+        self.store.set_failed(batch.batch_id, str(exc))
+        reason = cut(f"refused by the relay: {exc}")
+        self._cache.tell(SetAside(tuple((m, reason) for m in batch.msg_ids)))
+        self._sync.failure()
+        return "failed"
+
     def _retry_later(self, batch_id: str, exc: RelayUnavailable, now: float) -> str:
         self._failures += 1
         self._sync.failure()
         delay = self._backoff.delay(self._failures)
         self._next_attempt = now + delay
         self.store.attempt_failed(batch_id, str(exc))
-        logger.warning("relay unavailable (%s); next attempt in %.2fs", quote(exc), delay)
+        if exc.status == 401:
+            # Nothing of this node reaches the relay until an operator fixes its token, so
+            # each attempt is an error to see, not one more transient failure.
+            logger.error(
+                "relay refused this node's token (HTTP 401): check the node's token file and"
+                " its hash on the relay; nothing is dropped, next attempt in %.2fs (%s)",
+                delay,
+                quote(exc),
+            )
+        else:
+            logger.warning("relay unavailable (%s); next attempt in %.2fs", quote(exc), delay)
         return "retry"
 
     def _sweep(self, grace: float) -> int:

@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.messages import Enqueue, MarkSynced, Push, RelayUp
+from actors.messages import Enqueue, MarkSynced, Push, RelayUp, SetAside
+from actors.poison import screen
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
-from runtime.errors import RelayError
+from runtime.errors import RelayError, RelayRejected
 from runtime.logsafe import quote
 from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget, batch_body
@@ -74,13 +75,23 @@ class UploaderActor(SupervisedActor):
         taken = take_waiting(self, Push, self._batch_size)
         return [env for push, _ in taken for env in push.envelopes]
 
-    def _push(self, envelopes: list[MessageEnvelope]) -> str:
+    def _push(self, batch: list[MessageEnvelope]) -> str:
         """Send at most one batch; on failure hand it to the outbox and skip the relay a while."""
+        envelopes, poison = screen(batch)
+        if poison:
+            self._cache.tell(SetAside(tuple(poison)))
+        if not envelopes:
+            return "set aside"
         if self._client is None or self._clock() < self._degraded_until:
             self._outbox.tell(Enqueue(tuple(envelopes)))
             return "queued"
         try:
             self._send(self._client, envelopes)
+        except RelayRejected as exc:
+            # The relay is up but refuses something in it: the outbox finds what, by halving.
+            logger.warning("relay refused %d messages: %s", len(envelopes), quote(exc))
+            self._outbox.tell(Enqueue(tuple(envelopes)))
+            return "refused"
         except RelayError as exc:
             logger.warning(
                 "write-through failed (%s); %d to the outbox", quote(exc), len(envelopes)

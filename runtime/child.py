@@ -28,6 +28,7 @@ class ChildHandle:
         self._exit = ActorExit()
         self._closed: str | None = None  # why the child will not come back
         self._closed_ok = False  # it ended normally, so that is no failure
+        self._down: str | None = None  # why its group is down until the supervisor revives it
         self._incarnations = 0
         self._recent: deque[float] = deque()  # times of this child's recent restarts
 
@@ -53,9 +54,26 @@ class ChildHandle:
                 continue  # died since _wait_up looked; wait for the next incarnation
             return
 
+    def try_tell(self, message: Any) -> bool:
+        """Send without waiting if the child is up right now; False (message dropped) if not."""
+        current = self._current()
+        if current is None:
+            return False
+        try:
+            current[0].tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True
+
     def is_alive(self) -> bool:
         """True while the current incarnation runs."""
         return self._current() is not None
+
+    @property
+    def down(self) -> str | None:
+        """Why the child is down until its supervisor revives it, or None."""
+        with self._cond:
+            return self._down
 
     @property
     def restarts(self) -> int:
@@ -74,6 +92,9 @@ class ChildHandle:
             while True:
                 if self._closed is not None:
                     raise ActorUnavailable(f"child {self.name!r} is stopped: {self._closed}")
+                if self._down is not None:
+                    # Fail at once: a caller must not wait out a long revival backoff.
+                    raise ActorUnavailable(f"child {self.name!r} is down: {self._down}")
                 if self._ref is not None and self._ref.is_alive():
                     return self._ref, self._exit
                 remaining = deadline - time.monotonic()
@@ -87,6 +108,12 @@ class ChildHandle:
         with self._cond:
             self._ref, self._exit = ref, actor_exit
             self._incarnations += 1
+            self._down = None
+            self._cond.notify_all()
+
+    def _suspend(self, reason: str) -> None:
+        with self._cond:
+            self._down = reason
             self._cond.notify_all()
 
     def _close(self, reason: str, *, ok: bool = False) -> None:

@@ -15,8 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from actors.metrics import AgentFigures, GetFigures
-from runtime.errors import CommanderError
+from actors.metrics import AgentFigures
 
 if TYPE_CHECKING:
     from runtime.node import Node
@@ -25,7 +24,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 
 class NodeCollector(Collector):
-    """Reads every agent's figures from the MetricsActor at each scrape."""
+    """Reads every agent's figures at each scrape, never waiting on the relay."""
 
     def __init__(self, node: Node, clock: Callable[[], float] = time.time) -> None:
         self._node = node
@@ -34,31 +33,44 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Any]:
         """Yield the metric families."""
         node = self._node.node_id
-        figures = self._figures()
+        figures = self._node.figures()
         yield from _cache_families(node, figures)
         yield from _sync_families(node, figures, self._clock())
+        yield from _agent_families(self._node, figures)
         restarts = CounterMetricFamily(
             "commander_actor_restarts",
             "Restarts of each supervised actor.",
             labels=["node", "actor"],
         )
-        for name, count in self._node.supervisor.restart_counts().items():
+        for name, count in self._node.restart_counts().items():
             restarts.add_metric([node, name], count)
         yield restarts
         up = GaugeMetricFamily(
-            "commander_node_healthy", "1 while every actor is alive.", labels=["node"]
+            "commander_node_healthy",
+            "1 while the node's own actors are alive and every agent is supervised.",
+            labels=["node"],
         )
         up.add_metric([node], 1.0 if self._node.healthy() else 0.0)
         yield up
 
-    def _figures(self) -> tuple[AgentFigures, ...]:
-        try:
-            figures: tuple[AgentFigures, ...] = self._node.metrics_actor.ask(
-                GetFigures(), timeout=5
-            )
-        except CommanderError:
-            return ()
-        return figures
+
+def _agent_families(node: Node, figures: tuple[AgentFigures, ...]) -> Iterator[Any]:
+    labels = ["node", "agent"]
+    up = GaugeMetricFamily(
+        "commander_agent_up",
+        "0 while the agent's actors are down, waiting to be started again.",
+        labels=labels,
+    )
+    downs = CounterMetricFamily(
+        "commander_agent_down",
+        "Times the agent's actors crashed past the restart intensity and went down.",
+        labels=labels,
+    )
+    for fig in figures:
+        up.add_metric([node.node_id, fig.agent_id], 0.0 if fig.state == "down" else 1.0)
+        times = node.actors[fig.agent_id].supervisor.times_down
+        downs.add_metric([node.node_id, fig.agent_id], times)
+    yield from (up, downs)
 
 
 def _cache_families(node: str, figures: tuple[AgentFigures, ...]) -> Iterator[Any]:
@@ -76,15 +88,21 @@ def _cache_families(node: str, figures: tuple[AgentFigures, ...]) -> Iterator[An
     failed = GaugeMetricFamily(
         "commander_outbox_failed_batches", "Batches the relay rejected, set aside.", labels=labels
     )
+    aside = GaugeMetricFamily(
+        "commander_set_aside_messages",
+        "Stored messages no stage can process, set aside until an operator retries them.",
+        labels=labels,
+    )
     for fig in figures:
         if fig.cache is not None:
             used.add_metric([node, fig.agent_id], fig.cache.bytes_used)
             limit.add_metric([node, fig.agent_id], fig.cache.max_bytes)
             full.add_metric([node, fig.agent_id], fig.cache.refused_writes)
+            aside.add_metric([node, fig.agent_id], fig.cache.set_aside_count)
         if fig.outbox is not None:
             depth.add_metric([node, fig.agent_id], fig.outbox.pending_messages)
             failed.add_metric([node, fig.agent_id], fig.outbox.failed_batches)
-    yield from (used, limit, full, depth, failed)
+    yield from (used, limit, full, depth, failed, aside)
 
 
 def _sync_families(node: str, figures: tuple[AgentFigures, ...], now: float) -> Iterator[Any]:

@@ -3,6 +3,12 @@
 Per agent, in start order: CacheActor (owns messages.db), OutboxActor (owns
 outbox.db, retries), UploaderActor (write-through). A commit in the cache is
 told to the uploader; what the uploader cannot deliver goes to the outbox.
+
+Each agent has its own supervisor: past its restart intensity that agent is down
+(its asks fail at once, /status and /metrics say so) and is started again after a
+growing delay, while the other agents and the process go on. What a restart
+cannot fix in one agent's data must not cost every other agent its node. Only the
+MetricsActor's supervisor gives up for the whole node, as before.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from actors.board import AgentBoard
 from actors.cache import CacheActor
 from actors.cache_store import cache_path
 from actors.messages import Maintain, Push, Tick
-from actors.metrics import AgentSources, MetricsActor
+from actors.metrics import AgentFigures, AgentSources, MetricsActor, collect_figures
 from actors.outbox import OutboxActor
 from actors.outbox_store import outbox_path
 from actors.uploader import UploaderActor
@@ -50,6 +57,9 @@ class NodeOptions:
     max_restarts: int = 5
     within_seconds: float = 10.0
     call_timeout: float = 10.0
+    # An agent down is started again after base * 2**(n-1) seconds, at most cap.
+    agent_revive_base: float = 30.0
+    agent_revive_cap: float = 600.0
 
 
 @dataclass
@@ -61,6 +71,8 @@ class AgentActors:
     outbox: ChildHandle
     uploader: ChildHandle
     sync: SyncState
+    supervisor: Supervisor
+    board: AgentBoard
 
 
 class Node:
@@ -79,6 +91,7 @@ class Node:
         self.node_id = node_id
         self.options = options or NodeOptions()
         self.clock = clock
+        # The node's own actors (metrics); agents each get theirs in _add_agent.
         self.supervisor = Supervisor(
             f"node:{node_id}",
             max_restarts=self.options.max_restarts,
@@ -105,10 +118,14 @@ class Node:
             logger.warning("no enabled agents configured for node %s", self.node_id)
         for agent in agents:
             self._add_agent(agent)
-        self.metrics_actor = self._child("metrics", self._metrics_factory())
+        self.metrics_actor = self.supervisor.add(
+            ChildSpec("metrics", self._metrics_factory(), Restart.PERMANENT)
+        )
         self.ticker.every(
             self.options.report_interval, "status-report", lambda: self.metrics_actor.tell(Tick())
         )
+        for actors in self.actors.values():
+            actors.supervisor.start()
         self.supervisor.start()
         self.ticker.start()
         self._started = True
@@ -119,6 +136,8 @@ class Node:
         """Stop the periodic jobs, then the actors in reverse start order."""
         self.ticker.stop()
         self.supervisor.stop()
+        for actors in reversed(self.actors.values()):
+            actors.supervisor.stop()
         self._started = False
 
     def agent(self, agent_id: str) -> AgentHandle:
@@ -129,8 +148,38 @@ class Node:
             raise KeyError(f"agent {agent_id!r} is not configured on node {self.node_id}") from None
 
     def healthy(self) -> bool:
-        """True while every supervised actor is alive."""
-        return self._started and self.supervisor.healthy()
+        """True while the node does its work: its own actors alive, every agent supervised.
+
+        An agent down waiting to be started again still counts: restarting the process
+        cannot mend what that agent's data does to it, and would stop every other agent.
+        """
+        return (
+            self._started
+            and self.supervisor.healthy()
+            and all(a.supervisor.running() for a in self.actors.values())
+        )
+
+    def agent_state(self, agent_id: str) -> str:
+        """ "up", "restarting" (an actor is between incarnations) or "down" (waits to revive)."""
+        supervisor = self.actors[agent_id].supervisor
+        if supervisor.down is not None:
+            return "down"
+        return "up" if supervisor.healthy() else "restarting"
+
+    def agents_down(self) -> dict[str, str]:
+        """Why each agent that is down is down."""
+        return {a: x.supervisor.down or "" for a, x in self.actors.items() if x.supervisor.down}
+
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts so far of every supervised actor, by name."""
+        counts = dict(self.supervisor.restart_counts())
+        for actors in self.actors.values():
+            counts.update(actors.supervisor.restart_counts())
+        return counts
+
+    def figures(self) -> tuple[AgentFigures, ...]:
+        """Every agent's figures, never waiting on the relay (at most about half a second)."""
+        return collect_figures(self._sources())
 
     def __enter__(self) -> Node:
         return self.start()
@@ -155,13 +204,18 @@ class Node:
         return RelayTarget(url.rstrip("/"), self.node_id, self.options.token)
 
     def _add_agent(self, agent: AgentConfig) -> None:
-        sync = SyncState()
-        cache = self._child(f"cache:{agent.agent_id}", self._cache_factory(agent))
-        outbox = self._child(f"outbox:{agent.agent_id}", self._outbox_factory(agent, cache, sync))
-        uploader = self._child(
-            f"uploader:{agent.agent_id}", self._uploader_factory(agent, cache, outbox, sync)
+        sync, board = SyncState(), AgentBoard()
+        supervisor = self._agent_supervisor(agent.agent_id)
+
+        def child(name: str, start: Callable[[], Any]) -> ChildHandle:
+            return supervisor.add(ChildSpec(f"{name}:{agent.agent_id}", start, Restart.PERMANENT))
+
+        cache = child("cache", self._cache_factory(agent))
+        outbox = child("outbox", self._outbox_factory(agent, cache, sync, board))
+        uploader = child("uploader", self._uploader_factory(agent, cache, outbox, sync))
+        self.actors[agent.agent_id] = AgentActors(
+            agent, cache, outbox, uploader, sync, supervisor, board
         )
-        self.actors[agent.agent_id] = AgentActors(agent, cache, outbox, uploader, sync)
         remote = RemoteReader(self.target) if self.target is not None else None
         self.agents[agent.agent_id] = AgentHandle(
             agent, cache, remote_lookup=remote.get if remote else None, clock=self.clock
@@ -175,15 +229,32 @@ class Node:
             agent.sync.interval_seconds, f"outbox:{agent.agent_id}", lambda: outbox.tell(Tick())
         )
 
-    def _child(self, name: str, start: Callable[[], Any]) -> ChildHandle:
-        return self.supervisor.add(ChildSpec(name, start, Restart.PERMANENT))
+    def _agent_supervisor(self, agent_id: str) -> Supervisor:
+        base, cap = self.options.agent_revive_base, self.options.agent_revive_cap
+        return Supervisor(
+            f"agent:{agent_id}",
+            max_restarts=self.options.max_restarts,
+            within_seconds=self.options.within_seconds,
+            call_timeout=self.options.call_timeout,
+            revive_after=lambda n: min(cap, base * 2.0 ** (n - 1)),
+        )
+
+    def _sources(self) -> dict[str, AgentSources]:
+        return {
+            agent_id: AgentSources(x.cache, x.outbox, x.sync, x.board, self._state_of(agent_id))
+            for agent_id, x in self.actors.items()
+        }
+
+    def _state_of(self, agent_id: str) -> Callable[[], str]:
+        return lambda: self.agent_state(agent_id)
 
     def _cache_factory(self, agent: AgentConfig) -> Callable[[], Any]:
         path = cache_path(self.options.data_dir, agent.agent_id)
 
         # Bound late: the uploader's handle exists only after the cache is added.
         def on_commit(envelopes: Sequence[MessageEnvelope]) -> None:
-            self.actors[agent.agent_id].uploader.tell(Push(tuple(envelopes)))
+            # Never wait for an uploader that is restarting: the outbox's sweep sends these.
+            self.actors[agent.agent_id].uploader.try_tell(Push(tuple(envelopes)))
 
         def start() -> Any:
             return CacheActor.start(
@@ -200,7 +271,7 @@ class Node:
         return start
 
     def _outbox_factory(
-        self, agent: AgentConfig, cache: ChildHandle, sync: SyncState
+        self, agent: AgentConfig, cache: ChildHandle, sync: SyncState, board: AgentBoard
     ) -> Callable[[], Any]:
         path = outbox_path(self.options.data_dir, agent.agent_id)
         backoff = Backoff(
@@ -221,6 +292,7 @@ class Node:
                 sweep_grace=2 * agent.sync.timeout_seconds + 1.0,
                 synchronous=self.options.synchronous,
                 clock=self.clock,
+                board=board,
             )
 
         return start
@@ -244,7 +316,7 @@ class Node:
         return start
 
     def _metrics_factory(self) -> Callable[[], Any]:
-        sources = {a: AgentSources(x.cache, x.outbox, x.sync) for a, x in self.actors.items()}
+        sources = self._sources()
 
         def start() -> Any:
             return MetricsActor.start(node_id=self.node_id, sources=sources, target=self.target)

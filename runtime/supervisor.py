@@ -6,6 +6,12 @@ jitter, gives up after more than `max_restarts` restarts within `within_seconds`
 and stops children in reverse order. Callers keep a `ChildHandle`, which follows
 the child across restarts; only stops the supervisor makes itself never restart.
 
+Given `revive_after`, a supervisor does not give up for good: past the restart
+intensity it stops its children, marks them down (asks fail at once), waits
+`revive_after(n)` for its n-th time down, and starts them all again. A node gives
+each agent such a supervisor, so an agent whose data crashes its actors is down
+alone, tried again now and then, while the other agents and the process go on.
+
 Noticing a death: each child has one watcher thread blocked on an event that is
 set once the current incarnation is gone: no polling latency or CPU, and one
 child's backoff never delays another's restart.
@@ -60,6 +66,7 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_give_up: Callable[[SupervisorGaveUp], None] | None = None,
+        revive_after: Callable[[int], float] | None = None,
     ) -> None:
         self.name = name
         self.max_restarts = max_restarts
@@ -70,6 +77,10 @@ class Supervisor:
         self._clock = clock
         self._rng = rng
         self._on_give_up = on_give_up
+        self._revive_after = revive_after
+        self._down: str | None = None
+        self._downs = 0
+        self._revive_at: float | None = None
         self._lock = threading.RLock()  # RLock: a signal handler may stop us mid-start
         self._children: list[ChildHandle] = []
         self._watchers: list[threading.Thread] = []
@@ -118,6 +129,29 @@ class Supervisor:
             running = self._started and not self._stopping.is_set()
             return running and all(child._healthy() for child in self._children)
 
+    def running(self) -> bool:
+        """True between start and stop, down or not: the supervision itself goes on."""
+        with self._lock:
+            return self._started and not self._stopping.is_set()
+
+    @property
+    def down(self) -> str | None:
+        """Why the children are down until revived, or None."""
+        with self._lock:
+            return self._down
+
+    @property
+    def times_down(self) -> int:
+        """How many times the restart intensity was exceeded and the children went down."""
+        with self._lock:
+            return self._downs
+
+    @property
+    def revive_at(self) -> float | None:
+        """When (on the supervisor's clock) down children start again, or None."""
+        with self._lock:
+            return self._revive_at if self._down is not None else None
+
     def restart_counts(self) -> dict[str, int]:
         """Restarts so far, by child name."""
         with self._lock:
@@ -148,7 +182,7 @@ class Supervisor:
     def _start_incarnation(self, child: ChildHandle) -> bool:
         # Under the lock, so stop() either sees the new actor or we see stop().
         with self._lock:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._down is not None:
                 return False
             try:
                 ref, actor_exit = start_actor(child.spec)
@@ -174,8 +208,8 @@ class Supervisor:
     def _watch_once(self, child: ChildHandle) -> bool:
         actor_exit = child._exit
         actor_exit.done.wait()
-        if self._stopping.is_set():
-            return False
+        if self._stopping.is_set() or self.down is not None:
+            return False  # stopped by us: stop() or _go_down() decides what comes next
         crashed = actor_exit.crashed
         how = f"crashed: {actor_exit.error!r}" if actor_exit.error else "stopped"
         if not _should_restart(child.spec.restart, crashed=crashed):
@@ -202,12 +236,56 @@ class Supervisor:
                 child._recent.append(now)
         if too_many:
             why = f"child {child.name!r} needed more than {self.max_restarts} restarts"
-            self._give_up(f"{why} within {self.within_seconds:g}s", actor_exit.error)
+            why = f"{why} within {self.within_seconds:g}s"
+            if self._revive_after is not None:
+                self._go_down(f"{why}: {actor_exit.error!r}")
+            else:
+                self._give_up(why, actor_exit.error)
             return None
         extra = {"child": child.name, "restart_delay": delay}  # for log-based alerting and tests
         message = "supervisor %r: child %r %s; restarting in %.3fs"
         logger.warning(message, self.name, child.name, how, delay, extra=extra)
         return delay
+
+    def _go_down(self, why: str) -> None:
+        """Stop every child, mark them down, wait the revival delay, start them all again."""
+        assert self._revive_after is not None
+        with self._lock:
+            if self._stopping.is_set() or self._down is not None:
+                return
+            self._down, self._downs = why, self._downs + 1
+            delay = self._revive_after(self._downs)
+            self._revive_at = self._clock() + delay
+            children = list(self._children)
+        logger.error("supervisor %r: down for %.1fs: %s", self.name, delay, why)
+        for child in reversed(children):
+            child._suspend(why)
+            self._stop_child(child)
+        if self._stopping.wait(delay):
+            return
+        self._revive(children)
+
+    def _revive(self, children: list[ChildHandle]) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._down = None
+            self._restart_times.clear()
+            for child in children:
+                child._recent.clear()
+            me = threading.current_thread()
+            self._watchers = [w for w in self._watchers if w.is_alive() and w is not me]
+            logger.warning("supervisor %r: starting its children again", self.name)
+            for child in children:
+                self._launch(child)
+
+    def _stop_child(self, child: ChildHandle) -> None:
+        current = child._current()
+        try:
+            if current is not None:
+                current[0].stop(block=True, timeout=self.call_timeout)
+        except pykka.Timeout:
+            logger.error("supervisor %r: %r did not stop in time", self.name, child.name)
 
     def _give_up(self, why: str, error: BaseException | None) -> None:
         gave_up = SupervisorGaveUp(f"supervisor {self.name!r}: {why}; stopped all children")
@@ -234,12 +312,7 @@ class Supervisor:
         # Outside the lock: a child's on_stop may still call healthy() or restart_counts().
         for child in reversed(children):
             child._close(f"supervisor {self.name!r} stopped")
-            current = child._current()
-            try:
-                if current is not None:
-                    current[0].stop(block=True, timeout=self.call_timeout)
-            except pykka.Timeout:
-                logger.error("supervisor %r: %r did not stop in time", self.name, child.name)
+            self._stop_child(child)
         return True
 
 

@@ -30,6 +30,7 @@ from relay_app.http import (
 )
 from relay_app.inbox import install_inbox
 from relay_app.ingest import Ingest
+from relay_app.openapi import relay_document
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
     batch_request,
@@ -110,6 +111,7 @@ def _routes(relay: _Relay) -> list[tuple[str, str, Callable[..., Any]]]:
         ("GET", "/query/status", lambda: _query_status(relay)),
         ("GET", "/files/<file_id>", lambda file_id: _get_file(relay, file_id)),
         ("GET", "/healthz", lambda: _healthz(relay)),
+        ("GET", "/openapi.json", lambda: json_response(relay_document(relay.settings))),
     ]
 
 

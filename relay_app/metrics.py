@@ -1,7 +1,8 @@
 """The relay's Prometheus metrics: a WSGI middleware that times every request and serves /metrics.
 
 Names: htpc_write_throughput_bytes_total (bytes ingested, the design's name),
-commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route},
+commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route}
+(route, method and status from fixed sets: `route_of`, `method_of`, `status_of`),
 commander_relay_writes_refused_total{reason}, and, read at scrape time,
 commander_relay_messages_stored, commander_relay_database_bytes,
 commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node}.
@@ -31,12 +32,17 @@ EXACT_ROUTES = frozenset(
         "/query/status",
         "/healthz",
         "/metrics",
+        "/openapi.json",
         "/messages",
         "/login",
         "/logout",
     }
 )
 PREFIX_ROUTES = ("/query/messages/", "/files/", "/messages/", "/api/", "/static/")
+# A label value per distinct method, path or status a client invents would grow /metrics
+# without bound: labels take values from these fixed sets only.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 REFUSALS = {
     507: "disk_full",
     413: "too_large",
@@ -47,6 +53,16 @@ REFUSALS = {
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def method_of(method: str) -> str:
+    """A bounded label for a request method: the method if standard, else "OTHER"."""
+    return method if method in METHODS else OTHER_METHOD
+
+
+def status_of(status: int) -> str:
+    """A bounded label for a status code: the code when it is a valid HTTP status."""
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 def route_of(path: str) -> str:
@@ -171,7 +187,7 @@ class MetricsMiddleware:
     def _record(self, environ: dict[str, Any], status: int, seconds: float) -> None:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         route = route_of(path)
-        self.requests.labels(route, method, str(status)).inc()
+        self.requests.labels(route, method_of(method), status_of(status)).inc()
         self.latency.labels(route).observe(seconds)
         if route.startswith("/sync/message") and method == "POST":
             if 200 <= status < 300:

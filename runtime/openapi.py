@@ -1,0 +1,208 @@
+"""The OpenAPI 3.1 document of the node's agent API (`runtime.node_http`), served at /openapi.json.
+
+Tests check it against the Bottle routes both ways and fuzz a running node with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.api_schemas import (
+    EXAMPLE_MSG_ID,
+    Schema,
+    document_operation,
+    envelope_schema,
+    error_responses,
+    error_schema,
+    id_schema,
+    json_body,
+    metrics_operation,
+    parameter,
+    text_schema,
+)
+from runtime.envelope import PRIORITIES
+
+VERSION = "0.1.0"
+MESSAGE = {"$ref": "#/components/schemas/Message"}
+AGENT_ID = parameter("agent_id", "path", id_schema("an agent configured on this node"), "Agent.")
+UNKNOWN_AGENT = {404: "The agent is not configured on this node."}
+
+
+def node_document() -> dict[str, Any]:
+    """The node's document (a fresh copy: callers may change it)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Commander node: agent API",
+            "version": VERSION,
+            "description": "Loopback endpoint of `commander-node`: agents in other processes "
+            "write, read and query their local cache. Writes answer after the local commit.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8002", "description": "default --listen"}],
+        "paths": {
+            "/agents/{agent_id}/messages": {"post": _write(), "get": _query()},
+            "/agents/{agent_id}/messages/{msg_id}": {"get": _read()},
+            "/agents/{agent_id}/status": {"get": _agent_status()},
+            "/status": {"get": _status()},
+            "/outbox/retry-failed": {"post": _retry_failed()},
+            "/healthz": {"get": _healthz()},
+            "/metrics": {"get": metrics_operation()},
+            "/openapi.json": {"get": document_operation()},
+        },
+        "components": {"schemas": _schemas()},
+    }
+
+
+def _schemas() -> dict[str, Schema]:
+    figures = {"type": ["object", "null"], "additionalProperties": True}
+    agent = {
+        "type": "object",
+        "required": ["agent_id"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "cache": {**figures, "description": "Cache figures; null while its actor restarts."},
+            "outbox": {**figures, "description": "Outbox figures; null while it restarts."},
+            "sync": figures,
+        },
+    }
+    return {"Message": envelope_schema(), "Error": error_schema(), "AgentFigures": agent}
+
+
+def _write() -> Schema:
+    body = {
+        "type": "object",
+        "required": ["content"],
+        "properties": {
+            "content": {"description": "Any JSON value."},
+            "msg_id": {**id_schema("msg_id; bring your own to make a retry idempotent")},
+            "task_id": text_schema("task"),
+            "recipient": text_schema("recipient: an agent id or a role"),
+            "sender": text_schema("sender (defaults to the agent)"),
+            "priority": {"type": ["string", "null"], "enum": [*PRIORITIES, None]},
+        },
+        "additionalProperties": False,
+    }
+    stored = {
+        "type": "object",
+        "required": ["status", "msg_id"],
+        "properties": {"status": {"const": "stored"}, "msg_id": {"type": "string"}},
+    }
+    return {
+        "summary": "Write a message as this agent (answers after the local commit).",
+        "parameters": [AGENT_ID],
+        "requestBody": {
+            "required": True,
+            **json_body(body, "The message.", {"content": {"title": "HOT lead"}}),
+        },
+        "responses": {
+            "201": json_body(stored, "Committed locally.", {"status": "stored",
+                                                           "msg_id": EXAMPLE_MSG_ID}),
+            **error_responses({
+                400: "The body or a field breaks the envelope rule; the error names it.",
+                **UNKNOWN_AGENT,
+                413: "The body is over the node's limit.",
+                503: "The agent's cache actor is restarting; retry.",
+                507: "The agent's cache is full of unsynced messages.",
+            }),
+        },
+    }  # fmt: skip
+
+
+def _read() -> Schema:
+    msg_id = parameter("msg_id", "path", {"type": "string"}, "The message's msg_id.")
+    return {
+        "summary": "Read one message: the local cache first, then the relay.",
+        "parameters": [AGENT_ID, msg_id],
+        "responses": {
+            "200": json_body(MESSAGE, "The message."),
+            **error_responses({400: "The msg_id is not an id.",
+                               404: "No such message, or the agent is unknown."}),
+        },
+    }  # fmt: skip
+
+
+def _query() -> Schema:
+    params = [
+        AGENT_ID,
+        *(parameter(n, "query", {"type": "string"}, f"Only messages with this {n}.")
+          for n in ("task_id", "sender", "recipient")),
+        parameter("since", "query", {"type": "number"}, "Only messages at or after this time."),
+        parameter("limit", "query", {"type": "integer", "minimum": 1},
+                  "At most this many (capped at 1000; default 100)."),
+    ]  # fmt: skip
+    listing = {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {"messages": {"type": "array", "items": MESSAGE}},
+    }
+    return {
+        "summary": "Query this agent's local messages, oldest first.",
+        "parameters": params,
+        "responses": {
+            "200": json_body(listing, "The matching messages."),
+            **error_responses({400: "since is not a number or limit not an integer.",
+                               **UNKNOWN_AGENT}),
+        },
+    }  # fmt: skip
+
+
+def _agent_status() -> Schema:
+    return {
+        "summary": "This agent's cache and outbox figures.",
+        "parameters": [AGENT_ID],
+        "responses": {
+            "200": json_body({"$ref": "#/components/schemas/AgentFigures"}, "Figures."),
+            **error_responses(UNKNOWN_AGENT),
+        },
+    }
+
+
+def _status() -> Schema:
+    status = {
+        "type": "object",
+        "required": ["node_id", "healthy", "agents"],
+        "properties": {
+            "node_id": {"type": "string"},
+            "healthy": {"type": "boolean"},
+            "agents": {"type": "array", "items": {"$ref": "#/components/schemas/AgentFigures"}},
+        },
+    }
+    return {"summary": "Every agent's figures.", "responses": {"200": json_body(status, "OK")}}
+
+
+def _retry_failed() -> Schema:
+    retried = {
+        "type": "object",
+        "required": ["retried"],
+        "properties": {
+            "retried": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "unavailable": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    return {
+        "summary": "Move batches the relay rejected back to pending, for every agent.",
+        "responses": {"200": json_body(retried, "Batches moved back, per agent.")},
+    }
+
+
+def _healthz() -> Schema:
+    health = {
+        "type": "object",
+        "required": ["status", "node_id"],
+        "properties": {
+            "status": {"enum": ["ok", "degraded", "unhealthy"]},
+            "node_id": {"type": "string"},
+            "agents_down": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Agents whose actors are down and waiting to revive, why.",
+            },
+        },
+    }
+    return {
+        "summary": "200 while the node works (agents down are named), else 503.",
+        "responses": {
+            "200": json_body(health, "Healthy."),
+            "503": json_body(health, "An actor is down."),
+        },
+    }

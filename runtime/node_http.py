@@ -6,7 +6,7 @@ GET  /agents/<agent_id>/messages          query: task_id, sender, recipient, sin
 GET  /agents/<agent_id>/status            cache and outbox figures
 GET  /status                              every agent's figures
 POST /outbox/retry-failed                 move failed batches back to pending
-GET  /healthz                             200 while every actor is alive, else 503
+GET  /healthz                             200 "ok", or "degraded" naming agents down; else 503
 GET  /metrics                             Prometheus text format
 GET  /openapi.json                        this API as an OpenAPI 3.1 document
 """
@@ -22,7 +22,6 @@ import bottle
 import orjson
 
 from actors.messages import RetryFailed
-from actors.metrics import GetFigures
 from runtime.envelope import MessageEnvelope
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.node import Node
@@ -31,6 +30,8 @@ from runtime.openapi import node_document
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
+# An outbox answers between two HTTP calls of its own, each bounded by sync.timeout_seconds.
+RETRY_TIMEOUT = 15.0
 WRITE_FIELDS = ("task_id", "recipient", "priority", "sender")
 
 
@@ -150,26 +151,37 @@ def _agent_status(node: Node, agent_id: str) -> dict[str, Any]:
 
 
 def node_status(node: Node) -> dict[str, Any]:
-    """Every agent's figures as the MetricsActor collects them (null while an actor restarts)."""
-    figures = node.metrics_actor.ask(GetFigures())
-    return {
-        "node_id": node.node_id,
-        "healthy": node.healthy(),
-        "agents": [dataclasses.asdict(fig) for fig in figures],
-    }
+    """Every agent's figures, never waiting on the relay (a part is null if never known)."""
+    down = node.agents_down()
+    agents = [
+        {**dataclasses.asdict(fig), "down_reason": down.get(fig.agent_id)} for fig in node.figures()
+    ]
+    return {"node_id": node.node_id, "healthy": node.healthy(), "agents": agents}
 
 
 def _retry_failed(node: Node) -> bytes:
-    counts = {a: actors.outbox.ask(RetryFailed()) for a, actors in node.actors.items()}
-    return _json({"retried": counts})
+    """Ask every outbox to retry; an agent down or busy past the timeout is named, not fatal."""
+    counts: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for agent_id, actors in node.actors.items():
+        try:
+            counts[agent_id] = actors.outbox.ask(RetryFailed(), timeout=RETRY_TIMEOUT)
+        except ActorUnavailable as exc:
+            errors[agent_id] = str(exc)
+    return _json({"retried": counts, "unavailable": errors})
 
 
 def _healthz(node: Node) -> bytes:
+    """200 while the node works (agents down and waiting to revive are named); else 503.
+
+    An agent down is no reason for the watchdog or a balancer to restart the node: the
+    other agents work, and the down agent is retried by its own supervisor.
+    """
     healthy = node.healthy()
-    return _json(
-        {"status": "ok" if healthy else "unhealthy", "node_id": node.node_id},
-        200 if healthy else 503,
-    )
+    down = node.agents_down()
+    status = ("degraded" if down else "ok") if healthy else "unhealthy"
+    body = {"status": status, "node_id": node.node_id, "agents_down": down}
+    return _json(body, 200 if healthy else 503)
 
 
 def _metrics(render: Callable[[], bytes]) -> bytes:

@@ -1,9 +1,10 @@
 """HTTP client of the relay API, one per actor thread (a requests.Session is not shared).
 
 Every failure becomes RelayUnavailable (retry later: network errors, timeouts,
-408, 429, 5xx, 507, and 401/403, which are a key mix-up an operator fixes
-without the data being at fault) or RelayRejected (the relay found the request
-itself invalid: another 4xx).
+408, 429, 5xx, 507, and 401, a missing or wrong token that an operator fixes
+without the data being at fault) or RelayRejected (the request itself is at
+fault: another 4xx, 403 included, which the relay answers to a body naming
+another node, so resending it unchanged can never succeed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import requests
 from runtime.envelope import MessageEnvelope
 from runtime.errors import RelayRejected, RelayUnavailable
 
-RETRYABLE = {401, 403, 408, 429, 507}
+RETRYABLE = {401, 408, 429, 507}
 
 
 @dataclass(frozen=True)

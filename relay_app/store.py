@@ -135,7 +135,10 @@ class MessageQuery:
 
 @dataclass(frozen=True, slots=True)
 class MessagePage:
-    """One page of messages (wire dicts plus received_at and status) and where it ended."""
+    """One page of messages (wire dicts plus received_at and status) and where it ended.
+
+    Each message's `content` is its stored JSON, unparsed (`orjson.Fragment`).
+    """
 
     messages: list[dict[str, Any]]
     total: int
@@ -163,7 +166,10 @@ class MessageStore(Protocol):
         """Return one page of messages matching the query, plus the total count."""
 
     def get_message(self, msg_id: str) -> dict[str, Any] | None:
-        """Return one message as a wire dict plus received_at and status, or None."""
+        """Return one message as a wire dict plus received_at and status, or None.
+
+        `content` is the stored JSON, unparsed (`orjson.Fragment`): a response passes it on.
+        """
 
     def node_statuses(self) -> list[dict[str, Any]]:
         """Return the last health report of every node."""

@@ -20,7 +20,14 @@ from relay_app.store import (
     StoreMessages,
     StoreStatus,
 )
-from runtime.envelope import ID_PATTERN, PRIORITIES, MessageEnvelope, encode_content
+from runtime.envelope import (
+    FORBIDDEN_TEXT,
+    ID_RULE,
+    PRIORITIES,
+    MessageEnvelope,
+    encode_json,
+    is_id,
+)
 from runtime.errors import InvalidMessage
 
 MAX_LIMIT = 1000
@@ -29,6 +36,10 @@ MAX_FILTER_VALUES = 50
 MAX_STATUS_AGENTS = 1000
 MAX_STATUS_FIELDS = 32
 MAX_PARAM_CHARS = 256
+# SQLite's INTEGER range: a larger number bound into a query raises OverflowError.
+SQL_INT_MIN = -(2**63)
+SQL_INT_MAX = 2**63 - 1
+MAX_PAGE = 10**12
 AGENT_NUMBERS = (
     "cache_bytes_used",
     "cache_max_bytes",
@@ -41,18 +52,15 @@ AGENT_NUMBERS = (
 
 def check_id(name: str, value: Any) -> str:
     """Return `value` if it is a valid id (safe in paths and URLs); 400 otherwise."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise BadRequest(
-            f"{name}: expected 1-128 characters of letters, digits, '.', '_', ':' or '-'"
-            " starting with a letter or digit"
-        )
-    return value
+    if not is_id(value):
+        raise BadRequest(f"{name}: {ID_RULE}")
+    return str(value)
 
 
 def message_row(data: Any, node_id: str, where: str = "message") -> MessageRow:
     """Validate one wire message sent by `node_id`; 400 if malformed, 403 if not its own."""
     try:
-        env = MessageEnvelope.from_wire(data)
+        env, content_json = MessageEnvelope.from_wire_json(data)
     except InvalidMessage as exc:
         raise BadRequest(f"{where}.{exc.field}: {exc.reason}") from exc
     if env.node_id != node_id:
@@ -67,7 +75,7 @@ def message_row(data: Any, node_id: str, where: str = "message") -> MessageRow:
         env.sender,
         env.recipient,
         env.role,
-        encode_content(env.content),
+        encode_json(content_json),
         env.node_id,
         env.agent_id,
         env.priority,
@@ -137,7 +145,7 @@ def _small_scalar(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, str):
-        return len(value) <= MAX_PARAM_CHARS and "\x00" not in value
+        return len(value) <= MAX_PARAM_CHARS and FORBIDDEN_TEXT.search(value) is None
     return value is None or isinstance(value, bool | int)
 
 
@@ -146,6 +154,8 @@ def _number_or_none(name: str, value: Any) -> float | int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest(f"{name}: expected a finite number or null")
+    if isinstance(value, int) and not SQL_INT_MIN <= value <= SQL_INT_MAX:
+        raise BadRequest(f"{name}: integer outside {SQL_INT_MIN}..{SQL_INT_MAX}")
     return value
 
 
@@ -251,11 +261,11 @@ def decode_cursor(cursor: str) -> tuple[int, bool, int]:
     except (binascii.Error, ValueError, TypeError, KeyError) as exc:
         raise BadRequest("next: not a cursor returned by this relay") from exc
     valid = (
-        isinstance(last_id, int)
+        type(last_id) is int
+        and SQL_INT_MIN <= last_id <= SQL_INT_MAX
         and isinstance(descending, bool)
-        and isinstance(page, int)
-        and not isinstance(last_id, bool)
-        and page >= 1
+        and type(page) is int
+        and 1 <= page <= MAX_PAGE
     )
     if not valid:
         raise BadRequest("next: not a cursor returned by this relay")

@@ -38,7 +38,10 @@ class AgentHandle:
         self.latency_observer: Callable[[float], None] | None = None
 
     def new_message(self, content: Any, **fields: Any) -> MessageEnvelope:
-        """Build a validated envelope from this agent (fresh msg_id and timestamp)."""
+        """Build an envelope from this agent (fresh msg_id and timestamp), checked by the rule.
+
+        Content is stored as its JSON: a tuple is stored (and read back) as a list.
+        """
         fields.setdefault("role", self.config.role)
         return MessageEnvelope.new(
             agent_id=self.agent_id,
@@ -53,9 +56,8 @@ class AgentHandle:
         return self._commit(self.new_message(content, **fields), timeout)
 
     def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
-        """Write a message built elsewhere (same guarantee as `write`)."""
-        envelope.validate()
-        return self._commit(envelope, timeout)
+        """Write a message built elsewhere (same guarantee as `write`); checked by the rule."""
+        return self._commit(envelope.checked(), timeout)
 
     def _commit(self, envelope: MessageEnvelope, timeout: float | None) -> str:
         start = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,13 @@ import bottle
 import orjson
 
 from actors.messages import RetryFailed
-from runtime.envelope import MessageEnvelope
+from runtime.envelope import (
+    FORBIDDEN_TEXT,
+    ID_RULE,
+    MAX_TEXT,
+    MessageEnvelope,
+    is_id,
+)
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.node import Node
 from runtime.openapi import node_document
@@ -33,6 +40,9 @@ MAX_BODY = 4 * 1024 * 1024
 # An outbox answers between two HTTP calls of its own, each bounded by sync.timeout_seconds.
 RETRY_TIMEOUT = 15.0
 WRITE_FIELDS = ("task_id", "recipient", "priority", "sender")
+WRITE_KEYS = ("content", "msg_id", *WRITE_FIELDS)
+QUERY_TEXT = ("task_id", "sender", "recipient")
+MAX_QUERY_LIMIT = 1000
 
 
 def create_node_app(node: Node, metrics: Callable[[], bytes] | None = None) -> bottle.Bottle:
@@ -98,11 +108,9 @@ def _body() -> Any:
 def _write(node: Node, agent_id: str) -> bytes:
     agent = _handle(node, agent_id)
     data = _body()
-    if not isinstance(data, dict) or "content" not in data:
-        raise _fail(400, 'expected a JSON object with "content"')
     try:
-        envelope = _envelope(agent, data)
-        msg_id = agent.write_envelope(envelope)
+        content, fields = _write_request(data)
+        msg_id = agent.write(content, **fields)
     except InvalidMessage as exc:
         raise _fail(400, str(exc)) from None
     except CacheFull as exc:
@@ -112,37 +120,94 @@ def _write(node: Node, agent_id: str) -> bytes:
     return _json({"status": "stored", "msg_id": msg_id}, 201)
 
 
-def _envelope(agent: Any, data: dict[str, Any]) -> MessageEnvelope:
-    """Build the envelope; a client may bring its own msg_id (a retry stays idempotent)."""
-    fields = {k: data[k] for k in WRITE_FIELDS if data.get(k) is not None}
-    built: MessageEnvelope = agent.new_message(data["content"], **fields)
-    if data.get("msg_id") is not None:
-        built = dataclasses.replace(built, msg_id=data["msg_id"])
-    built.validate()
-    return built
+def _write_request(data: Any) -> tuple[Any, dict[str, Any]]:
+    """The content and fields of a write body; a field not in WRITE_KEYS is refused, not lost.
+
+    A client may bring its own msg_id (a retry stays idempotent). The node sets
+    timestamp, agent_id, node_id and role itself: an agent writes only as itself.
+    """
+    if not isinstance(data, dict):
+        raise InvalidMessage("body", 'expected a JSON object with "content"')
+    if "content" not in data:
+        raise InvalidMessage("content", "required field is missing")
+    unknown = sorted(key for key in data if key not in WRITE_KEYS)
+    if unknown:
+        raise InvalidMessage(
+            unknown[0][:64], f"unknown field; a write has only {', '.join(WRITE_KEYS)}"
+        )
+    fields = {k: data[k] for k in ("msg_id", *WRITE_FIELDS) if data.get(k) is not None}
+    return data["content"], fields
 
 
 def _read(node: Node, agent_id: str, msg_id: str) -> bytes:
     agent = _handle(node, agent_id)
+    if not is_id(msg_id):
+        raise _fail(400, f"msg_id: {ID_RULE}")
     found = agent.read(msg_id)
     if found is None:
         raise _fail(404, f"no message {msg_id!r}")
-    return _json(found.to_wire())
+    return _messages_json([found], single=True)
 
 
 def _query(node: Node, agent_id: str) -> bytes:
     agent = _handle(node, agent_id)
-    params = bottle.request.query
-    filters: dict[str, Any] = {
-        k: params.get(k) for k in ("task_id", "sender", "recipient") if params.get(k)
-    }
     try:
-        if params.get("since"):
-            filters["since"] = float(params.get("since"))
-        filters["limit"] = min(1000, int(params.get("limit") or 100))
+        filters = _query_filters(bottle.request.query.decode().dict)
+    except InvalidMessage as exc:
+        raise _fail(400, str(exc)) from None
+    return _messages_json(agent.query(**filters))
+
+
+def _query_filters(params: dict[str, list[str]]) -> dict[str, Any]:
+    """Check the query string of GET /agents/<id>/messages; InvalidMessage names the parameter."""
+    unknown = sorted(set(params) - {*QUERY_TEXT, "since", "limit"})
+    if unknown:
+        raise InvalidMessage(unknown[0][:64], "unknown query parameter")
+    for name, values in params.items():
+        if len(values) > 1:
+            raise InvalidMessage(name, "expected one value")
+    filters: dict[str, Any] = {}
+    for name in QUERY_TEXT:
+        value = params.get(name, [""])[0]
+        if len(value) > MAX_TEXT or FORBIDDEN_TEXT.search(value):
+            raise InvalidMessage(name, f"expected at most {MAX_TEXT} characters, no controls")
+        if value:
+            filters[name] = value
+    if params.get("since", [""])[0]:
+        filters["since"] = _seconds(params["since"][0], "since")
+    limit = params.get("limit", ["100"])[0]
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_QUERY_LIMIT):
+        raise InvalidMessage("limit", f"expected an integer from 1 to {MAX_QUERY_LIMIT}")
+    filters["limit"] = int(limit)
+    return filters
+
+
+def _seconds(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
     except ValueError:
-        raise _fail(400, "since must be a number and limit an integer") from None
-    return _json({"messages": [m.to_wire() for m in agent.query(**filters)]})
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidMessage(name, "expected a finite number of seconds since the epoch")
+    return value
+
+
+def _messages_json(envelopes: list[MessageEnvelope], *, single: bool = False) -> bytes:
+    """Stored messages as JSON; a content no longer encodable becomes a note, not a 500.
+
+    A row cached before the envelope rule existed may nest deeper than orjson encodes.
+    """
+    wires = [env.to_wire() for env in envelopes]
+    payload = wires[0] if single else {"messages": wires}
+    try:
+        return _json(payload)
+    except orjson.JSONEncodeError:
+        for wire in wires:
+            try:
+                orjson.dumps(wire["content"])
+            except orjson.JSONEncodeError as exc:
+                wire["content"] = {"error": f"stored content cannot be encoded: {exc}"}
+        return _json(payload)
 
 
 def _agent_status(node: Node, agent_id: str) -> dict[str, Any]:

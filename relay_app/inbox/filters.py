@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from runtime.envelope import ID_PATTERN, MAX_TEXT, PRIORITIES
+from runtime.envelope import MAX_TEXT, PRIORITIES, is_id
 
 # status= values: "inbox" is everything not archived.
 VIEWS = ("inbox", "unread", "acknowledged", "archived", "all")
@@ -27,7 +27,12 @@ PRESETS: dict[str, float] = {
     "30d": 30 * 86400,
 }
 PAGE_SIZE = 50
-_CURSOR = re.compile(r"^(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)_(\d+)$")
+_CURSOR = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)_(\d{1,19})")
+# Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
+MAX_ROW_ID = 2**63 - 1
+# Times a filter may name: dates of years 2 to 9998, so every one renders back as a date.
+EARLIEST = -62_104_060_800.0
+LATEST = 253_370_678_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +49,11 @@ class Cursor:
     @staticmethod
     def decode(text: str) -> Cursor | None:
         """Parse the URL form; None when malformed."""
-        match = _CURSOR.match(text.strip())
+        match = _CURSOR.fullmatch(text.strip())
         if match is None:
             return None
-        ts = float(match.group(1))
-        return Cursor(ts, int(match.group(2))) if math.isfinite(ts) else None
+        ts, row_id = float(match.group(1)), int(match.group(2))
+        return Cursor(ts, row_id) if math.isfinite(ts) and row_id <= MAX_ROW_ID else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,7 @@ def parse_view(query: Mapping[str, str]) -> InboxView:
 
 
 def _is_id(value: str) -> bool:
-    return ID_PATTERN.match(value) is not None
+    return is_id(value)
 
 
 def _is_text(value: str) -> bool:
@@ -153,20 +158,25 @@ def _time_param(value: str | None) -> float | None:
 
 
 def _parse_time(value: str) -> float | None:
-    """Epoch seconds, or ISO 8601 (UTC when it names no offset)."""
+    """Epoch seconds, or ISO 8601 (UTC when it names no offset); None outside years 2-9998."""
     try:
-        number = float(value)
+        number: float | None = float(value)
     except ValueError:
-        pass
-    else:
-        return number if math.isfinite(number) and abs(number) < 1e11 else None
+        number = _iso_seconds(value)
+    if number is None or not math.isfinite(number):
+        return None
+    # The view puts the time back in its URL as a date: keep it where dates exist.
+    return number if EARLIEST <= number <= LATEST else None
+
+
+def _iso_seconds(value: str) -> float | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _iso(value: float | None) -> str | None:

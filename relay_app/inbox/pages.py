@@ -14,9 +14,11 @@ from relay_app.inbox.reader import Page, QueryTooSlow
 from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session
-from runtime.envelope import ID_PATTERN, PRIORITIES
+from runtime.envelope import PRIORITIES, is_id
 
 UPDATES_PATH = "/messages/api/updates"
+# Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
+MAX_ROW_ID = 2**63 - 1
 
 
 def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bottle.HTTPResponse:
@@ -32,6 +34,8 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
     pattern = terms_pattern(search.terms()) if search else None
     if view.q and search is None:
         notices.append("Nothing searchable in that search (only punctuation); showing all.")
+    if search is not None:
+        notices.extend(search.notes)
     nodes = inbox.nodes()
     state = {
         "updates": view.url(UPDATES_PATH, before=None, after=None),
@@ -62,10 +66,11 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
 def updates(inbox: Inbox, query: Mapping[str, str]) -> bottle.HTTPResponse:
     """GET /messages/api/updates?after_id=N&<view>: rows stored since, badge, node panel."""
     view = parse_view(query)
-    try:
-        after_id = max(0, int(query.get("after_id", "0")))
-    except ValueError:
-        after_id = 0
+    after_id = _after_id(query.get("after_id"))
+    if after_id is None:
+        return render.json_body(
+            {"error": f"after_id: expected an integer from 0 to {MAX_ROW_ID}"}, 400
+        )
     try:
         rows, watermark = inbox.reader.arrived_since(view, after_id)
     except QueryTooSlow:
@@ -85,11 +90,20 @@ def updates(inbox: Inbox, query: Mapping[str, str]) -> bottle.HTTPResponse:
     )
 
 
+def _after_id(raw: str | None) -> int | None:
+    """The row id a live update starts after (0 when absent); None when not a row id."""
+    text = (raw or "0").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ROW_ID)):
+        return None
+    value = int(text)
+    return value if value <= MAX_ROW_ID else None
+
+
 def detail_page(
     inbox: Inbox, session: Session, msg_id: str, query: Mapping[str, str]
 ) -> bottle.HTTPResponse:
     """GET /messages/m/<msg_id>: every field, the content as pretty JSON, attached files."""
-    row = inbox.reader.message(msg_id) if ID_PATTERN.match(msg_id) else None
+    row = inbox.reader.message(msg_id) if is_id(msg_id) else None
     chrome = _chrome(inbox, session, "detail")
     if row is None:
         body = render.render("missing.tpl", msg_id=msg_id, **chrome)

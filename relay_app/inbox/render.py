@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -57,17 +58,35 @@ def json_for_html(value: Any) -> str:
 
 
 def iso(ts: float | None) -> str:
-    """ISO 8601 UTC, for `<time datetime>` (the script shows it in local time)."""
-    if ts is None:
+    """ISO 8601 UTC, for `<time datetime>` (the script shows it in local time); "" if none."""
+    moment = _moment(ts)
+    if moment is None:
         return ""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def when(ts: float | None) -> str:
-    """A readable UTC time for browsers without the script."""
+    """A readable UTC time for browsers without the script; a placeholder when not a date."""
     if ts is None:
         return "never"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    moment = _moment(ts)
+    if moment is None:
+        return f"invalid time ({str(ts)[:24]})"
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _moment(ts: Any) -> datetime | None:
+    """The UTC datetime of epoch seconds, None when a stored value is not a usable date.
+
+    Rows written before the timestamp window existed (or by a bug) may hold 9.9e15,
+    infinity or text; a page shows them as invalid instead of failing.
+    """
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def preview(content: Any, pattern: re.Pattern[str] | None) -> str:
@@ -77,7 +96,15 @@ def preview(content: Any, pattern: re.Pattern[str] | None) -> str:
 
 def pretty_json(content: Any, pattern: re.Pattern[str] | None) -> str:
     """HTML: the content as indented JSON, escaped, search terms marked."""
-    text = orjson.dumps(content, option=orjson.OPT_INDENT_2).decode()
+    try:
+        text = orjson.dumps(content, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        # Deeper than orjson encodes (a row stored before the depth rule): the stdlib
+        # encoder goes further; past Python's recursion limit, say so instead.
+        try:
+            text = json.dumps(content, indent=2, ensure_ascii=False)
+        except (RecursionError, ValueError, TypeError):
+            text = "(content nests too deeply to show)"
     return highlight(text, pattern)
 
 

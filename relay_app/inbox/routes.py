@@ -37,10 +37,10 @@ from relay_app.inbox.sessions import (
     csrf_ok,
     same_origin,
 )
-from runtime.envelope import ID_PATTERN
+from runtime.envelope import is_id
 
 MAX_FORM_BYTES = 256 * 1024
-_STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css)$")
+_STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(js|css)")
 _STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 Handler = Callable[..., bottle.HTTPResponse]
 
@@ -143,8 +143,8 @@ def _chosen(form: dict[str, list[str]]) -> tuple[str, list[str]]:
     one = _first(form, "one")
     if one:
         action, _, msg_id = one.partition(":")
-        return action, [msg_id] if ID_PATTERN.match(msg_id) else []
-    ids = [m for m in form.get("msg_id", []) if ID_PATTERN.match(m)]
+        return action, [msg_id] if is_id(msg_id) else []
+    ids = [m for m in form.get("msg_id", []) if is_id(m)]
     return _first(form, "action"), ids
 
 
@@ -184,7 +184,7 @@ def _logout(inbox: Inbox) -> bottle.HTTPResponse:
 
 
 def _file(inbox: Inbox, file_id: str) -> bottle.HTTPResponse:
-    record = inbox.store.get_file(file_id) if ID_PATTERN.match(file_id) else None
+    record = inbox.store.get_file(file_id) if is_id(file_id) else None
     if record is None:
         return render.page(render.render("refused.tpl", reason="No such file."), 404)
     path = inbox.data_dir / record.path
@@ -198,7 +198,7 @@ def _file(inbox: Inbox, file_id: str) -> bottle.HTTPResponse:
 
 
 def _static(name: str, *, cors: bool = False) -> bottle.HTTPResponse:
-    match = _STATIC_NAME.match(name)
+    match = _STATIC_NAME.fullmatch(name)
     if match is None or not (render.STATIC / name).is_file():
         return render.json_body({"error": "no such file"}, 404)
     response = bottle.static_file(

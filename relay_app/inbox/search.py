@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-MAX_QUERY_CHARS = 500
-MAX_TERMS = 16
+# Bounds on what one search may cost: the live page repeats it every second. A prefix
+# term expands to every indexed word it begins, so short prefixes and many of them are
+# what make a search slow; a plain word costs one index lookup.
+MAX_QUERY_CHARS = 200
+MAX_TERMS = 8
+MAX_PREFIX_TERMS = 3
+MIN_PREFIX_CHARS = 3
 # How much of one message's text the index sees; longer content is still shown in full.
 MAX_INDEXED_CHARS = 64 * 1024
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
@@ -36,10 +41,14 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """A parsed search box: groups of alternatives (OR inside, AND between) and exclusions."""
+    """A parsed search box: groups of alternatives (OR inside, AND between) and exclusions.
+
+    `notes` say what of the typed text was cut or searched differently, for the page.
+    """
 
     groups: tuple[tuple[Term, ...], ...]
     excluded: tuple[Term, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self) -> str:
         """The FTS5 MATCH expression."""
@@ -57,37 +66,77 @@ class SearchQuery:
         return [term for group in self.groups for term in group]
 
 
+class _Parse:
+    """The state of one parse: terms so far, what was cut."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[Term]] = []
+        self.excluded: list[Term] = []
+        self.notes: list[str] = []
+        self.count = 0
+        self.prefixes = 0
+
+    def add(self, term: Term, join: bool) -> bool:
+        """Add a term (within the bounds); False once no more terms fit."""
+        if self.count >= MAX_TERMS:
+            self.notes.append(f"Only the first {MAX_TERMS} search terms were used.")
+            return False
+        term = self._bounded_prefix(term)
+        self.count += 1
+        if term.negated:
+            self.excluded.append(term)
+        elif join:
+            self.groups[-1].append(term)
+        else:
+            self.groups.append([term])
+        return True
+
+    def _bounded_prefix(self, term: Term) -> Term:
+        if not term.prefix:
+            return term
+        word = term.words[0]
+        if len(word) < MIN_PREFIX_CHARS:
+            self.notes.append(
+                f"{word}* searched as a whole word: a prefix needs {MIN_PREFIX_CHARS} letters."
+            )
+            return replace(term, prefix=False)
+        if self.prefixes >= MAX_PREFIX_TERMS:
+            self.notes.append(
+                f"{word}* searched as a whole word: at most {MAX_PREFIX_TERMS} prefix terms."
+            )
+            return replace(term, prefix=False)
+        self.prefixes += 1
+        return term
+
+
 def parse_search(text: str) -> SearchQuery | None:
     """Parse a search box; None when it holds nothing searchable (empty, only punctuation)."""
-    groups: list[list[Term]] = []
-    excluded: list[Term] = []
+    state = _Parse()
+    if len(text) > MAX_QUERY_CHARS:
+        state.notes.append(f"The search was cut to its first {MAX_QUERY_CHARS} characters.")
     join_next = False
     for match in _TOKEN.finditer(text[:MAX_QUERY_CHARS]):
         phrase, raw = match.group(1), match.group(2)
         if raw in ("OR", "|"):
-            join_next = bool(groups)
+            join_next = bool(state.groups)
             continue
         if raw == "AND":
             continue
         term = _term(phrase, raw)
         if term is None:
             continue
-        if term.negated:
-            excluded.append(term)
-        elif join_next:
-            groups[-1].append(term)
-        else:
-            groups.append([term])
-        join_next = False
-        if len(groups) + len(excluded) >= MAX_TERMS:
+        if not state.add(term, join_next and not term.negated):
             break
+        join_next = False
+    groups, excluded = state.groups, state.excluded
     if not groups:
         # Only exclusions: FTS5 cannot search for "not X" alone, so search for X instead.
         groups = [[Term(t.words, t.prefix)] for t in excluded]
         excluded = []
     if not groups:
         return None
-    return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded))
+    notes = tuple(dict.fromkeys(state.notes))
+    return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded), notes)
 
 
 def _term(phrase: str | None, raw: str | None) -> Term | None:

@@ -28,7 +28,7 @@ from relay_app.store import (
 )
 from relay_app.stores.sqlite_schema import MIGRATIONS
 from runtime import sqlite as rsqlite
-from runtime.envelope import decode_content
+from runtime.envelope import decode_json
 
 DB_RELATIVE_PATH = Path("messages") / "cluster_messages.db"
 
@@ -314,7 +314,21 @@ def _message_dict(row: Sequence[Any]) -> dict[str, Any]:
         "recipient": recipient,
         "role": role,
         "priority": priority,
-        "content": decode_content(content),
+        "content": stored_content(content),
         "received_at": received_at,
         "status": status,
     }
+
+
+def stored_content(blob: Any) -> orjson.Fragment:
+    """Stored content as raw JSON for a response, never parsed and re-encoded.
+
+    Passing the bytes through keeps any nesting a row holds (an older version stored
+    deeper content than orjson can encode) from breaking the response, and saves the
+    CPU of a parse and a dump. A blob that cannot be inflated becomes a JSON note.
+    """
+    try:
+        raw = decode_json(blob)
+    except Exception as exc:  # whatever an old row holds, the read still answers
+        return orjson.Fragment(orjson.dumps({"error": f"content cannot be decoded: {exc}"}))
+    return orjson.Fragment(raw if raw.strip() else b"null")

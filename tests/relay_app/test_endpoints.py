@@ -78,10 +78,11 @@ def test_the_query_filters_select_exactly_the_matching_messages(node_a: NodeClie
 
 
 def test_since_and_until_bound_the_message_timestamp(node_a: NodeClient) -> None:
-    envs = [message(clock=lambda t=t: 1_000.0 + t) for t in range(5)]
+    t0 = 1_700_000_000.0
+    envs = [message(clock=lambda t=t: t0 + t) for t in range(5)]
     node_a.send_batch(batch(envs, "times"))
-    page = node_a.query(since=1001, until=1003, order="asc")
-    assert [m["timestamp"] for m in page["messages"]] == [1001.0, 1002.0]
+    page = node_a.query(since=t0 + 1, until=t0 + 3, order="asc")
+    assert [m["timestamp"] for m in page["messages"]] == [t0 + 1, t0 + 2]
     assert page["total"] == 2
 
 

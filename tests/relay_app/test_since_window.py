@@ -17,6 +17,8 @@ from runtime.envelope import MessageEnvelope
 
 HEADERS = {"X-Commander-Node": "node-a", "Authorization": f"Bearer {TOKENS['node-a']}"}
 COUNT = NARROW_WINDOW + 1000
+# Message times start here (inside the envelope rule's window of 2000-2100).
+T0 = 1_700_000_000.0
 
 
 def fill(url: str) -> None:
@@ -24,7 +26,7 @@ def fill(url: str) -> None:
         messages = [
             MessageEnvelope(
                 msg_id=f"m-{i:06d}",
-                timestamp=1000.0 + i,
+                timestamp=T0 + i,
                 agent_id="a1",
                 node_id="node-a",
                 content={"i": i},
@@ -48,7 +50,7 @@ def query(url: str, **params: object) -> dict[str, object]:
 def test_narrow_and_wide_windows_both_answer_correctly(tmp_path: Path) -> None:
     with RelayServer(cluster(tmp_path / "relay"), host="127.0.0.1", port=0) as relay:
         fill(relay.url)
-        newest = 1000.0 + COUNT - 1
+        newest = T0 + COUNT - 1
         narrow = query(relay.url, since=newest - 9)
         assert narrow["total"] == 10
         assert [m["msg_id"] for m in narrow["messages"]][:2] == [
@@ -56,10 +58,10 @@ def test_narrow_and_wide_windows_both_answer_correctly(tmp_path: Path) -> None:
             f"m-{COUNT - 2:06d}",
         ]
         assert query(relay.url, since=newest + 1)["total"] == 0
-        wide = query(relay.url, since=1000.0, limit=5)
+        wide = query(relay.url, since=T0, limit=5)
         assert wide["total"] == COUNT
         assert wide["messages"][0]["msg_id"] == f"m-{COUNT - 1:06d}"  # type: ignore[index]
-        window = query(relay.url, since=1100.0, until=1110.0, order="asc")
+        window = query(relay.url, since=T0 + 100, until=T0 + 110, order="asc")
         assert [m["msg_id"] for m in window["messages"]] == [f"m-{i:06d}" for i in range(100, 110)]
 
 
@@ -69,8 +71,8 @@ def test_only_a_narrow_window_gets_the_index_hint(tmp_path: Path) -> None:
     db = tmp_path / "relay" / "messages" / "cluster_messages.db"
     conn = sqlite3.connect(db)
     try:
-        narrow = MessageQuery(since=1000.0 + COUNT - 10)
-        wide = MessageQuery(since=1000.0)
+        narrow = MessageQuery(since=T0 + COUNT - 10)
+        wide = MessageQuery(since=T0)
         assert "INDEXED BY" in _time_index_hint(conn, narrow)
         assert _time_index_hint(conn, wide) == ""
         assert _time_index_hint(conn, MessageQuery()) == ""

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from relay_app.errors import StoreUnavailable
@@ -48,6 +49,8 @@ class StoreContract:
         assert writer.write([StoreMessages(NODE_A, (row,))], 100.0)[0].inserted == 1
         got = store.get_message(env.msg_id)
         assert got is not None
+        # Content comes back as raw JSON (orjson.Fragment), ready for a response.
+        got = orjson.loads(orjson.dumps(got))
         assert {k: got[k] for k in env.to_wire()} == env.to_wire()
         assert (got["received_at"], got["status"]) == (100.0, "unread")
 

@@ -19,8 +19,10 @@ def test_msg_ids_are_uuid7_and_ordered_by_time() -> None:
 
 
 def test_new_envelope_gets_id_timestamp_and_sender() -> None:
-    env = MessageEnvelope.new(agent_id="a1", node_id="n1", content={"k": 1}, clock=lambda: 42.0)
-    assert env.timestamp == 42.0
+    env = MessageEnvelope.new(
+        agent_id="a1", node_id="n1", content={"k": 1}, clock=lambda: 1_700_000_042.0
+    )
+    assert env.timestamp == 1_700_000_042.0
     assert env.sender == "a1"
     assert env.priority == "normal"
 

@@ -29,7 +29,7 @@ class NodeClient:
             f"{self.base}/messages", json={"content": content, **fields}, timeout=self.timeout
         )
         if response.status_code == 507:
-            raise CacheFull(self.agent_id, 0, response.json().get("error", "cache full"))
+            raise _cache_full(self.agent_id, response)
         if response.status_code == 400:
             raise InvalidMessage("request", response.json().get("error", "invalid"))
         _check(response)
@@ -55,6 +55,17 @@ class NodeClient:
         _check(response)
         result: dict[str, Any] = response.json()
         return result
+
+
+def _cache_full(agent_id: str, response: requests.Response) -> CacheFull:
+    """The node's CacheFull, rebuilt from its 507 answer (agent, limit and why)."""
+    body = response.json()
+    limit = body.get("limit_bytes")
+    return CacheFull(
+        str(body.get("agent_id") or agent_id),
+        limit if isinstance(limit, int) else 0,
+        str(body.get("detail") or body.get("error") or "cache full"),
+    )
 
 
 def _check(response: requests.Response) -> None:

@@ -64,6 +64,7 @@ class CacheFull(CacheError):
     def __init__(self, agent_id: str, limit_bytes: int, detail: str) -> None:
         self.agent_id = agent_id
         self.limit_bytes = limit_bytes
+        self.detail = detail
         super().__init__(
             f"cache of agent {agent_id!r} is full ({detail}; limit {limit_bytes} bytes); "
             "nothing was written — free space or raise cache.max_bytes"

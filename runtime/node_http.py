@@ -114,7 +114,9 @@ def _write(node: Node, agent_id: str) -> bytes:
     except InvalidMessage as exc:
         raise _fail(400, str(exc)) from None
     except CacheFull as exc:
-        return _json({"error": str(exc)}, 507)
+        # The parts as well as the text, so a NodeClient raises the very same CacheFull.
+        refusal = {"agent_id": exc.agent_id, "limit_bytes": exc.limit_bytes, "detail": exc.detail}
+        return _json({"error": str(exc), **refusal}, 507)
     except ActorUnavailable as exc:
         return _json({"error": str(exc)}, 503)
     return _json({"status": "stored", "msg_id": msg_id}, 201)

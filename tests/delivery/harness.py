@@ -44,7 +44,7 @@ def relay_get(url: str, msg_id: str, node_id: str = "node-a") -> dict[str, Any] 
         return None
     response.raise_for_status()
     body: dict[str, Any] = response.json()
-    return body.get("message", body)
+    return dict(body.get("message", body))
 
 
 def relay_rows(data_dir: Path) -> dict[str, list[Any]]:

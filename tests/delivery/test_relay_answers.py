@@ -221,8 +221,8 @@ def test_retries_past_retry_max_keep_the_delay_at_its_ceiling_and_drop_nothing(
         delays = [step_past_backoff(outbox, clock) for _ in range(9)]
         assert delays == pytest.approx([1, 2, 4, 8, 8, 8, 8, 8, 8])
         assert state.snapshot().failures_total == 9
-        wait_for(lambda: cache.ask(GetStats()).unsynced_count == 0, timeout=10)
-        assert outbox.ask(GetOutboxStats()).consecutive_failures == 0
+        wait_for(lambda: cache.ask(GetStats(), block=True).unsynced_count == 0, timeout=10)
+        assert outbox_stats(outbox).consecutive_failures == 0
         assert_each_once(tmp_path / "relay", [e.msg_id for e in envs])
     finally:
         outbox.stop()
@@ -231,10 +231,17 @@ def test_retries_past_retry_max_keep_the_delay_at_its_ceiling_and_drop_nothing(
         relay.stop()
 
 
+def outbox_stats(outbox: pykka.ActorRef[Any]) -> OutboxStats:
+    """The outbox's figures, asked directly."""
+    stats = outbox.ask(GetOutboxStats(), block=True)
+    assert isinstance(stats, OutboxStats)
+    return stats
+
+
 def step_past_backoff(outbox: pykka.ActorRef[Any], clock: ManualClock) -> float:
     """Check the outbox holds back until its next attempt, then make that attempt."""
-    stats = outbox.ask(GetOutboxStats())
-    delay = float(stats.next_attempt_at - clock.now)
+    stats = outbox_stats(outbox)
+    delay = stats.next_attempt_at - clock.now
     assert outbox.ask(Drain()) == "backing off"
     clock.now = stats.next_attempt_at
     result = outbox.ask(Drain())

@@ -258,8 +258,10 @@ class Supervisor:
             self._revive_at = self._clock() + delay
             children = list(self._children)
         logger.error("supervisor %r: down for %.1fs: %s", self.name, delay, why)
-        for child in reversed(children):
+        # Every handle first: callers, and children blocked asking each other, fail at once.
+        for child in children:
             child._suspend(why)
+        for child in reversed(children):
             self._stop_child(child)
         if self._stopping.wait(delay):
             return

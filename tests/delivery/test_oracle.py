@@ -176,6 +176,14 @@ def test_every_acknowledged_write_arrives_exactly_once_through_kills_and_stops(
 
 
 def check_oracle(cl: Cluster, ledger: Ledger, drained: float) -> None:
+    check_exactly_once(cl, ledger, f"drain_after_faults_s={drained:.1f}")
+    assert cl.kills["node"] >= 10
+    assert cl.kills["relay"] >= 5 or CHAOS_SECONDS < 40
+    assert len(ledger.acked) > 500
+
+
+def check_exactly_once(cl: Cluster, ledger: Ledger, note: str = "") -> None:
+    """Every acknowledged write on the relay once, intact; nothing there nobody wrote."""
     rows = relay_rows(cl.relay_data)
     missing = ledger.acked - rows.keys()
     duplicates = [m for m, contents in rows.items() if len(contents) != 1]
@@ -189,11 +197,8 @@ def check_oracle(cl: Cluster, ledger: Ledger, drained: float) -> None:
         f"\noracle: attempted={len(ledger.attempted)} acked={len(ledger.acked)} stored={len(rows)}"
         f" missing={len(missing)} duplicates={len(duplicates)} unknown={len(unknown)}"
         f" damaged={len(damaged)} node_kills={cl.kills['node']} relay_kills={cl.kills['relay']}"
-        f" relay_stops={cl.kills['relay_stops']} drain_after_faults_s={drained:.1f}"
+        f" relay_stops={cl.kills['relay_stops']} {note}"
     )
-    assert cl.kills["node"] >= 10
-    assert cl.kills["relay"] >= 5 or CHAOS_SECONDS < 40
-    assert len(ledger.acked) > 500
     assert not missing
     assert not duplicates
     assert not unknown
@@ -209,3 +214,45 @@ def check_fresh_message_flows(cl: Cluster) -> None:
     assert response.status_code == 201
     msg_id = response.json()["msg_id"]
     wait_for(lambda: msg_id in relay_rows(cl.relay_data), timeout=10)
+
+
+def acked_of(ledger: Ledger, node_id: str) -> set[str]:
+    """The acknowledged writes of the agents of one node."""
+    with ledger.lock:
+        return {m for m in ledger.acked if AGENTS[m.split("-", 1)[0]] == node_id}
+
+
+def test_a_node_killed_while_the_relay_is_down_delivers_its_local_commits_once_both_return(
+    tmp_path: Path,
+) -> None:
+    cl = Cluster(tmp_path)
+    cl.start_relay()
+    for node_id in cl.nodes:
+        cl.start_node(node_id)
+    ledger, stop = Ledger(), threading.Event()
+    threads = [threading.Thread(target=writer, args=(cl, a, ledger, stop)) for a in AGENTS]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(
+            lambda: len(acked_of(ledger, "node-a") & relay_rows(cl.relay_data).keys()) >= 20, 30
+        )
+        cl.kill_relay()
+        before = acked_of(ledger, "node-a")
+        wait_for(lambda: len(acked_of(ledger, "node-a") - before) >= 40, timeout=30)
+        cl.kill_node("node-a")  # SIGKILL, relay down: its local commits are the only copies
+        only_local = acked_of(ledger, "node-a") - relay_rows(cl.relay_data).keys()
+        assert len(only_local) >= 40
+        cl.start_node("node-a")  # back while the relay is still down
+        restarted = acked_of(ledger, "node-a")
+        wait_for(lambda: len(acked_of(ledger, "node-a") - restarted) >= 20, timeout=30)
+        cl.start_relay()
+        wait_for(lambda: len(acked_of(ledger, "node-a") - restarted) >= 40, timeout=30)
+        stop.set()
+        for t in threads:
+            t.join()
+        wait_for(lambda: ledger.acked <= relay_rows(cl.relay_data).keys(), timeout=60, step=0.5)
+        check_exactly_once(cl, ledger, f"only_local_at_kill={len(only_local)}")
+    finally:
+        stop.set()
+        cl.stop_all()

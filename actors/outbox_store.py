@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
+from runtime.envelope import GZIP_LEVEL, MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
 from runtime.sqlite import connect, migrate, transaction
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ CREATE_IDX_BATCH = "CREATE INDEX idx_outbox_messages_batch ON outbox_messages (b
 
 # Migration 2: open batches keep their messages as rows until frozen (payload NULL till then).
 ADD_WIRE = "ALTER TABLE outbox_messages ADD COLUMN wire BLOB"
+# Room for messages' wire JSON in one batch body (the rest is its head and brackets), so
+# every batch stays under the relay's body limit, checked after decompression.
+BATCH_ROOM = MAX_BATCH_BYTES - 1024
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (CREATE_OUTBOX, CREATE_OUTBOX_MESSAGES, CREATE_IDX_STATUS, CREATE_IDX_BATCH),
@@ -96,23 +99,33 @@ class OutboxStore:
         fresh = self._uncovered(envelopes)
         now = self.clock()
         with transaction(self.conn):
-            batch_id, room = self._open_batch()
-            rest = fresh
-            while rest:
-                if room == 0:
-                    batch_id, room = self._new_batch(now), self.batch_size
-                chunk, rest = rest[:room], rest[room:]
-                self._join(batch_id, chunk)
-                room -= len(chunk)
+            batch_id, room, space = self._open_batch()
+            chunk: list[tuple[str, bytes]] = []
+            for env in fresh:
+                wire = orjson.dumps(env.to_wire())
+                if room == 0 or len(wire) + 1 > space:
+                    self._join(batch_id, chunk)
+                    batch_id, room, space = self._new_batch(now), self.batch_size, BATCH_ROOM
+                    chunk = []
+                chunk.append((env.msg_id, wire))
+                room, space = room - 1, space - len(wire) - 1
+            self._join(batch_id, chunk)
         return len(fresh)
 
-    def _open_batch(self) -> tuple[str, int]:
-        """The newest open (never frozen, so never sent) batch and its room; ("", 0) if none."""
+    def _open_batch(self) -> tuple[str, int, int]:
+        """The newest open (never frozen, so never sent) batch, its room in messages and in
+        bytes; ("", 0, 0) if none."""
         row = self.conn.execute(
             "SELECT batch_id, message_count FROM outbox WHERE status = 'pending'"
             " AND payload IS NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return ("", 0) if row is None else (row[0], max(0, self.batch_size - row[1]))
+        if row is None:
+            return "", 0, 0
+        used = self.conn.execute(
+            "SELECT COALESCE(SUM(length(wire) + 1), 0) FROM outbox_messages WHERE batch_id = ?",
+            (row[0],),
+        ).fetchone()[0]
+        return row[0], max(0, self.batch_size - row[1]), BATCH_ROOM - int(used)
 
     def _new_batch(self, now: float) -> str:
         batch_id = new_msg_id(now)
@@ -122,10 +135,13 @@ class OutboxStore:
         )
         return batch_id
 
-    def _join(self, batch_id: str, chunk: Sequence[MessageEnvelope]) -> None:
+    def _join(self, batch_id: str, chunk: Sequence[tuple[str, bytes]]) -> None:
+        """Add (msg_id, wire JSON) rows to an open batch."""
+        if not chunk:
+            return
         self.conn.executemany(
             "INSERT INTO outbox_messages (msg_id, batch_id, wire) VALUES (?, ?, ?)",
-            [(env.msg_id, batch_id, orjson.dumps(env.to_wire())) for env in chunk],
+            [(msg_id, batch_id, wire) for msg_id, wire in chunk],
         )
         self.conn.execute(
             "UPDATE outbox SET message_count = message_count + ? WHERE batch_id = ?",

@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from actors.messages import Enqueue, MarkSynced, Push, RelayUp, SetAside
+from actors.outbox_store import BATCH_ROOM
 from actors.poison import screen
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
@@ -66,8 +69,7 @@ class UploaderActor(SupervisedActor):
         """Handle Push; everything else is unexpected."""
         if isinstance(message, Push):
             envelopes = [*message.envelopes, *self._drain_pushes()]
-            size = self._batch_size
-            return [self._push(envelopes[i : i + size]) for i in range(0, len(envelopes), size)]
+            return [self._push(b) for b in split_batches(envelopes, self._batch_size)]
         return super().on_receive(message)
 
     def _drain_pushes(self) -> list[MessageEnvelope]:
@@ -114,3 +116,22 @@ class UploaderActor(SupervisedActor):
             return
         body = batch_body(new_msg_id(), self._node_id, envelopes)
         client.push_batch(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+
+
+def split_batches(
+    envelopes: list[MessageEnvelope], count: int, room: int = BATCH_ROOM
+) -> list[list[MessageEnvelope]]:
+    """Split into batches of at most `count` messages and `room` bytes of wire JSON."""
+    batches: list[list[MessageEnvelope]] = []
+    used = 0
+    for env in envelopes:
+        try:
+            size = len(orjson.dumps(env.to_wire())) + 1
+        except orjson.JSONEncodeError:
+            size = 0  # a poison message: screened out before sending
+        if not batches or len(batches[-1]) >= count or used + size > room:
+            batches.append([])
+            used = 0
+        batches[-1].append(env)
+        used += size
+    return batches

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z")
 BenchMain = Callable[[list[str]], int]
 
 

@@ -16,11 +16,13 @@ from typing import Any
 
 import yaml
 
+from runtime.envelope import MAX_BATCH_BYTES
 from runtime.errors import ConfigError, ConfigProblem
 from runtime.sizing import ROLE_PROFILES, cache_bytes
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,11 @@ _RELAY_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_dir": (_is_str, "a directory path"),
     "host": (_is_str, "a host name or address"),
     "port": (lambda v: _is_int(v) and 0 < v < 65536, "a port 1-65535"),
-    "max_body_bytes": (_is_pos_int, "a positive integer"),
+    # Smaller, and a node's full batch (or its largest single message) is refused for good.
+    "max_body_bytes": (
+        lambda v: _is_int(v) and v >= MAX_BATCH_BYTES,
+        f"an integer of at least {MAX_BATCH_BYTES} (the largest batch a node sends)",
+    ),
     "max_batch_messages": (_is_pos_int, "a positive integer"),
     "max_file_bytes": (_is_pos_int, "a positive integer"),
     "min_free_bytes": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),

@@ -1,0 +1,160 @@
+"""Rows an older version (or a bug) stored never break a read: every page and endpoint 200.
+
+The rows go straight into the cluster database, as a version without today's envelope
+rule would have written them: content nested deeper than orjson encodes, timestamps
+far outside any date, content that is not gzip, control characters in text fields.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from tests.relay_app.helpers import wait_until
+from tests.relay_app.inbox.harness import Relay
+
+AGENT = "agent-old"
+
+
+def nested(levels: int) -> bytes:
+    """JSON text of `levels` arrays inside each other around a word the search can find."""
+    return b"[" * levels + b'"zanzibar"' + b"]" * levels
+
+
+def old_rows() -> list[dict[str, Any]]:
+    """(msg_id, timestamp, content blob, task_id) of rows no door accepts today."""
+    deep = gzip.compress(nested(300))
+    return [
+        {"msg_id": "old-deep-300", "timestamp": time.time(), "content": deep},
+        {"msg_id": "old-deep-1100", "timestamp": time.time(),
+         "content": gzip.compress(nested(1100))},
+        {"msg_id": "old-far-future", "timestamp": 9.9e15, "content": gzip.compress(b'"far"')},
+        {"msg_id": "old-infinite", "timestamp": float("inf"), "content": gzip.compress(b"1")},
+        {"msg_id": "old-far-past", "timestamp": -1e300, "content": gzip.compress(b"2")},
+        {"msg_id": "old-text-time", "timestamp": "noon", "content": gzip.compress(b"3")},
+        {"msg_id": "old-not-gzip", "timestamp": time.time(), "content": b"not gzip at all"},
+        {"msg_id": "old-controls", "timestamp": time.time(), "content": gzip.compress(b"{}"),
+         "task_id": "t\x1b[31m\u2028\x00"},
+    ]  # fmt: skip
+
+
+def insert(db: Path, rows: list[dict[str, Any]]) -> None:
+    """Insert rows directly, bypassing every door (what an older relay left behind)."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO messages (msg_id, timestamp, task_id, content, node_id, agent_id,"
+                " received_at) VALUES (?, ?, ?, ?, 'node-a', ?, ?)",
+                [
+                    (r["msg_id"], r["timestamp"], r.get("task_id"), r["content"], AGENT,
+                     r["timestamp"] if isinstance(r["timestamp"], float) else 0.0)
+                    for r in rows
+                ],
+            )  # fmt: skip
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def odd(inbox_relay: Relay) -> tuple[Relay, requests.Session]:
+    inbox_relay.send(content={"note": "a normal message beside the odd ones"})
+    insert(inbox_relay.store.path, old_rows())
+    inbox_relay.inbox.writer.index_soon()
+    wait_until(lambda: _indexed(inbox_relay), timeout=10)
+    return inbox_relay, inbox_relay.operator()
+
+
+def _indexed(relay: Relay) -> bool:
+    with relay.store._reader() as conn:
+        top = conn.execute("SELECT MAX(id) FROM messages").fetchone()[0]
+        done = conn.execute("SELECT value FROM inbox_state").fetchone()[0]
+    return bool(int(done) >= top)
+
+
+INBOX_PAGES = [
+    "/messages",
+    "/messages?status=unread",
+    "/messages?status=all",
+    f"/messages?agent={AGENT}",
+    "/messages?q=zanzibar",
+    "/messages?q=far",
+    "/messages?range=24h",
+    "/messages/nodes",
+    "/messages/api/updates?after_id=0",
+    "/messages/api/updates?after_id=0&q=zanzibar",
+    f"/messages/api/updates?after_id=0&agent={AGENT}",
+    "/api/unread_count",
+]
+
+
+@pytest.mark.parametrize("path", INBOX_PAGES)
+def test_every_inbox_page_answers_200_over_rows_an_older_version_stored(
+    odd: tuple[Relay, requests.Session], path: str
+) -> None:
+    relay, operator = odd
+    response = operator.get(relay.url + path, timeout=10)
+    assert response.status_code == 200, response.text[:500]
+
+
+def test_the_inbox_lists_every_odd_row_and_pages_through_them(
+    odd: tuple[Relay, requests.Session],
+) -> None:
+    relay, operator = odd
+    seen: set[str] = set()
+    url: str | None = relay.url + "/messages?status=all"
+    for _ in range(10):
+        assert url is not None
+        page = operator.get(url, timeout=10)
+        assert page.status_code == 200, page.text[:500]
+        seen.update(re.findall(r'data-msg-id="([^"]+)"', page.text))
+        older = re.search(r'href="([^"]+)" rel="next"', page.text)
+        url = relay.url + older.group(1).replace("&amp;", "&") if older else None
+        if url is None:
+            break
+    assert {r["msg_id"] for r in old_rows()} <= seen
+
+
+@pytest.mark.parametrize("row", old_rows(), ids=lambda r: r["msg_id"])
+def test_the_detail_page_of_each_odd_row_answers_200(
+    odd: tuple[Relay, requests.Session], row: dict[str, Any]
+) -> None:
+    relay, operator = odd
+    response = operator.get(f"{relay.url}/messages/m/{row['msg_id']}", timeout=10)
+    assert response.status_code == 200, response.text[:500]
+    assert row["msg_id"] in response.text
+
+
+def test_a_time_that_is_no_date_is_shown_as_invalid(odd: tuple[Relay, requests.Session]) -> None:
+    relay, operator = odd
+    for msg_id in ("old-far-future", "old-infinite", "old-far-past", "old-text-time"):
+        page = operator.get(f"{relay.url}/messages/m/{msg_id}", timeout=10).text
+        assert "invalid time" in page, msg_id
+
+
+def test_query_messages_passes_stored_content_through_whatever_its_depth(
+    odd: tuple[Relay, requests.Session],
+) -> None:
+    relay, _ = odd
+    node = relay.node("node-a")
+    listing = node.get(f"{relay.url}/query/messages", params={"limit": 100}, timeout=10)
+    assert listing.status_code == 200, listing.text[:500]
+    assert nested(1100) in listing.content  # returned as stored, not re-encoded
+    for row in old_rows():
+        one = node.get(f"{relay.url}/query/messages/{row['msg_id']}", timeout=10)
+        assert one.status_code == 200, (row["msg_id"], one.text[:300])
+    deep = orjson.loads(node.get(f"{relay.url}/query/messages/old-deep-300", timeout=10).content)
+    inner = deep["content"]
+    for _ in range(300):
+        inner = inner[0]
+    assert inner == "zanzibar"
+    broken = orjson.loads(node.get(f"{relay.url}/query/messages/old-not-gzip", timeout=10).content)
+    assert "cannot be decoded" in broken["content"]["error"]

@@ -1,0 +1,135 @@
+"""The relay's doors (single message and batch) apply the envelope rule: 400 naming the
+field, nothing stored; numeric query parameters are range-checked (400, never 500)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from runtime.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
+from tests.relay_app.helpers import NodeClient, batch, message, row_counts
+
+
+def nest(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def deep_json(levels: int) -> orjson.Fragment:
+    return orjson.Fragment(b"[" * levels + b"1" + b"]" * levels)
+
+
+def wire(**changes: Any) -> dict[str, Any]:
+    data = message().to_wire()
+    data.update(changes)
+    return data
+
+
+# (case, wire changes, words the error must contain)
+REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    # As raw JSON: with the envelope around it, 254 levels are past what orjson encodes.
+    ("content 254 levels deep", {"content": deep_json(254)}, f"deeper than {MAX_DEPTH} levels"),
+    ("content one level too deep", {"content": nest(MAX_DEPTH + 1)}, "deeper than"),
+    ("content over the size limit", {"content": "x" * MAX_CONTENT_BYTES}, "bytes of JSON"),
+    ("timestamp 9.9e15", {"timestamp": 9.9e15}, "timestamp: expected seconds"),
+    ("timestamp in milliseconds", {"timestamp": 1.7e12}, "milliseconds"),
+    ("timestamp before 2000", {"timestamp": 946684799.0}, "timestamp"),
+    ("timestamp at 2100", {"timestamp": 4102444800.0}, "timestamp"),
+    ("msg_id with a trailing newline", {"msg_id": "evil\n"}, "msg_id"),
+    ("agent_id with a trailing newline", {"agent_id": "agent-1\n"}, "agent_id"),
+    ("task_id with an escape sequence", {"task_id": "t\x1b[2J"}, "task_id: control"),
+    ("role with a line separator", {"role": "a\u2028b"}, "role: control"),
+    ("sender of 257 characters", {"sender": "s" * 257}, "sender: 257 characters"),
+    ("a misspelled field", {"priorty": "high"}, "priorty: unknown field"),
+    ("priority not a string", {"priority": ["high"]}, "priority"),
+]
+
+REFUSED_CASES = pytest.mark.parametrize(
+    ("changes", "words"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
+)
+
+
+@REFUSED_CASES
+def test_a_single_message_breaking_the_rule_gets_400_naming_the_field_and_nothing_is_stored(
+    node_a: NodeClient, data_dir: Path, changes: dict[str, Any], words: str
+) -> None:
+    before = row_counts(data_dir)
+    response = node_a.post("/sync/message", data=orjson.dumps(wire(**changes)))
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]
+    assert row_counts(data_dir) == before
+
+
+@REFUSED_CASES
+def test_a_batch_with_one_message_breaking_the_rule_gets_400_and_stores_nothing(
+    node_a: NodeClient, data_dir: Path, changes: dict[str, Any], words: str
+) -> None:
+    body = batch([message(), message()], "rule-batch")
+    body["messages"].append(wire(**changes))
+    before = row_counts(data_dir)
+    response = node_a.post("/sync/messages", data=orjson.dumps(body))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("messages[2].")
+    assert words in response.json()["error"]
+    assert row_counts(data_dir) == before
+
+
+def test_content_at_the_limits_is_stored_and_read_back_unchanged(node_a: NodeClient) -> None:
+    edge = {
+        "deep": nest(MAX_DEPTH - 1),
+        "big": 2**64 - 1,
+        "small": -(2**63),
+        "tiny": 5e-324,
+        "text": "é\u2028\U0001f600",
+    }
+    env = message(content=edge, task_id="t" * 256)
+    assert node_a.send(env).status_code == 200
+    got = node_a.get(f"/query/messages/{env.msg_id}")
+    assert got.status_code == 200
+    assert orjson.loads(got.content)["content"] == edge
+    listed = node_a.query(task="t" * 256)
+    assert [m["content"] for m in listed["messages"]] == [edge]
+
+
+def cursor(**fields: Any) -> str:
+    # The stdlib encoder writes any integer, as a forged cursor would.
+    raw = json.dumps({"i": 5, "d": True, "p": 2, **fields}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"next": cursor(i=10**19)}, "next"),
+        ({"next": cursor(i=-(10**19))}, "next"),
+        ({"next": cursor(p=10**30)}, "next"),
+        ({"next": cursor(i=1e23)}, "next"),
+        ({"limit": "1e23"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"page": "99999999999999999999999"}, "page"),
+        ({"since": "1e400"}, "since"),
+        ({"until": "nan"}, "until"),
+        ({"after_id": "1e23"}, "after_id"),
+    ],
+)
+def test_numeric_query_parameters_out_of_range_get_400_naming_them(
+    node_a: NodeClient, params: dict[str, str], name: str
+) -> None:
+    response = node_a.get("/query/messages", params=params)
+    assert response.status_code == 400, response.text
+    assert name in response.json()["error"]
+
+
+def test_a_msg_id_with_a_trailing_newline_in_the_url_is_refused(node_a: NodeClient) -> None:
+    env = message()
+    assert node_a.send(env).status_code == 200
+    response = node_a.get(f"/query/messages/{env.msg_id}%0A")
+    assert response.status_code == 400, response.text
+    assert "msg_id" in response.json()["error"]

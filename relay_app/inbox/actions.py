@@ -21,12 +21,14 @@ import orjson
 import requests
 
 from relay_app.diskspace import SpaceGate
+from relay_app.errors import BadRequest
 from relay_app.inbox.reader import InboxReader, Row
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
 from relay_app.store import StoreMessages
 from relay_app.validate import message_row
-from runtime.envelope import MessageEnvelope
+from runtime.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
+from runtime.errors import InvalidMessage
 
 logger = logging.getLogger(__name__)
 
@@ -136,25 +138,46 @@ class Actions:
 
 
 def follow_up(report: Row, user: str, now: float) -> dict[str, Any]:
-    """The follow-up task message (wire form) for a report, addressed to its agent."""
+    """The follow-up task message (wire form) for a report, addressed to its agent.
+
+    It quotes the report's content; when quoting breaks the envelope rule (a report at
+    the depth or size limit, or one stored under an older rule), it refers to the
+    report by msg_id only and says why. BadRequest if even that cannot be stored.
+    """
+    try:
+        return _follow_up(report, user, now, {"report": report.content})
+    except InvalidMessage as exc:
+        omitted = {"report_omitted": f"the report cannot be quoted: {exc}"[:MAX_TEXT]}
+    try:
+        return _follow_up(report, user, now, omitted)
+    except InvalidMessage as exc:
+        raise BadRequest(f"report {report.msg_id!r} cannot be executed: {exc}") from exc
+
+
+def _follow_up(report: Row, user: str, now: float, quote: dict[str, Any]) -> dict[str, Any]:
+    task_id = report.task_id if _is_text(report.task_id) else None
     envelope = MessageEnvelope(
         msg_id=str(uuid.uuid5(EXECUTE_NAMESPACE, report.msg_id)),
         timestamp=now,
         agent_id=OPERATOR_AGENT,
         node_id=report.node_id,
-        task_id=report.task_id,
-        sender=user[:256],
+        task_id=task_id,
+        sender=FORBIDDEN_TEXT.sub("", user)[:MAX_TEXT],
         recipient=report.agent_id,
         role=OPERATOR_AGENT,
         priority=report.priority,
         content={
             "kind": "execute",
             "in_reply_to": report.msg_id,
-            "task_id": report.task_id,
+            "task_id": task_id,
             "requested_by": user,
             "requested_at": now,
-            "report": report.content,
+            **quote,
         },
     )
-    envelope.validate()
-    return envelope.to_wire()
+    return envelope.checked().to_wire()
+
+
+def _is_text(value: Any) -> bool:
+    """Whether a stored text field still passes the rule (older rows may not)."""
+    return isinstance(value, str) and len(value) <= MAX_TEXT and not FORBIDDEN_TEXT.search(value)

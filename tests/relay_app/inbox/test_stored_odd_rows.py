@@ -18,6 +18,7 @@ import orjson
 import pytest
 import requests
 
+from runtime.envelope import MAX_DEPTH
 from tests.relay_app.helpers import wait_until
 from tests.relay_app.inbox.harness import Relay
 
@@ -158,3 +159,43 @@ def test_query_messages_passes_stored_content_through_whatever_its_depth(
     assert inner == "zanzibar"
     broken = orjson.loads(node.get(f"{relay.url}/query/messages/old-not-gzip", timeout=10).content)
     assert "cannot be decoded" in broken["content"]["error"]
+
+
+def follow_ups(relay: Relay) -> dict[str, dict[str, Any]]:
+    """The operator's follow-ups, by the report they answer."""
+    listing = relay.node("node-a").get(
+        relay.url + "/query/messages", params={"agent": "operator"}, timeout=10
+    )
+    assert listing.status_code == 200, listing.text
+    return {m["content"]["in_reply_to"]: m for m in listing.json()["messages"]}
+
+
+@pytest.mark.parametrize("msg_id", ["old-deep-300", "old-controls", "old-not-gzip"])
+def test_executing_an_odd_row_stores_a_follow_up_that_refers_to_it_by_id(
+    odd: tuple[Relay, requests.Session], msg_id: str
+) -> None:
+    relay, operator = odd
+    data = {"csrf": relay.csrf(operator), "one": f"execute:{msg_id}"}
+    response = operator.post(relay.url + "/messages/actions", data=data, timeout=10)
+    assert response.status_code == 200, response.text[:500]
+    made = follow_ups(relay)[msg_id]
+    assert made["recipient"] == AGENT
+    if msg_id == "old-deep-300":
+        assert "cannot be quoted" in made["content"]["report_omitted"]
+    if msg_id == "old-controls":
+        assert made["task_id"] is None  # the stored task_id breaks today's rule
+
+
+def test_executing_a_report_at_the_depth_limit_refers_to_it_by_id(
+    inbox_relay: Relay,
+) -> None:
+    limit: Any = "deepest"
+    for _ in range(MAX_DEPTH):
+        limit = [limit]
+    report = inbox_relay.send(content=limit)
+    operator = inbox_relay.operator()
+    data = {"csrf": inbox_relay.csrf(operator), "one": f"execute:{report.msg_id}"}
+    response = operator.post(inbox_relay.url + "/messages/actions", data=data, timeout=10)
+    assert response.status_code == 200
+    made = follow_ups(inbox_relay)[report.msg_id]
+    assert "nesting deeper than" in made["content"]["report_omitted"]

@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -80,13 +82,18 @@ class Front:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"{name}-worker")
         self.connections: dict[Connection, asyncio.Task[None]] = {}
         self.in_app = 0
+        self.closing = False
         self.server_addr: tuple[str, int] = ("", 0)
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A new connection: make room if at the limit, then serve it in its own task."""
-        if len(self.connections) >= self.limits.max_connections and not self._evict_one():
+        full = len(self.connections) >= self.limits.max_connections
+        if self.closing or (full and not self._evict_one()):
             writer.transport.abort()
             return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # answers go out whole and at once: no waiting on Nagle
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = Connection(self, reader, writer)
         task = asyncio.get_running_loop().create_task(connection.serve())
         self.connections[connection] = task
@@ -107,6 +114,8 @@ class Front:
 
     async def close(self, timeout: float) -> None:
         """Close idle connections, give requests in flight `timeout` to finish."""
+        self.closing = True
+        await asyncio.sleep(0.05)  # connections accepted just before the close get aborted
         deadline = time.monotonic() + timeout
         while self.connections and time.monotonic() < deadline:
             for connection in list(self.connections):
@@ -118,6 +127,7 @@ class Front:
             connection.abort()
         # Let every aborted transport run its connection_lost, which closes the socket.
         await asyncio.wait(tasks, timeout=1.0) if tasks else None
+        await asyncio.sleep(0)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -324,32 +334,37 @@ class Connection:
             front.in_app -= 1
 
     async def _respond(self, request: h11.Request, result: AppResult) -> None:
-        """Send the app's answer, pulling a long body from its iterator on a worker."""
+        """Send the app's answer: head and collected body in one write, then any rest."""
         headers = result.headers
         if result.rest is None and not any(k.lower() == "content-length" for k, _ in headers):
             headers = [*headers, ("Content-Length", str(sum(map(len, result.chunks))))]
         response = h11.Response(status_code=result.status, headers=headers, reason=result.reason)
+        with_body = request.method != b"HEAD" and result.status not in NO_BODY_STATUSES
         try:
-            await self._send(response)
-            if request.method != b"HEAD" and result.status not in NO_BODY_STATUSES:
-                await self._send_body(result)
-            await self._send(h11.EndOfMessage())
+            out = [self.h11.send(response) or b""]
+            if with_body:
+                out += [self.h11.send(h11.Data(data=chunk)) or b"" for chunk in result.chunks]
+            if with_body and result.rest is not None:
+                await self._write(b"".join(out))
+                out = await self._send_rest(result.rest)
+            out.append(self.h11.send(h11.EndOfMessage()) or b"")
+            await self._write(b"".join(out))
         finally:
             if result.closer is not None:
                 await asyncio.get_running_loop().run_in_executor(self.front.pool, result.closer)
 
-    async def _send_body(self, result: AppResult) -> None:
-        for chunk in result.chunks:
-            await self._send(h11.Data(data=chunk))
-        if result.rest is None:
-            return
+    async def _send_rest(self, rest: Iterator[bytes]) -> list[bytes]:
+        """Pull the rest of a long body on a worker and send it; [] when done."""
         loop = asyncio.get_running_loop()
-        rest = result.rest
         while chunk := await loop.run_in_executor(self.front.pool, next_chunk, rest):
-            await self._send(h11.Data(data=chunk))
+            await self._write(self.h11.send(h11.Data(data=chunk)) or b"")
+        return []
 
     async def _send(self, event: Any) -> None:
-        data = self.h11.send(event)
+        await self._write(self.h11.send(event) or b"")
+
+    async def _write(self, data: bytes) -> None:
+        """Write and wait until the client has taken enough, within the write deadline."""
         if data:
             self.writer.write(data)
             async with asyncio.timeout(self.limits.write_timeout):

@@ -112,8 +112,11 @@ async def _serve(
     try:
         await stopped.wait()
     finally:
-        server.close()
+        # Stop accepting but leave the server open until every connection is gone: on
+        # Python 3.11 a connection accepted just as the server closes leaks its socket.
+        asyncio.get_running_loop().remove_reader(sock)
         await front.close(timeout=10.0)
+        server.close()
 
 
 def _within_descriptor_limit(limits: FrontLimits) -> FrontLimits:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import requests
 
+from runtime.deadline import DeadlineSession
 from runtime.envelope import MessageEnvelope
 from runtime.errors import RelayRejected, RelayUnavailable
 
@@ -28,6 +29,7 @@ class RelayTarget:
     base_url: str
     node_id: str
     token: str
+    # Each socket operation waits at most this long, and a whole request twice this.
     timeout: float = 5.0
 
 
@@ -36,7 +38,8 @@ class RelayClient:
 
     def __init__(self, target: RelayTarget) -> None:
         self.target = target
-        self.session = requests.Session()
+        # A relay that trickles its answer must not hold an actor longer than this.
+        self.session = DeadlineSession(2 * target.timeout)
         self.session.headers.update(
             {
                 "X-Commander-Node": target.node_id,

@@ -1,0 +1,136 @@
+"""A deadline for a whole HTTP request: past it, the request's socket is shut down.
+
+requests' timeout bounds each socket operation, so a peer that sends a byte now and
+then holds the caller for ever. A `DeadlineSession` arms one shared watchdog thread
+per request; when the deadline passes, the sockets of that session are shut down,
+the blocked read returns at once, and requests raises ConnectionError, which the
+relay client already treats as "the relay is away, retry later".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+logger = logging.getLogger(__name__)
+
+# How late past its deadline a request may be cut: the watchdog looks this often while armed.
+RESOLUTION = 0.1
+
+
+class _Watchdog:
+    """One thread for the whole process; it sleeps while nothing is armed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, on_expiry: Callable[[], None]) -> int:
+        """Call `on_expiry` in `seconds` unless disarmed first; return the token."""
+        with self._cond:
+            token = next(self._tokens)
+            self._armed[token] = (time.monotonic() + seconds, on_expiry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="http-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        """Forget a deadline that was met."""
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._armed:
+                    self._cond.wait()
+                now = time.monotonic()
+                due = [token for token, (at, _) in self._armed.items() if at <= now]
+                expired = [self._armed.pop(token)[1] for token in due]
+            for on_expiry in expired:
+                try:
+                    on_expiry()
+                except Exception:  # the watchdog must outlive any one callback
+                    logger.exception("HTTP deadline callback failed")
+            time.sleep(RESOLUTION)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class DeadlineSession(requests.Session):
+    """A requests.Session in which every request ends within `deadline` seconds."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        adapter = HTTPAdapter()
+        adapter.poolmanager.pool_classes_by_scheme = _tracking_pools(self._connections)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send a request; raise requests.Timeout if the whole of it takes past the deadline."""
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            self._shut_down()
+
+        token = _WATCHDOG.arm(self.deadline, cut)
+        try:
+            return super().request(*args, **kwargs)
+        except requests.ConnectionError as exc:
+            if expired.is_set():
+                raise requests.Timeout(f"no full answer within {self.deadline:g}s") from exc
+            raise
+        finally:
+            _WATCHDOG.disarm(token)
+
+    def _shut_down(self) -> None:
+        for conn in list(self._connections):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _tracking_pools(
+    connections: weakref.WeakSet[HTTPConnection],
+) -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections register in `connections` when they connect."""
+
+    class Plain(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            connections.add(self)
+
+    class Tls(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            connections.add(self)
+
+    class PlainPool(HTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = Tls
+
+    return {"http": PlainPool, "https": TlsPool}

@@ -77,6 +77,7 @@ ROW_OVERHEAD = 256
 EVICT_CHUNK = 500
 NEAR_LIMIT = 0.9
 REFRESH_EVERY = 256
+SHOW_SET_ASIDE = 5
 GZIP_MAGIC = b"\x1f\x8b"
 
 logger = logging.getLogger(__name__)
@@ -189,11 +190,11 @@ class CacheStore:
             )
         return cur.rowcount
 
-    def set_aside_reasons(self, limit: int = 20) -> list[tuple[str, str]]:
+    def set_aside_reasons(self, limit: int = SHOW_SET_ASIDE) -> list[tuple[str, str]]:
         """The newest set-aside messages and why, for the status page."""
         rows = self.conn.execute(
             "SELECT msg_id, set_aside_reason FROM messages"
-            " WHERE synced = 2 ORDER BY id DESC LIMIT ?",
+            " WHERE synced = 2 ORDER BY timestamp DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [(str(m), str(r)) for m, r in rows]
@@ -353,6 +354,7 @@ class CacheStore:
             full=self.full,
             refused_writes=self.refused_writes,
             set_aside_count=int(aside),
+            set_aside_recent=tuple(self.set_aside_reasons()) if aside else (),
         )
 
 

@@ -96,6 +96,8 @@ class CacheStats:
     full: bool
     refused_writes: int
     set_aside_count: int = 0
+    # The newest few set-aside messages as (msg_id, reason), for the status page.
+    set_aside_recent: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,9 @@ def test_poison_stored_behind_the_nodes_back_is_set_aside_and_every_other_messag
             wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=20)
         wait_for(lambda: agent_status(node.url, "a1")["cache"]["set_aside_count"] == 3, 20)
         assert all(relay_get(procs.relay_url, m) is None for m, _, _ in poison)
+        shown = dict(agent_status(node.url, "a1")["cache"]["set_aside_recent"])
+        assert set(shown) == {m for m, _, _ in poison}
+        assert "timestamp" in shown[poison[2][0]]
 
         # Another one, written while the node runs: found by the outbox's sweep.
         deep = (new_msg_id(), old, encode_content(nested(254)))

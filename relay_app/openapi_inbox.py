@@ -6,7 +6,7 @@ token and are refused with a 403 page otherwise.
 
 from __future__ import annotations
 
-from relay_app.inbox.pages import UPDATES_PATH
+from relay_app.inbox.pages import MAX_ROW_ID, UPDATES_PATH
 from relay_app.inbox.sessions import COOKIE
 from runtime.api_schemas import Schema, error_responses, json_body, parameter
 
@@ -38,7 +38,8 @@ def inbox_paths() -> dict[str, Schema]:
         "/messages/actions": {"post": _form_post("Acknowledge, execute, archive or restore.",
                                                  ("csrf", "action", "msg_id", "one", "back"))},
         "/messages/login": {"get": _login_form(), "post": _login()},
-        "/messages/logout": {"post": _form_post("End the session.", ("csrf",))},
+        "/messages/logout": {"post": {**_form_post("End the session.", ("csrf",)),
+                                      "security": [*OPERATOR, {}]}},  # without one: no-op
         "/messages/static/{name}": {"get": _static("The page's JS or CSS.", path=True)},
         "/messages/badge.js": {"get": _static("Embeddable unread badge script.")},
         "/messages/badge": {"get": _public_html("The badge as an HTML fragment (iframe).")},
@@ -63,8 +64,8 @@ def _page(summary: str, *, view: bool = False, path: str | None = None) -> Schem
 
 
 def _updates() -> Schema:
-    after = parameter("after_id", "query", {"type": "integer", "minimum": 0},
-                      "Rows stored after this row id.")  # fmt: skip
+    row_id = {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID}
+    after = parameter("after_id", "query", row_id, "Rows stored after this row id.")
     view = [parameter(n, "query", {"type": "string"}, "View filter.") for n in VIEW_PARAMS]
     body = {
         "type": "object",
@@ -83,7 +84,9 @@ def _updates() -> Schema:
         "parameters": [after, *view],
         "responses": {
             "200": json_body(body, "What changed."),
-            **error_responses({401: "No session: log in at /messages/login."}),
+            **error_responses(
+                {400: "after_id is not a row id.", 401: "No session: log in at /messages/login."}
+            ),
         },
     }
 

@@ -10,7 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runtime.envelope import ID_PATTERN, MAX_TEXT, PRIORITIES
+from runtime.envelope import (
+    DEFAULT_PRIORITY,
+    FORBIDDEN_TEXT,
+    ID_RULE,
+    ID_SCHEMA_PATTERN,
+    MAX_CONTENT_BYTES,
+    MAX_DEPTH,
+    MAX_ID,
+    MAX_TEXT,
+    PRIORITIES,
+    REQUIRED_FIELDS,
+    TIMESTAMP_MAX,
+    TIMESTAMP_MIN,
+    TIMESTAMP_RULE,
+)
 
 Schema = dict[str, Any]
 
@@ -27,22 +41,27 @@ EXAMPLE_ENVELOPE: Schema = {
     "priority": "high",
     "content": {"title": "HOT lead"},
 }
-_ID_ALPHABET = "letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
 
 
-def ecma_pattern(pattern: re.Pattern[str]) -> str:
-    """A Python regex as JSON Schema (ECMA-262) writes it: `\\A`/`\\Z` become `^`/`$`."""
-    return pattern.pattern.replace(r"\A", "^").replace(r"\Z", "$")
+def allowed_text_pattern(forbidden: re.Pattern[str] = FORBIDDEN_TEXT) -> str:
+    """JSON Schema pattern of text free of the characters `forbidden` (one class) matches.
+
+    Written with \\uXXXX escapes that ECMA-262 and Rust's regex both read; the surrogate
+    range is left out, as JSON text cannot carry a lone surrogate anyway.
+    """
+    chars = forbidden.pattern.strip("[]").replace("\ud800-\udfff", "")
+    escaped = "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in chars)
+    return f"^[^{escaped}]*$"
 
 
 def id_schema(what: str, example: str = "recruiter-001") -> Schema:
     """An id as every door checks it: matched whole, safe in paths and URLs."""
     return {
         "type": "string",
-        "pattern": ecma_pattern(ID_PATTERN),
+        "pattern": ID_SCHEMA_PATTERN,
         "minLength": 1,
-        "maxLength": 128,
-        "description": f"{what}: 1-128 {_ID_ALPHABET}.",
+        "maxLength": MAX_ID,
+        "description": f"{what}: {ID_RULE}.",
         "examples": [example],
     }
 
@@ -52,8 +71,8 @@ def text_schema(what: str) -> Schema:
     return {
         "type": ["string", "null"],
         "maxLength": MAX_TEXT,
-        "pattern": "^[^\\u0000]*$",
-        "description": f"{what}: at most {MAX_TEXT} characters, no NUL.",
+        "pattern": allowed_text_pattern(),
+        "description": f"{what}: at most {MAX_TEXT} characters, no control characters.",
     }
 
 
@@ -61,10 +80,15 @@ def envelope_schema() -> Schema:
     """The message envelope on the wire (`MessageEnvelope.to_wire`)."""
     return {
         "type": "object",
-        "required": ["msg_id", "timestamp", "agent_id", "node_id", "content"],
+        "required": list(REQUIRED_FIELDS),
         "properties": {
             "msg_id": id_schema("msg_id, made by the node (UUIDv7)", EXAMPLE_MSG_ID),
-            "timestamp": {"type": "number", "description": "Seconds since the epoch."},
+            "timestamp": {
+                "type": "number",
+                "minimum": TIMESTAMP_MIN,
+                "exclusiveMaximum": TIMESTAMP_MAX,
+                "description": f"Seconds since the epoch: {TIMESTAMP_RULE}.",
+            },
             "agent_id": id_schema("the writing agent"),
             "node_id": id_schema("the node the agent runs on", "Gillsystems-Laptop"),
             "task_id": text_schema("task the message belongs to"),
@@ -74,11 +98,16 @@ def envelope_schema() -> Schema:
             "priority": {
                 "type": ["string", "null"],
                 "enum": [*PRIORITIES, None],
-                "default": "normal",
-                "description": "null means normal.",
+                "default": DEFAULT_PRIORITY,
+                "description": f"null means {DEFAULT_PRIORITY}.",
             },
-            "content": {"description": "Any JSON value: the message itself."},
+            "content": {
+                "description": f"Any JSON value: the message itself; arrays and objects nest at"
+                f" most {MAX_DEPTH} deep, at most {MAX_CONTENT_BYTES} bytes as compact UTF-8"
+                " JSON, integers within 64 bits.",
+            },
         },
+        "additionalProperties": False,
         "examples": [EXAMPLE_ENVELOPE],
     }
 

@@ -298,7 +298,8 @@ class MessageEnvelope:
             sender=data.get("sender"),
             recipient=data.get("recipient"),
             role=data.get("role"),
-            priority=data.get("priority") or DEFAULT_PRIORITY,
+            # Only null means the default: `false`, `0` or "" are refused, not turned into it.
+            priority=DEFAULT_PRIORITY if data.get("priority") is None else data["priority"],
         )
         return env.checked_json()
 

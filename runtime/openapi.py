@@ -5,6 +5,7 @@ Tests check it against the Bottle routes both ways and fuzz a running node with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from runtime.api_schemas import (
@@ -24,12 +25,12 @@ from runtime.envelope import PRIORITIES
 
 VERSION = "0.1.0"
 MESSAGE = {"$ref": "#/components/schemas/Message"}
-AGENT_ID = parameter("agent_id", "path", id_schema("an agent configured on this node"), "Agent.")
 UNKNOWN_AGENT = {404: "The agent is not configured on this node."}
 
 
-def node_document() -> dict[str, Any]:
-    """The node's document (a fresh copy: callers may change it)."""
+def node_document(agent_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """The node's document, naming its agents when given (a fresh copy: callers may change it)."""
+    agent = _agent_param(agent_ids)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -40,9 +41,9 @@ def node_document() -> dict[str, Any]:
         },
         "servers": [{"url": "http://127.0.0.1:8002", "description": "default --listen"}],
         "paths": {
-            "/agents/{agent_id}/messages": {"post": _write(), "get": _query()},
-            "/agents/{agent_id}/messages/{msg_id}": {"get": _read()},
-            "/agents/{agent_id}/status": {"get": _agent_status()},
+            "/agents/{agent_id}/messages": {"post": _write(agent), "get": _query(agent)},
+            "/agents/{agent_id}/messages/{msg_id}": {"get": _read(agent)},
+            "/agents/{agent_id}/status": {"get": _agent_status(agent)},
             "/status": {"get": _status()},
             "/outbox/retry-failed": {"post": _retry_failed()},
             "/healthz": {"get": _healthz()},
@@ -51,6 +52,13 @@ def node_document() -> dict[str, Any]:
         },
         "components": {"schemas": _schemas()},
     }
+
+
+def _agent_param(agent_ids: Sequence[str]) -> Schema:
+    schema = id_schema("an agent configured on this node")
+    if agent_ids:
+        schema["enum"] = list(agent_ids)
+    return parameter("agent_id", "path", schema, "Agent.")
 
 
 def _schemas() -> dict[str, Schema]:
@@ -68,13 +76,16 @@ def _schemas() -> dict[str, Schema]:
     return {"Message": envelope_schema(), "Error": error_schema(), "AgentFigures": agent}
 
 
-def _write() -> Schema:
+def _write(agent: Schema) -> Schema:
     body = {
         "type": "object",
         "required": ["content"],
         "properties": {
             "content": {"description": "Any JSON value."},
-            "msg_id": {**id_schema("msg_id; bring your own to make a retry idempotent")},
+            "msg_id": {
+                "anyOf": [id_schema("msg_id"), {"type": "null"}],
+                "description": "Bring your own to make a retry idempotent; null: the node's.",
+            },
             "task_id": text_schema("task"),
             "recipient": text_schema("recipient: an agent id or a role"),
             "sender": text_schema("sender (defaults to the agent)"),
@@ -89,7 +100,7 @@ def _write() -> Schema:
     }
     return {
         "summary": "Write a message as this agent (answers after the local commit).",
-        "parameters": [AGENT_ID],
+        "parameters": [agent],
         "requestBody": {
             "required": True,
             **json_body(body, "The message.", {"content": {"title": "HOT lead"}}),
@@ -108,11 +119,11 @@ def _write() -> Schema:
     }  # fmt: skip
 
 
-def _read() -> Schema:
+def _read(agent: Schema) -> Schema:
     msg_id = parameter("msg_id", "path", {"type": "string"}, "The message's msg_id.")
     return {
         "summary": "Read one message: the local cache first, then the relay.",
-        "parameters": [AGENT_ID, msg_id],
+        "parameters": [agent, msg_id],
         "responses": {
             "200": json_body(MESSAGE, "The message."),
             **error_responses({400: "The msg_id is not an id.",
@@ -121,12 +132,13 @@ def _read() -> Schema:
     }  # fmt: skip
 
 
-def _query() -> Schema:
+def _query(agent: Schema) -> Schema:
     params = [
-        AGENT_ID,
+        agent,
         *(parameter(n, "query", {"type": "string"}, f"Only messages with this {n}.")
           for n in ("task_id", "sender", "recipient")),
-        parameter("since", "query", {"type": "number"}, "Only messages at or after this time."),
+        parameter("since", "query", {"type": "number"},
+                  "Only messages at or after this time (empty: no filter).", allowEmptyValue=True),
         parameter("limit", "query", {"type": "integer", "minimum": 1},
                   "At most this many (capped at 1000; default 100)."),
     ]  # fmt: skip
@@ -146,10 +158,10 @@ def _query() -> Schema:
     }  # fmt: skip
 
 
-def _agent_status() -> Schema:
+def _agent_status(agent: Schema) -> Schema:
     return {
         "summary": "This agent's cache and outbox figures.",
-        "parameters": [AGENT_ID],
+        "parameters": [agent],
         "responses": {
             "200": json_body({"$ref": "#/components/schemas/AgentFigures"}, "Figures."),
             **error_responses(UNKNOWN_AGENT),

@@ -18,6 +18,8 @@ NODE = "node-a"
 AGENT = "a1"
 OPERATOR_PASSWORD = "contract-test-password"
 NODE_HEADERS = {"X-Commander-Node": NODE, "Authorization": f"Bearer {TOKENS[NODE]}"}
+# The same credentials per security scheme of the relay's document.
+NODE_AUTH = {"nodeId": {"api_key": NODE}, "nodeToken": {"bearer": TOKENS[NODE]}}
 
 
 @dataclass
@@ -56,8 +58,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     relay.terminate()
 
 
-def operator_cookie(relay_url: str) -> str:
-    """Log in to the inbox; return the `Cookie` header value of the session."""
+def operator_session(relay_url: str) -> str:
+    """Log in to the inbox; return the session cookie's value."""
     with requests.Session() as session:
         response = session.post(
             relay_url + "/messages/login",
@@ -66,4 +68,9 @@ def operator_cookie(relay_url: str) -> str:
             timeout=30,
         )
         assert response.status_code == 303, response.text
-        return f"{COOKIE}={session.cookies[COOKIE]}"
+        return str(session.cookies[COOKIE])
+
+
+def operator_cookie(relay_url: str) -> str:
+    """Log in to the inbox; return the `Cookie` header value of the session."""
+    return f"{COOKIE}={operator_session(relay_url)}"

@@ -1,0 +1,46 @@
+"""Schema-driven fuzzing of a live relay and a live node, bounded in time.
+
+No 5xx, every answer as documented, and the process still answers /healthz afterwards.
+For a deeper run: COMMANDER_FUZZ_EXAMPLES=1000 COMMANDER_FUZZ_SECONDS=1800 (see README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from tests.contract.conftest import NODE, NODE_AUTH, Live, operator_session
+from tests.contract.fuzzing import fuzz, pin
+
+
+def _document(url: str) -> dict[str, Any]:
+    response = requests.get(url + "/openapi.json", timeout=30)
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _healthy(url: str) -> bool:
+    return requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_fuzzing_the_relay_as_a_node_and_an_operator_finds_no_5xx_and_no_undocumented_answer(
+    live: Live,
+) -> None:
+    url = live.relay.url
+    auth = {**NODE_AUTH, "operatorSession": {"api_key": operator_session(url)}}
+    report = fuzz(pin(_document(url), "node_id", [NODE]), url, auth)
+    assert report.failures == []
+    assert report.errors == []
+    assert report.requests > 100
+    assert _healthy(url)
+
+
+def test_fuzzing_the_node_finds_no_5xx_and_no_undocumented_answer(live: Live) -> None:
+    url = live.node.url
+    report = fuzz(_document(url), url, {})
+    assert report.failures == []
+    assert report.errors == []
+    assert report.requests > 50
+    assert _healthy(url)

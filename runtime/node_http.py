@@ -37,6 +37,7 @@ from runtime.openapi import node_document
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 # An outbox answers between two HTTP calls of its own, each bounded by sync.timeout_seconds.
 RETRY_TIMEOUT = 15.0
 WRITE_FIELDS = ("task_id", "recipient", "priority", "sender")
@@ -93,16 +94,37 @@ def _handle(node: Node, agent_id: str) -> Any:
 
 
 def _body() -> Any:
+    """The request's JSON body, read from wsgi.input within MAX_BODY.
+
+    Not through `bottle.request.body`: Bottle spools a body over 100 KB to a temporary
+    file it never closes (one leaked descriptor per large write until collected).
+    """
+    environ = bottle.request.environ
     length = bottle.request.content_length
     if length > MAX_BODY:
         raise _fail(413, f"body over {MAX_BODY} bytes")
-    raw = bottle.request.body.read(MAX_BODY + 1)
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if length < 0 and not chunked:
+        length = 0  # HTTP/1.1: no length and not chunked means no body
+    raw = _read_at_most(environ["wsgi.input"], MAX_BODY + 1 if length < 0 else length)
     if len(raw) > MAX_BODY:
         raise _fail(413, f"body over {MAX_BODY} bytes")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _fail(400, f"body is not valid JSON: {exc}") from None
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(min(left, READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _write(node: Node, agent_id: str) -> bytes:

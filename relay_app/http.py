@@ -18,6 +18,7 @@ import bottle
 import orjson
 
 from relay_app.errors import BadRequest, PayloadTooLarge, RelayAppError, UnsupportedMedia
+from runtime.logsafe import quote
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ def install_error_pages(app: bottle.Bottle) -> None:
         status = err.status_code
         if status >= 500:
             # Only a bug gets here (client mistakes are RelayAppErrors): log it, say little.
-            logger.error("unhandled error: %r", err.exception, exc_info=err.exception)
+            # The exception may quote what the client sent: escaped and cut, like every id.
+            logger.error("unhandled error: %s", quote(repr(err.exception)), exc_info=err.exception)
             text = "internal error in the relay; see its log"
         else:
             text = str(err.body) if err.body else bottle.HTTP_CODES.get(status, "error")

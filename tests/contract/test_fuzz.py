@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 
 from tests.contract.conftest import NODE, NODE_AUTH, Live, operator_session
-from tests.contract.fuzzing import fuzz, pin
+from tests.contract.fuzzing import SECONDS, fuzz, pin
+
+# The run stops itself after SECONDS; the margin covers start-up and the last requests.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SECONDS + 300)]
 
 
 def _document(url: str) -> dict[str, Any]:

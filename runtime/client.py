@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from runtime.envelope import MessageEnvelope
+from runtime.envelope import ID_RULE, MessageEnvelope, from_stored, is_id
 from runtime.errors import CacheFull, CommanderError, InvalidMessage
 
 
@@ -14,6 +14,8 @@ class NodeClient:
     """Writes, reads and queries one agent's cache through `commander-node`'s HTTP endpoint."""
 
     def __init__(self, base_url: str, agent_id: str, timeout: float = 10.0) -> None:
+        if not is_id(agent_id):  # it becomes part of every URL's path
+            raise InvalidMessage("agent_id", ID_RULE)
         self.base = f"{base_url.rstrip('/')}/agents/{agent_id}"
         self.agent_id = agent_id
         self.timeout = timeout
@@ -31,23 +33,28 @@ class NodeClient:
         if response.status_code == 507:
             raise _cache_full(self.agent_id, response)
         if response.status_code == 400:
-            raise InvalidMessage("request", response.json().get("error", "invalid"))
+            raise _refusal(response)
         _check(response)
         return str(response.json()["msg_id"])
 
     def read(self, msg_id: str) -> MessageEnvelope | None:
         """Return a message (local cache first, then the relay), or None."""
+        if not is_id(msg_id):  # it becomes part of the URL's path
+            raise InvalidMessage("msg_id", ID_RULE)
         response = self.session.get(f"{self.base}/messages/{msg_id}", timeout=self.timeout)
         if response.status_code == 404:
             return None
         _check(response)
-        return MessageEnvelope.from_wire(response.json())
+        return from_stored(response.json())
 
     def query(self, **filters: Any) -> list[MessageEnvelope]:
         """Return local messages matching task_id, sender, recipient, since, limit."""
         response = self.session.get(f"{self.base}/messages", params=filters, timeout=self.timeout)
+        if response.status_code == 400:
+            raise _refusal(response)
         _check(response)
-        return [MessageEnvelope.from_wire(m) for m in response.json()["messages"]]
+        # As stored: a message cached under an older rule still reads.
+        return [from_stored(m) for m in response.json()["messages"]]
 
     def status(self) -> dict[str, Any]:
         """Return this agent's cache, outbox and sync figures."""
@@ -71,3 +78,14 @@ def _cache_full(agent_id: str, response: requests.Response) -> CacheFull:
 def _check(response: requests.Response) -> None:
     if response.status_code >= 300:
         raise CommanderError(f"node answered HTTP {response.status_code}: {response.text[:300]}")
+
+
+def _refusal(response: requests.Response) -> InvalidMessage:
+    """The node's 400 as InvalidMessage naming the field its error names ("field: reason")."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = str(body.get("error")) if isinstance(body, dict) else response.text[:300]
+    field, sep, reason = error.partition(": ")
+    return InvalidMessage(field, reason) if sep else InvalidMessage("request", error)

@@ -304,6 +304,31 @@ class MessageEnvelope:
         return env.checked_json()
 
 
+def from_stored(data: Any) -> MessageEnvelope:
+    """Rebuild a message read back from a store or a peer, as it was stored.
+
+    No rule is applied: a row written under an older rule (or by a bug) must still
+    read. InvalidMessage only when `data` is not a message at all.
+    """
+    if not isinstance(data, dict):
+        raise InvalidMessage("message", "expected a JSON object")
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            raise InvalidMessage(name, "required field is missing")
+    return MessageEnvelope(
+        msg_id=data["msg_id"],
+        timestamp=data["timestamp"],
+        agent_id=data["agent_id"],
+        node_id=data["node_id"],
+        content=data["content"],
+        task_id=data.get("task_id"),
+        sender=data.get("sender"),
+        recipient=data.get("recipient"),
+        role=data.get("role"),
+        priority=data.get("priority") or DEFAULT_PRIORITY,
+    )
+
+
 def is_id(value: Any) -> bool:
     """Whether `value` is a whole valid id (safe in paths, URLs, logs and headers)."""
     return isinstance(value, str) and ID_PATTERN.match(value) is not None

@@ -16,7 +16,7 @@ import orjson
 import requests
 
 from runtime.deadline import DeadlineSession
-from runtime.envelope import MessageEnvelope
+from runtime.envelope import MessageEnvelope, from_stored
 from runtime.errors import RelayRejected, RelayUnavailable
 
 RETRYABLE = {401, 408, 429, 507}
@@ -74,7 +74,8 @@ class RelayClient:
         if response.status_code == 404:
             return None
         _raise_for_status(response, url)
-        return MessageEnvelope.from_wire(_strip_relay_fields(response.json()))
+        # As stored: a row the relay took under an older rule still reads.
+        return from_stored(_strip_relay_fields(response.json()))
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         url = self.target.base_url + path

@@ -8,8 +8,10 @@ edge timestamps.
 
 from __future__ import annotations
 
+import gzip
 import html
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -302,3 +305,34 @@ def test_what_one_door_refuses_every_door_refuses_naming_the_same_field(tmp_path
         assert c.node.agent(AGENT).stats(timeout=10).message_count == 0
         assert c.relay.store.query_messages(MessageQuery()).total == 0
     assert {"content", "msg_id", "priority"} <= seen
+
+
+def test_a_row_the_relay_took_under_an_older_rule_still_reads_through_the_node(
+    tmp_path: Path,
+) -> None:
+    with cluster(tmp_path) as c:
+        conn = sqlite3.connect(c.relay.store.path)
+        with conn:
+            conn.execute(
+                "INSERT INTO messages (msg_id, timestamp, task_id, content, node_id, agent_id,"
+                " received_at) VALUES ('old-far', 9.9e15, 'odd\x1btask', ?, ?, 'other', 0)",
+                (gzip.compress(b'{"kept": true}'), NODE),
+            )
+        conn.close()
+        read = c.node.agent(AGENT).read("old-far", timeout=10)  # a cache miss: from the relay
+        assert read is not None
+        assert (read.timestamp, read.task_id, read.content) == (
+            9.9e15,
+            "odd\x1btask",
+            {"kept": True},
+        )
+        over_http = c.client.read("old-far")
+        assert over_http is not None
+        assert over_http.to_wire() == read.to_wire()
+        with pytest.raises(InvalidMessage) as bad_id:
+            c.client.read("../status")
+        assert bad_id.value.field == "msg_id"
+        with pytest.raises(InvalidMessage) as refused:
+            c.client.write({"deep": _wrap(MAX_DEPTH + 1, 1, False)})
+        assert refused.value.field == "content"
+        assert "nesting deeper than" in refused.value.reason

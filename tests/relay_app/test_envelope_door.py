@@ -13,6 +13,7 @@ import pytest
 
 from runtime.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
 from tests.relay_app.helpers import NodeClient, batch, message, row_counts
+from tests.relay_app.test_bad_input import MULTIPART, form
 
 
 def nest(levels: int) -> Any:
@@ -133,3 +134,16 @@ def test_a_msg_id_with_a_trailing_newline_in_the_url_is_refused(node_a: NodeClie
     response = node_a.get(f"/query/messages/{env.msg_id}%0A")
     assert response.status_code == 400, response.text
     assert "msg_id" in response.json()["error"]
+
+
+@pytest.mark.parametrize("agent_id", [b"evil\n", b"evil\r\n", b"ok\n\n"])
+def test_a_file_for_an_agent_id_with_a_trailing_newline_is_refused_and_no_directory_made(
+    node_a: NodeClient, data_dir: Path, agent_id: bytes
+) -> None:
+    body = form(("agent_id", None, agent_id), ("file", "report.txt", b"data"))
+    response = node_a.post("/sync/files", data=body, headers=MULTIPART)
+    assert response.status_code == 400, response.text
+    assert "agent_id" in response.json()["error"]
+    files = data_dir / "files"
+    made = [p.name for p in files.iterdir() if p.name != ".incoming"] if files.exists() else []
+    assert made == []

@@ -89,25 +89,26 @@ class UploaderActor(SupervisedActor):
             return "queued"
         try:
             self._send(self._client, envelopes)
-        except RelayRejected as exc:
-            # The relay is up but refuses something in it: the outbox finds what, by halving.
-            logger.warning("relay refused %d messages: %s", len(envelopes), quote(exc))
-            self._outbox.tell(Enqueue(tuple(envelopes)))
-            return "refused"
         except RelayError as exc:
-            logger.warning(
-                "write-through failed (%s); %d to the outbox", quote(exc), len(envelopes)
-            )
-            self._sync.failure()
-            self._degraded, self._degraded_until = True, self._clock() + self._probe_interval
-            self._outbox.tell(Enqueue(tuple(envelopes)))
-            return "queued"
+            return self._hand_over(envelopes, exc)
         self._cache.tell(MarkSynced(tuple(e.msg_id for e in envelopes)))
         self._sync.success(time.time(), len(envelopes))
         if self._degraded:
             self._degraded = False
             self._outbox.tell(RelayUp())
         return "stored"
+
+    def _hand_over(self, envelopes: list[MessageEnvelope], exc: RelayError) -> str:
+        """Give what was not delivered to the outbox; only an unreachable relay is skipped."""
+        self._outbox.tell(Enqueue(tuple(envelopes)))
+        if isinstance(exc, RelayRejected):
+            # The relay is up but refuses something in it: the outbox finds what, by halving.
+            logger.warning("relay refused %d messages: %s", len(envelopes), quote(exc))
+            return "refused"
+        logger.warning("write-through failed (%s); %d to the outbox", quote(exc), len(envelopes))
+        self._sync.failure()
+        self._degraded, self._degraded_until = True, self._clock() + self._probe_interval
+        return "queued"
 
     def _send(self, client: RelayClient, envelopes: list[MessageEnvelope]) -> None:
         """Send one message singly, several as one batch."""

@@ -44,7 +44,8 @@ def content_length(environ: dict[str, Any]) -> int | None:
     raw = environ.get("CONTENT_LENGTH") or ""
     if not raw.strip():
         return None
-    if not raw.strip().isdigit():
+    # isdigit() alone admits "²", which int() refuses: ASCII digits only.
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
         raise BadRequest(f"Content-Length is not a non-negative integer: {raw[:40]!r}")
     return int(raw)
 
@@ -118,7 +119,7 @@ def refuse_oversized(cap: int) -> Callable[[], None]:
 
     def hook() -> None:
         declared = bottle.request.environ.get("CONTENT_LENGTH") or "0"
-        if declared.isdigit() and int(declared) > cap:
+        if declared.isascii() and declared.isdigit() and int(declared) > cap:
             raise error_response(
                 PayloadTooLarge(f"body is {declared} bytes, over the relay's limit of {cap}")
             )

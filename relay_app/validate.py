@@ -228,7 +228,8 @@ def _int_param(params: Mapping[str, Sequence[str]], name: str, default: int) -> 
     raw = _single(params, name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
+    # isdigit() alone admits "²", which int() refuses: ASCII digits only.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or int(raw) < 1:
         raise BadRequest(f"{name}: expected a positive integer")
     return int(raw)
 

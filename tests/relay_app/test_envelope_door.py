@@ -114,6 +114,8 @@ def cursor(**fields: Any) -> str:
         ({"next": cursor(i=1e23)}, "next"),
         ({"limit": "1e23"}, "limit"),
         ({"limit": "-1"}, "limit"),
+        ({"limit": "²"}, "limit"),
+        ({"page": "١٢"}, "page"),
         ({"page": "99999999999999999999999"}, "page"),
         ({"since": "1e400"}, "since"),
         ({"until": "nan"}, "until"),

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors.messages import GetOutboxStats, RelayUp
+from actors.messages import OutboxStats, RelayUp
 from runtime import notify
 from runtime.config import ClusterConfig, load_config
 from runtime.errors import ActorUnavailable, ConfigError, SupervisorGaveUp
@@ -127,22 +127,26 @@ def run(node: Node, args: argparse.Namespace) -> int:
 
 
 def last_upload(node: Node, seconds: float) -> None:
-    """Ask every outbox to drain now and wait up to `seconds` for them to empty."""
+    """Ask every outbox of an agent that is up to drain now; wait up to `seconds` for it."""
     deadline = time.monotonic() + seconds
-    try:
-        for actors in node.actors.values():
+    live = [a for a in node.actors.values() if a.supervisor.down is None]
+    for actors in live:
+        try:
             actors.outbox.tell(RelayUp())
-        while time.monotonic() < deadline:
-            pending = sum(
-                a.outbox.ask(GetOutboxStats(), timeout=1).pending_messages
-                for a in node.actors.values()
-            )
-            if pending == 0:
-                return
-            time.sleep(0.1)
-        logger.warning("stopping with %d messages still in the outbox (kept on disk)", pending)
-    except ActorUnavailable as exc:
-        logger.warning("last upload skipped: %s", exc)
+        except ActorUnavailable as exc:
+            logger.warning("last upload of %s skipped: %s", actors.config.agent_id, exc)
+    pending = 0
+    while time.monotonic() < deadline:
+        # Published by each outbox after every change: no ask waits behind an upload.
+        pending = sum(_pending(a.board.outbox()) for a in live)
+        if pending == 0:
+            return
+        time.sleep(0.1)
+    logger.warning("stopping with %d messages still in the outbox (kept on disk)", pending)
+
+
+def _pending(stats: OutboxStats | None) -> int:
+    return 0 if stats is None else stats.pending_messages
 
 
 if __name__ == "__main__":

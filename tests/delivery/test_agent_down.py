@@ -57,6 +57,8 @@ def test_an_agent_whose_cache_cannot_open_is_down_while_the_node_and_other_agent
         assert restarts >= 5
         assert metric(samples, "commander_node_healthy", node="node-a") == 1
         assert node.proc.poll() is None
+        a1.close()
+        a2.close()
         assert node.terminate() == 0
 
 

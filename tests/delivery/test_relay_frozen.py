@@ -50,4 +50,6 @@ def test_status_metrics_healthz_and_writes_answer_within_a_second_while_the_rela
         for msg_id in written:
             wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=60)
         wait_for(lambda: metric(scrape(node.url), "sync_lag_seconds", node="node-a") == 0, 30)
+        a1.close()
+        a2.close()
         assert node.terminate() == 0

@@ -95,6 +95,8 @@ def test_poison_stored_behind_the_nodes_back_is_set_aside_and_every_other_messag
         wait_for(lambda: relay_get(procs.relay_url, after) is not None, timeout=20)
         assert node.proc.poll() is None
         assert requests.get(node.url + "/healthz", timeout=5).json()["status"] == "ok"
+        a1.close()
+        a2.close()
         assert node.terminate() == 0
 
 

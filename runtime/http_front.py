@@ -12,47 +12,52 @@ request reaches a worker thread. What a client can hold is bounded:
 - at most `max_connections` are open: at the limit, a new one pushes out the oldest
   connection that is not in the middle of a request being answered;
 - at most `max_queued` complete requests wait for a worker; past that, 503 at once.
-Parsing is h11's (sans-IO, strict about framing); bodies over `buffer_bytes` are read
-from the socket as the app asks, so an app can refuse one (401, 413) before it arrives.
+Parsing is llhttp's (through httptools: C, strict about framing); a body over
+`buffer_bytes` is handed to the app as it arrives, so the app can refuse it (401, 413)
+before it is sent, and a body left unread ends the connection rather than being read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-import tempfile
-import time
-from collections.abc import Iterator
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
-import h11
+import httptools
 
+from runtime.http_incoming import Incoming, Refusal, framing
+from runtime.http_wire import (
+    LAST_CHUNK,
+    BadResponse,
+    chunk,
+    declared_length,
+    response_head,
+    wants_close,
+)
 from runtime.wsgi_bridge import (
     AppResult,
-    StreamedBody,
+    BodyPipe,
     WsgiApp,
     call_app,
     environ_for,
     error_result,
+    internal_error,
     next_chunk,
 )
 
 logger = logging.getLogger(__name__)
 
-READ_CHUNK = 64 * 1024
 # A buffered body stays in memory up to this size, then spills to a temporary file.
 SPOOL_BYTES = 64 * 1024
 NO_BODY_STATUSES = (204, 304)
+# After an error answer: what the client still sends is read and dropped for a moment,
+# since closing a socket with unread input resets it and can destroy the answer.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
-
-
-class Closed(Exception):
-    """The connection ended (peer gone, deadline passed, or answered with an error)."""
 
 
 @dataclass(frozen=True)
@@ -71,33 +76,34 @@ class FrontLimits:
     max_queued: int = 64
 
 
+@dataclass
 class Front:
-    """Accepts connections on `loop` and serves `app` on `threads` worker threads."""
+    """Accepts connections and serves `app` on `threads` worker threads."""
 
-    def __init__(self, app: WsgiApp, limits: FrontLimits, threads: int, name: str) -> None:
-        """Nothing runs until `serve` is awaited on the loop."""
-        self.app = app
-        self.limits = limits
-        self.threads = threads
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"{name}-worker")
-        self.connections: dict[Connection, asyncio.Task[None]] = {}
-        self.in_app = 0
-        self.closing = False
-        self.server_addr: tuple[str, int] = ("", 0)
+    app: WsgiApp
+    limits: FrontLimits
+    threads: int
+    name: str
+    server_addr: tuple[str, int] = ("", 0)
+    connections: dict[Connection, None] = field(default_factory=dict)
+    in_app: int = 0
+    closing: bool = False
 
-    def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A new connection: make room if at the limit, then serve it in its own task."""
+    def __post_init__(self) -> None:
+        """The worker pool (its threads start on first use)."""
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"{self.name}-worker")
+
+    def protocol(self) -> Connection:
+        """The protocol factory for `loop.create_server`."""
+        return Connection(self)
+
+    def admit(self, connection: Connection) -> bool:
+        """Make room for a new connection if at the limit; False to refuse it."""
         full = len(self.connections) >= self.limits.max_connections
         if self.closing or (full and not self._evict_one()):
-            writer.transport.abort()
-            return
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # answers go out whole and at once: no waiting on Nagle
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self, reader, writer)
-        task = asyncio.get_running_loop().create_task(connection.serve())
-        self.connections[connection] = task
-        task.add_done_callback(lambda _: self.connections.pop(connection, None))
+            return False
+        self.connections[connection] = None
+        return True
 
     def _evict_one(self) -> bool:
         """Close the oldest connection not being answered; False if every one is."""
@@ -115,217 +121,234 @@ class Front:
     async def close(self, timeout: float) -> None:
         """Close idle connections, give requests in flight `timeout` to finish."""
         self.closing = True
-        await asyncio.sleep(0.05)  # connections accepted just before the close get aborted
-        deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await asyncio.sleep(0.05)  # connections accepted just before the close get refused
+        while self.connections and loop.time() < deadline:
             for connection in list(self.connections):
                 if connection.evictable:
                     connection.abort()
             await asyncio.sleep(0.01)
-        tasks = list(self.connections.values())
         for connection in list(self.connections):
             connection.abort()
-        # Let every aborted transport run its connection_lost, which closes the socket.
-        await asyncio.wait(tasks, timeout=1.0) if tasks else None
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # aborted transports close their sockets on the next turn
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Connection:
-    """One client connection: read a request, have it answered, repeat while kept alive."""
+class Connection(asyncio.Protocol):
+    """One client connection: parse requests, have each answered in turn, keep it alive."""
 
-    def __init__(
-        self, front: Front, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Wrap the streams; the h11 state machine bounds the head at `header_bytes`."""
+    def __init__(self, front: Front) -> None:
+        """Nothing happens until the loop calls `connection_made`."""
         self.front = front
         self.limits = front.limits
-        self.reader = reader
-        self.writer = writer
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.header_bytes)
-        self.evictable = True
-        self.leftover = b""
-        peer = writer.get_extra_info("peername") or ("", 0)
-        self.peer = (str(peer[0]), int(peer[1]))
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("", 0)
+        self.current: Incoming | None = None
+        self.waiting: deque[Incoming] = deque()
+        self.answering = False
+        self.head_bytes = 0
+        self.refusal: Refusal | None = None
+        self.lingering: int | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.writable: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def evictable(self) -> bool:
+        """Whether closing it loses no request being answered."""
+        return not self.answering
 
     def abort(self) -> None:
         """Drop the connection at once (no response)."""
-        self.writer.transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
 
-    async def serve(self) -> None:
-        """Answer requests until the client or a deadline ends the connection."""
-        try:
-            while await self._one_request():
-                self.h11.start_next_cycle()
-        except _Refusal as refusal:
-            await self._send_refusal(refusal)
-        except (Closed, ConnectionError, h11.ProtocolError, TimeoutError):
-            pass
-        except Exception:
-            logger.exception("HTTP connection from %s failed", self.peer[0])
-        finally:
-            self.writer.close()
+    # asyncio.Protocol
 
-    async def _send_refusal(self, refusal: _Refusal) -> None:
-        """Write the error answer, unless a response had already begun; then close."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admit the connection (or drop it), then wait for its first request."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.front.admit(self):
+            transport.abort()
             return
-        result = error_result(refusal.status, refusal.reason, refusal.message)
-        head = f"HTTP/1.1 {result.status} {refusal.reason}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in result.headers)
-        head += "Connection: close\r\n\r\n"
-        self.writer.write(head.encode("latin-1") + b"".join(result.chunks))
-        with contextlib.suppress(ConnectionError, TimeoutError, OSError):
-            async with asyncio.timeout(self.limits.write_timeout):
-                await self.writer.drain()
-            await self._linger()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # answers go out whole and at once: no waiting on Nagle
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = (str(peer[0]), int(peer[1]))
+        self._arm(self.limits.keep_alive_timeout, None)
 
-    async def _linger(self) -> None:
-        """Half-close and discard what the client still sends, briefly: closing a socket
-        with unread input resets it, and the reset can destroy the answer in flight."""
-        self.writer.write_eof()
-        left = LINGER_BYTES
-        async with asyncio.timeout(LINGER_SECONDS):
-            while left > 0 and (data := await self.reader.read(READ_CHUNK)):
-                left -= len(data)
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; a body still streaming to the app ends in an error."""
+        del exc
+        self.front.connections.pop(self, None)
+        self._disarm()
+        if self.current is not None and self.current.pipe is not None:
+            self.current.pipe.end("the connection closed")
+        for incoming in (self.current, *self.waiting):
+            if incoming is not None and not self.answering:
+                incoming.discard()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
 
-    async def _one_request(self) -> bool:
-        """Read, answer and finish one request; whether the connection may serve another."""
-        request = await self._read_head()
-        if request is None:
-            return False
-        body, length, streamed = await self._read_body(request)
-        self.evictable = False
+    def eof_received(self) -> bool:
+        """A client that half-closes after its request still gets the answer."""
+        return self.answering or bool(self.waiting)
+
+    def pause_writing(self) -> None:
+        """The client is slow to read: the next write waits."""
+        self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        """The client caught up."""
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; what breaks the rules is answered once and the connection ends."""
+        if self.lingering is not None:
+            self._discard(len(data))
+            return
+        if self.current is None or self.current.head is None:
+            self.head_bytes += len(data)
         try:
-            result = await self._run(request, body, length, streamed)
-            await self._respond(request, result)
-        finally:
-            self.evictable = True
-            body.close()
-        if streamed is not None:
-            if streamed.unread:
-                return False  # the app left part of a large body unread: do not drain it
-            await self._body_end()
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(Refusal(501, "Not Implemented", "protocol upgrades are not supported"))
+        except httptools.HttpParserCallbackError:
+            self._refuse(self.refusal or Refusal(400, "Bad Request", "malformed request"))
+        except httptools.HttpParserError as exc:
+            self._refuse(Refusal(400, "Bad Request", f"malformed request: {exc}"))
+        else:
+            incomplete = self.current is not None and self.current.head is None
+            if incomplete and self.head_bytes > self.limits.header_bytes:
+                message = f"request head over {self.limits.header_bytes} bytes"
+                self._refuse(Refusal(431, "Request Header Fields Too Large", message))
 
-    async def _read_head(self) -> h11.Request | None:
-        """The next request's head, within the idle and head deadlines; None at a clean end."""
-        deadline = time.monotonic() + self.limits.keep_alive_timeout
-        started = False
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                reason = "Request Header Fields Too Large" if status == 431 else "Bad Request"
-                raise _Refusal(status, reason, f"malformed request: {exc}") from None
-            if isinstance(event, h11.Request):
-                return event
-            if event is not h11.NEED_DATA:
-                return None  # ConnectionClosed, or PAUSED after the client closed its side
-            if not started and self.h11.trailing_data[0]:
-                started, deadline = True, time.monotonic() + self.limits.head_timeout
-            data = await self._recv(deadline, timed_out=408 if started else None)
-            if data and not started:
-                started, deadline = True, time.monotonic() + self.limits.head_timeout
-            self.h11.receive_data(data)
+    # httptools callbacks
 
-    async def _recv(self, deadline: float, timed_out: int | None) -> bytes:
-        """Some bytes from the socket before `deadline` (b"" at EOF)."""
+    def on_message_begin(self) -> None:
+        """A request starts: its head has `head_timeout` to arrive."""
+        self.current = Incoming()
+        self._arm(self.limits.head_timeout, 408)
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target."""
+        assert self.current is not None
+        self.current.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header (names compared lower-cased)."""
+        assert self.current is not None
+        self.current.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        """Check the framing; buffer a small body, hand a large one to the app as it comes."""
+        incoming = self.current
+        assert incoming is not None
+        method = self.parser.get_method().decode("ascii")
+        incoming.set_head(method, self.parser.get_http_version(), self.parser.should_keep_alive())
+        self.head_bytes = 0
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                return await self.reader.read(READ_CHUNK)
-        except TimeoutError:
-            if timed_out is not None:
-                message = "request not received in time"
-                raise _Refusal(timed_out, "Request Timeout", message) from None
-            raise Closed from None
-
-    async def _read_body(self, request: h11.Request) -> tuple[IO[bytes], int, StreamedBody | None]:
-        """Check the framing; buffer a small body, or set up streaming for a large one."""
-        declared = self._declared_length(request)
-        limit = self.limits.body_bytes
-        if declared is not None and declared > limit:
-            raise _Refusal(413, "Content Too Large", f"body is {declared} bytes; limit {limit}")
-        if self.h11.they_are_waiting_for_100_continue:
-            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
-        if declared is not None and declared > self.limits.buffer_bytes:
-            deadline = self._body_deadline(declared)
-            loop = asyncio.get_running_loop()
-            streamed = StreamedBody(self._pull, loop, declared, deadline)
-            return streamed, declared, streamed  # type: ignore[return-value]
-        return await self._buffer_body(declared)
-
-    def _declared_length(self, request: h11.Request) -> int | None:
-        """Content-Length, or None for chunked; both at once is ambiguous framing."""
-        names = {name for name, _ in request.headers}
-        if b"transfer-encoding" in names and b"content-length" in names:
-            message = "Content-Length and Transfer-Encoding together are ambiguous; send one"
-            raise _Refusal(400, "Bad Request", message)
-        for name, value in request.headers:
-            if name == b"content-length":
-                return int(value)
-        return None if b"transfer-encoding" in names else 0
-
-    def _body_deadline(self, length: int) -> float:
-        return time.monotonic() + self.limits.body_timeout + length / self.limits.min_body_rate
-
-    async def _buffer_body(self, declared: int | None) -> tuple[IO[bytes], int, None]:
-        """Read the whole body (chunked ones up to `buffer_bytes`) into a spooled file."""
-        cap = self.limits.buffer_bytes if declared is None else declared
-        deadline = self._body_deadline(cap)
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
-        size = 0
-        try:
-            while (data := await self._body_bytes(deadline)) is not None:
-                size += len(data)
-                if size > cap:
-                    message = f"chunked body over {cap} bytes; send Content-Length"
-                    raise _Refusal(413, "Content Too Large", message)
-                spool.write(data)
-        except BaseException:
-            spool.close()
+            declared = framing(incoming.headers, self.limits.body_bytes)
+        except Refusal as refusal:
+            self.refusal = refusal
             raise
-        spool.seek(0)
-        return spool, size, None
+        if incoming.expects_continue and declared != 0:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._start_body(incoming, declared)
 
-    async def _body_bytes(self, deadline: float) -> bytes | None:
-        """The next piece of the body, None at its end."""
-        while True:
-            event = self.h11.next_event()
-            if isinstance(event, h11.Data):
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage):
-                return None
-            if event is not h11.NEED_DATA:
-                raise Closed
-            data = await self._recv(deadline, timed_out=408)
-            self.h11.receive_data(data)
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body: into the app's pipe, or into the buffer."""
+        incoming = self.current
+        assert incoming is not None
+        if incoming.pipe is not None:
+            if incoming.pipe.feed(bytes(body)) and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if not incoming.buffer(body, self.limits.buffer_bytes):
+            message = f"chunked body over {self.limits.buffer_bytes} bytes; send Content-Length"
+            self.refusal = Refusal(413, "Content Too Large", message)
+            raise self.refusal
 
-    async def _body_end(self) -> None:
-        """Take the end of a streamed body the app read to its last byte."""
-        deadline = time.monotonic() + self.limits.body_timeout
-        if await self._body_bytes(deadline) is not None:
-            raise Closed  # more bytes than Content-Length said: h11 refuses this first
+    def on_message_complete(self) -> None:
+        """The request is whole: queue it, read no further until it is answered."""
+        incoming, self.current = self.current, None
+        assert incoming is not None
+        self._disarm()
+        if incoming.pipe is not None:
+            incoming.pipe.end()
+        else:
+            incoming.rewind()
+            self.waiting.append(incoming)
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._next()
 
-    async def _pull(self, want: int) -> bytes:
-        """Up to `want` bytes of a streamed body (for `StreamedBody`, on the loop)."""
-        if not self.leftover:
-            data = await self._body_bytes(time.monotonic() + self.limits.body_timeout)
-            self.leftover = data or b""
-        piece, self.leftover = self.leftover[:want], self.leftover[want:]
-        return piece
+    # answering
 
-    async def _run(
-        self, request: h11.Request, body: IO[bytes], length: int, streamed: StreamedBody | None
-    ) -> AppResult:
+    def _start_body(self, incoming: Incoming, declared: int | None) -> None:
+        """Arm the body's deadline; a large declared body goes to the app as it arrives."""
+        expected = self.limits.buffer_bytes if declared is None else declared
+        if not expected:
+            return
+        allowed = self.limits.body_timeout + expected / self.limits.min_body_rate
+        self._arm(allowed, 408)
+        if declared is not None and declared > self.limits.buffer_bytes:
+            loop = asyncio.get_running_loop()
+            incoming.pipe = BodyPipe(
+                declared,
+                loop.time() + allowed,
+                resume=self._resume_body_soon,
+            )
+            incoming.length = declared
+            self.waiting.append(incoming)
+            self._next()
+
+    def _resume_body_soon(self) -> None:
+        """From a worker: have the loop read the socket again."""
+        self._loop.call_soon_threadsafe(self._resume_body)
+
+    def _resume_body(self) -> None:
+        """The app took enough of a streamed body: read the socket again."""
+        receiving = self.current is not None and self.current.pipe is not None
+        if receiving and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _next(self) -> None:
+        if self.answering or not self.waiting or self.transport is None:
+            return
+        self.answering = True
+        self.task = asyncio.get_running_loop().create_task(self._answer(self.waiting.popleft()))
+
+    async def _answer(self, incoming: Incoming) -> None:
+        keep = False
+        try:
+            result = await self._run(incoming)
+            keep = self._keeps_alive(incoming, result)
+            await self._respond(incoming, result, keep)
+        except (ConnectionError, TimeoutError):
+            keep = False
+        finally:
+            self.answering = False
+            incoming.discard()
+        self._after(incoming, keep)
+
+    async def _run(self, incoming: Incoming) -> AppResult:
         """Have a worker answer the request, unless too many already wait for one."""
         front = self.front
         if front.busy():
             return error_result(503, "Service Unavailable", "server busy; retry shortly")
-        environ = environ_for(request, body, length, server=front.server_addr, peer=self.peer)
-        if streamed is not None:
-            environ["wsgi.input"] = streamed
+        assert incoming.head is not None
+        body: IO[bytes] | BodyPipe = incoming.pipe or incoming.spool or _EMPTY
+        environ = environ_for(
+            incoming.head, body, incoming.length, server=front.server_addr, peer=self.peer
+        )
         front.in_app += 1
         try:
             loop = asyncio.get_running_loop()
@@ -333,47 +356,144 @@ class Connection:
         finally:
             front.in_app -= 1
 
-    async def _respond(self, request: h11.Request, result: AppResult) -> None:
-        """Send the app's answer: head and collected body in one write, then any rest."""
-        headers = result.headers
-        if result.rest is None and not any(k.lower() == "content-length" for k, _ in headers):
-            headers = [*headers, ("Content-Length", str(sum(map(len, result.chunks))))]
-        response = h11.Response(status_code=result.status, headers=headers, reason=result.reason)
-        with_body = request.method != b"HEAD" and result.status not in NO_BODY_STATUSES
+    def _keeps_alive(self, incoming: Incoming, result: AppResult) -> bool:
+        if not incoming.keep_alive or self.front.closing or wants_close(result.headers):
+            return False
+        pipe = incoming.pipe
+        return pipe is None or (pipe.unread == 0 and self.current is None)
+
+    async def _respond(self, incoming: Incoming, result: AppResult, keep: bool) -> None:
+        """Send the answer: head and collected body in one write, then any rest."""
+        assert incoming.head is not None
+        with_body = incoming.head.method != "HEAD" and result.status not in NO_BODY_STATUSES
+        length = _length(result, with_body)
+        chunked = with_body and length is None and incoming.head.version == "1.1"
+        keep = keep and (length is not None or chunked)
         try:
-            out = [self.h11.send(response) or b""]
+            head = self._head(result, length, keep, bodyless=result.status in NO_BODY_STATUSES)
+        except BadResponse:
+            logger.exception("the app's response to %s cannot be sent", incoming.head.method)
+            result, keep, with_body = internal_error(), False, True
+            head = self._head(result, len(result.chunks[0]), keep, bodyless=False)
+        try:
+            body = result.chunks if with_body else []
+            self._write(head + b"".join(map(chunk, body) if chunked else body))
             if with_body:
-                out += [self.h11.send(h11.Data(data=chunk)) or b"" for chunk in result.chunks]
-            if with_body and result.rest is not None:
-                await self._write(b"".join(out))
-                out = await self._send_rest(result.rest)
-            out.append(self.h11.send(h11.EndOfMessage()) or b"")
-            await self._write(b"".join(out))
+                await self._send_rest(result, chunked)
+            self._write(LAST_CHUNK if chunked else b"")
+            await self._drain()
         finally:
             if result.closer is not None:
                 await asyncio.get_running_loop().run_in_executor(self.front.pool, result.closer)
 
-    async def _send_rest(self, rest: Iterator[bytes]) -> list[bytes]:
-        """Pull the rest of a long body on a worker and send it; [] when done."""
+    @staticmethod
+    def _head(result: AppResult, length: int | None, keep: bool, *, bodyless: bool) -> bytes:
+        return response_head(result.status, result.reason, result.headers,
+                             length=length, keep_alive=keep, bodyless=bodyless)  # fmt: skip
+
+    async def _send_rest(self, result: AppResult, chunked: bool) -> None:
+        """Pull the rest of a long body on a worker and send it."""
+        if result.rest is None:
+            return
         loop = asyncio.get_running_loop()
-        while chunk := await loop.run_in_executor(self.front.pool, next_chunk, rest):
-            await self._write(self.h11.send(h11.Data(data=chunk)) or b"")
-        return []
+        while piece := await loop.run_in_executor(self.front.pool, next_chunk, result.rest):
+            self._write(chunk(piece) if chunked else piece)
+            await self._drain()
 
-    async def _send(self, event: Any) -> None:
-        await self._write(self.h11.send(event) or b"")
+    def _after(self, incoming: Incoming, keep: bool) -> None:
+        """After an answer: close, answer the next queued request, or wait for one."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not keep:
+            unread = incoming.pipe is not None and incoming.pipe.unread > 0
+            self._linger() if unread else self.transport.close()
+            return
+        if self.waiting:
+            self._next()
+            return
+        if self.current is None:
+            self._arm(self.limits.keep_alive_timeout, None)
+        self.transport.resume_reading()
 
-    async def _write(self, data: bytes) -> None:
-        """Write and wait until the client has taken enough, within the write deadline."""
-        if data:
-            self.writer.write(data)
-            async with asyncio.timeout(self.limits.write_timeout):
-                await self.writer.drain()
+    # writing, refusing, timers
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def _drain(self) -> None:
+        """Wait, within the write deadline, until the client has taken enough."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        if self.writable is not None:
+            await asyncio.wait_for(asyncio.shield(self.writable), self.limits.write_timeout)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Answer an error the front found itself, then end the connection."""
+        if self.answering:  # a streamed body broke off under the app: nothing more to say
+            if self.current is not None and self.current.pipe is not None:
+                self.current.pipe.end(refusal.message)
+            self.abort()
+            return
+        result = error_result(refusal.status, refusal.reason, refusal.message)
+        length = len(result.chunks[0])
+        head = self._head(result, length, False, bodyless=False)
+        self._write(head + result.chunks[0])
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close and drop what the client still sends, briefly, then close."""
+        assert self.transport is not None
+        self.lingering = LINGER_BYTES
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.resume_reading()
+        self._arm(LINGER_SECONDS, "abort")
+
+    def _discard(self, size: int) -> None:
+        assert self.lingering is not None
+        self.lingering -= size
+        if self.lingering <= 0:
+            self.abort()
+
+    def _arm(self, delay: float, then: int | str | None) -> None:
+        """(Re)start the connection's one deadline."""
+        self._disarm()
+        self.timer = asyncio.get_running_loop().call_later(delay, self._expired, then)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self, then: int | str | None) -> None:
+        """A deadline passed: idle (close), lingering (abort), or a request too slow (408)."""
+        self.timer = None
+        if then is None and self.transport is not None:
+            self.transport.close()
+        elif then == "abort":
+            self.abort()
+        else:
+            self._refuse(Refusal(408, "Request Timeout", "request not received in time"))
 
 
-class _Refusal(Exception):
-    """An error answer the front owes the client before closing."""
+class _Empty:
+    """The `wsgi.input` of a request without a body."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+    def read(self, size: int = -1) -> bytes:
+        """Always the end."""
+        del size
+        return b""
+
+
+_EMPTY: Any = _Empty()
+
+
+def _length(result: AppResult, with_body: bool) -> int | None:
+    """The Content-Length to send; None for a body of unknown length."""
+    if not with_body:
+        declared = declared_length(result.headers)
+        return sum(map(len, result.chunks)) if declared is None else declared
+    if result.rest is None:
+        return sum(map(len, result.chunks))
+    return declared_length(result.headers)

@@ -107,14 +107,15 @@ def _run(
 async def _serve(
     front: Front, sock: socket.socket, stopped: asyncio.Event, ready: threading.Event
 ) -> None:
-    server = await asyncio.start_server(front.accept, sock=sock, limit=front.limits.header_bytes)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(front.protocol, sock=sock)
     ready.set()
     try:
         await stopped.wait()
     finally:
         # Stop accepting but leave the server open until every connection is gone: on
         # Python 3.11 a connection accepted just as the server closes leaks its socket.
-        asyncio.get_running_loop().remove_reader(sock)
+        loop.remove_reader(sock)
         await front.close(timeout=10.0)
         server.close()
 

@@ -2,23 +2,22 @@
 
 `environ_for` turns a parsed request head into a PEP 3333 environ; `call_app` runs the
 app on a worker thread and hands back its status, headers and the first part of its
-body (the rest, if any, stays an iterator the front pulls chunk by chunk);
-`StreamedBody` is the `wsgi.input` of a body too large to buffer, read from the socket
-on demand within a deadline.
+body (the rest, if any, stays an iterator the front pulls chunk by chunk); `BodyPipe`
+is the `wsgi.input` of a body too large to buffer, fed by the loop as it arrives.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-import h11
 import orjson
 
 logger = logging.getLogger(__name__)
@@ -28,6 +27,10 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # A response body up to this size is collected on the worker in one go (one hand-off
 # back to the loop); a larger one (a file download) is pulled chunk by chunk.
 COLLECT_BYTES = 256 * 1024
+# A streamed request body: the loop stops reading the socket past HIGH bytes waiting
+# for the app, and reads again once the app has taken it below LOW.
+PIPE_HIGH = 1024 * 1024
+PIPE_LOW = 256 * 1024
 
 
 @dataclass
@@ -35,32 +38,41 @@ class AppResult:
     """What the app answered: status line, headers, collected chunks, and what remains."""
 
     status: int
-    reason: bytes
+    reason: str
     headers: list[tuple[str, str]]
     chunks: list[bytes] = field(default_factory=list)
     rest: Iterator[bytes] | None = None
     closer: Callable[[], None] | None = None
 
 
+@dataclass
+class RequestHead:
+    """A parsed request line and headers (names lower-cased)."""
+
+    method: str
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+
+
 def environ_for(
-    request: h11.Request,
-    body: IO[bytes],
+    head: RequestHead,
+    body: IO[bytes] | BodyPipe,
     length: int,
     *,
     server: tuple[str, int],
     peer: tuple[str, int],
 ) -> dict[str, Any]:
     """The WSGI environ of one request whose body is `length` bytes readable from `body`."""
-    target = request.target.decode("latin-1")
-    path, _, query = target.partition("?")
+    path, _, query = head.target.partition(b"?")
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method.decode("ascii"),
+        "REQUEST_METHOD": head.method,
         "SCRIPT_NAME": "",
         "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-        "QUERY_STRING": query,
+        "QUERY_STRING": query.decode("latin-1"),
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("ascii"),
+        "SERVER_PROTOCOL": "HTTP/" + head.version,
         "REMOTE_ADDR": peer[0],
         "REMOTE_PORT": str(peer[1]),
         "CONTENT_LENGTH": str(length),
@@ -73,7 +85,7 @@ def environ_for(
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
     }
-    _add_headers(environ, request.headers)
+    _add_headers(environ, head.headers)
     return environ
 
 
@@ -102,7 +114,7 @@ def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
         if exc_info and started and started[0].chunks:
             raise exc_info[1].with_traceback(exc_info[2])
         code, _, reason = status.partition(" ")
-        started[:] = [AppResult(int(code), reason.encode("latin-1"), list(headers))]
+        started[:] = [AppResult(int(code), reason, list(headers))]
         return _no_write
 
     try:
@@ -126,8 +138,6 @@ def _collect(body: Iterable[bytes], started: list[AppResult]) -> AppResult:
                 size += len(chunk)
             if size > COLLECT_BYTES:
                 break
-        else:
-            iterator = iter(())
     except BaseException:
         if closer is not None:
             closer()
@@ -151,18 +161,14 @@ def next_chunk(rest: Iterator[bytes]) -> bytes:
 
 def internal_error() -> AppResult:
     """The answer to a request the app failed on."""
-    body = b'{"error":"internal error; the server logged it"}'
-    return AppResult(500, b"Internal Server Error", _json_headers(len(body)), [body])
+    return error_result(500, "Internal Server Error", "internal error; the server logged it")
 
 
 def error_result(status: int, reason: str, message: str) -> AppResult:
     """A JSON error answered by the front itself (413, 431, 503, ...)."""
     body = orjson.dumps({"error": message})
-    return AppResult(status, reason.encode(), _json_headers(len(body)), [body])
-
-
-def _json_headers(length: int) -> list[tuple[str, str]]:
-    return [("Content-Type", "application/json"), ("Content-Length", str(length))]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    return AppResult(status, reason, headers, [body])
 
 
 def _no_write(_: bytes) -> None:
@@ -173,51 +179,70 @@ def _path(environ: dict[str, Any]) -> str:
     return repr(environ.get("PATH_INFO", "")[:200])
 
 
-class StreamedBody:
-    """`wsgi.input` for a body read from the socket as the app asks, within a deadline."""
+class BodyPipe:
+    """`wsgi.input` of a large body: the loop feeds it as it arrives, the app reads it."""
 
-    def __init__(
-        self,
-        pull: Callable[[int], Any],
-        loop: asyncio.AbstractEventLoop,
-        length: int,
-        deadline: float,
-    ) -> None:
-        """`pull(n)` is a coroutine function giving up to n body bytes, b"" at the end."""
-        self._pull = pull
-        self._loop = loop
+    def __init__(self, length: int, deadline: float, resume: Callable[[], None]) -> None:
+        """`resume()` (thread-safe) asks the loop to read the socket again."""
         self.unread = length
         self._deadline = deadline
+        self._resume = resume
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._ended = False
+        self._failure: str | None = None
+        self.paused = False
+        self._ready = threading.Condition()
+
+    def feed(self, data: bytes) -> bool:
+        """Add bytes (on the loop); True when the loop should stop reading for now."""
+        with self._ready:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            self._ready.notify()
+            self.paused = self._buffered > PIPE_HIGH
+            return self.paused
+
+    def end(self, failure: str | None = None) -> None:
+        """No more bytes will come (on the loop): the end, or why the body stopped."""
+        with self._ready:
+            self._ended, self._failure = True, failure
+            self._ready.notify()
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that remain when negative); b"" at the end."""
         want = self.unread if size is None or size < 0 else min(size, self.unread)
         parts: list[bytes] = []
-        while want > 0:
-            part = self._read_some(want)
-            if not part:
-                break
+        while want > 0 and (part := self._take(want)):
             parts.append(part)
             want -= len(part)
             self.unread -= len(part)
         return b"".join(parts)
 
-    def close(self) -> None:
-        """Nothing to release: the connection decides what happens to unread bytes."""
+    def _take(self, want: int) -> bytes:
+        with self._ready:
+            while not self._chunks:
+                if self._failure is not None:
+                    raise OSError(f"request body: {self._failure}")
+                if self._ended:
+                    return b""
+                if not self._ready.wait(self._deadline - time.monotonic()):
+                    raise OSError("request body: deadline passed")
+            chunk = self._chunks.popleft()
+            if len(chunk) > want:
+                chunk, rest = chunk[:want], chunk[want:]
+                self._chunks.appendleft(rest)
+            self._buffered -= len(chunk)
+            wake = self.paused and self._buffered < PIPE_LOW
+            self.paused = self.paused and not wake
+        if wake:
+            self._resume()
+        return chunk
 
     def readline(self, size: int = -1) -> bytes:
         """Not needed by the apps served here; refuse rather than buffer a whole body."""
         del size
         raise OSError("readline() is not supported on a streamed request body")
 
-    def _read_some(self, want: int) -> bytes:
-        timeout = self._deadline - time.monotonic()
-        if timeout <= 0:
-            raise OSError("request body deadline passed")
-        future = asyncio.run_coroutine_threadsafe(self._pull(want), self._loop)
-        try:
-            data: bytes = future.result(timeout)
-        except TimeoutError as exc:
-            future.cancel()
-            raise OSError("request body deadline passed") from exc
-        return data
+    def close(self) -> None:
+        """Nothing to release: the connection decides what happens to unread bytes."""

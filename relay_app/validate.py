@@ -40,6 +40,7 @@ MAX_PARAM_CHARS = 256
 SQL_INT_MIN = -(2**63)
 SQL_INT_MAX = 2**63 - 1
 MAX_PAGE = 10**12
+BATCH_FIELDS = ("batch_id", "node_id", "messages")
 AGENT_NUMBERS = (
     "cache_bytes_used",
     "cache_max_bytes",
@@ -86,6 +87,11 @@ def batch_request(data: Any, node_id: str, max_messages: int) -> StoreMessages:
     """Validate `{"batch_id", "node_id", "messages": [...]}` sent by `node_id`."""
     if not isinstance(data, dict):
         raise BadRequest('body: expected a JSON object {"batch_id", "node_id", "messages"}')
+    unknown = sorted(str(key) for key in data if key not in BATCH_FIELDS)
+    if unknown:
+        raise BadRequest(
+            f"{unknown[0][:64]}: unknown field; a batch has only {', '.join(BATCH_FIELDS)}"
+        )
     batch_id = check_id("batch_id", data.get("batch_id"))
     own_node(check_id("node_id", data.get("node_id")), node_id, "node_id")
     messages = data.get("messages")

@@ -149,3 +149,15 @@ def test_a_file_for_an_agent_id_with_a_trailing_newline_is_refused_and_no_direct
     files = data_dir / "files"
     made = [p.name for p in files.iterdir() if p.name != ".incoming"] if files.exists() else []
     assert made == []
+
+
+def test_a_batch_with_a_misspelled_top_level_field_is_refused_naming_it(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    body = batch([message()], "typo-batch")
+    body["priorty"] = "high"
+    before = row_counts(data_dir)
+    response = node_a.post("/sync/messages", data=orjson.dumps(body))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("priorty: unknown field")
+    assert row_counts(data_dir) == before

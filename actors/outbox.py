@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ DRAIN_THRESHOLD = 100
 SWEEP_PAGE = 1000
 MAX_ENQUEUE_GROUP = 500
 SWEEP_MAX_PAGES = 200
+# SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not busy or out of space.
+CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class OutboxActor(SupervisedActor):
@@ -84,14 +88,32 @@ class OutboxActor(SupervisedActor):
         self._next_attempt = 0.0
         self._drain_scheduled = False
         self._swept_to = 0
+        # Recovery at start takes only messages written before this actor was made: later ones
+        # are in the write-through's hands, and sweeping them too would send them twice.
+        self._made_at = clock()
 
     def on_start(self) -> None:
         """Open outbox.db, then recover: every unsynced message no batch covers is enqueued."""
-        self._store = OutboxStore(self._path, **self._store_args)
+        self._store = self._open_store()
         self._board.publish_outbox(self.stats())
         if self._target is not None:
             self._client = RelayClient(self._target)
-        self.actor_ref.tell(Sweep(grace=0.0))
+        self.actor_ref.tell(_Recover(self._made_at))
+
+    def _open_store(self) -> OutboxStore:
+        """Open outbox.db; a damaged file is moved aside and a new one made.
+
+        outbox.db only holds copies of what messages.db knows is unsynced, so the sweep
+        rebuilds it; keeping the agent down for it would refuse writes for nothing.
+        """
+        try:
+            return OutboxStore(self._path, **self._store_args)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in CORRUPT_CODES:
+                raise
+            moved = _move_aside(Path(self._path), self._clock())
+            logger.error("agent %s: damaged outbox.db moved to %s: %s", self.agent_id, moved, exc)
+        return OutboxStore(self._path, **self._store_args)
 
     def on_stop(self) -> None:
         """Close the database and the HTTP session."""
@@ -244,7 +266,10 @@ class OutboxActor(SupervisedActor):
 
     def _sweep(self, grace: float) -> int:
         """Enqueue unsynced messages older than `grace` that no batch covers (recovery)."""
-        cutoff = self._clock() - grace
+        return self._sweep_before(self._clock() - grace)
+
+    def _sweep_before(self, cutoff: float) -> int:
+        """Enqueue unsynced messages written at or before `cutoff` that no batch covers."""
         added = 0
         for _ in range(SWEEP_MAX_PAGES):
             rows = self._cache.ask(ListUnsynced(limit=SWEEP_PAGE, after_id=self._swept_to))
@@ -275,12 +300,30 @@ class OutboxActor(SupervisedActor):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Recover:
+    """To self at start: enqueue the unsynced messages written up to `cutoff`."""
+
+    cutoff: float
+
+
+def _move_aside(path: Path, now: float) -> Path:
+    """Rename a damaged database (and its WAL and shared-memory files) out of the way."""
+    target = path.with_name(f"{path.name}.damaged-{int(now)}")
+    for suffix in ("-wal", "-shm", ""):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(target.with_name(target.name + suffix))
+    return target
+
+
 _HANDLERS: dict[type, Callable[[OutboxActor, Any], Any]] = {
     Enqueue: OutboxActor._on_enqueue,
     Drain: OutboxActor._on_drain,
     Tick: OutboxActor._on_tick,
     RelayUp: OutboxActor._on_relay_up,
     Sweep: lambda actor, m: actor._sweep(m.grace),
+    _Recover: lambda actor, m: actor._sweep_before(m.cutoff),
     RetryFailed: OutboxActor._on_retry_failed,
     GetOutboxStats: lambda actor, _: actor.stats(),
 }

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from actors.cache_store import cache_path
+from actors.outbox_store import outbox_path
 from bench._cluster import TOKENS
 from runtime.client import NodeClient
 from runtime.errors import ActorUnavailable, CommanderError
@@ -90,3 +91,32 @@ def test_a_down_agent_is_started_again_after_its_delay_and_works_once_its_file_i
     finally:
         node.stop()
         relay.stop()
+
+
+def test_a_damaged_outbox_file_is_moved_aside_and_rebuilt_so_the_agent_stays_up(
+    tmp_path: Path,
+) -> None:
+    with relay_and_node_dirs(tmp_path) as procs:
+        node = procs.start_node()  # the relay is not there yet: messages wait unsynced
+        a1 = NodeClient(node.url, "a1")
+        waiting = [a1.write({"i": i}) for i in range(10)]
+        a1.close()
+        assert node.terminate() == 0
+        damaged = outbox_path(procs.node_data, "a1")
+        for part in damaged.parent.glob("outbox.db*"):
+            part.unlink()
+        corrupt(damaged)
+        procs.start_relay()
+        node = procs.start_node()
+        a1 = NodeClient(node.url, "a1")
+        waiting.append(a1.write("after the restart"))
+        for msg_id in waiting:
+            wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=30)
+        assert agent_status(node.url, "a1")["state"] == "up"
+        samples = scrape(node.url)
+        assert (
+            metric(samples, "commander_actor_restarts_total", node="node-a", actor="outbox:a1") == 0
+        )
+        assert len(list(damaged.parent.glob("outbox.db.damaged-*"))) == 1
+        a1.close()
+        assert node.terminate() == 0

@@ -295,3 +295,48 @@ def test_stop_ends_the_thread_promptly_with_idle_clients_connected(serve: Any) -
         assert not server.running
     finally:
         sock.close()
+
+
+def test_pipelined_requests_are_answered_in_order(serve: Any) -> None:
+    answer = raw(
+        serve(),
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab"
+        b"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.index(b"/1:0") < answer.index(b"/2:2") < answer.index(b"/3:0")
+
+
+def test_a_client_expecting_100_continue_is_told_to_send_its_body(serve: Any) -> None:
+    server = serve()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abc")
+        assert sock.recv(1000).endswith(b"/c:3")
+
+
+def test_a_client_that_stops_reading_a_long_answer_frees_its_worker(serve: Any) -> None:
+    def long(environ: dict[str, Any], start_response: Start) -> Iterator[bytes]:
+        if environ["PATH_INFO"] == "/ok":
+            start_response("200 OK", [])
+            return iter([b"ok"])
+        start_response("200 OK", [("Content-Length", str(256 << 20))])
+        return (b"y" * (1 << 20) for _ in range(256))
+
+    server = serve(long, threads=1, write_timeout=1.0)
+    with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"GET /long HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(2.0)  # the write deadline passes while the client reads nothing
+        assert get(server, timeout=3.0) == (200, b"ok")
+
+
+def test_an_http_1_0_request_is_answered_and_closed(serve: Any) -> None:
+    answer = raw(serve(), b"GET /old HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"Connection: close" in answer
+    assert answer.endswith(b"/old:0")

@@ -26,7 +26,7 @@ from runtime.agent import AgentHandle
 from runtime.backoff import Backoff
 from runtime.config import SyncConfig
 from runtime.envelope import MessageEnvelope
-from runtime.node import Node
+from runtime.node import Node, NodeOptions
 from runtime.relay_client import RelayTarget
 from runtime.sync_state import SyncState
 from tests.delivery.harness import (
@@ -82,7 +82,16 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     config = cluster(tmp_path / "relay", sync=SYNC)
     relay = start_relay(config)
     fake = ScriptedRelay(relay.url).start()
-    node = start_node(config, "node-a", tmp_path / "a", fake.url)
+    # After one failed write-through the uploader leaves the relay alone for a minute: every
+    # message then travels in the outbox's batches, the only /sync/messages a script sees.
+    options = NodeOptions(
+        data_dir=str(tmp_path / "a"),
+        relay_url=fake.url,
+        token=TOKENS["node-a"],
+        probe_interval=60.0,
+        report_interval=0.5,
+    )
+    node = Node(config, "node-a", options).start()
     try:
         yield Rig(relay, fake, node, tmp_path / "relay")
     finally:
@@ -100,9 +109,11 @@ def assert_each_once(relay_data: Path, msg_ids: list[str]) -> None:
 def test_an_answer_meaning_try_later_is_retried_until_every_message_lands_once(
     rig: Rig, answer: Answer
 ) -> None:
-    rig.fake.always("/sync/message", 503)  # write-through fails: all goes by outbox batches
+    rig.fake.always("/sync/message", 503)
+    ids = [rig.agent.write("its write-through fails: the uploader leaves the relay alone")]
+    wait_for(lambda: bool(rig.fake.answered("/sync/message", 503)), timeout=10)
     rig.fake.script("/sync/messages", answer, answer, answer)
-    ids = [rig.agent.write({"i": i}) for i in range(12)]
+    ids += [rig.agent.write({"i": i}) for i in range(12)]
     wait_for(lambda: len(rig.fake.answered("/sync/messages", answer)) == 3, timeout=30)
     wait_for(lambda: rig.agent.stats().unsynced_count == 0, timeout=30)
     assert_each_once(rig.relay_data, ids)
@@ -110,7 +121,7 @@ def test_an_answer_meaning_try_later_is_retried_until_every_message_lands_once(
     # The batch answered first is sent again until stored, never skipped.
     first = rig.fake.answered("/sync/messages", answer)[0].batch_id
     assert first is not None
-    assert [s.answer for s in rig.fake.batches(first)][-1] == 200
+    assert [s.answer for s in rig.fake.batches(first)][-1] == 200, rig.fake.seen
     assert rig.failures() >= 3
 
 

@@ -75,7 +75,8 @@ def node_health(statuses: Iterable[dict[str, Any]], now: float) -> list[NodeHeal
 
 def _one(status: dict[str, Any], now: float) -> NodeHealth:
     agents = tuple(_agent(a) for a in status.get("agents") or ())
-    age = max(0.0, now - float(status.get("received_at") or 0.0))
+    received = status.get("received_at")
+    age = max(0.0, now - (received if isinstance(received, int | float) else 0.0))
     lags = [a.lag_s for a in agents if a.lag_s is not None]
     lag = max(lags) if lags else None
     syncs = [a.last_sync_at for a in agents if a.last_sync_at is not None]

@@ -234,7 +234,7 @@ class SqliteStore:
                 "SELECT node_id, sent_at, received_at, agents FROM node_status ORDER BY node_id"
             ).fetchall()
         return [
-            {"node_id": n, "sent_at": s, "received_at": r, "agents": orjson.loads(a)}
+            {"node_id": n, "sent_at": s, "received_at": r, "agents": _agents(a)}
             for n, s, r, a in rows
         ]
 
@@ -318,6 +318,15 @@ def _message_dict(row: Sequence[Any]) -> dict[str, Any]:
         "received_at": received_at,
         "status": status,
     }
+
+
+def _agents(stored: Any) -> list[dict[str, Any]]:
+    """A report's agents as stored; what no version should have stored reads as none."""
+    try:
+        agents = orjson.loads(stored)
+    except (orjson.JSONDecodeError, TypeError):
+        return []
+    return [a for a in agents if isinstance(a, dict)] if isinstance(agents, list) else []
 
 
 def stored_content(blob: Any) -> orjson.Fragment:

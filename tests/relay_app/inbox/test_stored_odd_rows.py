@@ -65,10 +65,36 @@ def insert(db: Path, rows: list[dict[str, Any]]) -> None:
         conn.close()
 
 
+ODD_AGENTS = [
+    1,
+    "text",
+    {"agent_id": "a", "cache_bytes_used": 1.7e308, "cache_max_bytes": 1, "failed_batches": 1e300,
+     "last_sync_at": 9.9e15, "oldest_unsynced_age_s": 1e300, "outbox_depth": -5},
+]  # fmt: skip
+
+
+def insert_reports(db: Path) -> None:
+    """Node reports no version should have stored: not JSON, not a list, numbers past dates."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO node_status (node_id, sent_at, received_at, agents) VALUES (?,?,?,?)",
+                [
+                    ("node-not-json", 1.0, "noon", "not json"),
+                    ("node-an-object", 1.0, 1e300, '{"a": 1}'),
+                    ("node-odd-values", 9.9e15, time.time(), orjson.dumps(ODD_AGENTS).decode()),
+                ],
+            )
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def odd(inbox_relay: Relay) -> tuple[Relay, requests.Session]:
     inbox_relay.send(content={"note": "a normal message beside the odd ones"})
     insert(inbox_relay.store.path, old_rows())
+    insert_reports(inbox_relay.store.path)
     inbox_relay.inbox.writer.index_soon()
     wait_until(lambda: _indexed(inbox_relay), timeout=10)
     return inbox_relay, inbox_relay.operator()
@@ -104,6 +130,21 @@ def test_every_inbox_page_answers_200_over_rows_an_older_version_stored(
     relay, operator = odd
     response = operator.get(relay.url + path, timeout=10)
     assert response.status_code == 200, response.text[:500]
+
+
+def test_node_status_reads_answer_200_over_reports_no_version_should_have_stored(
+    odd: tuple[Relay, requests.Session],
+) -> None:
+    relay, operator = odd
+    api = relay.node("node-a").get(f"{relay.url}/query/status", timeout=10)
+    assert api.status_code == 200, api.text[:300]
+    nodes = {n["node_id"]: n["agents"] for n in api.json()["nodes"]}
+    assert nodes["node-not-json"] == []
+    assert nodes["node-an-object"] == []
+    assert [a["agent_id"] for a in nodes["node-odd-values"]] == ["a"]
+    panel = operator.get(f"{relay.url}/messages/nodes", timeout=10)
+    assert panel.status_code == 200
+    assert "node-odd-values" in panel.text
 
 
 def test_the_inbox_lists_every_odd_row_and_pages_through_them(

@@ -25,35 +25,16 @@ import socket
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 import httptools
 
+from runtime.http_answer import run_app, send_answer
 from runtime.http_incoming import Incoming, Refusal, framing
-from runtime.http_wire import (
-    LAST_CHUNK,
-    BadResponse,
-    chunk,
-    declared_length,
-    response_head,
-    wants_close,
-)
-from runtime.wsgi_bridge import (
-    AppResult,
-    BodyPipe,
-    WsgiApp,
-    call_app,
-    environ_for,
-    error_result,
-    internal_error,
-    next_chunk,
-)
+from runtime.http_wire import response_head, wants_close
+from runtime.wsgi_bridge import AppResult, BodyPipe, WsgiApp, error_result
 
 logger = logging.getLogger(__name__)
 
-# A buffered body stays in memory up to this size, then spills to a temporary file.
-SPOOL_BYTES = 64 * 1024
-NO_BODY_STATUSES = (204, 304)
 # After an error answer: what the client still sends is read and dropped for a moment,
 # since closing a socket with unread input resets it and can destroy the answer.
 LINGER_SECONDS = 2.0
@@ -260,7 +241,7 @@ class Connection(asyncio.Protocol):
             self.refusal = refusal
             raise
         if incoming.expects_continue and declared != 0:
-            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._start_body(incoming, declared)
 
     def on_body(self, body: bytes) -> None:
@@ -329,9 +310,9 @@ class Connection(asyncio.Protocol):
     async def _answer(self, incoming: Incoming) -> None:
         keep = False
         try:
-            result = await self._run(incoming)
+            result = await run_app(self.front, incoming, self.peer)
             keep = self._keeps_alive(incoming, result)
-            await self._respond(incoming, result, keep)
+            keep = await send_answer(self, self.front.pool, incoming, result, keep)
         except (ConnectionError, TimeoutError):
             keep = False
         finally:
@@ -339,66 +320,11 @@ class Connection(asyncio.Protocol):
             incoming.discard()
         self._after(incoming, keep)
 
-    async def _run(self, incoming: Incoming) -> AppResult:
-        """Have a worker answer the request, unless too many already wait for one."""
-        front = self.front
-        if front.busy():
-            return error_result(503, "Service Unavailable", "server busy; retry shortly")
-        assert incoming.head is not None
-        body: IO[bytes] | BodyPipe = incoming.pipe or incoming.spool or _EMPTY
-        environ = environ_for(
-            incoming.head, body, incoming.length, server=front.server_addr, peer=self.peer
-        )
-        front.in_app += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(front.pool, call_app, front.app, environ)
-        finally:
-            front.in_app -= 1
-
     def _keeps_alive(self, incoming: Incoming, result: AppResult) -> bool:
         if not incoming.keep_alive or self.front.closing or wants_close(result.headers):
             return False
         pipe = incoming.pipe
         return pipe is None or (pipe.unread == 0 and self.current is None)
-
-    async def _respond(self, incoming: Incoming, result: AppResult, keep: bool) -> None:
-        """Send the answer: head and collected body in one write, then any rest."""
-        assert incoming.head is not None
-        with_body = incoming.head.method != "HEAD" and result.status not in NO_BODY_STATUSES
-        length = _length(result, with_body)
-        chunked = with_body and length is None and incoming.head.version == "1.1"
-        keep = keep and (length is not None or chunked)
-        try:
-            head = self._head(result, length, keep, bodyless=result.status in NO_BODY_STATUSES)
-        except BadResponse:
-            logger.exception("the app's response to %s cannot be sent", incoming.head.method)
-            result, keep, with_body = internal_error(), False, True
-            head = self._head(result, len(result.chunks[0]), keep, bodyless=False)
-        try:
-            body = result.chunks if with_body else []
-            self._write(head + b"".join(map(chunk, body) if chunked else body))
-            if with_body:
-                await self._send_rest(result, chunked)
-            self._write(LAST_CHUNK if chunked else b"")
-            await self._drain()
-        finally:
-            if result.closer is not None:
-                await asyncio.get_running_loop().run_in_executor(self.front.pool, result.closer)
-
-    @staticmethod
-    def _head(result: AppResult, length: int | None, keep: bool, *, bodyless: bool) -> bytes:
-        return response_head(result.status, result.reason, result.headers,
-                             length=length, keep_alive=keep, bodyless=bodyless)  # fmt: skip
-
-    async def _send_rest(self, result: AppResult, chunked: bool) -> None:
-        """Pull the rest of a long body on a worker and send it."""
-        if result.rest is None:
-            return
-        loop = asyncio.get_running_loop()
-        while piece := await loop.run_in_executor(self.front.pool, next_chunk, result.rest):
-            self._write(chunk(piece) if chunked else piece)
-            await self._drain()
 
     def _after(self, incoming: Incoming, keep: bool) -> None:
         """After an answer: close, answer the next queued request, or wait for one."""
@@ -417,11 +343,12 @@ class Connection(asyncio.Protocol):
 
     # writing, refusing, timers
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client (dropped once the connection is closing)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
         """Wait, within the write deadline, until the client has taken enough."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("the client went away")
@@ -437,8 +364,9 @@ class Connection(asyncio.Protocol):
             return
         result = error_result(refusal.status, refusal.reason, refusal.message)
         length = len(result.chunks[0])
-        head = self._head(result, length, False, bodyless=False)
-        self._write(head + result.chunks[0])
+        head = response_head(result.status, result.reason, result.headers,
+                             length=length, keep_alive=False)  # fmt: skip
+        self.write(head + result.chunks[0])
         self._linger()
 
     def _linger(self) -> None:
@@ -475,25 +403,3 @@ class Connection(asyncio.Protocol):
             self.abort()
         else:
             self._refuse(Refusal(408, "Request Timeout", "request not received in time"))
-
-
-class _Empty:
-    """The `wsgi.input` of a request without a body."""
-
-    def read(self, size: int = -1) -> bytes:
-        """Always the end."""
-        del size
-        return b""
-
-
-_EMPTY: Any = _Empty()
-
-
-def _length(result: AppResult, with_body: bool) -> int | None:
-    """The Content-Length to send; None for a body of unknown length."""
-    if not with_body:
-        declared = declared_length(result.headers)
-        return sum(map(len, result.chunks)) if declared is None else declared
-    if result.rest is None:
-        return sum(map(len, result.chunks))
-    return declared_length(result.headers)

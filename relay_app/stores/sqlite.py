@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,10 @@ FTS_MARK = "SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'"
 IN_CHUNK = 500
 # A time window holding at most this many messages is read through the timestamp index.
 NARROW_WINDOW = 5000
+# Content bytes in one page of GET /query/messages past which the page is cut (1000
+# messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory).
+MAX_PAGE_BYTES = 16 * 1024 * 1024
+CONTENT_INDEX = 10  # of `content` in MESSAGE_COLUMNS
 FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
 
 
@@ -210,13 +214,12 @@ class SqliteStore:
                 f" ORDER BY id {order} LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [*params, *keyset_params, query.limit + 1, query.offset])
-            fetched = rows.fetchall()
-        page = fetched[: query.limit]
+            page, has_more = _bounded_page(rows, query.limit)
         return MessagePage(
-            messages=[_message_dict(row) for row in page],
+            messages=[message for _, message in page],
             total=count,
             last_id=page[-1][0] if page else None,
-            has_more=len(fetched) > query.limit,
+            has_more=has_more,
         )
 
     def get_message(self, msg_id: str) -> dict[str, Any] | None:
@@ -300,8 +303,31 @@ def _where(query: MessageQuery) -> tuple[str, list[Any]]:
     return " AND ".join(clauses) or "1", params
 
 
-def _message_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """Turn a row of MESSAGE_COLUMNS into the wire dict plus received_at and status."""
+def _bounded_page(
+    rows: Iterable[Sequence[Any]], limit: int
+) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """Up to `limit` (row id, message), cut once their content passes MAX_PAGE_BYTES.
+
+    A page holds at least one message; a cut page says there is more, and its `next`
+    cursor resumes after its last row. Rows are read one by one, so a cut page never
+    holds the rest of the limit in memory.
+    """
+    page: list[tuple[int, dict[str, Any]]] = []
+    size = 0
+    for row in rows:
+        if len(page) == limit or size > MAX_PAGE_BYTES:
+            return page, True
+        raw = content_json(row[CONTENT_INDEX])
+        size += len(raw)
+        page.append((row[0], _message_dict(row, raw)))
+    return page, False
+
+
+def _message_dict(row: Sequence[Any], raw: bytes | None = None) -> dict[str, Any]:
+    """Turn a row of MESSAGE_COLUMNS into the wire dict plus received_at and status.
+
+    `content` is an orjson.Fragment of the stored JSON (`raw`, when already read).
+    """
     (_, msg_id, ts, agent_id, node_id, task_id, sender, recipient, role, priority, content,
      received_at, status) = row  # fmt: skip
     return {
@@ -314,7 +340,7 @@ def _message_dict(row: Sequence[Any]) -> dict[str, Any]:
         "recipient": recipient,
         "role": role,
         "priority": priority,
-        "content": stored_content(content),
+        "content": orjson.Fragment(content_json(content) if raw is None else raw),
         "received_at": received_at,
         "status": status,
     }
@@ -329,8 +355,8 @@ def _agents(stored: Any) -> list[dict[str, Any]]:
     return [a for a in agents if isinstance(a, dict)] if isinstance(agents, list) else []
 
 
-def stored_content(blob: Any) -> orjson.Fragment:
-    """Stored content as raw JSON for a response, never parsed and re-encoded.
+def content_json(blob: Any) -> bytes:
+    """The stored JSON of a row's content, for a response to pass through unparsed.
 
     Passing the bytes through keeps any nesting a row holds (an older version stored
     deeper content than orjson can encode) from breaking the response, and saves the
@@ -339,5 +365,5 @@ def stored_content(blob: Any) -> orjson.Fragment:
     try:
         raw = decode_json(blob)
     except Exception as exc:  # whatever an old row holds, the read still answers
-        return orjson.Fragment(orjson.dumps({"error": f"content cannot be decoded: {exc}"}))
-    return orjson.Fragment(raw if raw.strip() else b"null")
+        return orjson.dumps({"error": f"content cannot be decoded: {exc}"})
+    return raw if raw.strip() else b"null"

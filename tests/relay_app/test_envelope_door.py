@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from relay_app.stores.sqlite import MAX_PAGE_BYTES
 from runtime.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
 from tests.relay_app.helpers import NodeClient, batch, message, row_counts
 from tests.relay_app.test_bad_input import MULTIPART, form
@@ -161,3 +163,27 @@ def test_a_batch_with_a_misspelled_top_level_field_is_refused_naming_it(
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith("priorty: unknown field")
     assert row_counts(data_dir) == before
+
+
+def test_a_page_of_large_messages_is_cut_by_bytes_and_next_resumes_it(
+    node_a: NodeClient,
+) -> None:
+    # Random text, so gzip cannot shrink what the relay holds and sends.
+    envs = [message(content=os.urandom(MAX_CONTENT_BYTES // 2 - 8).hex()) for _ in range(20)]
+    for env in envs:
+        assert node_a.send(env).status_code == 200
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 1000, "order": "asc"}
+    pages = 0
+    while pages < 10:
+        response = node_a.get("/query/messages", params=params)
+        assert response.status_code == 200
+        page = orjson.loads(response.content)
+        assert len(response.content) < MAX_PAGE_BYTES + 2 * MAX_CONTENT_BYTES
+        seen += [m["msg_id"] for m in page["messages"]]
+        pages += 1
+        if page["next"] is None:
+            break
+        params = {"next": page["next"], "limit": 1000}
+    assert pages > 1
+    assert seen == [e.msg_id for e in envs]

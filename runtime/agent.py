@@ -10,7 +10,8 @@ import pykka
 
 from actors.messages import CacheRemote, CacheStats, Get, GetStats, Query, Write
 from runtime.config import AgentConfig
-from runtime.envelope import MessageEnvelope
+from runtime.envelope import ID_RULE, MessageEnvelope, is_id
+from runtime.errors import InvalidMessage
 from runtime.supervisor import ChildHandle
 
 # Looks a message up on the relay when the local cache does not have it.
@@ -78,6 +79,8 @@ class AgentHandle:
 
     def read(self, msg_id: str, *, timeout: float | None = None) -> MessageEnvelope | None:
         """Return a message: from the local cache, else from the relay (then cached locally)."""
+        if not is_id(msg_id):  # it becomes part of the relay's URL path on a cache miss
+            raise InvalidMessage("msg_id", ID_RULE)
         local = self._cache.ask(Get(msg_id), timeout=timeout)
         if local is not None or self._remote_lookup is None:
             return local  # type: ignore[no-any-return]

@@ -190,3 +190,7 @@ def test_the_in_process_door_names_an_unknown_field_and_a_bad_envelope(
         agent.write_envelope(built, timeout=5)
     assert far.value.field == "timestamp"
     assert agent.stats(timeout=5).message_count == 0
+    for bad in ("../status", "m-1\n", ""):
+        with pytest.raises(InvalidMessage) as bad_id:
+            agent.read(bad, timeout=5)
+        assert bad_id.value.field == "msg_id"

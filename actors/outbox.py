@@ -160,9 +160,10 @@ class OutboxActor(SupervisedActor):
         """Give failed batches and set-aside messages one more try; return the batch count."""
         count = self.store.retry_failed()
         # Told before the sweep's ask, so the cache handles it first; the sweep starts over.
+        # The usual grace leaves the newest messages to the write-through, as every Tick does.
         self._cache.tell(RetrySetAside())
         self._swept_to = 0
-        self.actor_ref.tell(Sweep(grace=0.0))
+        self.actor_ref.tell(Sweep(grace=self._sweep_grace))
         self._schedule_drain()
         return count
 

@@ -121,9 +121,10 @@ class Node:
         self.metrics_actor = self.supervisor.add(
             ChildSpec("metrics", self._metrics_factory(), Restart.PERMANENT)
         )
-        self.ticker.every(
-            self.options.report_interval, "status-report", lambda: self.metrics_actor.tell(Tick())
-        )
+        # One ticker thread serves every agent: a periodic tell skips an actor that is
+        # restarting or down (the next one comes soon) instead of holding the others' ticks.
+        report = self.options.report_interval
+        self.ticker.every(report, "status-report", _periodic(self.metrics_actor, Tick()))
         for actors in self.actors.values():
             actors.supervisor.start()
         self.supervisor.start()
@@ -223,10 +224,10 @@ class Node:
         self.ticker.every(
             self.options.maintain_interval,
             f"maintain:{agent.agent_id}",
-            lambda: cache.tell(Maintain()),
+            _periodic(cache, Maintain()),
         )
         self.ticker.every(
-            agent.sync.interval_seconds, f"outbox:{agent.agent_id}", lambda: outbox.tell(Tick())
+            agent.sync.interval_seconds, f"outbox:{agent.agent_id}", _periodic(outbox, Tick())
         )
 
     def _agent_supervisor(self, agent_id: str) -> Supervisor:
@@ -329,3 +330,12 @@ class Node:
         return RelayTarget(
             self.target.base_url, self.node_id, self.target.token, agent.sync.timeout_seconds
         )
+
+
+def _periodic(handle: ChildHandle, message: Any) -> Callable[[], None]:
+    """A ticker job that tells `message` if the actor is up, and otherwise lets it pass."""
+
+    def tell() -> None:
+        handle.try_tell(message)
+
+    return tell

@@ -50,6 +50,8 @@ __all__ = ["ActorExit", "ChildHandle", "ChildSpec", "Restart", "SupervisedActor"
 
 logger = logging.getLogger(__name__)
 
+MAX_REASON = 300
+
 
 class Supervisor:
     """Starts children in order, restarts them one_for_one, stops them in reverse order."""
@@ -238,7 +240,8 @@ class Supervisor:
             why = f"child {child.name!r} needed more than {self.max_restarts} restarts"
             why = f"{why} within {self.within_seconds:g}s"
             if self._revive_after is not None:
-                self._go_down(f"{why}: {actor_exit.error!r}")
+                # Shown on /status and /healthz: an exception's text is cut to a sane length.
+                self._go_down(f"{why}: {actor_exit.error!r}"[:MAX_REASON])
             else:
                 self._give_up(why, actor_exit.error)
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -249,12 +250,14 @@ def node_status(node: Node) -> dict[str, Any]:
 
 
 def _retry_failed(node: Node) -> bytes:
-    """Ask every outbox to retry; an agent down or busy past the timeout is named, not fatal."""
+    """Ask every outbox at once to retry; one down or busy past the timeout is named, not fatal."""
+    deadline = time.monotonic() + RETRY_TIMEOUT
+    asked = {a: actors.outbox.ask_future(RetryFailed()) for a, actors in node.actors.items()}
     counts: dict[str, int] = {}
     errors: dict[str, str] = {}
-    for agent_id, actors in node.actors.items():
+    for agent_id, future in asked.items():
         try:
-            counts[agent_id] = actors.outbox.ask(RetryFailed(), timeout=RETRY_TIMEOUT)
+            counts[agent_id] = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except ActorUnavailable as exc:
             errors[agent_id] = str(exc)
     return _json({"retried": counts, "unavailable": errors})

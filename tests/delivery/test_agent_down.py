@@ -57,6 +57,14 @@ def test_an_agent_whose_cache_cannot_open_is_down_while_the_node_and_other_agent
         restarts = metric(samples, name, node="node-a", actor="cache:a1")
         assert restarts >= 5
         assert metric(samples, "commander_node_healthy", node="node-a") == 1
+        started = time.monotonic()
+        retried = requests.post(node.url + "/outbox/retry-failed", timeout=20)
+        assert time.monotonic() - started < 1.0
+        assert retried.status_code == 200
+        assert (list(retried.json()["retried"]), list(retried.json()["unavailable"])) == (
+            ["a2"],
+            ["a1"],
+        )
         assert node.proc.poll() is None
         a1.close()
         a2.close()

@@ -29,6 +29,8 @@ KNOWN_METRICS = {
     "htpc_write_throughput_bytes_total",
     "commander_cache_full_events_total",
     "commander_cache_max_bytes",
+    "commander_agent_up",
+    "commander_set_aside_messages",
     "commander_relay_free_disk_bytes",
     "commander_relay_writes_refused_total",
     "commander_relay_node_last_report_age_seconds",
@@ -339,6 +341,27 @@ def scenarios() -> list[dict[str, Any]]:
             "alert_rule_test": [
                 expect("CommanderCacheFillingWithUnsyncedMessages", "5m"),
                 expect("CommanderCacheFillingWithUnsyncedMessages", "15m", {**agent, **warning}),
+            ],
+        },
+        {  # an agent down for 2 minutes fires, one that comes back at once does not
+            "input_series": [
+                series("commander_agent_up", agent, "1 0 0 0 0x10"),
+                series("commander_agent_up", synced, "1 0 1x12"),
+            ],
+            "alert_rule_test": [
+                expect("CommanderAgentDown", "2m"),
+                expect("CommanderAgentDown", "4m", {**agent, **critical}),
+            ],
+        },
+        {  # a set-aside message warns at once, and stops once it is retried away
+            "input_series": [
+                series("commander_set_aside_messages", agent, "0 2 2 0x10"),
+                series("commander_set_aside_messages", synced, "0x13"),
+            ],
+            "alert_rule_test": [
+                expect("CommanderMessagesSetAside", "0m"),
+                expect("CommanderMessagesSetAside", "1m", {**agent, **warning}),
+                expect("CommanderMessagesSetAside", "5m"),
             ],
         },
         {  # refusals for a full disk fire; refusals for other reasons do not

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -63,13 +63,18 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
     return render.page(body)
 
 
-def updates(inbox: Inbox, query: Mapping[str, str]) -> bottle.HTTPResponse:
-    """GET /messages/api/updates?after_id=N&<view>: rows stored since, badge, node panel."""
+def updates(
+    inbox: Inbox, query: Mapping[str, str], after_ids: Sequence[str] = ()
+) -> bottle.HTTPResponse:
+    """GET /messages/api/updates?after_id=N&<view>: rows stored since, badge, node panel.
+
+    `after_ids` are every after_id value the query string holds (one at most).
+    """
     view = parse_view(query)
-    after_id = _after_id(query.get("after_id"))
+    after_id = _after_id(after_ids)
     if after_id is None:
         return render.json_body(
-            {"error": f"after_id: expected an integer from 0 to {MAX_ROW_ID}"}, 400
+            {"error": f"after_id: expected one integer from 0 to {MAX_ROW_ID}"}, 400
         )
     try:
         rows, watermark = inbox.reader.arrived_since(view, after_id)
@@ -90,9 +95,11 @@ def updates(inbox: Inbox, query: Mapping[str, str]) -> bottle.HTTPResponse:
     )
 
 
-def _after_id(raw: str | None) -> int | None:
-    """The row id a live update starts after (0 when absent); None when not a row id."""
-    text = (raw or "0").strip()
+def _after_id(values: Sequence[str]) -> int | None:
+    """The row id a live update starts after (0 when absent); None when not one row id."""
+    if len(values) > 1:
+        return None
+    text = values[0].strip() if values else "0"
     if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ROW_ID)):
         return None
     value = int(text)

@@ -61,7 +61,7 @@ def routes(inbox: Inbox) -> list[tuple[str, str, Handler]]:
             page(lambda s, m: pages.detail_page(inbox, s, m, _query())),
         ),
         ("GET", "/messages/nodes", page(lambda s: pages.nodes_page(inbox, s))),
-        ("GET", pages.UPDATES_PATH, lambda: _api(inbox, lambda: pages.updates(inbox, _query()))),
+        ("GET", pages.UPDATES_PATH, lambda: _api(inbox, lambda: _updates(inbox))),
         ("GET", "/messages/files/<file_id>", page(lambda _s, f: _file(inbox, f))),
         ("POST", "/messages/actions", lambda: _actions(inbox)),
         ("GET", "/messages/login", lambda: _login_form(inbox, "", 200)),
@@ -77,6 +77,11 @@ def routes(inbox: Inbox) -> list[tuple[str, str, Handler]]:
 
 def _query() -> dict[str, str]:
     return pages.query_of(bottle.request)
+
+
+def _updates(inbox: Inbox) -> bottle.HTTPResponse:
+    after_ids = bottle.request.query.decode().getall("after_id")
+    return pages.updates(inbox, _query(), after_ids)
 
 
 def _session(inbox: Inbox) -> Session | None:

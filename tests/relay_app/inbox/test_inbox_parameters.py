@@ -32,10 +32,11 @@ def operator(inbox_relay: Relay) -> requests.Session:
 
 
 @pytest.mark.parametrize(
-    "after_id", ["1e23", "99999999999999999999", "9223372036854775808", "-1", "abc", "٣"]
+    "after_id",
+    ["1e23", "99999999999999999999", "9223372036854775808", "-1", "abc", "٣", "", ["1", "2"]],
 )
 def test_live_updates_refuse_an_after_id_that_is_no_row_id_naming_it(
-    inbox_relay: Relay, operator: requests.Session, after_id: str
+    inbox_relay: Relay, operator: requests.Session, after_id: str | list[str]
 ) -> None:
     response = operator.get(
         inbox_relay.url + "/messages/api/updates", params={"after_id": after_id}, timeout=10

@@ -121,7 +121,9 @@ def check_content(content: Any) -> tuple[Any, bytes]:
         at = f" (at {where[:100]}{'…' if len(where) > 100 else ''})" if where else ""
         raise InvalidMessage("content", exc.reason + at) from None
     try:
-        raw = orjson.dumps(content)
+        # The walk refused every key that is not a str: what is left is a str subclass.
+        option = 0 if canonical else orjson.OPT_NON_STR_KEYS
+        raw = orjson.dumps(content, default=_encode_plain, option=option)
     except orjson.JSONEncodeError as exc:  # lone surrogates: not encodable as UTF-8
         raise InvalidMessage("content", str(exc)) from None
     if len(raw) > MAX_CONTENT_BYTES:
@@ -158,10 +160,27 @@ def _walk(value: Any, depth: int) -> bool:
         if isinstance(value, dict):
             return _walk_object(value, depth) and kind is dict
         return _walk_array(value, depth) and kind is list
-    for base in (int, float, str):  # a subclass (IntEnum, ...) is stored as its plain value
+    plain = _plain(value)  # a subclass (IntEnum, ...) is stored as its plain value
+    if plain is None:
+        raise _Refusal(f"{kind.__name__} is not a JSON value")
+    _walk(plain, depth)
+    return False
+
+
+def _plain(value: Any) -> int | float | str | None:
+    """The plain int, float or str a subclass instance stands for; None for anything else."""
+    for base in (int, float, str):
         if isinstance(value, base):
-            return _walk(base(value), depth) and False
-    raise _Refusal(f"{kind.__name__} is not a JSON value")
+            return base(value)
+    return None
+
+
+def _encode_plain(value: Any) -> Any:
+    """orjson's `default`: what orjson does not encode itself (a float subclass)."""
+    plain = _plain(value)
+    if plain is None:
+        raise TypeError(f"{type(value).__name__} is not a JSON value")
+    return plain
 
 
 def _walk_object(value: dict[Any, Any], depth: int) -> bool:
@@ -169,6 +188,7 @@ def _walk_object(value: dict[Any, Any], depth: int) -> bool:
     for key, item in value.items():
         if not isinstance(key, str):
             raise _Refusal(f"object key {key!r} is not a string")
+        plain = plain and type(key) is str
         try:
             plain = _walk(item, depth + 1) and plain
         except _Refusal as exc:

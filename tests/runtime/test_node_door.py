@@ -139,6 +139,14 @@ class Colour(int):
     """An int subclass: stored as its plain value."""
 
 
+class Score(float):
+    """A float subclass (orjson does not encode one itself)."""
+
+
+class Name(str):
+    """A str subclass, also as an object key (orjson refuses one by default)."""
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [
@@ -167,10 +175,12 @@ def test_the_in_process_door_refuses_what_is_not_plain_json(
 def test_the_in_process_door_stores_what_every_read_returns(served: tuple[Node, str]) -> None:
     node, url = served
     agent = node.agent("a1")
-    msg_id = agent.write({"pair": (1, 2), "n": Colour(7)}, timeout=5)
+    content = {"pair": (1, 2), "n": Colour(7), "score": Score(0.5), Name("k"): Name("v")}
+    msg_id = agent.write(content, timeout=5)
     got = agent.read(msg_id, timeout=5)
     assert got is not None
-    assert got.content == {"pair": [1, 2], "n": 7}
+    assert got.content == {"pair": [1, 2], "n": 7, "score": 0.5, "k": "v"}
+    assert {type(v) for v in got.content.values()} == {list, int, float, str}
     over_http = requests.get(f"{url}/{msg_id}", timeout=10).json()["content"]
     assert over_http == got.content
 

@@ -117,9 +117,7 @@ def check_content(content: Any) -> tuple[Any, bytes]:
     try:
         canonical = _walk(content, 1)
     except _Refusal as exc:
-        where = "".join(reversed(exc.path))
-        at = f" (at {where[:100]}{'…' if len(where) > 100 else ''})" if where else ""
-        raise InvalidMessage("content", exc.reason + at) from None
+        raise InvalidMessage("content", exc.reason + exc.where()) from None
     try:
         # The walk refused every key that is not a str: what is left is a str subclass.
         option = 0 if canonical else orjson.OPT_NON_STR_KEYS
@@ -139,6 +137,16 @@ class _Refusal(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         self.path: list[str] = []
+
+    def where(self) -> str:
+        """ " (at [...][...])", cut after about 100 characters; "" at the top level."""
+        where = ""
+        for part in reversed(self.path):
+            if len(where) + len(part) > 100:
+                where += "…"
+                break
+            where += part
+        return f" (at {where})" if where else ""
 
 
 def _walk(value: Any, depth: int) -> bool:

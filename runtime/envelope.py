@@ -139,7 +139,7 @@ class _Refusal(Exception):
         self.path: list[str] = []
 
     def where(self) -> str:
-        """ " (at [...][...])", cut after about 100 characters; "" at the top level."""
+        """Where in the content, as ' (at [..][..])' cut near 100 characters; '' at the top."""
         where = ""
         for part in reversed(self.path):
             if len(where) + len(part) > 100:

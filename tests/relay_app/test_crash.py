@@ -27,6 +27,7 @@ class Stream:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sent: dict[str, list[str]] = {}
+        self.bodies: dict[str, dict[str, object]] = {}
         self.acked: set[str] = set()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._send) for _ in range(SENDERS)]
@@ -40,12 +41,12 @@ class Stream:
             for n in range(10_000):
                 envs = [message(content={"n": n, "pad": "x" * 200}) for _ in range(BATCH_SIZE)]
                 batch_id = f"{threading.get_ident()}-{n}"
+                body = batch(envs, batch_id)
                 with self.lock:
                     self.sent[batch_id] = [e.msg_id for e in envs]
+                    self.bodies[batch_id] = body
                 try:
-                    response = session.post(
-                        self.url + "/sync/messages", json=batch(envs, batch_id), timeout=10
-                    )
+                    response = session.post(self.url + "/sync/messages", json=body, timeout=10)
                 except requests.RequestException:
                     return  # the relay is gone
                 if response.status_code == 200:
@@ -79,7 +80,8 @@ def test_every_acked_batch_survives_kill_9_whole(tmp_path: Path) -> None:
         for batch_id, ids in sent.items():
             present = len(set(ids) & stored)
             assert present in (0, len(ids)), f"batch {batch_id} is half stored"
-        _resend_is_acked_without_new_rows(restarted.url, sorted(acked)[0], len(stored))
+        first = sorted(acked)[0]
+        _resend_is_acked_without_new_rows(restarted.url, stream.bodies[first], len(stored))
     finally:
         assert restarted.terminate() == 0
 
@@ -96,12 +98,10 @@ def _stored(data: Path) -> tuple[set[str], set[str]]:
     return stored, batches
 
 
-def _resend_is_acked_without_new_rows(url: str, batch_id: str, count: int) -> None:
+def _resend_is_acked_without_new_rows(url: str, body: dict[str, object], count: int) -> None:
     """A node that missed the ack resends the batch: same ack, no new rows."""
     headers = {"X-Commander-Node": NODE_A, "Authorization": f"Bearer {TOKENS[NODE_A]}"}
-    # A known batch id is acked as it stands: its messages are not looked at again.
-    body = batch([message()], batch_id)
     response = requests.post(url + "/sync/messages", json=body, headers=headers, timeout=10)
-    assert response.json() == {"status": "acked", "batch_id": batch_id}
+    assert response.json() == {"status": "acked", "batch_id": body["batch_id"]}
     query = requests.get(url + "/query/messages", params={"limit": 1}, headers=headers, timeout=10)
     assert query.json()["total"] == count

@@ -79,6 +79,9 @@ NEAR_LIMIT = 0.9
 REFRESH_EVERY = 256
 SHOW_SET_ASIDE = 5
 GZIP_MAGIC = b"\x1f\x8b"
+# One query answers at most this much content (and at least one message): a thousand
+# messages at the 1 MiB content limit must not become a gigabyte held in memory.
+QUERY_BYTES = 16 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +283,11 @@ class CacheStore:
         return None if row is None else next(iter(self._decode([row])), None)
 
     def query(self, q: Query) -> list[MessageEnvelope]:
-        """Return messages matching every filter in `q`, oldest first."""
+        """Return messages matching every filter in `q`, oldest first.
+
+        At most `q.limit` messages and about QUERY_BYTES of content: a caller that gets
+        fewer than it asked for continues with `since` at the last timestamp.
+        """
         where: list[str] = []
         args: list[Any] = []
         for column, value in (
@@ -296,7 +303,15 @@ class CacheStore:
             args.append(q.since)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {COLUMNS} FROM messages {clause} ORDER BY timestamp, id LIMIT ?"
-        rows = self.conn.execute(sql, [*args, max(0, min(q.limit, 10_000))]).fetchall()
+        cursor = self.conn.execute(sql, [*args, max(0, min(q.limit, 10_000))])
+        rows: list[tuple[Any, ...]] = []
+        size = 0
+        for row in cursor:
+            rows.append(row)
+            size += _content_size(row[7])
+            if size >= QUERY_BYTES:
+                break
+        cursor.close()
         return self._decode(rows)
 
     def list_unsynced(self, limit: int, after_id: int = 0) -> list[UnsyncedRow]:
@@ -356,6 +371,13 @@ class CacheStore:
             set_aside_count=int(aside),
             set_aside_recent=tuple(self.set_aside_reasons()) if aside else (),
         )
+
+
+def _content_size(blob: bytes) -> int:
+    """The content's JSON size: gzip records it (mod 2**32) in its last four bytes."""
+    if blob[:2] == GZIP_MAGIC and len(blob) >= 18:
+        return int.from_bytes(blob[-4:], "little")
+    return len(blob)
 
 
 def _decode_row(row: tuple[Any, ...]) -> tuple[MessageEnvelope | None, str | None]:

@@ -158,11 +158,8 @@ class MetricsMiddleware:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         """Serve /metrics, or pass the request on and record how it went."""
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
-            body = generate_latest(self.registry)
-            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
-            return [body]
+        if environ.get("PATH_INFO", "") == "/metrics":
+            return self._exposition(environ.get("REQUEST_METHOD", ""), start_response)
         started = time.perf_counter()
         seen: dict[str, int] = {}
 
@@ -172,6 +169,16 @@ class MetricsMiddleware:
 
         result = self.app(environ, recording_start)
         return self._finish(result, environ, seen, started)
+
+    def _exposition(self, method: str, start_response: Callable[..., Any]) -> list[bytes]:
+        """GET (or HEAD) /metrics; any other method is answered 405, as the app would."""
+        if method not in ("GET", "HEAD"):
+            headers = [("Content-Type", "application/json"), ("Allow", "GET, HEAD")]
+            start_response("405 Method Not Allowed", headers)
+            return [b'{"error":"Method not allowed."}']
+        body = generate_latest(self.registry)
+        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+        return [body] if method == "GET" else []
 
     def _finish(
         self, result: Iterable[bytes], environ: dict[str, Any], seen: dict[str, int], started: float

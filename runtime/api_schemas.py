@@ -95,20 +95,30 @@ def envelope_schema() -> Schema:
             "sender": text_schema("sender (defaults to agent_id)"),
             "recipient": text_schema("recipient: an agent id or a role"),
             "role": text_schema("the writing agent's role"),
-            "priority": {
-                "type": ["string", "null"],
-                "enum": [*PRIORITIES, None],
-                "default": DEFAULT_PRIORITY,
-                "description": f"null means {DEFAULT_PRIORITY}.",
-            },
-            "content": {
-                "description": f"Any JSON value: the message itself; arrays and objects nest at"
-                f" most {MAX_DEPTH} deep, at most {MAX_CONTENT_BYTES} bytes as compact UTF-8"
-                " JSON, integers within 64 bits.",
-            },
+            "priority": priority_schema(),
+            "content": content_schema(),
         },
         "additionalProperties": False,
         "examples": [EXAMPLE_ENVELOPE],
+    }
+
+
+def priority_schema() -> Schema:
+    """A priority: one of PRIORITIES, or null for the default."""
+    return {
+        "type": ["string", "null"],
+        "enum": [*PRIORITIES, None],
+        "default": DEFAULT_PRIORITY,
+        "description": f"null means {DEFAULT_PRIORITY}.",
+    }
+
+
+def content_schema() -> Schema:
+    """A message's content: any JSON value within the envelope rule's bounds."""
+    return {
+        "description": f"Any JSON value: the message itself; arrays and objects nest at most"
+        f" {MAX_DEPTH} deep, at most {MAX_CONTENT_BYTES} bytes as compact UTF-8 JSON,"
+        " integers within 64 bits.",
     }
 
 

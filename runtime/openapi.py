@@ -11,6 +11,7 @@ from typing import Any
 from runtime.api_schemas import (
     EXAMPLE_MSG_ID,
     Schema,
+    content_schema,
     document_operation,
     envelope_schema,
     error_responses,
@@ -19,9 +20,9 @@ from runtime.api_schemas import (
     json_body,
     metrics_operation,
     parameter,
+    priority_schema,
     text_schema,
 )
-from runtime.envelope import PRIORITIES
 
 VERSION = "0.1.0"
 MESSAGE = {"$ref": "#/components/schemas/Message"}
@@ -76,12 +77,12 @@ def _schemas() -> dict[str, Schema]:
     return {"Message": envelope_schema(), "Error": error_schema(), "AgentFigures": agent}
 
 
-def _write(agent: Schema) -> Schema:
-    body = {
+def _write_body() -> Schema:
+    return {
         "type": "object",
         "required": ["content"],
         "properties": {
-            "content": {"description": "Any JSON value."},
+            "content": content_schema(),
             "msg_id": {
                 "anyOf": [id_schema("msg_id"), {"type": "null"}],
                 "description": "Bring your own to make a retry idempotent; null: the node's.",
@@ -89,10 +90,13 @@ def _write(agent: Schema) -> Schema:
             "task_id": text_schema("task"),
             "recipient": text_schema("recipient: an agent id or a role"),
             "sender": text_schema("sender (defaults to the agent)"),
-            "priority": {"type": ["string", "null"], "enum": [*PRIORITIES, None]},
+            "priority": priority_schema(),
         },
         "additionalProperties": False,
     }
+
+
+def _write(agent: Schema) -> Schema:
     stored = {
         "type": "object",
         "required": ["status", "msg_id"],
@@ -103,7 +107,7 @@ def _write(agent: Schema) -> Schema:
         "parameters": [agent],
         "requestBody": {
             "required": True,
-            **json_body(body, "The message.", {"content": {"title": "HOT lead"}}),
+            **json_body(_write_body(), "The message.", {"content": {"title": "HOT lead"}}),
         },
         "responses": {
             "201": json_body(stored, "Committed locally.", {"status": "stored",

@@ -43,3 +43,12 @@ def test_the_relay_still_takes_a_null_priority_as_normal(live: Live) -> None:
         f"{live.relay.url}/query/messages/{sent['msg_id']}", headers=NODE_HEADERS, timeout=30
     )
     assert stored.json()["priority"] == "normal"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "POST", "DELETE"])
+def test_metrics_answers_405_naming_get_to_any_other_method(live: Live, method: str) -> None:
+    response = requests.request(method, live.relay.url + "/metrics", timeout=30)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert "error" in response.json()
+    assert requests.head(live.relay.url + "/metrics", timeout=30).status_code == 200

@@ -13,7 +13,8 @@ import requests
 from bench._cluster import TOKENS, cluster
 from relay_app.server import RelayServer
 from runtime.logsafe import LIMIT, quote
-from runtime.node import Node, NodeOptions
+from runtime.relay_client import RelayTarget
+from runtime.remote import RemoteReader
 from tests.contract.conftest import AGENT, NODE, NODE_HEADERS, Live, operator_cookie
 
 FORGED = "FORGED 2026-12-01 00:00:00 CRITICAL commander.node: all data lost"
@@ -21,22 +22,19 @@ HOSTILE = f"evil\n{FORGED}\r\n{FORGED}\x1b[31m\x1b[2J" + "x" * 20_000
 
 
 @pytest.fixture
-def node_with_relay(tmp_path: Path) -> Iterator[Node]:
-    """An in-process node whose relay (a real one on 127.0.0.1) answers its reads."""
-    config = cluster(tmp_path / "relay")
-    with RelayServer(config, host="127.0.0.1", port=0) as relay:
-        options = NodeOptions(data_dir=str(tmp_path / "node"), relay_url=relay.url,
-                              token=TOKENS[NODE])  # fmt: skip
-        with Node(config, NODE, options) as node:
-            yield node
+def relay(tmp_path: Path) -> Iterator[RelayServer]:
+    """A real relay on 127.0.0.1."""
+    with RelayServer(cluster(tmp_path / "relay"), host="127.0.0.1", port=0) as server:
+        yield server
 
 
-def test_an_id_with_newlines_and_terminal_escapes_makes_exactly_one_escaped_log_line(
-    node_with_relay: Node, caplog: pytest.LogCaptureFixture
+def test_a_relay_lookup_of_an_id_with_newlines_and_escapes_logs_one_escaped_line(
+    relay: RelayServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Every door now refuses such an id before a lookup; the call site escapes it anyway.
     caplog.set_level(logging.INFO)  # the daemons' level (a library's DEBUG lines quote URLs)
-    agent = node_with_relay.agent(AGENT)
-    assert agent.read(HOSTILE) is None  # the relay refuses it; the read is a miss
+    reader = RemoteReader(RelayTarget(relay.url, NODE, TOKENS[NODE]))
+    assert reader.get(HOSTILE) is None  # the relay refuses it; the read is a miss
     lines = [r.getMessage() for r in caplog.records if "evil" in r.getMessage()]
     assert len(lines) == 1
     line = lines[0]

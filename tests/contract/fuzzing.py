@@ -1,7 +1,8 @@
 """Schemathesis against a live process: every check's failure, and every error, collected.
 
-COMMANDER_FUZZ_EXAMPLES sets the examples per operation and phase (CI default: small);
-COMMANDER_FUZZ_SECONDS the budget of one run.
+COMMANDER_FUZZ_EXAMPLES sets the examples per operation and phase (CI default: small),
+COMMANDER_FUZZ_SECONDS the budget of one run, COMMANDER_FUZZ_SEED the seed ("random"
+for a new one each run).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from schemathesis.engine import events, from_schema
 
 EXAMPLES = int(os.environ.get("COMMANDER_FUZZ_EXAMPLES", "12"))
 SECONDS = int(os.environ.get("COMMANDER_FUZZ_SECONDS", "35"))
+# A fixed seed keeps CI runs alike; COMMANDER_FUZZ_SEED=random explores new inputs.
+_SEED = os.environ.get("COMMANDER_FUZZ_SEED", "20261201")
+SEED = None if _SEED == "random" else int(_SEED)
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -66,6 +70,7 @@ def config(base_url: str, auth: dict[str, Any], seconds: int = SECONDS) -> Any:
                 "negative_data_rejection": {"enabled": True, "expected-statuses": REFUSALS},
             },
             "suppress-health-check": ["all"],
+            **({"seed": SEED} if SEED is not None else {}),
         }
     )
 

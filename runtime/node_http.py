@@ -66,10 +66,15 @@ def create_node_app(node: Node, metrics: Callable[[], bytes] | None = None) -> b
     app.route("/status", "GET", lambda: _json(node_status(node)))
     app.route("/outbox/retry-failed", "POST", lambda: _retry_failed(node))
     app.route("/healthz", "GET", lambda: _healthz(node))
-    app.route("/openapi.json", "GET", lambda: _json(node_document(sorted(node.agents))))
+    app.route("/openapi.json", "GET", lambda: _json(_document(node)))
     if metrics is not None:
         app.route("/metrics", "GET", lambda: _metrics(metrics))
     return app
+
+
+def _document(node: Node) -> dict[str, Any]:
+    """This node's OpenAPI document: its agents and its limits."""
+    return node_document(sorted(node.agents), max_body=MAX_BODY, max_limit=MAX_QUERY_LIMIT)
 
 
 def _json(data: Any, status: int = 200) -> bytes:

@@ -29,7 +29,9 @@ MESSAGE = {"$ref": "#/components/schemas/Message"}
 UNKNOWN_AGENT = {404: "The agent is not configured on this node."}
 
 
-def node_document(agent_ids: Sequence[str] = ()) -> dict[str, Any]:
+def node_document(
+    agent_ids: Sequence[str] = (), *, max_body: int | None = None, max_limit: int | None = None
+) -> dict[str, Any]:
     """The node's document, naming its agents when given (a fresh copy: callers may change it)."""
     agent = _agent_param(agent_ids)
     return {
@@ -42,7 +44,10 @@ def node_document(agent_ids: Sequence[str] = ()) -> dict[str, Any]:
         },
         "servers": [{"url": "http://127.0.0.1:8002", "description": "default --listen"}],
         "paths": {
-            "/agents/{agent_id}/messages": {"post": _write(agent), "get": _query(agent)},
+            "/agents/{agent_id}/messages": {
+                "post": _write(agent, max_body),
+                "get": _query(agent, max_limit),
+            },
             "/agents/{agent_id}/messages/{msg_id}": {"get": _read(agent)},
             "/agents/{agent_id}/status": {"get": _agent_status(agent)},
             "/status": {"get": _status()},
@@ -96,7 +101,7 @@ def _write_body() -> Schema:
     }
 
 
-def _write(agent: Schema) -> Schema:
+def _write(agent: Schema, max_body: int | None) -> Schema:
     stored = {
         "type": "object",
         "required": ["status", "msg_id"],
@@ -115,12 +120,16 @@ def _write(agent: Schema) -> Schema:
             **error_responses({
                 400: "The body or a field breaks the envelope rule; the error names it.",
                 **UNKNOWN_AGENT,
-                413: "The body is over the node's limit.",
+                413: f"The body is over the node's limit{_bytes(max_body)}.",
                 503: "The agent's cache actor is restarting; retry.",
                 507: "The agent's cache is full of unsynced messages.",
             }),
         },
     }  # fmt: skip
+
+
+def _bytes(limit: int | None) -> str:
+    return f" of {limit} bytes" if limit else ""
 
 
 def _read(agent: Schema) -> Schema:
@@ -136,15 +145,16 @@ def _read(agent: Schema) -> Schema:
     }  # fmt: skip
 
 
-def _query(agent: Schema) -> Schema:
+def _query(agent: Schema, max_limit: int | None) -> Schema:
     params = [
         agent,
         *(parameter(n, "query", {"type": "string"}, f"Only messages with this {n}.")
           for n in ("task_id", "sender", "recipient")),
         parameter("since", "query", {"type": "number"},
                   "Only messages at or after this time (empty: no filter).", allowEmptyValue=True),
-        parameter("limit", "query", {"type": "integer", "minimum": 1},
-                  "At most this many (capped at 1000; default 100)."),
+        parameter("limit", "query", {"type": "integer", "minimum": 1,
+                                     **({"maximum": max_limit} if max_limit else {})},
+                  "At most this many (default 100)."),
     ]  # fmt: skip
     listing = {
         "type": "object",

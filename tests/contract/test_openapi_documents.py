@@ -19,6 +19,7 @@ from relay_app.ingest import Ingest
 from relay_app.openapi import relay_document
 from relay_app.server import RelayServer
 from relay_app.store import MessageStore
+from runtime import node_http
 from runtime.config import ClusterConfig, RelaySettings
 from runtime.node import Node, NodeOptions
 from runtime.node_http import create_node_app
@@ -99,7 +100,8 @@ def test_each_process_serves_its_document_at_openapi_json(live: Live) -> None:
     assert relay.status_code == node.status_code == 200
     assert relay.headers["Content-Type"].startswith("application/json")
     assert relay.json()["paths"].keys() == relay_document(RelaySettings())["paths"].keys()
-    assert node.json() == node_document(["a1", "a2"])
+    limits = {"max_body": node_http.MAX_BODY, "max_limit": node_http.MAX_QUERY_LIMIT}
+    assert node.json() == node_document(["a1", "a2"], **limits)
 
 
 def _conforms(document: dict[str, Any], response: requests.Response) -> None:

@@ -20,7 +20,6 @@ from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
 from relay_app.errors import NotFound, StorageFull
 from relay_app.files import MULTIPART_OVERHEAD, receive_file
 from relay_app.http import (
-    discard_unread_body,
     install_error_pages,
     json_response,
     parse_json,
@@ -92,7 +91,6 @@ def create_app(
     app.install(relay_errors)
     cap = max(config.relay.max_body_bytes, config.relay.max_file_bytes + MULTIPART_OVERHEAD)
     app.add_hook("before_request", refuse_oversized(cap))
-    app.add_hook("after_request", discard_unread_body)
     install_error_pages(app)
     for method, path, handler in _routes(relay):
         app.route(path, method, handler)

@@ -19,11 +19,11 @@ import orjson
 
 from relay_app.errors import BadRequest, PayloadTooLarge, RelayAppError, UnsupportedMedia
 from runtime.logsafe import quote
+from runtime.wsgi_bridge import read_at_most
 
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-READ_CHUNK = 64 * 1024
 
 
 def json_response(payload: Any, status: int = 200) -> bottle.HTTPResponse:
@@ -58,25 +58,13 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if declared is None and not chunked:
         return b""  # HTTP/1.1: no length and not chunked means no body
-    raw = _read_at_most(environ["wsgi.input"], limit if declared is None else declared)
+    # One byte past the limit of a chunked body is the sign it is too long.
+    raw = read_at_most(environ["wsgi.input"], (limit if declared is None else declared) + 1)
     if declared is not None and len(raw) < declared:
         raise BadRequest(f"body ended after {len(raw)} of {declared} bytes")
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
     return _decode(raw, environ.get("HTTP_CONTENT_ENCODING", ""), limit)
-
-
-def _read_at_most(stream: Any, size: int) -> bytes:
-    """Read `size` bytes (or one more, for a chunked body: the sign it is too long)."""
-    parts: list[bytes] = []
-    left = size + 1
-    while left > 0:
-        part = stream.read(min(left, READ_CHUNK))
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
 
 
 def _decode(raw: bytes, encoding: str, limit: int) -> bytes:
@@ -113,8 +101,8 @@ def parse_json(body: bytes) -> Any:
 def refuse_oversized(cap: int) -> Callable[[], None]:
     """A before_request hook: 413 at once for a declared body over `cap` bytes.
 
-    It runs before authentication and routing, so no early answer (401, 404, 507) is
-    ever followed by draining a huge body; cheroot closes the connection after a 413.
+    It runs before authentication and routing; under `runtime.http_front` the front
+    refuses such a body first, and this keeps the rule under any other WSGI server.
     """
 
     def hook() -> None:
@@ -125,26 +113,6 @@ def refuse_oversized(cap: int) -> Callable[[], None]:
             )
 
     return hook
-
-
-def discard_unread_body() -> None:
-    """An after_request hook: read what a handler left of the body, 64 KiB at a time.
-
-    cheroot drains an unread body itself to keep the connection usable, but with one
-    `read(remaining)`, which allocates the whole remainder at once. Bodies over the
-    cap never get here (`refuse_oversized`), and after a 413 cheroot closes instead.
-    """
-    environ = bottle.request.environ
-    if bottle.response.status_code == 413 or "CONTENT_LENGTH" not in environ:
-        return
-    stream = environ.get("wsgi.input")
-    if getattr(stream, "remaining", 0) <= 0:
-        return
-    try:
-        while stream.read(READ_CHUNK):
-            pass
-    except OSError:
-        pass  # the client went away; cheroot will close the connection
 
 
 def relay_errors(callback: Callable[..., Any]) -> Callable[..., Any]:

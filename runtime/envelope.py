@@ -316,20 +316,9 @@ class MessageEnvelope:
         unknown = sorted(k for k in data if k not in WIRE_FIELDS)
         if unknown:
             raise InvalidMessage(str(unknown[0])[:MAX_TEXT], _unknown_field_reason())
-        env = cls(
-            msg_id=data["msg_id"],
-            timestamp=data["timestamp"],
-            agent_id=data["agent_id"],
-            node_id=data["node_id"],
-            content=data["content"],
-            task_id=data.get("task_id"),
-            sender=data.get("sender"),
-            recipient=data.get("recipient"),
-            role=data.get("role"),
-            # Only null means the default: `false`, `0` or "" are refused, not turned into it.
-            priority=DEFAULT_PRIORITY if data.get("priority") is None else data["priority"],
-        )
-        return env.checked_json()
+        # Only null means the default: `false`, `0` or "" are refused, not turned into it.
+        priority = DEFAULT_PRIORITY if data.get("priority") is None else data["priority"]
+        return _from_fields(data, priority).checked_json()
 
 
 def from_stored(data: Any) -> MessageEnvelope:
@@ -343,6 +332,11 @@ def from_stored(data: Any) -> MessageEnvelope:
     for name in REQUIRED_FIELDS:
         if name not in data:
             raise InvalidMessage(name, "required field is missing")
+    return _from_fields(data, data.get("priority") or DEFAULT_PRIORITY)
+
+
+def _from_fields(data: dict[str, Any], priority: Any) -> MessageEnvelope:
+    """The envelope of a wire or stored dict whose required fields are there."""
     return MessageEnvelope(
         msg_id=data["msg_id"],
         timestamp=data["timestamp"],
@@ -353,7 +347,7 @@ def from_stored(data: Any) -> MessageEnvelope:
         sender=data.get("sender"),
         recipient=data.get("recipient"),
         role=data.get("role"),
-        priority=data.get("priority") or DEFAULT_PRIORITY,
+        priority=priority,
     )
 
 

@@ -34,11 +34,11 @@ from runtime.envelope import (
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.node import Node
 from runtime.openapi import node_document
+from runtime.wsgi_bridge import read_at_most
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
-READ_CHUNK = 64 * 1024
 # An outbox answers between two HTTP calls of its own, each bounded by sync.timeout_seconds.
 RETRY_TIMEOUT = 15.0
 WRITE_FIELDS = ("task_id", "recipient", "priority", "sender")
@@ -112,25 +112,13 @@ def _body() -> Any:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length < 0 and not chunked:
         length = 0  # HTTP/1.1: no length and not chunked means no body
-    raw = _read_at_most(environ["wsgi.input"], MAX_BODY + 1 if length < 0 else length)
+    raw = read_at_most(environ["wsgi.input"], MAX_BODY + 1 if length < 0 else length)
     if len(raw) > MAX_BODY:
         raise _fail(413, f"body over {MAX_BODY} bytes")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _fail(400, f"body is not valid JSON: {exc}") from None
-
-
-def _read_at_most(stream: Any, size: int) -> bytes:
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        part = stream.read(min(left, READ_CHUNK))
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
 
 
 def _write(node: Node, agent_id: str) -> bytes:

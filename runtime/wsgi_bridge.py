@@ -106,6 +106,19 @@ def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]
         environ[key] = f"{environ[key]},{value}" if key in environ else value
 
 
+def read_at_most(stream: Any, size: int, piece: int = 64 * 1024) -> bytes:
+    """Read up to `size` bytes of a `wsgi.input`, a piece at a time (never one huge read)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(min(left, piece))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
     """Run `app` (on a worker thread); a failure becomes a JSON 500, logged once."""
     started: list[AppResult] = []

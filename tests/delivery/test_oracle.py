@@ -146,19 +146,27 @@ def relay_fault(cl: Cluster, rng: random.Random) -> None:
     cl.start_relay()
 
 
-@pytest.mark.slow
-def test_every_acknowledged_write_arrives_exactly_once_through_kills_and_stops(
+def start_writing(
     tmp_path: Path,
-) -> None:
+) -> tuple[Cluster, Ledger, threading.Event, list[threading.Thread]]:
+    """A relay and every node running, and one writer thread per agent started."""
     cl = Cluster(tmp_path)
     cl.start_relay()
     for node_id in cl.nodes:
         cl.start_node(node_id)
     ledger, stop = Ledger(), threading.Event()
     threads = [threading.Thread(target=writer, args=(cl, a, ledger, stop)) for a in AGENTS]
+    for t in threads:
+        t.start()
+    return cl, ledger, stop, threads
+
+
+@pytest.mark.slow
+def test_every_acknowledged_write_arrives_exactly_once_through_kills_and_stops(
+    tmp_path: Path,
+) -> None:
+    cl, ledger, stop, threads = start_writing(tmp_path)
     try:
-        for t in threads:
-            t.start()
         chaos(cl, CHAOS_SECONDS, random.Random(int(os.environ.get("COMMANDER_CHAOS_SEED", "7"))))
         stop.set()
         for t in threads:
@@ -225,15 +233,8 @@ def acked_of(ledger: Ledger, node_id: str) -> set[str]:
 def test_a_node_killed_while_the_relay_is_down_delivers_its_local_commits_once_both_return(
     tmp_path: Path,
 ) -> None:
-    cl = Cluster(tmp_path)
-    cl.start_relay()
-    for node_id in cl.nodes:
-        cl.start_node(node_id)
-    ledger, stop = Ledger(), threading.Event()
-    threads = [threading.Thread(target=writer, args=(cl, a, ledger, stop)) for a in AGENTS]
+    cl, ledger, stop, threads = start_writing(tmp_path)
     try:
-        for t in threads:
-            t.start()
         wait_for(
             lambda: len(acked_of(ledger, "node-a") & relay_rows(cl.relay_data).keys()) >= 20, 30
         )

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 # since closing a socket with unread input resets it and can destroy the answer.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
+# Requests one connection may have queued behind the one being answered: one read of
+# tiny pipelined GETs would otherwise queue thousands of them.
+MAX_PIPELINED = 32
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.writable: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.flooded = False
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -202,7 +206,10 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._refuse(Refusal(501, "Not Implemented", "protocol upgrades are not supported"))
         except httptools.HttpParserCallbackError:
-            self._refuse(self.refusal or Refusal(400, "Bad Request", "malformed request"))
+            if self.flooded:
+                self._last_orders()
+            else:
+                self._refuse(self.refusal or Refusal(400, "Bad Request", "malformed request"))
         except httptools.HttpParserError as exc:
             self._refuse(Refusal(400, "Bad Request", f"malformed request: {exc}"))
         else:
@@ -215,6 +222,9 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         """A request starts: its head has `head_timeout` to arrive."""
+        if len(self.waiting) >= MAX_PIPELINED:
+            self.flooded = True
+            raise _Flood
         self.current = Incoming()
         self._arm(self.limits.head_timeout, 408)
 
@@ -326,9 +336,20 @@ class Connection(asyncio.Protocol):
         pipe = incoming.pipe
         return pipe is None or (pipe.unread == 0 and self.current is None)
 
+    def _last_orders(self) -> None:
+        """Answer what is queued, read nothing more, then close."""
+        self.current = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if not self.answering and not self.waiting:
+            self._linger()
+
     def _after(self, incoming: Incoming, keep: bool) -> None:
         """After an answer: close, answer the next queued request, or wait for one."""
         if self.transport is None or self.transport.is_closing():
+            return
+        if self.flooded and not self.waiting:
+            self._linger()
             return
         if not keep:
             unread = incoming.pipe is not None and incoming.pipe.unread > 0
@@ -403,3 +424,7 @@ class Connection(asyncio.Protocol):
             self.abort()
         else:
             self._refuse(Refusal(408, "Request Timeout", "request not received in time"))
+
+
+class _Flood(Exception):
+    """More pipelined requests than a connection may queue."""

@@ -340,3 +340,24 @@ def test_an_http_1_0_request_is_answered_and_closed(serve: Any) -> None:
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert b"Connection: close" in answer
     assert answer.endswith(b"/old:0")
+
+
+def test_a_flood_of_pipelined_requests_is_cut_off_not_queued(serve: Any) -> None:
+    release = threading.Event()
+
+    def slow(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
+        release.wait(5)
+        start_response("200 OK", [])
+        return [b"x"]
+
+    server = serve(slow)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 5000)
+        release.set()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    # The first request is answered; the flood behind it ends the connection.
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.count(b"HTTP/1.1 200 OK") <= 34
+    assert get(server) == (200, b"x")

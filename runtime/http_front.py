@@ -11,7 +11,9 @@ request reaches a worker thread. What a client can hold is bounded:
 - a body arrives at `min_body_rate` bytes/s at least, after `body_timeout`;
 - at most `max_connections` are open: at the limit, a new one pushes out the oldest
   connection that is not in the middle of a request being answered;
-- at most `max_queued` complete requests wait for a worker; past that, 503 at once.
+- at most `max_queued` complete requests wait for a worker; past that, 503 at once;
+- at most half the workers wait on large bodies still arriving; past that, 503 at once
+  (a body trickling in holds its worker until its deadline, which grows with its size).
 Parsing is llhttp's (through httptools: C, strict about framing); a body over
 `buffer_bytes` is handed to the app as it arrives, so the app can refuse it (401, 413)
 before it is sent, and a body left unread ends the connection rather than being read.
@@ -98,6 +100,11 @@ class Front:
                 return True
         return False
 
+    def streams_full(self) -> bool:
+        """Whether half the workers already wait on large bodies still arriving."""
+        arriving = sum(1 for connection in self.connections if connection.streaming)
+        return arriving >= max(1, self.threads // 2)
+
     def busy(self) -> bool:
         """Whether as many requests as workers plus the queue's bound are already in."""
         return self.in_app >= self.threads + self.limits.max_queued
@@ -138,13 +145,19 @@ class Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.writable: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
-        self.flooded = False
+        # No request is read after those queued (a pipelining flood, an upgrade offer).
+        self.final = False
         self._loop = asyncio.get_running_loop()
 
     @property
     def evictable(self) -> bool:
         """Whether closing it loses no request being answered."""
         return not self.answering
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a large body is arriving on it (the app reads it as it comes)."""
+        return self.current is not None and self.current.pipe is not None
 
     def abort(self) -> None:
         """Drop the connection at once (no response)."""
@@ -204,9 +217,15 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(Refusal(501, "Not Implemented", "protocol upgrades are not supported"))
+            if self.answering or self.waiting:
+                # The request is whole: answer it over HTTP/1.1, ignoring the offer (RFC
+                # 9110 7.8; curl --http2 offers h2c), and read nothing after it.
+                self.final = True
+                self._last_orders()
+            else:
+                self._refuse(Refusal(501, "Not Implemented", "protocol upgrades are not supported"))
         except httptools.HttpParserCallbackError:
-            if self.flooded:
+            if self.final:
                 self._last_orders()
             else:
                 self._refuse(self.refusal or Refusal(400, "Bad Request", "malformed request"))
@@ -223,7 +242,7 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         """A request starts: its head has `head_timeout` to arrive."""
         if len(self.waiting) >= MAX_PIPELINED:
-            self.flooded = True
+            self.final = True
             raise _Flood
         self.current = Incoming()
         self._arm(self.limits.head_timeout, 408)
@@ -247,6 +266,7 @@ class Connection(asyncio.Protocol):
         self.head_bytes = 0
         try:
             declared = framing(incoming.headers, self.limits.body_bytes)
+            self._check_stream_room(declared)
         except Refusal as refusal:
             self.refusal = refusal
             raise
@@ -301,6 +321,16 @@ class Connection(asyncio.Protocol):
             self.waiting.append(incoming)
             self._next()
 
+    def _check_stream_room(self, declared: int | None) -> None:
+        """Refuse a body that would stream to a worker when too many already do."""
+        if (
+            declared is not None
+            and declared > self.limits.buffer_bytes
+            and self.front.streams_full()
+        ):
+            message = "too many large bodies arriving at once; retry shortly"
+            raise Refusal(503, "Service Unavailable", message)
+
     def _resume_body_soon(self) -> None:
         """From a worker: have the loop read the socket again."""
         self._loop.call_soon_threadsafe(self._resume_body)
@@ -323,7 +353,12 @@ class Connection(asyncio.Protocol):
             result = await run_app(self.front, incoming, self.peer)
             keep = self._keeps_alive(incoming, result)
             keep = await send_answer(self, self.front.pool, incoming, result, keep)
-        except (ConnectionError, TimeoutError):
+        except ConnectionError:
+            keep = False
+        except TimeoutError:
+            # The client stopped reading: a graceful close would keep the connection and
+            # the answer queued for it until the client reads, which may be never.
+            self.abort()
             keep = False
         finally:
             self.answering = False
@@ -348,7 +383,7 @@ class Connection(asyncio.Protocol):
         """After an answer: close, answer the next queued request, or wait for one."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self.flooded and not self.waiting:
+        if self.final and not self.waiting:
             self._linger()
             return
         if not keep:

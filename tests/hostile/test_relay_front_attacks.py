@@ -1,0 +1,152 @@
+"""Attacks on a running relay's HTTP front that no earlier test tried (issue 10's classes)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench._procs import Daemon
+from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message, write_config
+
+pytestmark = pytest.mark.slow
+
+AUTH = f"X-Commander-Node: {NODE_A}\r\nAuthorization: Bearer {TOKENS[NODE_A]}\r\n"
+# The front's defaults: a whole answer must be taken within WRITE_TIMEOUT; a body over
+# BUFFER_BYTES streams to a worker thread as it arrives; the relay runs THREADS workers.
+WRITE_TIMEOUT = 30.0
+BUFFER_BYTES = 1024 * 1024
+THREADS = 16
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[Daemon]:
+    """`commander-relay serve` as its own process on 127.0.0.1."""
+    config = write_config(tmp_path / "config")
+    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
+            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    daemon = Daemon(args, tmp_path / "relay.log")
+    try:
+        yield daemon
+    finally:
+        assert daemon.terminate() == 0
+
+
+def address(daemon: Daemon) -> tuple[str, int]:
+    """(host, port) of a daemon's URL."""
+    host, _, port = daemon.url.removeprefix("http://").rpartition(":")
+    return host, int(port)
+
+
+def exchange(daemon: Daemon, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a new connection; everything the relay answers until it closes."""
+    received = b""
+    with socket.create_connection(address(daemon), timeout=timeout) as sock:
+        sock.sendall(request)
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while piece := sock.recv(65536):
+                received += piece
+    return received
+
+
+def healthz_seconds(daemon: Daemon) -> float:
+    """How long GET /healthz on a new connection takes to answer 200 (inf if it does not)."""
+    started = time.monotonic()
+    try:
+        answer = exchange(daemon, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3.0)
+    except OSError:
+        return float("inf")
+    return time.monotonic() - started if answer.startswith(b"HTTP/1.1 200 ") else float("inf")
+
+
+def sockets_open(pid: int) -> int:
+    """How many sockets the process holds."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed while we looked
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+@pytest.mark.parametrize("upgrade", ["h2c", "websocket"])
+def test_a_request_offering_a_protocol_upgrade_is_answered_over_http_1_1(
+    relay: Daemon, upgrade: str
+) -> None:
+    # curl --http2 on an http:// URL offers h2c like this; a server may ignore the offer.
+    offer = f"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AA\r\n"
+    answer = exchange(relay, f"GET /healthz HTTP/1.1\r\nHost: relay\r\n{offer}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b'"status":"ok"' in answer
+
+
+def test_a_connect_request_gets_an_answer_not_a_dropped_connection(relay: Daemon) -> None:
+    answer = exchange(relay, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+    assert answer[:12] in (b"HTTP/1.1 404", b"HTTP/1.1 405", b"HTTP/1.1 501"), answer[:200]
+
+
+def fill_one_page(relay: Daemon) -> int:
+    """Store about 16 MiB of incompressible content; the size of the page that lists it."""
+    client = NodeClient(relay.url)
+    for _ in range(6):
+        text = [base64.b64encode(os.urandom(700_000)).decode() for _ in range(3)]
+        batch = {"batch_id": str(uuid.uuid4()), "node_id": NODE_A,
+                 "messages": [message(content=t).to_wire() for t in text]}  # fmt: skip
+        assert client.send_batch(batch).status_code == 200
+    return len(client.get("/query/messages?limit=1000").content)
+
+
+def test_a_client_that_never_reads_a_large_page_is_cut_off_at_the_write_deadline(
+    relay: Daemon,
+) -> None:
+    page_bytes = fill_one_page(relay)
+    assert page_bytes > 15 * 1024 * 1024
+    baseline = sockets_open(relay.proc.pid)
+    stalled = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(address(relay))
+        sock.sendall(f"GET /query/messages?limit=1000 HTTP/1.1\r\nHost: r\r\n{AUTH}\r\n".encode())
+        stalled.append(sock)
+    try:
+        time.sleep(2)
+        assert sockets_open(relay.proc.pid) >= baseline + 4
+        time.sleep(WRITE_TIMEOUT + 3)
+        # Each answer sat unread for longer than the write deadline: the relay let go of it
+        # (and of the megabytes queued for it), rather than waiting for a reader forever.
+        assert sockets_open(relay.proc.pid) <= baseline
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert healthz_seconds(relay) < 1.0
+
+
+def trickle_large_body(relay: Daemon) -> socket.socket:
+    """An authenticated batch of 2 MB declared, 1.1 MB sent; the rest is to come slowly."""
+    sock = socket.create_connection(address(relay), timeout=5)
+    head = f"POST /sync/messages HTTP/1.1\r\nHost: r\r\n{AUTH}Content-Length: 2000000\r\n\r\n"
+    sock.sendall(head.encode() + b"[" * (BUFFER_BYTES + 100_000))
+    return sock
+
+
+def test_slow_large_bodies_from_a_node_never_hold_every_worker(relay: Daemon) -> None:
+    trickling = [trickle_large_body(relay) for _ in range(THREADS + 4)]
+    try:
+        latencies = []
+        for _ in range(10):
+            for sock in trickling:
+                with contextlib.suppress(OSError):
+                    sock.send(b"[")
+            latencies.append(healthz_seconds(relay))
+            time.sleep(0.5)
+        assert max(latencies) < 1.0, latencies
+    finally:
+        for sock in trickling:
+            sock.close()

@@ -4,7 +4,9 @@ requests' timeout bounds each socket operation, so a peer that sends a byte now 
 then holds the caller for ever. A `DeadlineSession` arms one shared watchdog thread
 per request; when the deadline passes, the sockets of that session are shut down,
 the blocked read returns at once, and requests raises ConnectionError, which the
-relay client already treats as "the relay is away, retry later".
+relay client already treats as "the relay is away, retry later". The answer's body is
+read within `max_answer_bytes` as well: a peer answering a gigabyte would otherwise
+have all of it held in memory, by each actor that asked, before any check could look.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # How late past its deadline a request may be cut: the watchdog looks this often while armed.
 RESOLUTION = 0.1
+# The relay's largest answer is one stored message, within its 16 MiB body limit.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 class _Watchdog:
@@ -77,9 +81,10 @@ _WATCHDOG = _Watchdog()
 class DeadlineSession(requests.Session):
     """A requests.Session in which every request ends within `deadline` seconds."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         super().__init__()
         self.deadline = deadline
+        self.max_answer_bytes = max_answer_bytes
         self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
         adapter = HTTPAdapter()
         adapter.poolmanager.pool_classes_by_scheme = _tracking_pools(self._connections)
@@ -87,7 +92,10 @@ class DeadlineSession(requests.Session):
         self.mount("https://", adapter)
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send a request; raise requests.Timeout if the whole of it takes past the deadline."""
+        """Send a request; raise requests.Timeout if the whole of it takes past the deadline.
+
+        An answer over `max_answer_bytes` raises requests.ConnectionError.
+        """
         expired = threading.Event()
 
         def cut() -> None:
@@ -96,7 +104,9 @@ class DeadlineSession(requests.Session):
 
         token = _WATCHDOG.arm(self.deadline, cut)
         try:
-            return super().request(*args, **kwargs)
+            response = super().request(*args, **{**kwargs, "stream": True})
+            _read_within(response, self.max_answer_bytes)
+            return response
         except requests.ConnectionError as exc:
             if expired.is_set():
                 raise requests.Timeout(f"no full answer within {self.deadline:g}s") from exc
@@ -110,6 +120,20 @@ class DeadlineSession(requests.Session):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def _read_within(response: requests.Response, limit: int) -> None:
+    """Read the (decoded) body into `response`, as requests does unless streaming."""
+    parts: list[bytes] = []
+    size = 0
+    for part in response.iter_content(64 * 1024):
+        size += len(part)
+        if size > limit:
+            response.close()  # the connection goes, with the rest of the answer unread
+            raise requests.ConnectionError(f"answer over {limit} bytes", response=response)
+        parts.append(part)
+    # What `response.content` returns from now on: requests keeps the body there.
+    response._content = b"".join(parts)
 
 
 def _tracking_pools(

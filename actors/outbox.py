@@ -210,7 +210,7 @@ class OutboxActor(SupervisedActor):
         if batch is None:
             return "empty"
         try:
-            self._client.push_batch(batch.payload)
+            self._client.push_batch(batch.payload, batch.batch_id)
         except RelayUnavailable as exc:
             return self._retry_later(batch.batch_id, exc, now)
         except RelayRejected as exc:

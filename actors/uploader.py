@@ -115,8 +115,9 @@ class UploaderActor(SupervisedActor):
         if len(envelopes) == 1:
             client.push_message(envelopes[0])
             return
-        body = batch_body(new_msg_id(), self._node_id, envelopes)
-        client.push_batch(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+        batch_id = new_msg_id()
+        body = batch_body(batch_id, self._node_id, envelopes)
+        client.push_batch(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), batch_id)
 
 
 def split_batches(

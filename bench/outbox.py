@@ -172,7 +172,8 @@ def run_peer(tmp: Path, target: RelayTarget, msgs: list[MessageEnvelope]) -> flo
                     items.append(queue.get(raw=True, block=False))
                 except Empty:
                     break
-            client.push_batch(_batch_payload([item["data"] for item in items]))
+            batch_id = new_msg_id()
+            client.push_batch(_batch_payload(batch_id, [item["data"] for item in items]), batch_id)
             for item in items:
                 queue.ack(id=item["pqid"])
             acked += len(items)
@@ -183,9 +184,9 @@ def run_peer(tmp: Path, target: RelayTarget, msgs: list[MessageEnvelope]) -> flo
         queue.close()
 
 
-def _batch_payload(wires: list[dict[str, Any]]) -> bytes:
+def _batch_payload(batch_id: str, wires: list[dict[str, Any]]) -> bytes:
     """The body the outbox stores and sends: gzip of {"batch_id", "node_id", "messages"}."""
-    body = orjson.dumps({"batch_id": new_msg_id(), "node_id": NODE, "messages": wires})
+    body = orjson.dumps({"batch_id": batch_id, "node_id": NODE, "messages": wires})
     return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 

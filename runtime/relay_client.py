@@ -4,7 +4,9 @@ Every failure becomes RelayUnavailable (retry later: network errors, timeouts,
 408, 429, 5xx, 507, and 401, a missing or wrong token that an operator fixes
 without the data being at fault) or RelayRejected (the request itself is at
 fault: another 4xx, 403 included, which the relay answers to a body naming
-another node, so resending it unchanged can never succeed).
+another node, so resending it unchanged can never succeed). A write counts as stored
+only when the answer is the relay's acknowledgement naming it: a 2xx from anything else
+at the relay's address (a proxy, a captive portal) stored nothing, so it is retried.
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ class RelayClient:
 
     def push_message(self, envelope: MessageEnvelope) -> None:
         """POST /sync/message; returns once the relay has committed it."""
-        self._post("/sync/message", orjson.dumps(envelope.to_wire()), {})
+        answer = self._post("/sync/message", orjson.dumps(envelope.to_wire()), {})
+        _expect_ack(answer, "/sync/message", {"status": "stored", "msg_id": envelope.msg_id})
 
-    def push_batch(self, gzip_body: bytes) -> None:
-        """POST /sync/messages with an already gzip-compressed batch body."""
-        self._post("/sync/messages", gzip_body, {"Content-Encoding": "gzip"})
+    def push_batch(self, gzip_body: bytes, batch_id: str) -> None:
+        """POST /sync/messages with an already gzip-compressed batch body of `batch_id`."""
+        answer = self._post("/sync/messages", gzip_body, {"Content-Encoding": "gzip"})
+        _expect_ack(answer, "/sync/messages", {"status": "acked", "batch_id": batch_id})
 
     def report_status(self, report: dict[str, Any]) -> None:
         """POST /sync/status with this node's health figures."""
@@ -77,7 +81,7 @@ class RelayClient:
         # As stored: a row the relay took under an older rule still reads.
         return from_stored(_strip_relay_fields(response.json()))
 
-    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
         url = self.target.base_url + path
         try:
             response = self.session.post(
@@ -86,6 +90,7 @@ class RelayClient:
         except requests.RequestException as exc:
             raise RelayUnavailable(f"POST {path}: {exc.__class__.__name__}: {exc}") from exc
         _raise_for_status(response, path)
+        return response
 
 
 def _raise_for_status(response: requests.Response, what: str) -> None:
@@ -96,6 +101,20 @@ def _raise_for_status(response: requests.Response, what: str) -> None:
     if status in RETRYABLE or status >= 500:
         raise RelayUnavailable(f"{what}: HTTP {status}: {detail}", status)
     raise RelayRejected(f"{what}: HTTP {status}: {detail}", status)
+
+
+def _expect_ack(response: requests.Response, what: str, ack: dict[str, str]) -> None:
+    """RelayUnavailable unless the 2xx answer carries every field of `ack`."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or any(data.get(k) != v for k, v in ack.items()):
+        detail = response.text[:300]
+        status = response.status_code
+        raise RelayUnavailable(
+            f"{what}: HTTP {status} is not the relay's acknowledgement: {detail}"
+        )
 
 
 def _strip_relay_fields(data: Any) -> Any:

@@ -50,7 +50,7 @@ def test_the_outbox_closes_a_batch_before_its_body_passes_the_relay_limit(
                 if batch is None:
                     break
                 assert len(gzip.decompress(batch.payload)) <= MAX_BATCH_BYTES
-                client.push_batch(batch.payload)  # raises on 413
+                client.push_batch(batch.payload, batch.batch_id)  # raises on 413
                 store.acked(batch.batch_id)
                 sent.extend(batch.msg_ids)
         finally:

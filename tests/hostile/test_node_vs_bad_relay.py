@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from bench._cluster import cluster, write_config_dir
-from bench._procs import Daemon, start_node
+from bench._cluster import TOKENS, cluster, free_port, write_config_dir
+from bench._procs import Daemon, start_node, start_relay
 
 pytestmark = pytest.mark.slow
 
@@ -22,43 +23,75 @@ NODE_MEMORY_BYTES = 256 * 1024 * 1024
 ATTACK_SECONDS = 12.0
 
 
-class HugeAnswers(threading.Thread):
-    """A relay that answers every request with a 1 GB body, sent as fast as it is taken."""
+Answer = Callable[[socket.socket, threading.Event], None]
 
-    def __init__(self) -> None:
+
+class FakeRelay(threading.Thread):
+    """Something at the relay's address that answers every connection its own way."""
+
+    def __init__(self, answer: Answer) -> None:
         super().__init__(daemon=True)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         self.stopped = threading.Event()
+        self.answer = answer
 
     def run(self) -> None:
         while not self.stopped.is_set():
             with contextlib.suppress(TimeoutError):
                 conn, _ = self.server.accept()
-                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
         self.server.close()
 
-    def _answer(self, conn: socket.socket) -> None:
-        piece = b"x" * (1024 * 1024)
+    def _serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
             conn.settimeout(5)
-            conn.recv(1024 * 1024)  # the request (or its start): it is answered either way
-            conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000000\r\n\r\n")
-            for _ in range(1000):
-                if self.stopped.is_set():
-                    return
-                conn.sendall(piece)
+            self.answer(conn, self.stopped)
+
+    def __enter__(self) -> FakeRelay:
+        """Start serving."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop serving."""
+        self.stopped.set()
+        self.join(5)
 
 
-@pytest.fixture
-def bad_relay() -> Iterator[HugeAnswers]:
-    """The misbehaving relay, stopped at the end."""
-    relay = HugeAnswers()
-    relay.start()
-    yield relay
-    relay.stopped.set()
-    relay.join(5)
+def one_gigabyte(conn: socket.socket, stopped: threading.Event) -> None:
+    """Answer the first request with 500 and a 1 GB body, sent as fast as it is taken."""
+    conn.recv(1024 * 1024)  # the request (or its start): it is answered either way
+    conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000000\r\n\r\n")
+    piece = b"x" * (1024 * 1024)
+    for _ in range(1000):
+        if stopped.is_set():
+            return
+        conn.sendall(piece)
+
+
+def captive_portal(conn: socket.socket, stopped: threading.Event) -> None:
+    """Answer every request 200 with a page of its own, as a proxy or a portal might."""
+    page = b"<html><body>Welcome! Log in to use this network.</body></html>"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
+    while not stopped.is_set() and read_request(conn):
+        conn.sendall(head % len(page) + page)
+
+
+def read_request(conn: socket.socket) -> bool:
+    """Read one request with its Content-Length body; False when the peer closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if not (piece := conn.recv(65536)):
+            return False
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    missing = (int(length.group(1)) if length else 0) - len(body)
+    while missing > 0 and (piece := conn.recv(min(missing, 65536))):
+        missing -= len(piece)
+    return True
 
 
 def peak_rss(pid: int) -> int:
@@ -69,18 +102,57 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_a_relay_answering_a_gigabyte_never_swells_the_node(
-    tmp_path: Path, bad_relay: HugeAnswers
-) -> None:
+def test_a_relay_answering_a_gigabyte_never_swells_the_node(tmp_path: Path) -> None:
     config_dir = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay"))
-    node = start_node(config_dir, "node-a", tmp_path / "node-a", bad_relay.url, tmp_path / "log")
+    with FakeRelay(one_gigabyte) as bad_relay:
+        node = start_node(config_dir, "node-a", tmp_path / "node-a", bad_relay.url, tmp_path / "l")
+        try:
+            slowest = local_answers_while(node, ATTACK_SECONDS)
+            assert node.proc.poll() is None
+            peak = peak_rss(node.proc.pid)
+            assert peak < NODE_MEMORY_BYTES, f"{peak >> 20} MiB"
+            assert slowest < 1.0
+        finally:
+            node.terminate()
+
+
+def test_a_200_that_is_not_the_relays_acknowledgement_loses_no_message(tmp_path: Path) -> None:
+    config_dir = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay"))
+    with FakeRelay(captive_portal) as portal:
+        node = start_node(config_dir, "node-a", tmp_path / "node-a", portal.url, tmp_path / "l1")
+        try:
+            written = [write(node, n) for n in range(20)]
+            time.sleep(2)  # write-through, then the outbox, each try the portal
+        finally:
+            node.terminate()
+    relay = start_relay(config_dir, tmp_path / "relay", free_port(), tmp_path / "relay.log")
     try:
-        slowest = local_answers_while(node, ATTACK_SECONDS)
-        assert node.proc.poll() is None
-        assert peak_rss(node.proc.pid) < NODE_MEMORY_BYTES, f"{peak_rss(node.proc.pid) >> 20} MiB"
-        assert slowest < 1.0
+        node = start_node(config_dir, "node-a", tmp_path / "node-a", relay.url, tmp_path / "l2")
+        try:
+            assert not not_on_relay(relay, written, within=20.0)
+        finally:
+            node.terminate()
     finally:
-        node.terminate()
+        relay.terminate()
+
+
+def write(node: Daemon, n: int) -> str:
+    """Write one message through the node's agent API; its msg_id."""
+    answer = requests.post(node.url + "/agents/a1/messages", json={"content": n}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["msg_id"])
+
+
+def not_on_relay(relay: Daemon, msg_ids: list[str], within: float) -> list[str]:
+    """The msg_ids the relay still lacks after waiting up to `within` seconds."""
+    headers = {"X-Commander-Node": "node-a", "Authorization": f"Bearer {TOKENS['node-a']}"}
+    missing, until = msg_ids, time.monotonic() + within
+    while missing and time.monotonic() < until:
+        time.sleep(0.5)
+        missing = [m for m in missing
+                   if requests.get(f"{relay.url}/query/messages/{m}", headers=headers,
+                                   timeout=10).status_code != 200]  # fmt: skip
+    return missing
 
 
 def local_answers_while(node: Daemon, seconds: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -12,6 +13,8 @@ from runtime.http_wire import LAST_CHUNK, BadResponse, chunk, declared_length, r
 from runtime.wsgi_bridge import (
     AppResult,
     BodyPipe,
+    RequestHead,
+    WsgiApp,
     call_app,
     environ_for,
     error_result,
@@ -43,13 +46,26 @@ async def run_app(front: Front, incoming: Incoming, peer: tuple[str, int]) -> Ap
         return error_result(503, "Service Unavailable", "server busy; retry shortly")
     assert incoming.head is not None
     body: IO[bytes] | BodyPipe = incoming.pipe or incoming.spool or _EMPTY
-    environ = environ_for(incoming.head, body, incoming.length, server=front.server_addr, peer=peer)
+    where = (front.server_addr, peer)
     front.in_app += 1
     try:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(front.pool, call_app, front.app, environ)
+        return await loop.run_in_executor(
+            front.pool, _call, front.app, incoming.head, body, incoming.length, where
+        )
     finally:
         front.in_app -= 1
+
+
+def _call(
+    app: WsgiApp,
+    head: RequestHead,
+    body: IO[bytes] | BodyPipe,
+    length: int,
+    where: tuple[tuple[str, int], tuple[str, int]],
+) -> AppResult:
+    """On a worker: build the environ (its cost is not the loop's) and run the app."""
+    return call_app(app, environ_for(head, body, length, server=where[0], peer=where[1]))
 
 
 async def send_answer(
@@ -58,8 +74,23 @@ async def send_answer(
     """Send the answer (head and collected body in one write, then any rest).
 
     Returns whether the connection may serve another request: not after a body whose
-    end only the close can mark.
+    end only the close can mark. An answer that breaks off raises BrokenAnswer.
     """
+    closer = result.closer
+    try:
+        return await _send(wire, pool, incoming, result, keep)
+    finally:
+        if closer is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, _close, closer)
+
+
+class BrokenAnswer(Exception):
+    """The app's body ended before its Content-Length: only a close can say so."""
+
+
+async def _send(
+    wire: Wire, pool: Executor, incoming: Incoming, result: AppResult, keep: bool
+) -> bool:
     assert incoming.head is not None
     with_body = incoming.head.method != "HEAD" and result.status not in NO_BODY_STATUSES
     length = _length(result, with_body)
@@ -69,43 +100,73 @@ async def send_answer(
         head = _head(result, length, keep)
     except BadResponse:
         logger.exception("the app's answer to a %s cannot be sent", incoming.head.method)
-        result, keep, with_body, chunked = internal_error(), False, True, False
-        head = _head(result, len(result.chunks[0]), keep)
-    try:
-        body = result.chunks if with_body else []
-        wire.write(head + b"".join(map(chunk, body) if chunked else body))
-        if with_body:
-            await _send_rest(wire, pool, result, chunked)
-        wire.write(LAST_CHUNK if chunked else b"")
+        result, keep, chunked = internal_error(), False, False
+        length = len(result.chunks[0])
+        head = _head(result, length, keep)
+    if not with_body:
+        wire.write(head)
         await wire.drain()
-    finally:
-        if result.closer is not None:
-            await asyncio.get_running_loop().run_in_executor(pool, result.closer)
+        return keep
+    body, left = _fit(result.chunks, length)
+    wire.write(head + b"".join(map(chunk, body) if chunked else body))
+    if result.rest is not None:
+        left = await _send_rest(wire, pool, result.rest, chunked, left)
+    if left:
+        raise BrokenAnswer(f"the answer ended {left} bytes short of its Content-Length")
+    wire.write(LAST_CHUNK if chunked else b"")
+    await wire.drain()
     return keep
 
 
 def _head(result: AppResult, length: int | None, keep: bool) -> bytes:
-    bodyless = result.status in NO_BODY_STATUSES
+    # A bodiless status has no framing; HEAD of a body of unknown length has none either.
+    bodyless = result.status in NO_BODY_STATUSES or (length is None and not keep)
     return response_head(result.status, result.reason, result.headers,
                          length=length, keep_alive=keep, bodyless=bodyless)  # fmt: skip
 
 
-async def _send_rest(wire: Wire, pool: Executor, result: AppResult, chunked: bool) -> None:
-    """Pull the rest of a long body on a worker and send it, waiting on a slow client."""
-    if result.rest is None:
-        return
+def _fit(chunks: list[bytes], length: int | None) -> tuple[list[bytes], int | None]:
+    """The chunks cut at `length` bytes, and how many bytes are still owed after them."""
+    if length is None:
+        return chunks, None
+    fitted: list[bytes] = []
+    left = length
+    for piece in chunks:
+        fitted.append(piece[:left])
+        left -= len(fitted[-1])
+    return fitted, left
+
+
+async def _send_rest(
+    wire: Wire, pool: Executor, rest: Iterator[bytes], chunked: bool, left: int | None
+) -> int | None:
+    """Pull the rest of a long body on a worker and send it, never past its length."""
     loop = asyncio.get_running_loop()
-    while piece := await loop.run_in_executor(pool, next_chunk, result.rest):
+    while left is None or left > 0:
+        piece = await loop.run_in_executor(pool, next_chunk, rest)
+        if not piece:
+            break
+        if left is not None:
+            piece = piece[:left]
+            left -= len(piece)
         wire.write(chunk(piece) if chunked else piece)
         await wire.drain()
+    return left
+
+
+def _close(closer: Callable[[], None]) -> None:
+    """The app's close(), on a worker: its failure is logged, never the connection's."""
+    try:
+        closer()
+    except Exception:
+        logger.exception("the app's response iterator failed to close")
 
 
 def _length(result: AppResult, with_body: bool) -> int | None:
     """The Content-Length to send; None for a body of unknown length."""
-    declared = declared_length(result.headers)
-    if result.rest is None and (with_body or declared is None):
+    if result.rest is None and with_body:
         return sum(map(len, result.chunks))
-    return declared
+    return declared_length(result.headers)
 
 
 class _Empty:

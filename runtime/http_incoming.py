@@ -48,6 +48,10 @@ class Incoming:
     length: int = 0
     spool: IO[bytes] | None = None
     pipe: BodyPipe | None = None
+    # The body's clock (loop time), its expected size and what has arrived of it.
+    started: float = 0.0
+    expected: int = 0
+    received: int = 0
 
     def set_head(self, method: str, version: str, keep_alive: bool) -> None:
         """The head is complete."""

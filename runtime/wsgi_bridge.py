@@ -91,6 +91,7 @@ def environ_for(
 
 def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> None:
     """HTTP_* keys; framing headers are the front's business, not the app's."""
+    repeated: dict[str, list[str]] = {}
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1")
         # `X_Forwarded_Proto` would land on the same key as `X-Forwarded-Proto`: a client
@@ -103,7 +104,10 @@ def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]
             environ["CONTENT_TYPE"] = value
             continue
         key = "HTTP_" + key
-        environ[key] = f"{environ[key]},{value}" if key in environ else value
+        repeated.setdefault(key, []).append(value)
+    for key, values in repeated.items():
+        # Cookie fields are separated by "; " (RFC 6265 5.4), every other header by ",".
+        environ[key] = ("; " if key == "HTTP_COOKIE" else ",").join(values)
 
 
 def read_at_most(stream: Any, size: int, piece: int = 64 * 1024) -> bytes:
@@ -195,9 +199,17 @@ def _path(environ: dict[str, Any]) -> str:
 class BodyPipe:
     """`wsgi.input` of a large body: the loop feeds it as it arrives, the app reads it."""
 
-    def __init__(self, length: int, deadline: float, resume: Callable[[], None]) -> None:
-        """`resume()` (thread-safe) asks the loop to read the socket again."""
+    def __init__(
+        self,
+        length: int,
+        deadline: float,
+        resume: Callable[[], None],
+        first_read: Callable[[], None] | None = None,
+    ) -> None:
+        """`resume()` (thread-safe) asks the loop to read the socket again; `first_read()`
+        is called once, when the app first reads (to send `100 Continue`)."""
         self.unread = length
+        self._first_read = first_read
         self._deadline = deadline
         self._resume = resume
         self._chunks: deque[bytes] = deque()
@@ -225,6 +237,10 @@ class BodyPipe:
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that remain when negative); b"" at the end."""
         want = self.unread if size is None or size < 0 else min(size, self.unread)
+        call = self._first_read
+        if call is not None and want > 0:
+            self._first_read = None
+            call()
         parts: list[bytes] = []
         while want > 0 and (part := self._take(want)):
             parts.append(part)

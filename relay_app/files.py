@@ -25,7 +25,7 @@ from relay_app.errors import (
     StorageFull,
     StoreUnavailable,
 )
-from relay_app.http import content_length
+from relay_app.http import ClientBody, content_length
 from relay_app.multipart import boundary_of, iter_parts
 from relay_app.store import FileRecord
 from relay_app.validate import check_id
@@ -64,7 +64,7 @@ def receive_file(
     tmp = data_dir / "files" / ".incoming" / f"{file_id}.part"
     try:
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        upload = _read_form(environ["wsgi.input"].read, length, boundary, tmp, max_file_bytes)
+        upload = _read_form(ClientBody(environ).read, length, boundary, tmp, max_file_bytes)
         agent_id = check_id("agent_id", upload.fields.get("agent_id"))
         msg_id = upload.fields.get("msg_id")
         if msg_id is not None:

@@ -59,12 +59,31 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     if declared is None and not chunked:
         return b""  # HTTP/1.1: no length and not chunked means no body
     # One byte past the limit of a chunked body is the sign it is too long.
-    raw = read_at_most(environ["wsgi.input"], (limit if declared is None else declared) + 1)
+    raw = read_at_most(ClientBody(environ), (limit if declared is None else declared) + 1)
     if declared is not None and len(raw) < declared:
         raise BadRequest(f"body ended after {len(raw)} of {declared} bytes")
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
     return _decode(raw, environ.get("HTTP_CONTENT_ENCODING", ""), limit)
+
+
+class ClientBody:
+    """`wsgi.input` whose breaking off (the client went away, or was too slow) is a 400.
+
+    The server raises OSError then; left alone it would be answered and counted as a
+    500 with a traceback in the log, for what is the client's doing.
+    """
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        """Read the body of the request `environ` describes."""
+        self._stream = environ["wsgi.input"]
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes of the body."""
+        try:
+            return bytes(self._stream.read(size))
+        except OSError as exc:
+            raise BadRequest(f"the body did not arrive whole: {exc}") from exc
 
 
 def _decode(raw: bytes, encoding: str, limit: int) -> bytes:

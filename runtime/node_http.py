@@ -112,7 +112,10 @@ def _body() -> Any:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length < 0 and not chunked:
         length = 0  # HTTP/1.1: no length and not chunked means no body
-    raw = read_at_most(environ["wsgi.input"], MAX_BODY + 1 if length < 0 else length)
+    try:
+        raw = read_at_most(environ["wsgi.input"], MAX_BODY + 1 if length < 0 else length)
+    except OSError as exc:  # the agent went away or was too slow: its doing, not a 500
+        raise _fail(400, f"the body did not arrive whole: {exc}") from None
     if len(raw) > MAX_BODY:
         raise _fail(413, f"body over {MAX_BODY} bytes")
     try:

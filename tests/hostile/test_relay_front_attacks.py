@@ -6,6 +6,7 @@ import base64
 import contextlib
 import os
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -150,3 +151,38 @@ def test_slow_large_bodies_from_a_node_never_hold_every_worker(relay: Daemon) ->
     finally:
         for sock in trickling:
             sock.close()
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a TCP reset, as a client that crashed or was cut off mid-request."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def server_errors(daemon: Daemon) -> list[str]:
+    """The relay's /metrics lines counting 5xx answers."""
+    text = exchange(daemon, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").decode()
+    counted = [line for line in text.splitlines() if 'status="5' in line]
+    return [line for line in counted if line.startswith("commander_relay_requests_total")]
+
+
+@pytest.mark.parametrize("path", ["/sync/messages", "/sync/files"])
+def test_a_node_cut_off_mid_body_is_no_server_error_and_no_traceback(
+    relay: Daemon, path: str
+) -> None:
+    # A node's own deadline shuts its socket mid-upload, as does a crash or a lost link.
+    head = f"POST {path} HTTP/1.1\r\nHost: r\r\n{AUTH}Content-Length: 3000000\r\n"
+    body = b"[" * (BUFFER_BYTES + 500_000)
+    if path == "/sync/files":
+        head += "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+        part = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+        body = part + body
+    for _ in range(3):
+        sock = socket.create_connection(address(relay), timeout=5)
+        sock.sendall(head.encode() + b"\r\n" + body)
+        time.sleep(0.3)
+        reset(sock)
+    time.sleep(0.5)
+    assert server_errors(relay) == []
+    assert "Traceback" not in relay.log_path.read_text()
+    assert healthz_seconds(relay) < 1.0

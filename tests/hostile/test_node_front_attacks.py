@@ -1,0 +1,54 @@
+"""Attacks on a running node's agent API that no earlier test tried."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench._cluster import cluster, write_config_dir
+from bench._procs import Daemon, start_node
+
+pytestmark = pytest.mark.slow
+
+# A body over the front's buffer (1 MiB) streams to the app as it arrives.
+STREAMED = 1024 * 1024 + 500_000
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Daemon]:
+    """`commander-node` as its own process; its relay is nowhere (local answers only)."""
+    config_dir = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay"))
+    daemon = start_node(
+        config_dir, "node-a", tmp_path / "node-a", "http://127.0.0.1:9", tmp_path / "node.log"
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
+
+
+def address(daemon: Daemon) -> tuple[str, int]:
+    """(host, port) of a daemon's URL."""
+    host, _, port = daemon.url.removeprefix("http://").rpartition(":")
+    return host, int(port)
+
+
+def test_an_agent_cut_off_mid_body_is_no_server_error_and_no_traceback(node: Daemon) -> None:
+    head = b"POST /agents/a1/messages HTTP/1.1\r\nHost: n\r\nContent-Length: 3000000\r\n\r\n"
+    for _ in range(3):
+        sock = socket.create_connection(address(node), timeout=5)
+        sock.sendall(head + b"{" * STREAMED)
+        time.sleep(0.3)
+        # A reset, as from an agent that crashed or whose own timeout cut the request.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    time.sleep(0.5)
+    assert "Traceback" not in node.log_path.read_text()
+    written = requests.post(node.url + "/agents/a1/messages", json={"content": 1}, timeout=5)
+    assert written.status_code == 201

@@ -361,3 +361,114 @@ def test_a_flood_of_pipelined_requests_is_cut_off_not_queued(serve: Any) -> None
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert answer.count(b"HTTP/1.1 200 OK") <= 34
     assert get(server) == (200, b"x")
+
+
+def test_chunked_trailers_never_reach_the_app_as_headers(serve: Any) -> None:
+    def show(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [environ.get("HTTP_AUTHORIZATION", "-").encode()]
+
+    answer = raw(
+        serve(show),
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nAuthorization: Bearer forged\r\n\r\n",
+    )
+    assert answer.endswith(b"\r\n\r\n-")
+
+
+def test_too_many_header_fields_are_refused(serve: Any) -> None:
+    answer = raw(serve(), b"GET / HTTP/1.1\r\n" + b"X:a\r\n" * 500 + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_an_answer_failing_midway_ends_the_connection(serve: Any) -> None:
+    def failing(environ: dict[str, Any], start_response: Start) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", str(10 << 20))])
+
+        def pieces() -> Iterator[bytes]:
+            yield b"y" * (300 << 10)
+            raise OSError("disk gone")
+
+        return pieces()
+
+    answer = raw(serve(failing), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert len(answer) < 10 << 20  # closed, not left hanging for the rest
+
+
+@pytest.mark.parametrize(("produced", "complete"), [(400_000, True), (280_000, False)])
+def test_a_long_answer_is_held_to_its_content_length(
+    serve: Any, produced: int, complete: bool
+) -> None:
+    def wrong(environ: dict[str, Any], start_response: Start) -> Iterator[bytes]:
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [])
+            return iter([b"next"])
+        start_response("200 OK", [("Content-Length", "300000")])
+        return (b"z" * 20_000 for _ in range(produced // 20_000))
+
+    conn = http.client.HTTPConnection("127.0.0.1", serve(wrong).port, timeout=5)
+    try:
+        conn.request("GET", "/long")
+        answer = conn.getresponse()
+        if complete:  # never more than declared: the next answer is not polluted
+            assert len(answer.read()) == 300_000
+            conn.request("GET", "/next")
+            assert conn.getresponse().read() == b"next"
+        else:  # fewer: the connection ends, so the client knows
+            with pytest.raises(http.client.IncompleteRead):
+                answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_large_body_pipelined_behind_a_request_is_read_in_its_turn(serve: Any) -> None:
+    server = serve(buffer_bytes=1024)
+    answer = raw(
+        server,
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"
+        + b"b"
+        * 5000,
+    )
+    assert b"/1:0" in answer
+    assert b"/2:5000" in answer
+
+
+def test_a_streamed_body_that_stops_arriving_frees_its_worker(serve: Any) -> None:
+    server = serve(threads=1, buffer_bytes=1024, body_timeout=0.5, min_body_rate=1_000_000)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\nabc")
+        time.sleep(1.5)  # far behind its rate: cut off, and the one worker is free again
+        assert get(server, timeout=2.0) == (200, b"/ok:0")
+
+
+def test_a_refused_large_body_is_never_asked_for(serve: Any) -> None:
+    def refuse(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
+        start_response("401 Unauthorized", [])
+        return [b""]
+
+    server = serve(refuse, buffer_bytes=1024)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 401 ")  # no 100 Continue before it
+
+
+def test_stop_waits_for_an_answer_still_running(serve: Any) -> None:
+    finished: list[bool] = []
+
+    def slow(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
+        time.sleep(1.0)
+        finished.append(True)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    server = serve(slow)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.2)
+    server.stop()
+    assert finished == [True]

@@ -73,8 +73,12 @@ class Connection(asyncio.Protocol):
 
     @property
     def streaming(self) -> bool:
-        """Whether a large body is arriving on it (the app reads it as it comes)."""
-        return self._pipe() is not None
+        """Whether a large body is arriving on it (the app reads it as it comes).
+
+        Not once its answer is out and the rest is only drained before the close: a
+        client refused at once (no token) would otherwise hold an upload slot for free.
+        """
+        return self._pipe() is not None and self.lingering is None
 
     def _pipe(self) -> BodyPipe | None:
         """The pipe of the large body arriving, if one is."""

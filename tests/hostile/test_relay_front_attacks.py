@@ -100,7 +100,10 @@ def fill_one_page(relay: Daemon) -> int:
         batch = {"batch_id": str(uuid.uuid4()), "node_id": NODE_A,
                  "messages": [message(content=t).to_wire() for t in text]}  # fmt: skip
         assert client.send_batch(batch).status_code == 200
-    return len(client.get("/query/messages?limit=1000").content)
+    size = len(client.get("/query/messages?limit=1000").content)
+    client.session.close()  # its keep-alive connection would blur the count of sockets
+    time.sleep(0.2)
+    return size
 
 
 def test_a_client_that_never_reads_a_large_page_is_cut_off_at_the_write_deadline(
@@ -186,3 +189,24 @@ def test_a_node_cut_off_mid_body_is_no_server_error_and_no_traceback(
     assert server_errors(relay) == []
     assert "Traceback" not in relay.log_path.read_text()
     assert healthz_seconds(relay) < 1.0
+
+
+def test_refused_large_bodies_being_drained_hold_no_upload_slot(relay: Daemon) -> None:
+    # Without a token each is refused at once; what it still sends is read and dropped
+    # for a moment before the close. That moment must not count as a worker streaming.
+    head = b"POST /sync/messages HTTP/1.1\r\nHost: r\r\nContent-Length: 3000000\r\n\r\n"
+    refused = []
+    for _ in range(THREADS // 2):
+        sock = socket.create_connection(address(relay), timeout=5)
+        sock.sendall(head + b"[" * (BUFFER_BYTES + 100_000))
+        refused.append(sock)
+    try:
+        time.sleep(0.2)
+        text = [base64.b64encode(os.urandom(500_000)).decode() for _ in range(3)]
+        batch = {"batch_id": str(uuid.uuid4()), "node_id": NODE_A,
+                 "messages": [message(content=t).to_wire() for t in text]}  # fmt: skip
+        answer = NodeClient(relay.url).send_batch(batch)
+        assert answer.status_code == 200, answer.text
+    finally:
+        for sock in refused:
+            sock.close()

@@ -19,7 +19,7 @@ import requests
 
 from runtime.deadline import DeadlineSession
 from runtime.envelope import MessageEnvelope, from_stored
-from runtime.errors import RelayRejected, RelayUnavailable
+from runtime.errors import InvalidMessage, RelayRejected, RelayUnavailable
 
 RETRYABLE = {401, 408, 429, 507}
 
@@ -78,8 +78,12 @@ class RelayClient:
         if response.status_code == 404:
             return None
         _raise_for_status(response, url)
-        # As stored: a row the relay took under an older rule still reads.
-        return from_stored(_strip_relay_fields(response.json()))
+        try:
+            # As stored: a row the relay took under an older rule still reads.
+            return from_stored(_strip_relay_fields(response.json()))
+        except (ValueError, InvalidMessage) as exc:  # not the relay, or an answer cut short
+            status = response.status_code
+            raise RelayUnavailable(f"GET {url}: HTTP {status} is not a message: {exc}") from exc
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
         url = self.target.base_url + path

@@ -167,3 +167,24 @@ def local_answers_while(node: Daemon, seconds: float) -> float:
         slowest = max(slowest, time.monotonic() - started)
         time.sleep(0.3)
     return slowest
+
+
+def not_json(conn: socket.socket, stopped: threading.Event) -> None:
+    """Answer every request 200 with a body that is not JSON, or JSON but no message."""
+    for body in (b"{not json", b"{}", b"[]", b'{"message": 1}') * 100:
+        if stopped.is_set() or not read_request(conn):
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_a_read_the_relay_answers_with_no_message_is_a_miss_not_a_500(tmp_path: Path) -> None:
+    config_dir = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay"))
+    with FakeRelay(not_json) as relay:
+        node = start_node(config_dir, "node-a", tmp_path / "node-a", relay.url, tmp_path / "l")
+        try:
+            for _ in range(4):
+                url = f"{node.url}/agents/a1/messages/not-on-this-node"
+                answer = requests.get(url, timeout=10)
+                assert answer.status_code == 404, answer.text
+        finally:
+            node.terminate()

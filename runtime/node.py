@@ -217,7 +217,8 @@ class Node:
         self.actors[agent.agent_id] = AgentActors(
             agent, cache, outbox, uploader, sync, supervisor, board
         )
-        remote = RemoteReader(self.target) if self.target is not None else None
+        timed = self._timed_target(agent)  # a read-through keeps to the agent's timeout too
+        remote = RemoteReader(timed) if timed is not None else None
         self.agents[agent.agent_id] = AgentHandle(
             agent, cache, remote_lookup=remote.get if remote else None, clock=self.clock
         )

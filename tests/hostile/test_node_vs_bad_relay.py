@@ -188,3 +188,23 @@ def test_a_read_the_relay_answers_with_no_message_is_a_miss_not_a_500(tmp_path: 
                 assert answer.status_code == 404, answer.text
         finally:
             node.terminate()
+
+
+def frozen(conn: socket.socket, stopped: threading.Event) -> None:
+    """Take the request and never answer it."""
+    read_request(conn)
+    stopped.wait(30)
+
+
+def test_a_read_through_to_a_frozen_relay_keeps_to_the_agents_timeout(tmp_path: Path) -> None:
+    # FAST_SYNC: sync.timeout_seconds 2, so a whole relay call takes at most 4 s.
+    config_dir = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay"))
+    with FakeRelay(frozen) as relay:
+        node = start_node(config_dir, "node-a", tmp_path / "node-a", relay.url, tmp_path / "l")
+        try:
+            started = time.monotonic()
+            url = f"{node.url}/agents/a1/messages/not-on-this-node"
+            assert requests.get(url, timeout=30).status_code == 404
+            assert time.monotonic() - started < 5.0
+        finally:
+            node.terminate()

@@ -81,7 +81,7 @@ SHOW_SET_ASIDE = 5
 GZIP_MAGIC = b"\x1f\x8b"
 # One query answers at most this much content (and at least one message): a thousand
 # messages at the 1 MiB content limit must not become a gigabyte held in memory.
-QUERY_BYTES = 16 * 1024 * 1024
+QUERY_BYTES = 4 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
 

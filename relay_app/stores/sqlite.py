@@ -56,8 +56,9 @@ IN_CHUNK = 500
 # A time window holding at most this many messages is read through the timestamp index.
 NARROW_WINDOW = 5000
 # Content bytes in one page of GET /query/messages past which the page is cut (1000
-# messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory).
-MAX_PAGE_BYTES = 16 * 1024 * 1024
+# messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory; a
+# page costs about four times its size while it is encoded and sent).
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 CONTENT_INDEX = 10  # of `content` in MESSAGE_COLUMNS
 FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
 

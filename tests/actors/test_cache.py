@@ -239,7 +239,7 @@ def test_messages_survive_a_restart_of_the_actor(tmp_path: Path) -> None:
     again.stop()
 
 
-def test_a_query_stops_after_about_sixteen_mib_of_content(
+def test_a_query_stops_after_about_four_mib_of_content(
     cache: pykka.ActorRef[CacheActor],
 ) -> None:
     big = "x" * (1024 * 1024 - 64)  # compresses to almost nothing: the bound is on content
@@ -250,10 +250,10 @@ def test_a_query_stops_after_about_sixteen_mib_of_content(
         for i in range(40)
     ]
     first = cache.ask(Query(limit=1000))
-    assert 15 <= len(first) <= 17
+    assert 3 <= len(first) <= 5
     assert [env.msg_id for env in first] == written[: len(first)]
     seen = [env.msg_id for env in first]
-    for _ in range(10):  # continuing with `since` reaches every message
+    for _ in range(30):  # continuing with `since` reaches every message
         page = cache.ask(Query(limit=1000, since=first[-1].timestamp))
         seen += [env.msg_id for env in page if env.msg_id not in seen]
         first = page

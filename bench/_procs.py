@@ -66,6 +66,12 @@ class Daemon:
             raise RuntimeError(f"{self.args} did not listen within {timeout}s; see {self.log_path}")
         return found[0]
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of the daemon's URL, for raw sockets."""
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        return host, int(port)
+
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; return the exit code."""
         if self.proc.poll() is None:

@@ -33,16 +33,10 @@ def node(tmp_path: Path) -> Iterator[Daemon]:
         daemon.terminate()
 
 
-def address(daemon: Daemon) -> tuple[str, int]:
-    """(host, port) of a daemon's URL."""
-    host, _, port = daemon.url.removeprefix("http://").rpartition(":")
-    return host, int(port)
-
-
 def test_an_agent_cut_off_mid_body_is_no_server_error_and_no_traceback(node: Daemon) -> None:
     head = b"POST /agents/a1/messages HTTP/1.1\r\nHost: n\r\nContent-Length: 3000000\r\n\r\n"
     for _ in range(3):
-        sock = socket.create_connection(address(node), timeout=5)
+        sock = socket.create_connection(node.address, timeout=5)
         sock.sendall(head + b"{" * STREAMED)
         time.sleep(0.3)
         # A reset, as from an agent that crashed or whose own timeout cut the request.

@@ -9,14 +9,13 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench._procs import Daemon
 from relay_app.stores.sqlite import MAX_PAGE_BYTES
-from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message, write_config
+from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message
 
 pytestmark = pytest.mark.slow
 
@@ -29,28 +28,15 @@ THREADS = 16
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[Daemon]:
-    """`commander-relay serve` as its own process on 127.0.0.1."""
-    config = write_config(tmp_path / "config")
-    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
-            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    daemon = Daemon(args, tmp_path / "relay.log")
-    try:
-        yield daemon
-    finally:
-        assert daemon.terminate() == 0
-
-
-def address(daemon: Daemon) -> tuple[str, int]:
-    """(host, port) of a daemon's URL."""
-    host, _, port = daemon.url.removeprefix("http://").rpartition(":")
-    return host, int(port)
+def relay(relay_process: Daemon) -> Daemon:
+    """The relay under attack, as its own process."""
+    return relay_process
 
 
 def exchange(daemon: Daemon, request: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes on a new connection; everything the relay answers until it closes."""
     received = b""
-    with socket.create_connection(address(daemon), timeout=timeout) as sock:
+    with socket.create_connection(daemon.address, timeout=timeout) as sock:
         sock.sendall(request)
         with contextlib.suppress(TimeoutError, ConnectionResetError):
             while piece := sock.recv(65536):
@@ -118,7 +104,7 @@ def test_a_client_that_never_reads_a_large_page_is_cut_off_at_the_write_deadline
     for _ in range(4):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(address(relay))
+        sock.connect(relay.address)
         sock.sendall(f"GET /query/messages?limit=1000 HTTP/1.1\r\nHost: r\r\n{AUTH}\r\n".encode())
         stalled.append(sock)
     try:
@@ -136,7 +122,7 @@ def test_a_client_that_never_reads_a_large_page_is_cut_off_at_the_write_deadline
 
 def trickle_large_body(relay: Daemon) -> socket.socket:
     """An authenticated batch of 2 MB declared, 1.1 MB sent; the rest is to come slowly."""
-    sock = socket.create_connection(address(relay), timeout=5)
+    sock = socket.create_connection(relay.address, timeout=5)
     head = f"POST /sync/messages HTTP/1.1\r\nHost: r\r\n{AUTH}Content-Length: 2000000\r\n\r\n"
     sock.sendall(head.encode() + b"[" * (BUFFER_BYTES + 100_000))
     return sock
@@ -183,7 +169,7 @@ def test_a_node_cut_off_mid_body_is_no_server_error_and_no_traceback(
         part = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
         body = part + body
     for _ in range(3):
-        sock = socket.create_connection(address(relay), timeout=5)
+        sock = socket.create_connection(relay.address, timeout=5)
         sock.sendall(head.encode() + b"\r\n" + body)
         time.sleep(0.3)
         reset(sock)
@@ -199,7 +185,7 @@ def test_refused_large_bodies_being_drained_hold_no_upload_slot(relay: Daemon) -
     head = b"POST /sync/messages HTTP/1.1\r\nHost: r\r\nContent-Length: 3000000\r\n\r\n"
     refused = []
     for _ in range(THREADS // 2):
-        sock = socket.create_connection(address(relay), timeout=5)
+        sock = socket.create_connection(relay.address, timeout=5)
         sock.sendall(head + b"[" * (BUFFER_BYTES + 100_000))
         refused.append(sock)
     try:

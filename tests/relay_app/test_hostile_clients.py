@@ -7,14 +7,12 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from bench._procs import Daemon
-from tests.relay_app.helpers import write_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +21,9 @@ UNIT_MEMORY_BYTES = 512 * 1024 * 1024
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[Daemon]:
-    """`commander-relay serve` as its own process on 127.0.0.1."""
-    config = write_config(tmp_path / "config")
-    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
-            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    daemon = Daemon(args, tmp_path / "relay.log")
-    try:
-        yield daemon
-    finally:
-        assert daemon.terminate() == 0
-
-
-def address(daemon: Daemon) -> tuple[str, int]:
-    """(host, port) of a daemon's URL."""
-    host, _, port = daemon.url.removeprefix("http://").rpartition(":")
-    return host, int(port)
+def relay(relay_process: Daemon) -> Daemon:
+    """The relay under attack, as its own process."""
+    return relay_process
 
 
 def healthz_seconds(daemon: Daemon) -> float:
@@ -79,7 +64,7 @@ def test_twenty_slow_sockets_for_thirty_seconds_never_delay_a_normal_request(
     relay: Daemon,
 ) -> None:
     until = time.monotonic() + 30
-    slow = [Trickler(address(relay), until, interval=3.0) for _ in range(20)]
+    slow = [Trickler(relay.address, until, interval=3.0) for _ in range(20)]
     for client in slow:
         client.start()
     latencies = []
@@ -100,7 +85,7 @@ def test_a_thousand_idle_sockets_never_delay_a_normal_request(relay: Daemon) -> 
     idle = []
     try:
         for _ in range(1000):
-            idle.append(socket.create_connection(address(relay)))
+            idle.append(socket.create_connection(relay.address))
         time.sleep(1.0)  # the attack is in place: every socket accepted and waiting
         latencies = [healthz_seconds(relay) for _ in range(20)]
         assert max(latencies) < 1.0, sorted(latencies)[-5:]
@@ -126,7 +111,7 @@ def test_sixteen_64_mb_heads_are_refused_early_and_memory_stays_bounded(relay: D
     before = rss_peak(relay.proc.pid)
     answers: list[bytes] = []
     senders = [
-        threading.Thread(target=send_huge_head, args=(address(relay), 64 << 20, answers))
+        threading.Thread(target=send_huge_head, args=(relay.address, 64 << 20, answers))
         for _ in range(16)
     ]
     for sender in senders:

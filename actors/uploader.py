@@ -68,7 +68,9 @@ class UploaderActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         """Handle Push; everything else is unexpected."""
         if isinstance(message, Push):
-            envelopes = [*message.envelopes, *self._drain_pushes()]
+            envelopes, poison = screen([*message.envelopes, *self._drain_pushes()])
+            if poison:
+                self._cache.tell(SetAside(tuple(poison)))
             return [self._push(b) for b in split_batches(envelopes, self._batch_size)]
         return super().on_receive(message)
 
@@ -77,13 +79,8 @@ class UploaderActor(SupervisedActor):
         taken = take_waiting(self, Push, self._batch_size)
         return [env for push, _ in taken for env in push.envelopes]
 
-    def _push(self, batch: list[MessageEnvelope]) -> str:
+    def _push(self, envelopes: list[MessageEnvelope]) -> str:
         """Send at most one batch; on failure hand it to the outbox and skip the relay a while."""
-        envelopes, poison = screen(batch)
-        if poison:
-            self._cache.tell(SetAside(tuple(poison)))
-        if not envelopes:
-            return "set aside"
         if self._client is None or self._clock() < self._degraded_until:
             self._outbox.tell(Enqueue(tuple(envelopes)))
             return "queued"
@@ -123,14 +120,11 @@ class UploaderActor(SupervisedActor):
 def split_batches(
     envelopes: list[MessageEnvelope], count: int, room: int = BATCH_ROOM
 ) -> list[list[MessageEnvelope]]:
-    """Split into batches of at most `count` messages and `room` bytes of wire JSON."""
+    """Split screened messages into batches of at most `count` messages and `room` bytes."""
     batches: list[list[MessageEnvelope]] = []
     used = 0
     for env in envelopes:
-        try:
-            size = len(orjson.dumps(env.to_wire())) + 1
-        except orjson.JSONEncodeError:
-            size = 0  # a poison message: screened out before sending
+        size = len(orjson.dumps(env.to_wire())) + 1
         if not batches or len(batches[-1]) >= count or used + size > room:
             batches.append([])
             used = 0

@@ -69,7 +69,8 @@ def test_a_relay_trickling_its_answer_is_cut_off_at_twice_the_timeout() -> None:
             relay.report_status({"agents": []})
         took = time.monotonic() - started
         relay.close()
-    assert 1.0 <= took < 1.6, took
+    # Not before the deadline, and long before the trickle would have ended by itself.
+    assert 1.0 <= took < len(OK) * 0.1 / 2, took
 
 
 def test_an_answer_within_the_deadline_goes_through_and_the_session_recovers_after_a_cut() -> None:

@@ -8,6 +8,7 @@ Files (the design's schema, plus optional keys with defaults):
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,18 @@ class RelaySettings:
     operator_password_hash: str | None = None
     execute_webhook: str | None = None
     threads: int = 16
+    # A file holding the operator's scrypt hash, readable by the relay only (mode 0640
+    # root:commander): relay.yaml is copied to every node, so no secret belongs in it.
+    operator_password_file: str | None = None
+    # HTTPS: the relay's certificate chain and key (PEM), e.g. from `commander-relay tls`.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # The CA certificate (PEM) nodes verify the relay against; unset: the system store.
+    ca_file: str | None = None
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto the relay believes.
+    trusted_proxies: tuple[str, ...] = ()
+    # sha256 hex of the bearer token Prometheus sends for /metrics; unset: /metrics is open.
+    metrics_token_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,17 @@ def _is_sha(v: Any) -> bool:
     return isinstance(v, str) and bool(SHA256_RE.match(v))
 
 
+def _is_address_list(v: Any) -> bool:
+    if not isinstance(v, list):
+        return False
+    try:
+        for item in v:
+            ipaddress.ip_address(item)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 _RELAY_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_dir": (_is_str, "a directory path"),
     "host": (_is_str, "a host name or address"),
@@ -297,6 +321,12 @@ _RELAY_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "operator_password_hash": (_is_str, "a hash from `commander-relay hash-password`"),
     "execute_webhook": (_is_url, "an http(s) URL"),
     "threads": (_is_pos_int, "a positive integer"),
+    "operator_password_file": (_is_str, "a file path"),
+    "tls_cert_file": (_is_str, "a file path"),
+    "tls_key_file": (_is_str, "a file path"),
+    "ca_file": (_is_str, "a file path"),
+    "trusted_proxies": (_is_address_list, "a list of IP addresses"),
+    "metrics_token_sha256": (_is_sha, "64 lowercase hex digits"),
 }
 
 
@@ -314,6 +344,8 @@ def parse_relay_settings(
         key: r.get(section, key, check, expected, getattr(defaults, key), "relay.")
         for key, (check, expected) in _RELAY_KEYS.items()
     }
+    if isinstance(values["trusted_proxies"], list):
+        values["trusted_proxies"] = tuple(values["trusted_proxies"])
     return RelaySettings(**values)
 
 

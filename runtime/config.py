@@ -114,6 +114,9 @@ class RelaySettings:
     trusted_proxies: tuple[str, ...] = ()
     # sha256 hex of the bearer token Prometheus sends for /metrics; unset: /metrics is open.
     metrics_token_sha256: str | None = None
+    # Any authenticated node may write for any agent id. Not a relay.yaml key on purpose:
+    # only `commander-relay serve --allow-any-agent` (tests, benchmarks) sets it.
+    allow_any_agent: bool = False
 
 
 @dataclass(frozen=True)

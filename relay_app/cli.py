@@ -13,6 +13,7 @@ override it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--force", action="store_true", help="replace an existing token file")
     add.set_defaults(run=_add_node)
     hash_pw = sub.add_parser("hash-password", help="read a password, print its scrypt hash")
+    hash_pw.add_argument("--out", help="write the hash to this file (for operator_password_file)")
     hash_pw.set_defaults(run=_hash_password)
     return parser
 
@@ -169,7 +171,7 @@ def _add_node(args: argparse.Namespace) -> int:
     _write_private(token_file, token)
     hashes = read_hashes_file(hashes_file) if hashes_file.exists() else {}
     hashes[args.node_id] = token_sha256(token)
-    _write_private(hashes_file, yaml.safe_dump(hashes, default_flow_style=False, sort_keys=True))
+    _write_for_service(hashes_file, yaml.safe_dump(hashes, sort_keys=True))
     print(f"node {args.node_id}: token written to {token_file}, its sha256 to {hashes_file}")
     return 0
 
@@ -182,12 +184,15 @@ def _hashes_file(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Replace `path` atomically with `text`, readable by its owner only."""
+def _write_private(path: Path, text: str, mode: int = 0o600, group: int = -1) -> None:
+    """Replace `path` atomically with `text`, with `mode` and `group` from its first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        with contextlib.suppress(PermissionError):  # not root: the file stays the caller's
+            os.fchown(fd, -1, group)
+        os.fchmod(fd, mode)
         os.write(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
@@ -195,7 +200,22 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _hash_password(_args: argparse.Namespace) -> int:
+def _write_for_service(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by the relay's service user but not by others.
+
+    This command runs as root, the relay as its service user: a new file is mode 0640
+    with its directory's group (`install -d -g commander` in the README), and a file
+    replaced keeps the mode and group the operator gave it.
+    """
+    try:
+        before = path.stat()
+        mode, group = before.st_mode & 0o777, before.st_gid
+    except FileNotFoundError:
+        mode, group = 0o640, path.parent.stat().st_gid if path.parent.exists() else -1
+    _write_private(path, text, mode, group)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("Operator password: ")
         if getpass.getpass("Again: ") != password:
@@ -206,7 +226,11 @@ def _hash_password(_args: argparse.Namespace) -> int:
     if not password:
         print("commander-relay: empty password", file=sys.stderr)
         return 2
-    print(hash_password(password))
+    if args.out is None:
+        print(hash_password(password))
+        return 0
+    _write_for_service(Path(args.out), hash_password(password) + "\n")
+    print(f"operator password hash written to {args.out}; relay.operator_password_file names it")
     return 0
 
 

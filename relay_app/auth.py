@@ -17,22 +17,16 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
 from relay_app.errors import Unauthorized
-from runtime.config import ID_RE, SHA256_RE, ClusterConfig
-from runtime.errors import ConfigError, ConfigProblem
+from runtime.config import ClusterConfig
+from runtime.errors import ConfigError
+from runtime.token_files import read_sha256_table, token_sha256  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
 NODE_HEADER = "HTTP_X_COMMANDER_NODE"
 # Compared against when the node is unknown, so both failures cost the same time.
 _DUMMY_HASH = hashlib.sha256(b"commander-relay: no such node").hexdigest()
-
-
-def token_sha256(token: str) -> str:
-    """The hex sha256 the relay stores for a token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def hashes_file_path(config: ClusterConfig) -> Path | None:
@@ -46,25 +40,7 @@ def hashes_file_path(config: ClusterConfig) -> Path | None:
 
 def read_hashes_file(path: Path) -> dict[str, str]:
     """Parse a token hashes file; raise ConfigError naming every bad entry."""
-    file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = ConfigProblem(file, "(file)", "a readable YAML mapping", str(exc))
-        raise ConfigError([problem]) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(file, "(top level)", "a mapping node_id: sha256")])
-    problems = [
-        ConfigProblem(file, str(key), "node_id: 64 lowercase hex digits")
-        for key, value in data.items()
-        if not (isinstance(key, str) and ID_RE.match(key))
-        or not (isinstance(value, str) and SHA256_RE.match(value))
-    ]
-    if problems:
-        raise ConfigError(problems)
-    return dict(data)
+    return read_sha256_table(path, "node_id")
 
 
 class TokenBook:

@@ -13,11 +13,8 @@ override it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import logging
-import os
-import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -25,15 +22,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from relay_app.auth import hashes_file_path, read_hashes_file, token_sha256
+from relay_app.auth import hashes_file_path, read_hashes_file
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
 from runtime import notify
 from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
 from runtime.errors import ConfigError, ConfigProblem
 from runtime.signals import install_signal_handlers
+from runtime.token_files import (
+    new_token,
+    token_sha256,
+    write_for_service,
+    write_private,
+    write_sha256_table,
+)
 
 logger = logging.getLogger("commander-relay")
 
@@ -167,11 +169,11 @@ def _add_node(args: argparse.Namespace) -> int:
     if token_file.exists() and not args.force:
         print(f"commander-relay: {token_file} exists; --force replaces it", file=sys.stderr)
         return 1
-    token = secrets.token_urlsafe(32)
-    _write_private(token_file, token)
+    token = new_token()
+    write_private(token_file, token)
     hashes = read_hashes_file(hashes_file) if hashes_file.exists() else {}
     hashes[args.node_id] = token_sha256(token)
-    _write_for_service(hashes_file, yaml.safe_dump(hashes, sort_keys=True))
+    write_sha256_table(hashes_file, hashes)
     print(f"node {args.node_id}: token written to {token_file}, its sha256 to {hashes_file}")
     return 0
 
@@ -182,37 +184,6 @@ def _hashes_file(args: argparse.Namespace) -> Path | None:
     if args.config:
         return hashes_file_path(load_relay_config(args.config))
     return None
-
-
-def _write_private(path: Path, text: str, mode: int = 0o600, group: int = -1) -> None:
-    """Replace `path` atomically with `text`, with `mode` and `group` from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with contextlib.suppress(PermissionError):  # not root: the file stays the caller's
-            os.fchown(fd, -1, group)
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _write_for_service(path: Path, text: str) -> None:
-    """Replace `path` with `text`, readable by the relay's service user but not by others.
-
-    This command runs as root, the relay as its service user: a new file is mode 0640
-    with its directory's group (`install -d -g commander` in the README), and a file
-    replaced keeps the mode and group the operator gave it.
-    """
-    try:
-        before = path.stat()
-        mode, group = before.st_mode & 0o777, before.st_gid
-    except FileNotFoundError:
-        mode, group = 0o640, path.parent.stat().st_gid if path.parent.exists() else -1
-    _write_private(path, text, mode, group)
 
 
 def _hash_password(args: argparse.Namespace) -> int:
@@ -229,7 +200,7 @@ def _hash_password(args: argparse.Namespace) -> int:
     if args.out is None:
         print(hash_password(password))
         return 0
-    _write_for_service(Path(args.out), hash_password(password) + "\n")
+    write_for_service(Path(args.out), hash_password(password) + "\n")
     print(f"operator password hash written to {args.out}; relay.operator_password_file names it")
     return 0
 

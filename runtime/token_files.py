@@ -1,0 +1,102 @@
+"""Bearer tokens at rest: new tokens, their sha256, private files, `id: sha256hex` tables.
+
+Shared by the relay (node tokens) and the node (agent tokens): a daemon keeps only
+each token's sha256, in a YAML mapping `id: 64 lowercase hex digits`; the token itself
+lives in a file readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import yaml
+
+from runtime.config import ID_RE, SHA256_RE
+from runtime.errors import ConfigError, ConfigProblem
+
+# 32 random bytes: no guessing, and hashing it once (no salt, no stretching) is enough.
+TOKEN_BYTES = 32
+
+
+def new_token() -> str:
+    """A fresh random token (URL-safe text)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_sha256(token: str) -> str:
+    """The hex sha256 a daemon stores for a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_matches(token: str, expected: str | None, dummy: str) -> bool:
+    """Whether `token` hashes to `expected`, in the same time whether `expected` is known.
+
+    Header values arrive as latin-1 text in WSGI: the bytes the client sent are hashed.
+    """
+    actual = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
+    matches = hmac.compare_digest(actual, expected or dummy)
+    return matches and expected is not None
+
+
+def write_private(path: Path, text: str, mode: int = 0o600, group: int = -1) -> None:
+    """Replace `path` atomically with `text`, with `mode` and `group` from its first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with contextlib.suppress(PermissionError):  # not root: the file stays the caller's
+            os.fchown(fd, -1, group)
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_for_service(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by a daemon's service user but not by others.
+
+    The command runs as root, the daemon as its service user: a new file is mode 0640
+    with its directory's group (`install -d -g commander` in the README), and a file
+    replaced keeps the mode and group the operator gave it.
+    """
+    try:
+        before = path.stat()
+        mode, group = before.st_mode & 0o777, before.st_gid
+    except FileNotFoundError:
+        mode, group = 0o640, path.parent.stat().st_gid if path.parent.exists() else -1
+    write_private(path, text, mode, group)
+
+
+def read_sha256_table(path: Path, key: str = "id") -> dict[str, str]:
+    """Parse a `key: sha256hex` YAML mapping; raise ConfigError naming every bad entry."""
+    file = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problem = ConfigProblem(file, "(file)", "a readable YAML mapping", str(exc))
+        raise ConfigError([problem]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(file, "(top level)", f"a mapping {key}: sha256")])
+    problems = [
+        ConfigProblem(file, str(name), f"{key}: 64 lowercase hex digits")
+        for name, value in data.items()
+        if not (isinstance(name, str) and ID_RE.match(name))
+        or not (isinstance(value, str) and SHA256_RE.match(value))
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return dict(data)
+
+
+def write_sha256_table(path: Path, table: dict[str, str]) -> None:
+    """Write an `id: sha256hex` table (sorted) for a daemon's service user to read."""
+    write_for_service(path, yaml.safe_dump(table, default_flow_style=False, sort_keys=True))

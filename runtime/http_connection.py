@@ -99,7 +99,7 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         sock = transport.get_extra_info("socket")
-        if sock is not None:  # answers go out whole and at once: no waiting on Nagle
+        if sock is not None and sock.family != socket.AF_UNIX:  # no Nagle: answers go out whole
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1]))

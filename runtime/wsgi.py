@@ -13,11 +13,13 @@ import resource
 import socket
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from runtime.http_front import Front, FrontLimits
+from runtime.unix_socket import bind_unix
 from runtime.wsgi_bridge import WsgiApp
 
-__all__ = ["FrontLimits", "ServerHandle", "WsgiApp", "serve_in_thread"]
+__all__ = ["FrontLimits", "ServerHandle", "WsgiApp", "serve_in_thread", "serve_unix_in_thread"]
 
 # Descriptors kept free for database files, logs and outgoing connections.
 RESERVED_FDS = 128
@@ -73,6 +75,32 @@ def serve_in_thread(
     front = Front(app, limits, threads, name)
     bound = sock.getsockname()
     front.server_addr = (str(bound[0]), int(bound[1]))
+    return _start(front, sock, name)
+
+
+def serve_unix_in_thread(
+    app: WsgiApp,
+    path: Path,
+    *,
+    mode: int = 0o600,
+    threads: int = 16,
+    name: str = "wsgi",
+    limits: FrontLimits | None = None,
+) -> ServerHandle:
+    """Bind the Unix socket `path` with `mode` (a stale one replaced) and serve `app`.
+
+    The handle's host is the path and its port 0; `stop()` leaves the file, see
+    `runtime.unix_socket.unlink_socket`.
+    """
+    limits = _within_descriptor_limit(limits or FrontLimits())
+    sock = bind_unix(path, mode)
+    front = Front(app, limits, threads, name)
+    front.server_addr = (str(path), 0)
+    return _start(front, sock, name)
+
+
+def _start(front: Front, sock: socket.socket, name: str) -> ServerHandle:
+    """Serve the bound, listening `sock` on a new thread; return once it accepts."""
     loop = asyncio.new_event_loop()
     stopped = asyncio.Event()
     ready = threading.Event()

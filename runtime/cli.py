@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from runtime.config import collect_problems
+from runtime.config_files import unreadable_files
 
 
 def check_config_main(argv: Sequence[str] | None = None) -> int:
@@ -17,6 +18,8 @@ def check_config_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("config_dir", nargs="?", default="config", help="directory with relay.yaml")
     args = parser.parse_args(argv)
     config, problems = collect_problems(args.config_dir)
+    unreadable, absent = unreadable_files(config)
+    problems += unreadable
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
@@ -31,6 +34,8 @@ def check_config_main(argv: Sequence[str] | None = None) -> int:
             f"  agent {agent.agent_id} role={agent.role} node={agent.node_id}"
             f" cache_max_bytes={agent.cache_max_bytes}"
         )
+    for line in absent:
+        print(f"  not on this machine: {line}")
     return 0
 
 

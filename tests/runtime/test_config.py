@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.cli import check_config_main
-from runtime.config import load_config
+from runtime.config import ClusterConfig, load_config
+from runtime.config_files import unreadable_files
 from runtime.errors import ConfigError
 from runtime.sizing import MIB, cache_bytes
 
@@ -179,3 +184,62 @@ def test_check_config_accepts_the_example_config(capsys: pytest.CaptureFixture[s
 def test_config_copied_elsewhere_still_loads(tmp_path: Path) -> None:
     shutil.copytree(REPO_CONFIG, tmp_path / "cfg")
     assert len(load_config(tmp_path / "cfg").agents) == 3
+
+
+def test_check_config_names_a_secret_file_the_checking_user_cannot_read(
+    open_tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the check as another user")
+    tmp_path = open_tmp_path
+    topology = TOPOLOGY_OK + "relay:\n  operator_password_file: secret.hash\n"
+    write_dir(tmp_path, {"c1": AGENT_OK.format(agent_id="c1", role="commander")}, topology)
+    secret = tmp_path / "secret.hash"
+    secret.write_text("scrypt$...")
+    secret.chmod(0o600)  # what `sudo` leaves: root's alone
+    config = load_config(tmp_path)
+    assert [str(p) for p in problems_as("nobody", config)] == [
+        f"{tmp_path / 'relay.yaml'}: relay.operator_password_file: expected a file nobody can"
+        f" read, got {secret}: Permission denied"
+    ]
+    secret.chmod(0o644)
+    assert problems_as("nobody", config) == []
+
+
+@pytest.fixture
+def open_tmp_path() -> Iterator[Path]:
+    """A temporary directory other users may traverse (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def problems_as(user: str, config: ClusterConfig) -> list[str]:
+    """`unreadable_files` run in a child process as `user`."""
+    account = pwd.getpwnam(user)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the user, check, report, leave at once
+        try:
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+            os.write(write, "\n".join(str(p) for p in unreadable_files(config)[0]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        text = answer.read().decode()
+    os.waitpid(pid, 0)
+    return text.splitlines()
+
+
+def test_check_config_lists_named_files_absent_from_this_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology = TOPOLOGY_OK + "relay:\n  tls_key_file: relay.key\n"
+    write_dir(tmp_path, {"c1": AGENT_OK.format(agent_id="c1", role="commander")}, topology)
+    assert check_config_main([str(tmp_path)]) == 0
+    absent = f"not on this machine: relay.tls_key_file: {tmp_path / 'relay.key'}"
+    assert absent in capsys.readouterr().out

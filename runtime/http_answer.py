@@ -51,7 +51,14 @@ async def run_app(front: Front, incoming: Incoming, peer: tuple[str, int]) -> Ap
     try:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            front.pool, _call, front.app, incoming.head, body, incoming.length, where
+            front.pool,
+            _call,
+            front.app,
+            incoming.head,
+            body,
+            incoming.length,
+            where,
+            front.url_scheme,
         )
     finally:
         front.in_app -= 1
@@ -63,9 +70,11 @@ def _call(
     body: IO[bytes] | BodyPipe,
     length: int,
     where: tuple[tuple[str, int], tuple[str, int]],
+    scheme: str,
 ) -> AppResult:
     """On a worker: build the environ (its cost is not the loop's) and run the app."""
-    return call_app(app, environ_for(head, body, length, server=where[0], peer=where[1]))
+    environ = environ_for(head, body, length, server=where[0], peer=where[1], scheme=scheme)
+    return call_app(app, environ)
 
 
 async def send_answer(

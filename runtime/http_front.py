@@ -22,11 +22,29 @@ before it is sent, and a body left unread ends the connection rather than being 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from runtime.http_connection import Connection
+from runtime.http_tls import TlsGate
 from runtime.wsgi_bridge import WsgiApp
+
+
+class Held(Protocol):
+    """What the front holds open: a connection, or a TLS connection still in its handshake."""
+
+    @property
+    def evictable(self) -> bool:
+        """Whether closing it loses no request being answered."""
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a large body is arriving on it."""
+
+    def abort(self) -> None:
+        """Drop it at once."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,9 @@ class Front:
     threads: int
     name: str
     server_addr: tuple[str, int] = ("", 0)
-    connections: dict[Connection, None] = field(default_factory=dict)
+    # Set: every connection speaks TLS (see runtime.http_tls).
+    tls: ssl.SSLContext | None = None
+    connections: dict[Held, None] = field(default_factory=dict)
     in_app: int = 0
     closing: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -63,11 +83,16 @@ class Front:
         """The worker pool (its threads start on first use)."""
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"{self.name}-worker")
 
-    def protocol(self) -> Connection:
-        """The protocol factory for `loop.create_server`."""
-        return Connection(self)
+    @property
+    def url_scheme(self) -> str:
+        """`https` when the front speaks TLS, else `http`."""
+        return "http" if self.tls is None else "https"
 
-    def admit(self, connection: Connection) -> bool:
+    def protocol(self) -> Connection | TlsGate:
+        """The protocol factory for `loop.create_server`."""
+        return Connection(self) if self.tls is None else TlsGate(self, self.tls)
+
+    def admit(self, connection: Held) -> bool:
         """Make room for a new connection if at the limit; False to refuse it."""
         full = len(self.connections) >= self.limits.max_connections
         if self.closing or (full and not self._evict_one()):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import resource
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,7 +41,7 @@ class ServerHandle:
     def url(self) -> str:
         """The base URL, e.g. `http://127.0.0.1:8001` (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self._front.url_scheme}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -68,11 +69,20 @@ def serve_in_thread(
     threads: int = 16,
     name: str = "wsgi",
     limits: FrontLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ServerHandle:
-    """Bind `host:port` (0 picks a free port) and serve `app` until `stop()`."""
-    limits = _within_descriptor_limit(limits or FrontLimits())
+    """Bind `host:port` (0 picks a free port) and serve `app` until `stop()`.
+
+    With `ssl_context`, every connection speaks TLS (runtime.http_tls): the handshake
+    must end within the head timeout, TLS 1.2 at least, and plain HTTP gets a 400.
+    """
+    if ssl_context is not None:
+        ssl_context.minimum_version = max(ssl_context.minimum_version, ssl.TLSVersion.TLSv1_2)
+    # A connection in its TLS handshake briefly holds a second descriptor (its peek).
+    per_connection = 1 if ssl_context is None else 2
+    limits = _within_descriptor_limit(limits or FrontLimits(), per_connection)
     sock = socket.create_server((host, port), family=_family(host), backlog=1024)
-    front = Front(app, limits, threads, name)
+    front = Front(app, limits, threads, name, tls=ssl_context)
     bound = sock.getsockname()
     front.server_addr = (str(bound[0]), int(bound[1]))
     return _start(front, sock, name)
@@ -148,15 +158,16 @@ async def _serve(
         server.close()
 
 
-def _within_descriptor_limit(limits: FrontLimits) -> FrontLimits:
+def _within_descriptor_limit(limits: FrontLimits, per_connection: int = 1) -> FrontLimits:
     """Raise the soft descriptor limit toward the hard one; fit the connections under it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = limits.max_connections + RESERVED_FDS
+    wanted = limits.max_connections * per_connection + RESERVED_FDS
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
             soft = new_soft
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        return replace(limits, max_connections=max(16, soft - RESERVED_FDS))
+        fitting = (soft - RESERVED_FDS) // per_connection
+        return replace(limits, max_connections=max(16, fitting))
     return limits

@@ -62,6 +62,7 @@ def environ_for(
     *,
     server: tuple[str, int],
     peer: tuple[str, int],
+    scheme: str = "http",
 ) -> dict[str, Any]:
     """The WSGI environ of one request whose body is `length` bytes readable from `body`."""
     path, _, query = head.target.partition(b"?")
@@ -77,7 +78,7 @@ def environ_for(
         "REMOTE_PORT": str(peer[1]),
         "CONTENT_LENGTH": str(length),
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
         "wsgi.input": body,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,

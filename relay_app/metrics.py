@@ -3,7 +3,8 @@
 Names: htpc_write_throughput_bytes_total (bytes ingested, the design's name),
 commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route}
 (route, method and status from fixed sets: `route_of`, `method_of`, `status_of`),
-commander_relay_writes_refused_total{reason}, and, read at scrape time,
+commander_relay_writes_refused_total{reason}, commander_relay_logins_total{outcome}
+(success, failure, throttled, busy), and, read at scrape time,
 commander_relay_messages_stored, commander_relay_database_bytes,
 commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node}.
 """
@@ -20,6 +21,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from relay_app.inbox.login import LOGIN_OUTCOME_KEY
+from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
 
 DB_RELATIVE = Path("messages") / "cluster_messages.db"
 EXACT_ROUTES = frozenset(
@@ -153,6 +157,14 @@ class MetricsMiddleware:
         )
         for reason in REFUSALS.values():
             self.refused.labels(reason)  # exported at 0 from the start, so increase() works
+        self.logins = Counter(
+            "commander_relay_logins",
+            "Inbox login attempts by outcome (success, failure, throttled, busy).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in LOGIN_OUTCOMES:
+            self.logins.labels(outcome)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -196,6 +208,8 @@ class MetricsMiddleware:
         route = route_of(path)
         self.requests.labels(route, method_of(method), status_of(status)).inc()
         self.latency.labels(route).observe(seconds)
+        if environ.get(LOGIN_OUTCOME_KEY) in LOGIN_OUTCOMES:  # set by the inbox's login route
+            self.logins.labels(environ[LOGIN_OUTCOME_KEY]).inc()
         if route.startswith("/sync/message") and method == "POST":
             if 200 <= status < 300:
                 self.ingested.inc(int(environ.get("CONTENT_LENGTH") or 0))

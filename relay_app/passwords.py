@@ -1,7 +1,8 @@
 """Operator password hashes for the /messages page: scrypt, stored as one string.
 
 Format: `scrypt$<n>$<r>$<p>$<salt, base64>$<key, base64>`, made by
-`commander-relay hash-password` and put in relay.operator_password_hash.
+`commander-relay hash-password` and put in relay.operator_password_file (or, the older
+way, relay.operator_password_hash in relay.yaml).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import binascii
 import hashlib
 import hmac
 import os
+from pathlib import Path
+
+from runtime.config import ClusterConfig
+from runtime.errors import ConfigError, ConfigProblem
 
 # scrypt's "interactive" cost (16 MiB, tens of ms): slow for guessing, fine for logins.
 SCRYPT_N = 2**14
@@ -33,19 +38,59 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, encoded: str) -> bool:
     """Tell whether `password` matches `encoded`; False for a malformed hash too."""
+    parsed = _parse(encoded)
+    if parsed is None:
+        return False
+    n, r, p, salt, key = parsed
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(key)), key)
+
+
+def is_password_hash(encoded: str) -> bool:
+    """Whether `encoded` is a hash `verify_password` can use (format and sane cost)."""
+    return _parse(encoded) is not None
+
+
+def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
     parts = encoded.split("$")
     if len(parts) != 6 or parts[0] != "scrypt":
-        return False
+        return None
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
         salt = base64.b64decode(parts[4], validate=True)
         key = base64.b64decode(parts[5], validate=True)
     except (ValueError, binascii.Error):
-        return False
+        return None
     sane = n > 1 and n & (n - 1) == 0 and r > 0 and 128 * r * n <= MAX_MEMORY and 0 < p <= MAX_P
     if not sane or not 0 < len(key) <= MAX_KEY_BYTES:
-        return False
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(key)), key)
+        return None
+    return n, r, p, salt, key
+
+
+def operator_password_hash(config: ClusterConfig) -> str | None:
+    """The operator's hash: from relay.operator_password_file (read now; a relative path is
+    relative to relay.yaml's directory) or relay.operator_password_hash; ConfigError if
+    both are set, or the file is missing, unreadable or holds no hash."""
+    settings = config.relay
+    name = settings.operator_password_file
+    if not name:
+        return settings.operator_password_hash
+    yaml_file = str(Path(config.config_dir or ".") / "relay.yaml")
+    if settings.operator_password_hash:
+        expected = "only one of operator_password_file and operator_password_hash"
+        raise ConfigError([ConfigProblem(yaml_file, "relay.operator_password_file", expected)])
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else Path(config.config_dir or ".") / path
+    try:
+        encoded = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        expected = "a readable file holding the hash from `commander-relay hash-password`"
+        problem = ConfigProblem(str(path), "relay.operator_password_file", expected, str(exc))
+        raise ConfigError([problem]) from exc
+    if not is_password_hash(encoded):
+        expected = "one hash from `commander-relay hash-password` (scrypt$...)"
+        got = f"{len(encoded)} characters that are not such a hash"
+        raise ConfigError([ConfigProblem(str(path), "(file)", expected, got)])
+    return encoded
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, size: int = KEY_BYTES) -> bytes:

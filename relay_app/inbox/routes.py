@@ -29,6 +29,7 @@ from relay_app.errors import RelayAppError
 from relay_app.http import read_body
 from relay_app.inbox import pages, render
 from relay_app.inbox.actions import ACTIONS
+from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import (
     Session,
@@ -43,6 +44,10 @@ MAX_FORM_BYTES = 256 * 1024
 _STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(js|css)")
 _STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 Handler = Callable[..., bottle.HTTPResponse]
+_REFUSED = {
+    "throttled": "Too many failed logins from your address: wait {wait} second{s}, then retry.",
+    "busy": "Too many logins are being checked right now: wait {wait} second{s}, then retry.",
+}
 
 
 def routes(inbox: Inbox) -> list[tuple[str, str, Handler]]:
@@ -154,13 +159,15 @@ def _chosen(form: dict[str, list[str]]) -> tuple[str, list[str]]:
 
 
 def _login_form(
-    inbox: Inbox, error: str, status: int, next_url: str | None = None
+    inbox: Inbox,
+    error: str,
+    status: int,
+    next_url: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> bottle.HTTPResponse:
     next_url = pages.safe_back(next_url or bottle.request.query.get("next"))
-    body = render.render(
-        "login.tpl", error=error, next_url=next_url, enabled=inbox.sessions.enabled
-    )
-    return render.page(body, status)
+    body = render.render("login.tpl", error=error, next_url=next_url, enabled=inbox.logins.enabled)
+    return render.page(body, status, headers)
 
 
 def _login(inbox: Inbox) -> bottle.HTTPResponse:
@@ -168,14 +175,21 @@ def _login(inbox: Inbox) -> bottle.HTTPResponse:
         form = _form()
     except RelayAppError as exc:
         return _forbidden(str(exc))
-    if not same_origin(bottle.request.environ):
+    environ = bottle.request.environ
+    if not same_origin(environ):
         return _forbidden("Logins are accepted only from this relay's own page.")
-    session = inbox.sessions.login(_first(form, "user"), _first(form, "password"))
-    if session is None:
-        return _login_form(inbox, "Wrong user name or password.", 401, _first(form, "next"))
-    secure = bottle.request.urlparts.scheme == "https"
-    target = pages.safe_back(_first(form, "next"))
-    return render.redirect(target, {"Set-Cookie": cookie_header(session, secure)})
+    address = inbox.proxies.client(environ)
+    attempt = inbox.logins.attempt(_first(form, "user"), _first(form, "password"), address)
+    environ[LOGIN_OUTCOME_KEY] = attempt.outcome  # counted by relay_app.metrics
+    next_url = _first(form, "next")
+    if attempt.outcome in ("throttled", "busy"):
+        wait = attempt.retry_after
+        text = _REFUSED[attempt.outcome].format(wait=wait, s="" if wait == 1 else "s")
+        return _login_form(inbox, text, 429, next_url, {"Retry-After": str(wait)})
+    if attempt.session is None:
+        return _login_form(inbox, "Wrong user name or password.", 401, next_url)
+    cookie = cookie_header(attempt.session, inbox.proxies.https(environ))
+    return render.redirect(pages.safe_back(next_url), {"Set-Cookie": cookie})
 
 
 def _logout(inbox: Inbox) -> bottle.HTTPResponse:
@@ -185,7 +199,8 @@ def _logout(inbox: Inbox) -> bottle.HTTPResponse:
         if not csrf_ok(session, _first(form, "csrf")):
             return _forbidden("The form's security token is missing or stale.")
         inbox.sessions.logout(session.token)
-    return render.redirect("/messages/login", {"Set-Cookie": cookie_header(None, False)})
+    secure = inbox.proxies.https(bottle.request.environ)
+    return render.redirect("/messages/login", {"Set-Cookie": cookie_header(None, secure)})
 
 
 def _file(inbox: Inbox, file_id: str) -> bottle.HTTPResponse:

@@ -1,4 +1,4 @@
-"""The inbox's parts in one place: reader, writer, sessions, actions, node health."""
+"""The inbox's parts in one place: reader, writer, sessions, logins, actions, node health."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from typing import Any
 
 from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
 from relay_app.inbox.actions import Actions
+from relay_app.inbox.forwarded import Proxies
+from relay_app.inbox.login import Logins
 from relay_app.inbox.nodes import Alert, NodeHealth, alerts, node_health
 from relay_app.inbox.reader import InboxReader
 from relay_app.inbox.sessions import Sessions
+from relay_app.inbox.throttle import LoginThrottle, ThrottlePolicy
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
+from relay_app.passwords import operator_password_hash
 from relay_app.store import MessageStore
 from runtime.config import ClusterConfig
 
@@ -29,12 +33,17 @@ class Inbox:
         *,
         free_bytes: FreeBytes | None = None,
         clock: Callable[[], float] = time.time,
+        throttle: ThrottlePolicy | None = None,
     ) -> None:
-        """Open the inbox over the store's SQLite file (the inbox needs SQLite: FTS5)."""
+        """Open the inbox over the store's SQLite file (the inbox needs SQLite: FTS5).
+
+        ConfigError when the operator password file is missing or broken.
+        """
         path = getattr(store, "path", None)
         if not isinstance(path, Path):
             raise TypeError("the /messages inbox needs the SQLite store (relay_app.stores.sqlite)")
         settings = config.relay
+        password_hash = operator_password_hash(config)  # first: a ConfigError opens nothing
         self.store = store
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
@@ -46,7 +55,11 @@ class Inbox:
         )
         self.reader = InboxReader(path, now)
         self.writer = InboxWriter(path, ingest)
-        self.sessions = Sessions(settings.operator_user, settings.operator_password_hash, now)
+        self.proxies = Proxies(settings.trusted_proxies)
+        self.sessions = Sessions(now)
+        self.logins = Logins(
+            settings.operator_user, password_hash, self.sessions, LoginThrottle(throttle, now)
+        )
         self.actions = Actions(
             self.reader, self.writer, ingest, self.gate, settings.execute_webhook, now
         )
@@ -72,6 +85,7 @@ class Inbox:
         return {"unread": self.reader.unread_count()}
 
     def close(self) -> None:
-        """Stop the writer and close the read connections."""
+        """Stop the password checks and the writer, close the read connections."""
+        self.logins.close()
         self.writer.stop()
         self.reader.close()

@@ -1,9 +1,10 @@
 """Operator sessions for the inbox: login, the session cookie and CSRF tokens.
 
-- Login checks relay.operator_user and the scrypt relay.operator_password_hash; node
-  tokens are never accepted here. With no hash configured, nobody can log in.
+- `relay_app.inbox.login` checks the password (throttled, on its own thread) and then
+  opens a session here; node tokens are never accepted for the inbox.
 - The session cookie holds a random 256-bit token (HttpOnly, SameSite=Strict, Secure
-  when the request came over https). Sessions live in memory: a relay restart logs out.
+  when the request really came over https: `relay_app.inbox.forwarded`). Sessions live
+  in memory: a relay restart logs out.
 - Every state-changing POST carries the session's CSRF token (a hidden form field) and,
   when the browser sends an Origin or Referer, it must name this host.
 """
@@ -19,13 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay_app.passwords import verify_password
-
 COOKIE = "commander_inbox"
 SESSION_TTL_S = 12 * 3600
 MAX_SESSIONS = 256
-# scrypt takes 16 MiB and tens of ms: at most this many at once, whatever arrives.
-_SCRYPT_SLOTS = threading.BoundedSemaphore(2)
 
 
 @dataclass
@@ -47,33 +44,17 @@ class Session:
 class Sessions:
     """The logged-in operators, by cookie token."""
 
-    def __init__(
-        self, user: str, password_hash: str | None, clock: Callable[[], float] = time.time
-    ) -> None:
-        """Remember the one operator account; sessions start empty."""
-        self._user = user
-        self._hash = password_hash
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        """Start with no sessions."""
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
 
-    @property
-    def enabled(self) -> bool:
-        """Whether an operator password is configured at all."""
-        return bool(self._hash)
-
-    def login(self, user: str, password: str) -> Session | None:
-        """A new session when user and password match, else None."""
-        if not self._hash or len(password) > 1024:
-            return None
-        with _SCRYPT_SLOTS:
-            password_ok = verify_password(password, self._hash)
-        user_ok = hmac.compare_digest(user.encode(), self._user.encode())
-        if not (password_ok and user_ok):
-            return None
+    def open(self, user: str) -> Session:
+        """A new session for `user`, whose password was just checked."""
         session = Session(
             token=secrets.token_urlsafe(32),
-            user=self._user,
+            user=user,
             csrf=secrets.token_urlsafe(32),
             expires=self._clock() + SESSION_TTL_S,
         )

@@ -1,0 +1,143 @@
+"""Login throttling: a backoff per client address and a global budget of password hashes.
+
+An admitted attempt counts as a failure of its address until `succeeded` clears the
+address, so parallel guesses from one address cannot all slip in before the first one
+fails. After `free_failures` failures an address waits `first_delay_s`, doubling with
+each further failure up to `max_delay_s`; an address quiet for `forget_after_s` starts
+over. Every admitted attempt also takes a token from a global bucket (`hashes_per_s`,
+at most `hash_burst` saved up): guesses spread over many addresses still cost the relay
+at most that many scrypt hashes a second. A refused attempt costs no hash and no sleep:
+the caller answers 429 with the returned wait at once.
+
+The table keeps at most `max_addresses` addresses (the least recently seen go first);
+IPv6 addresses count per /64, the block one subscriber usually holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """The throttle's figures (see the module docstring for why these)."""
+
+    # A few typos are free: the operator never waits for a mistyped password or two.
+    free_failures: int = 5
+    first_delay_s: float = 1.0
+    # 5 minutes: one address then gets about 12 guesses an hour; an operator locked out
+    # by someone sharing their address waits at most this long between tries.
+    max_delay_s: float = 300.0
+    forget_after_s: float = 3600.0
+    # About 130 bytes an entry: 10,000 addresses stay under 2 MB.
+    max_addresses: int = 10_000
+    # One scrypt hash costs about 45 ms of one core here: 5 a second is under a quarter
+    # of a core, whoever asks; the one operator never logs in that often.
+    hashes_per_s: float = 5.0
+    hash_burst: float = 10.0
+
+
+@dataclass
+class _Entry:
+    failures: int
+    last: float  # when the last failure (or admitted attempt) happened
+
+
+class LoginThrottle:
+    """Decides, without hashing, whether a login attempt may hash now or must wait."""
+
+    def __init__(
+        self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Start with an empty table and a full hash budget."""
+        self.policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._addresses: OrderedDict[str, _Entry] = OrderedDict()
+        self._tokens = self.policy.hash_burst
+        self._refilled = clock()
+
+    def admit(self, address: str) -> float:
+        """0.0 when the attempt may hash now (counted as a failure until it succeeds),
+        else the seconds to wait before asking again."""
+        key = bucket_of(address)
+        with self._lock:
+            now = self._clock()
+            entry = self._entry(key, now)
+            wait = entry.last + self.delay(entry.failures) - now if entry else 0.0
+            if wait > 0:
+                return wait
+            self._refill(now)
+            if self._tokens < 1.0:
+                return (1.0 - self._tokens) / self.policy.hashes_per_s
+            self._tokens -= 1.0
+            entry = entry or _Entry(0, now)
+            entry.failures += 1
+            entry.last = now
+            self._remember(key, entry)
+            return 0.0
+
+    def failures(self, address: str) -> int:
+        """How many failures the address has on record now."""
+        with self._lock:
+            entry = self._entry(bucket_of(address), self._clock())
+            return entry.failures if entry else 0
+
+    def succeeded(self, address: str) -> None:
+        """A right password: the address starts over."""
+        with self._lock:
+            self._addresses.pop(bucket_of(address), None)
+
+    def refund(self, address: str) -> None:
+        """An admitted attempt that never hashed (the hasher was busy): give both back."""
+        with self._lock:
+            entry = self._addresses.get(bucket_of(address))
+            if entry is not None and entry.failures > 0:
+                entry.failures -= 1
+            self._tokens = min(self.policy.hash_burst, self._tokens + 1.0)
+
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` failures in a row."""
+        policy = self.policy
+        if failures < policy.free_failures:
+            return 0.0
+        doublings = min(failures - policy.free_failures, 64)  # 2**64 s is past any cap
+        return float(min(policy.max_delay_s, policy.first_delay_s * 2**doublings))
+
+    def __len__(self) -> int:
+        """Addresses on record."""
+        return len(self._addresses)
+
+    def _entry(self, key: str, now: float) -> _Entry | None:
+        entry = self._addresses.get(key)
+        if entry is not None and now - entry.last > self.policy.forget_after_s:
+            del self._addresses[key]
+            return None
+        return entry
+
+    def _remember(self, key: str, entry: _Entry) -> None:
+        self._addresses[key] = entry
+        self._addresses.move_to_end(key)
+        while len(self._addresses) > self.policy.max_addresses:
+            self._addresses.popitem(last=False)
+
+    def _refill(self, now: float) -> None:
+        earned = (now - self._refilled) * self.policy.hashes_per_s
+        self._tokens = min(self.policy.hash_burst, self._tokens + max(0.0, earned))
+        self._refilled = now
+
+
+def bucket_of(address: str) -> str:
+    """The throttle's key for an address: itself, or its /64 for IPv6."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)

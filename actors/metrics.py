@@ -18,7 +18,7 @@ from typing import Any
 from actors.board import AgentBoard
 from actors.messages import CacheStats, GetStats, OutboxStats, RelayUp, Tick
 from actors.ports import Mailbox
-from runtime.errors import CommanderError, RelayError
+from runtime.errors import CommanderError, RelayError, RelayRejected
 from runtime.logsafe import quote
 from runtime.relay_client import RelayClient, RelayTarget
 from runtime.supervisor import SupervisedActor
@@ -100,6 +100,7 @@ class MetricsActor(SupervisedActor):
         self._clock = clock
         self._client: RelayClient | None = None
         self._relay_was_down = False
+        self._refused = ""
 
     def on_start(self) -> None:
         """Open the HTTP session in the actor's thread."""
@@ -122,10 +123,18 @@ class MetricsActor(SupervisedActor):
             return False
         try:
             self._client.report_status(status_report(self._node_id, figures, self._clock()))
+        except RelayRejected as exc:
+            # The relay is up and refuses the report itself (it names an agent the relay
+            # does not give this node): an operator must see it, once, not every tick.
+            if str(exc) != self._refused:
+                logger.error("status report refused by the relay: %s", quote(exc))
+            self._refused = str(exc)
+            return False
         except RelayError as exc:
             logger.debug("status report not delivered: %s", quote(exc))
             self._relay_was_down = True
             return False
+        self._refused = ""
         if self._relay_was_down:
             # The report doubles as a probe: outboxes in a long backoff drain now.
             self._relay_was_down = False

@@ -17,7 +17,7 @@ import bottle
 
 from relay_app.auth import NODE_HEADER, TokenBook
 from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
-from relay_app.errors import NotFound, StorageFull
+from relay_app.errors import NotFound, StorageFull, Unauthorized
 from relay_app.files import MULTIPART_OVERHEAD, receive_file
 from relay_app.http import (
     install_error_pages,
@@ -29,7 +29,9 @@ from relay_app.http import (
 )
 from relay_app.inbox import install_inbox
 from relay_app.ingest import Ingest
+from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
+from relay_app.owners import AgentOwners
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
     batch_request,
@@ -53,6 +55,7 @@ class _Relay:
         self.settings = config.relay
         self.data_dir = Path(config.relay.data_dir)
         self.tokens = TokenBook(config)
+        self.owners = AgentOwners(config)
         self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
         # Set when SQLite last reported the database full, cleared by the next commit.
         self.db_full = False
@@ -61,6 +64,19 @@ class _Relay:
         """Authenticate the request; return its node id."""
         environ = bottle.request.environ
         return self.tokens.authenticate(environ.get(NODE_HEADER), environ.get("HTTP_AUTHORIZATION"))
+
+    def insider(self) -> bool:
+        """Whether the request carries a valid node token or the metrics token."""
+        environ = bottle.request.environ
+        if metrics_reader(environ, self.settings):
+            return True
+        if not environ.get(NODE_HEADER):
+            return False
+        try:
+            self.node()
+        except Unauthorized:
+            return False
+        return True
 
     def body(self) -> Any:
         """Read and parse the JSON body within relay.max_body_bytes."""
@@ -117,6 +133,7 @@ def _sync_message(relay: _Relay) -> bottle.HTTPResponse:
     node_id = relay.node()
     relay.gate.check()
     row = message_row(relay.body(), node_id)
+    relay.owners.check(node_id, row.agent_id, "message.agent_id")
     relay.commit(StoreMessages(node_id=node_id, rows=(row,)))
     return json_response({"status": "stored", "msg_id": row.msg_id})
 
@@ -125,6 +142,9 @@ def _sync_messages(relay: _Relay) -> bottle.HTTPResponse:
     node_id = relay.node()
     relay.gate.check()
     op = batch_request(relay.body(), node_id, relay.settings.max_batch_messages)
+    # A node's batch holds one agent's messages, but nothing makes it: check each.
+    for i, row in enumerate(op.rows):
+        relay.owners.check(node_id, row.agent_id, f"messages[{i}].agent_id")
     relay.commit(op)
     return json_response({"status": "acked", "batch_id": op.batch_id})
 
@@ -132,7 +152,10 @@ def _sync_messages(relay: _Relay) -> bottle.HTTPResponse:
 def _sync_status(relay: _Relay) -> bottle.HTTPResponse:
     node_id = relay.node()
     relay.gate.check()
-    relay.commit(status_request(relay.body(), node_id))
+    op = status_request(relay.body(), node_id)
+    for i, agent in enumerate(op.agents):
+        relay.owners.check(node_id, agent["agent_id"], f"agents[{i}].agent_id")
+    relay.commit(op)
     return json_response({"status": "stored", "node_id": node_id})
 
 
@@ -144,6 +167,7 @@ def _sync_files(relay: _Relay) -> bottle.HTTPResponse:
         node_id=node_id,
         max_file_bytes=relay.settings.max_file_bytes,
         gate=relay.gate,
+        check_agent=lambda agent_id: relay.owners.check(node_id, agent_id, "agent_id"),
     )
     try:
         relay.commit(StoreFile(record))
@@ -208,18 +232,24 @@ def _attachment(filename: str) -> str:
 
 
 def _healthz(relay: _Relay) -> bottle.HTTPResponse:
+    """200 `ok` or 503 `refusing` (writes); the figures only to a node or metrics token."""
     free = relay.gate.free()
     refusing = _refusing(relay, free)
+    terse = {"status": "ok" if refusing is None else "refusing"}
+    status = 200 if refusing is None else 503
+    if not relay.insider():
+        return json_response(terse, status)
     return json_response(
         {
-            "status": "ok",
+            **terse,
             "writes_accepted": refusing is None,
             "refusing": refusing,
             "free_bytes": free,
             "min_free_bytes": relay.gate.floor,
             "database_full": relay.db_full,
             "time": time.time(),
-        }
+        },
+        status,
     )
 
 

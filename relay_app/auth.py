@@ -18,13 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from relay_app.errors import Unauthorized
+from relay_app.refusals import REFUSALS
 from runtime.config import ClusterConfig
 from runtime.errors import ConfigError
+from runtime.logsafe import quote
 from runtime.token_files import read_sha256_table, token_sha256  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
 NODE_HEADER = "HTTP_X_COMMANDER_NODE"
+# The same bytes for a missing node header, an unknown node and a wrong token.
+UNAUTHORIZED = "unknown node or wrong token"
 # Compared against when the node is unknown, so both failures cost the same time.
 _DUMMY_HASH = hashlib.sha256(b"commander-relay: no such node").hexdigest()
 
@@ -81,20 +85,30 @@ class TokenBook:
         return sorted(self._hashes)
 
     def authenticate(self, node_id: str | None, authorization: str | None) -> str:
-        """Return the node id if its bearer token matches; raise Unauthorized otherwise."""
+        """Return the node id if its bearer token matches; raise Unauthorized otherwise.
+
+        Every failure answers the same `UNAUTHORIZED` text, so that a stranger cannot
+        tell a node id that exists from one that does not; the log says which it was.
+        """
         if not node_id:
-            raise Unauthorized("missing X-Commander-Node header naming the node")
+            raise _refused("no X-Commander-Node header", node_id)
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("missing or malformed 'Authorization: Bearer <token>' header")
+            raise _refused("no 'Authorization: Bearer <token>' header", node_id)
         self._reload(strict=False)
         expected = self._hashes.get(node_id)
         # Header values arrive as latin-1 text in WSGI; hash the bytes the node sent.
         actual = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
         matches = hmac.compare_digest(actual, expected or _DUMMY_HASH)
         if expected is None:
-            raise Unauthorized(f"node {node_id[:128]!r} has no token on this relay")
+            raise _refused("a node with no token on this relay", node_id)
         if not matches:
-            raise Unauthorized(f"wrong token for node {node_id[:128]!r}")
+            raise _refused("a wrong token", node_id)
         return node_id
+
+
+def _refused(reason: str, node_id: str | None) -> Unauthorized:
+    """The one 401 every failed token gets; the reason goes to the log only."""
+    REFUSALS.warning("node request refused (401): %s, node %s", reason, quote(node_id or ""))
+    return Unauthorized(UNAUTHORIZED)

@@ -4,6 +4,7 @@
                     [--token-hashes-file F]
     commander-relay add-node NODE_ID --token-file T [--token-hashes-file F | --config C]
     commander-relay hash-password < password
+    commander-relay metrics-token --token-file F [--force]
 
 Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
 ./data/relay), which works from a checkout; with it, relay.yaml decides and flags
@@ -22,7 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from relay_app import metrics_token
 from relay_app.auth import hashes_file_path, read_hashes_file
+from relay_app.metrics_auth import warn_if_metrics_open
+from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
 from runtime import notify
@@ -43,7 +47,7 @@ DEFAULT_DATA_DIR = "./data/relay"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS = ("serve", "add-node", "hash-password")
+COMMANDS = ("serve", "add-node", "hash-password", "metrics-token")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (0: any free port)")
     serve.add_argument("--data-dir", help=f"data directory (embedded default {DEFAULT_DATA_DIR})")
     serve.add_argument("--token-hashes-file", help="YAML file of node_id: sha256(token)")
+    serve.add_argument(
+        "--allow-any-agent",
+        action="store_true",
+        help="let any node write for any agent id (tests and benchmarks only)",
+    )
     serve.set_defaults(run=_serve)
     add = sub.add_parser("add-node", help="make a token for a node and record its hash")
     add.add_argument("node_id")
@@ -79,16 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     hash_pw = sub.add_parser("hash-password", help="read a password, print its scrypt hash")
     hash_pw.add_argument("--out", help="write the hash to this file (for operator_password_file)")
     hash_pw.set_defaults(run=_hash_password)
+    metrics_token.add_command(sub)
     return parser
 
 
 def load_relay_config(
-    config: str | None, *, data_dir: str | None = None, token_hashes_file: str | None = None
+    config: str | None,
+    *,
+    data_dir: str | None = None,
+    token_hashes_file: str | None = None,
+    allow_any_agent: bool = False,
 ) -> ClusterConfig:
     """The config from relay.yaml (or the embedded defaults), with flag overrides applied."""
     if config is None:
         settings = RelaySettings(data_dir=DEFAULT_DATA_DIR, host=DEFAULT_HOST, port=DEFAULT_PORT)
-        loaded = ClusterConfig(nodes=(), relay=settings, agents=(), config_dir=".")
+        # No config directory: no agents directory to follow either.
+        loaded = ClusterConfig(nodes=(), relay=settings, agents=(), config_dir="")
     else:
         path = Path(config)
         if not path.is_dir() and path.name != "relay.yaml":
@@ -101,6 +116,8 @@ def load_relay_config(
     if token_hashes_file is not None:
         # A path given on the command line is relative to where the command runs.
         overrides["token_hashes_file"] = str(Path(token_hashes_file).absolute())
+    if allow_any_agent:
+        overrides["allow_any_agent"] = True
     return replace(loaded, relay=replace(loaded.relay, **overrides))
 
 
@@ -116,10 +133,15 @@ def listen_address(config: ClusterConfig, host: str | None, port: int | None) ->
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     config = load_relay_config(
-        args.config, data_dir=args.data_dir, token_hashes_file=args.token_hashes_file
+        args.config,
+        data_dir=args.data_dir,
+        token_hashes_file=args.token_hashes_file,
+        allow_any_agent=args.allow_any_agent,
     )
     host, port = listen_address(config, args.host, args.port)
     _warn_if_no_tokens(config)
+    warn_about_agents(config)
+    warn_if_metrics_open(config.relay, host)
     stop = threading.Event()
     install_signal_handlers(stop.set)
     relay = RelayServer(config, host=host, port=port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -50,9 +50,19 @@ class _Upload:
 
 
 def receive_file(
-    environ: dict[str, Any], *, data_dir: Path, node_id: str, max_file_bytes: int, gate: SpaceGate
+    environ: dict[str, Any],
+    *,
+    data_dir: Path,
+    node_id: str,
+    max_file_bytes: int,
+    gate: SpaceGate,
+    check_agent: Callable[[str], None] = lambda _: None,
 ) -> FileRecord:
-    """Store the upload on disk and return its record (not yet in the database)."""
+    """Store the upload on disk and return its record (not yet in the database).
+
+    `check_agent` raises (403) for an agent the node may not write for; the file read so
+    far is then removed, as for any other refusal.
+    """
     boundary = boundary_of(environ.get("CONTENT_TYPE", ""))
     length = content_length(environ)
     if length is None:
@@ -66,6 +76,7 @@ def receive_file(
         tmp.parent.mkdir(parents=True, exist_ok=True)
         upload = _read_form(ClientBody(environ).read, length, boundary, tmp, max_file_bytes)
         agent_id = check_id("agent_id", upload.fields.get("agent_id"))
+        check_agent(agent_id)
         msg_id = upload.fields.get("msg_id")
         if msg_id is not None:
             check_id("msg_id", msg_id)

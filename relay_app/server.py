@@ -13,6 +13,7 @@ from relay_app.diskspace import FreeBytes
 from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
 from relay_app.metrics import MetricsMiddleware
+from relay_app.metrics_auth import MetricsGate
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
 from runtime.config import ClusterConfig, RelaySettings
@@ -70,7 +71,8 @@ class RelayServer:
             self._ingest = Ingest.start(self._store)
             app = self.make_app(self._store, self._ingest)
             self._app = app
-            served = MetricsMiddleware(app, settings.data_dir)
+            # The gate answers /metrics 401 without the metrics token, before it is counted.
+            served = MetricsGate(MetricsMiddleware(app, settings.data_dir), settings)
             self._http = serve_in_thread(
                 served,
                 self.host,

@@ -12,23 +12,35 @@ import requests
 
 from relay_app.auth import token_sha256 as sha
 from relay_app.server import RelayServer
-from runtime.config import ClusterConfig, NodeEntry, RelaySettings
+from runtime.config import AgentConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.envelope import MessageEnvelope
 
 NODE_A = "node-a"
 NODE_B = "node-b"
+# The agents write_config gives each node (message() writes as agent-1).
+AGENTS = {NODE_A: ("agent-1", "agent-2"), NODE_B: ("agent-b1",)}
 TOKENS = {NODE_A: "token-of-node-a-0123456789", NODE_B: "token-of-node-b-9876543210"}
 TABLES = ("messages", "batches", "node_status", "files")
 
 
-def make_config(data_dir: Path, **relay: Any) -> ClusterConfig:
-    """Two nodes with tokens in relay.yaml, the relay's data in data_dir, no disk floor."""
+def make_config(
+    data_dir: Path, agents: tuple[AgentConfig, ...] = (), **relay: Any
+) -> ClusterConfig:
+    """Two nodes with tokens in relay.yaml, the relay's data in data_dir, no disk floor.
+
+    Without `agents` the relay runs open (`allow_any_agent`): these tests are about other
+    doors and write for whatever agent they like; tests/relay_app/test_agent_owners.py
+    gives agents and checks who may write for them.
+    """
     nodes = tuple(
         NodeEntry(id=node, host="127.0.0.1", port=9, token_sha256=sha(token))
         for node, token in TOKENS.items()
     )
-    settings = RelaySettings(data_dir=str(data_dir), **{"min_free_bytes": 0, **relay})
-    return ClusterConfig(nodes=nodes, relay=settings, agents=(), config_dir=str(data_dir.parent))
+    defaults = {"min_free_bytes": 0, "allow_any_agent": not agents}
+    settings = RelaySettings(data_dir=str(data_dir), **{**defaults, **relay})
+    return ClusterConfig(
+        nodes=nodes, relay=settings, agents=agents, config_dir=str(data_dir.parent)
+    )
 
 
 def with_relay(config: ClusterConfig, **changes: Any) -> ClusterConfig:
@@ -114,8 +126,13 @@ def stored_msg_ids(data_dir: Path) -> list[str]:
 
 
 def write_config(root: Path) -> Path:
-    """relay.yaml for node-a on 127.0.0.1; tests always pass --host and --port as well."""
-    root.mkdir(parents=True, exist_ok=True)
+    """relay.yaml for node-a on 127.0.0.1 and its agents; tests pass --host and --port too."""
+    (root / "agents").mkdir(parents=True, exist_ok=True)
+    for node_id, agent_ids in AGENTS.items():
+        for agent_id in agent_ids:
+            (root / "agents" / f"{agent_id}.yaml").write_text(
+                f'agent_id: "{agent_id}"\nrole: "coder"\nnode_id: "{node_id}"\n'
+            )
     (root / "relay.yaml").write_text(
         f'nodes:\n  - id: "{NODE_A}"\n    host: "127.0.0.1"\n    port: 9\n'
         f'    token_sha256: "{sha(TOKENS[NODE_A])}"\n'

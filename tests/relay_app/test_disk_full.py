@@ -56,12 +56,14 @@ def test_below_the_free_space_floor_every_write_gets_507_and_reads_still_work(
         assert row_counts(data_dir) == before
         assert client.get(f"/query/messages/{stored.msg_id}").status_code == 200
         assert client.query()["total"] == 1
-        health = requests.get(relay.url + "/healthz", timeout=10).json()
+        terse = requests.get(relay.url + "/healthz", timeout=10)
+        assert (terse.status_code, terse.json()) == (503, {"status": "refusing"})
+        health = client.get("/healthz").json()
         assert health["writes_accepted"] is False
         assert health["refusing"] == "disk_floor"
         disk.free = 2 * GIB
         assert client.send(message()).status_code == 200
-        assert requests.get(relay.url + "/healthz", timeout=10).json()["writes_accepted"]
+        assert client.get("/healthz").json()["writes_accepted"]
     finally:
         client.close()
 

@@ -1,0 +1,152 @@
+"""Which node may write for which agent: the topology's `agents/<agent_id>.yaml` files.
+
+The source is the operator's topology on the storage host (each agent file's `node_id`),
+not the nodes' own status reports: a report is the node's word, which is exactly what a
+stolen token would forge, so it cannot decide what that token may write. An agent
+belongs to one node whether or not it is enabled (a disabled agent's earlier messages
+may still be on their way). A node writing for an agent of another node, or for an
+agent the topology does not name, gets 403 naming both.
+
+The table follows the agent files: the directory is looked at (one `stat` per file) at
+most once a second and re-read when a file was added, removed or changed, so an agent
+added to the cluster is accepted without restarting the relay. A directory that no
+longer parses keeps the previous table, with an error in the log; relay.yaml itself is
+read only at start. Without agent files (the embedded defaults) every write is refused,
+unless the relay was started with `--allow-any-agent` (tests and benchmarks), which it
+says in its log at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from relay_app.errors import Forbidden
+from runtime.config import AgentConfig, ClusterConfig, load_agents
+from runtime.errors import ConfigError, ConfigProblem
+from runtime.logsafe import quote
+
+logger = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 1.0
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def agents_dir_of(config: ClusterConfig) -> Path | None:
+    """`<config_dir>/agents` of a config read from a directory; None for embedded defaults."""
+    return Path(config.config_dir) / "agents" if config.config_dir else None
+
+
+def signature(directory: Path | None) -> Signature:
+    """Name, mtime and size of every agent file: what changes when one is edited."""
+    if directory is None:
+        return ()
+    found = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".yaml"):
+                    stat = entry.stat()
+                    found.append((entry.name, stat.st_mtime_ns, stat.st_size))
+    except OSError:
+        return ()
+    return tuple(sorted(found))
+
+
+def owner_table(agents: Iterable[AgentConfig]) -> dict[str, str]:
+    """agent_id -> node_id."""
+    return {agent.agent_id: agent.node_id for agent in agents}
+
+
+class AgentOwners:
+    """The agent -> node table the relay checks every write against."""
+
+    def __init__(self, config: ClusterConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        """Start from the agents loaded with the config; watch their directory from here."""
+        self.open = config.relay.allow_any_agent
+        self._dir = agents_dir_of(config)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table = owner_table(config.agents)
+        self._signature = signature(self._dir)
+        self._checked_at = clock()
+
+    def owner(self, agent_id: str) -> str | None:
+        """The node the topology gives `agent_id`, or None when it names no such agent."""
+        self._maybe_reload()
+        return self._table.get(agent_id)
+
+    def check(self, node_id: str, agent_id: str, where: str) -> None:
+        """403 unless `node_id` may write for `agent_id`."""
+        if self.open:
+            return
+        owner = self.owner(agent_id)
+        if owner == node_id:
+            return
+        if owner is None:
+            raise Forbidden(
+                f"{where} is {agent_id!r}, an agent the relay's topology does not name; "
+                f"node {node_id!r} may write only for its own agents"
+            )
+        raise Forbidden(
+            f"{where} is {agent_id!r}, an agent of node {owner!r}; "
+            f"node {node_id!r} may write only for its own agents"
+        )
+
+    def agents(self) -> int:
+        """How many agents the table names."""
+        self._maybe_reload()
+        return len(self._table)
+
+    def _maybe_reload(self) -> None:
+        if self._dir is None or self._clock() - self._checked_at < RECHECK_SECONDS:
+            return
+        with self._lock:
+            now = self._clock()
+            if now - self._checked_at < RECHECK_SECONDS:
+                return
+            self._checked_at = now
+            current = signature(self._dir)
+            if current == self._signature:
+                return
+            self._signature = current
+            self._reload(self._dir)
+
+    def _reload(self, directory: Path) -> None:
+        problems: list[ConfigProblem] = []
+        agents = load_agents(directory, problems) if directory.is_dir() else ()
+        if problems:
+            # A file caught half-written fails too: keep what was known, say why once.
+            logger.error(
+                "agent files in %s do not load; keeping the previous table: %s",
+                quote(str(directory)),
+                quote(str(ConfigError(problems)), 1000),
+            )
+            return
+        self._table = owner_table(agents)
+        logger.info("agent files changed: %d agents known to %s", len(agents), directory)
+
+
+def warn_about_agents(config: ClusterConfig) -> None:
+    """Say at start which agents the relay accepts writes for, loudly when none or any."""
+    if config.relay.allow_any_agent:
+        logger.warning(
+            "--allow-any-agent: any node with a token may write for any agent id"
+            " (for tests and benchmarks, never for a cluster)"
+        )
+    elif not config.agents:
+        logger.warning(
+            "no agent files (%s): every write is refused (403) until agents/<agent_id>.yaml"
+            " name the node each agent runs on",
+            agents_dir_of(config) or "embedded defaults; give --config",
+        )
+    else:
+        logger.info(
+            "%d agents known from %s; an edit there is followed within a second",
+            len(config.agents),
+            agents_dir_of(config),
+        )

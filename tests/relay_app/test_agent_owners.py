@@ -1,0 +1,165 @@
+"""Agents belong to nodes: a node's token writes only for the agents the topology gives it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from bench._procs import Daemon
+from relay_app.auth import token_sha256 as sha
+from relay_app.errors import Forbidden
+from relay_app.owners import AgentOwners
+from runtime.config import load_config
+from tests.relay_app.helpers import (
+    NODE_A,
+    TOKENS,
+    NodeClient,
+    batch,
+    message,
+    row_counts,
+    wait_until,
+    write_config,
+)
+
+NOTHING = {"messages": 0, "batches": 0, "node_status": 0, "files": 0, "files_on_disk": 0}
+
+
+@pytest.fixture
+def node_a(relay_process: Daemon) -> Iterator[NodeClient]:
+    """node-a talking to a relay process whose topology gives it agent-1 and agent-2."""
+    client = NodeClient(relay_process.url, NODE_A)
+    yield client
+    client.close()
+
+
+def status(*agents: str) -> dict[str, object]:
+    """A /sync/status body of node-a naming `agents`."""
+    return {"node_id": NODE_A, "sent_at": 1.0, "agents": [{"agent_id": a} for a in agents]}
+
+
+def upload(client: NodeClient, agent_id: str) -> requests.Response:
+    """POST /sync/files for `agent_id`."""
+    return client.post(
+        "/sync/files",
+        data={"agent_id": agent_id},
+        files={"file": ("r.bin", b"x" * 1000, "application/octet-stream")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "said"),
+    [("agent-b1", "an agent of node 'node-b'"), ("ghost", "the relay's topology does not name")],
+)
+def test_a_node_cannot_write_for_another_nodes_agent_or_one_that_exists_nowhere(
+    node_a: NodeClient, tmp_path: Path, agent_id: str, said: str
+) -> None:
+    own = message()
+    refused = [
+        node_a.send(message(agent_id=agent_id)),
+        node_a.send_batch(batch([own, message(agent_id=agent_id)], "batch-1")),
+        node_a.post("/sync/status", json=status("agent-1", agent_id)),
+        upload(node_a, agent_id),
+    ]
+    for response in refused:
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert repr(agent_id) in error
+        assert said in error
+        assert "node 'node-a'" in error
+    assert "messages[1].agent_id" in refused[1].json()["error"]
+    assert row_counts(tmp_path / "data") == NOTHING  # not even the batch's own message
+
+    assert node_a.send(own).status_code == 200
+    assert node_a.post("/sync/status", json=status("agent-1", "agent-2")).status_code == 200
+    assert upload(node_a, "agent-2").status_code == 200
+
+
+def relay_without_config(tmp_path: Path, *flags: str) -> Daemon:
+    """`commander-relay serve` on its embedded defaults, node-a's token from a hashes file."""
+    hashes = tmp_path / "hashes.yaml"
+    hashes.write_text(yaml.safe_dump({NODE_A: sha(TOKENS[NODE_A])}))
+    args = ["-m", "relay_app.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", str(tmp_path / "data"), "--token-hashes-file", str(hashes),
+            *flags]  # fmt: skip
+    return Daemon(args, tmp_path / "relay.log")
+
+
+def test_on_its_embedded_defaults_the_relay_refuses_every_agent_and_says_so(
+    tmp_path: Path,
+) -> None:
+    relay = relay_without_config(tmp_path)
+    client = NodeClient(relay.url, NODE_A)
+    try:
+        assert client.send(message()).status_code == 403
+    finally:
+        client.close()
+        assert relay.terminate() == 0
+    assert "no agent files" in (tmp_path / "relay.log").read_text()
+
+
+def test_the_open_mode_is_asked_for_by_a_flag_and_logged(tmp_path: Path) -> None:
+    relay = relay_without_config(tmp_path, "--allow-any-agent")
+    client = NodeClient(relay.url, NODE_A)
+    try:
+        assert client.send(message(agent_id="anyone")).status_code == 200
+    finally:
+        client.close()
+        assert relay.terminate() == 0
+    assert "--allow-any-agent: any node with a token" in (tmp_path / "relay.log").read_text()
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def agent_file(root: Path, agent_id: str, node_id: str) -> None:
+    """Write agents/<agent_id>.yaml."""
+    text = f'agent_id: "{agent_id}"\nrole: "coder"\nnode_id: "{node_id}"\n'
+    (root / "agents" / f"{agent_id}.yaml").write_text(text)
+
+
+def test_the_owner_table_follows_the_agent_files_and_survives_a_broken_one(
+    tmp_path: Path,
+) -> None:
+    root = write_config(tmp_path / "config").parent
+    clock = Clock()
+    owners = AgentOwners(load_config(root), clock=clock)
+    with pytest.raises(Forbidden):
+        owners.check(NODE_A, "agent-3", "message.agent_id")
+    agent_file(root, "agent-3", NODE_A)
+    clock.now += 0.5  # looked at no more than once a second
+    with pytest.raises(Forbidden):
+        owners.check(NODE_A, "agent-3", "message.agent_id")
+    clock.now += 1.0
+    owners.check(NODE_A, "agent-3", "message.agent_id")
+
+    (root / "agents" / "agent-1.yaml").write_text("agent_id: [unfinished")
+    clock.now += 1.0
+    owners.check(NODE_A, "agent-1", "message.agent_id")  # the previous table is kept
+
+    (root / "agents" / "agent-1.yaml").unlink()
+    agent_file(root, "agent-3", "node-b")
+    clock.now += 1.0
+    for agent_id in ("agent-1", "agent-3"):
+        with pytest.raises(Forbidden):
+            owners.check(NODE_A, agent_id, "message.agent_id")
+    owners.check(NODE_A, "agent-2", "message.agent_id")
+
+
+def test_the_relay_accepts_an_agent_added_while_it_runs(
+    relay_process: Daemon, node_a: NodeClient, tmp_path: Path
+) -> None:
+    assert node_a.send(message(agent_id="agent-new")).status_code == 403
+    agent_file(tmp_path / "config", "agent-new", NODE_A)
+    accepted = wait_until(lambda: node_a.send(message(agent_id="agent-new")).status_code == 200)
+    assert accepted, f"still refused; see {relay_process.log_path}"

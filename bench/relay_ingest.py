@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 
 NODE = "bench-node"
+# The node writes for these agents, named in the relay's topology like any cluster's.
+AGENTS = 4
 BATCH = 500
 
 
@@ -83,8 +85,13 @@ def _run(tmp: Path, singles: int, warm_batches: int, batches: int) -> dict[str, 
 
 
 def _write_config(tmp: Path) -> str:
-    """relay.yaml for one node (the relay always listens on 127.0.0.1); return its token."""
+    """relay.yaml for one node and its agents (on 127.0.0.1); return the node's token."""
     token = secrets.token_urlsafe(32)
+    (tmp / "agents").mkdir(exist_ok=True)
+    for i in range(AGENTS):
+        (tmp / "agents" / f"agent-{i}.yaml").write_text(
+            f'agent_id: "agent-{i}"\nrole: "recruiter"\nnode_id: "{NODE}"\n'
+        )
     (tmp / "relay.yaml").write_text(
         f'nodes:\n  - id: "{NODE}"\n    host: "127.0.0.1"\n    port: 1\n'
         f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
@@ -174,7 +181,7 @@ def _message(i: int) -> dict[str, Any]:
     from runtime.envelope import MessageEnvelope
 
     env = MessageEnvelope.new(
-        agent_id=f"agent-{i % 4}",
+        agent_id=f"agent-{i % AGENTS}",
         node_id=NODE,
         content={"kind": "report", "text": f"lead {i}: " + "lorem ipsum " * 12, "score": i / 7},
         task_id=f"task-{i % 50}",

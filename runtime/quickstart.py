@@ -170,15 +170,21 @@ def demo_agent(url: str, agent_id: str, stop: threading.Event, interval: float) 
     client.close()
 
 
-def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -> str:
-    """One line on what was written where: per node, messages cached and not yet synced."""
+def progress_line(
+    relay_url: str, node_urls: dict[str, tuple[str, list[str]]], relay_headers: dict[str, str]
+) -> str:
+    """One line on what was written where: per node, messages cached and not yet synced.
+
+    `relay_headers` carry a node's token: the relay tells why it refuses only to insiders.
+    """
     import requests  # noqa: PLC0415
 
     parts = [time.strftime("%H:%M:%S")]
     try:
         unread = requests.get(f"{relay_url}/api/unread_count", timeout=2).json()["unread"]
         parts.append(f"relay inbox: {unread} unread")
-        parts.extend(refusal_reasons(requests.get(f"{relay_url}/healthz", timeout=2).json()))
+        health = requests.get(f"{relay_url}/healthz", headers=relay_headers, timeout=2).json()
+        parts.extend(refusal_reasons(health))
     except (requests.RequestException, ValueError, KeyError):
         parts.append("relay: not answering")
     for node_id, (url, _) in node_urls.items():
@@ -190,6 +196,13 @@ def progress_line(relay_url: str, node_urls: dict[str, tuple[str, list[str]]]) -
         except (requests.RequestException, ValueError, KeyError, TypeError):
             parts.append(f"{node_id}: not answering")
     return "  " + " | ".join(parts)
+
+
+def node_headers(tokens: dict[str, Path]) -> dict[str, str]:
+    """The headers that authenticate the first node (to read the relay's full /healthz)."""
+    node_id = min(tokens)
+    token = tokens[node_id].read_text(encoding="utf-8").strip()
+    return {"X-Commander-Node": node_id, "Authorization": f"Bearer {token}"}
 
 
 def refusal_reasons(health: dict[str, Any]) -> list[str]:
@@ -230,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_http(relay_url + "/healthz", relay, "relay")
         node_urls = _start_nodes(config_dir, tokens, config, procs, relay_url)
         _banner(relay_url, node_urls, password)
+        headers = node_headers(tokens)
         for url, agents in node_urls.values():
             for agent_id in agents:
                 threading.Thread(
@@ -243,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stop.set()
             if time.monotonic() - last_report >= REPORT_EVERY_S:
                 last_report = time.monotonic()
-                print(progress_line(relay_url, node_urls), flush=True)
+                print(progress_line(relay_url, node_urls, headers), flush=True)
     except KeyboardInterrupt:
         pass
     finally:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
+# A node also says where its agent sockets are (runtime.daemon).
+SOCKETS_RE = re.compile(r"agent sockets in (unix:\S+)")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, *self.args], cwd=REPO, stdout=subprocess.PIPE, stderr=self.log, env=env
         )
+        self._sockets: list[str] = []
         self.url = self._wait_url(timeout)
 
     def _wait_url(self, timeout: float) -> str:
@@ -49,9 +52,13 @@ class Daemon:
                     return
                 self.log.write(raw)
                 self.log.flush()
-                match = LISTEN_RE.search(raw.decode(errors="replace"))
+                line = raw.decode(errors="replace")
+                match = LISTEN_RE.search(line)
                 if match and not found:
                     found.append(match.group(1))
+                sockets = SOCKETS_RE.search(line)
+                if sockets:
+                    self._sockets.append(sockets.group(1))
 
         threading.Thread(target=reader, daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -71,6 +78,16 @@ class Daemon:
         """(host, port) of the daemon's URL, for raw sockets."""
         host, _, port = self.url.removeprefix("http://").rpartition(":")
         return host, int(port)
+
+    @property
+    def sockets(self) -> str:
+        """A node's socket directory as a NodeClient address (`unix:DIR`)."""
+        deadline = time.monotonic() + 5.0
+        while not self._sockets and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._sockets:
+            raise RuntimeError(f"{self.args} named no agent sockets; see {self.log_path}")
+        return self._sockets[0]
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; return the exit code."""

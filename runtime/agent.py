@@ -43,6 +43,7 @@ class AgentHandle:
 
         Content is stored as its JSON: a tuple is stored (and read back) as a list.
         """
+        self._check_identity(fields)
         fields.setdefault("role", self.config.role)
         return MessageEnvelope.new(
             agent_id=self.agent_id,
@@ -58,7 +59,28 @@ class AgentHandle:
 
     def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
         """Write a message built elsewhere (same guarantee as `write`); checked by the rule."""
+        ids = ("agent_id", "node_id", "sender", "role")
+        self._check_identity({n: getattr(envelope, n) for n in ids}, set_by_node=False)
         return self._commit(envelope.checked(), timeout)
+
+    def _check_identity(self, fields: dict[str, Any], *, set_by_node: bool = True) -> None:
+        """An agent writes only as itself: sender, role, agent_id and node_id are its own.
+
+        Both doors come through here: the HTTP API (which takes no role or ids at all)
+        and the in-process API. `recipient` is anyone's to name.
+        """
+        own = {
+            "agent_id": self.agent_id,
+            "node_id": self.node_id,
+            "sender": self.agent_id,
+            "role": self.config.role,
+        }
+        for name, mine in own.items():
+            value = fields.get(name)
+            if name in ("agent_id", "node_id") and set_by_node and name in fields:
+                raise InvalidMessage(name, "set by the node")
+            if value is not None and value != mine:
+                raise InvalidMessage(name, f"an agent writes only as itself: expected {mine!r}")
 
     def _commit(self, envelope: MessageEnvelope, timeout: float | None) -> str:
         start = time.perf_counter()

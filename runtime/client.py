@@ -1,25 +1,41 @@
-"""A small client of the node's loopback endpoint, for agents in other processes."""
+"""Clients of the node's API, for agents in other processes: NodeClient, and NodeAdmin.
+
+An address is either a Unix socket, the default way in (`unix:/run/commander-node`,
+the node's socket directory, or `unix:/path/to/AGENT.sock`; a bare path works too),
+or loopback TCP (`http://127.0.0.1:8002`), where every call carries the agent's token.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from runtime.envelope import ID_RULE, MessageEnvelope, from_stored, is_id
 from runtime.errors import CacheFull, CommanderError, InvalidMessage
+from runtime.unix_http import BASE_URL, unix_session
+
+ADMIN_SOCKET = "node.sock"
 
 
 class NodeClient:
-    """Writes, reads and queries one agent's cache through `commander-node`'s HTTP endpoint."""
+    """Writes, reads and queries one agent's cache through `commander-node`'s API."""
 
-    def __init__(self, base_url: str, agent_id: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, address: str, agent_id: str, *, token: str | None = None, timeout: float = 10.0
+    ) -> None:
+        """`address`: see the module docstring; `token` is required over TCP."""
         if not is_id(agent_id):  # it becomes part of every URL's path
             raise InvalidMessage("agent_id", ID_RULE)
-        self.base = f"{base_url.rstrip('/')}/agents/{agent_id}"
+        root, self.session = _connect(address, f"{agent_id}.sock")
+        if root != BASE_URL:
+            if not token:
+                raise CommanderError(f"{address}: over TCP the node needs the agent's token")
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.base = f"{root}/agents/{agent_id}"
         self.agent_id = agent_id
         self.timeout = timeout
-        self.session = requests.Session()
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -62,6 +78,46 @@ class NodeClient:
         _check(response)
         result: dict[str, Any] = response.json()
         return result
+
+
+class NodeAdmin:
+    """The node-wide routes (/status, /outbox/retry-failed), through node.sock only."""
+
+    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+        """`address`: the node's socket directory (or node.sock), as for NodeClient."""
+        root, self.session = _connect(address, ADMIN_SOCKET)
+        if root != BASE_URL:
+            raise CommanderError(f"{address}: node-wide routes are served on node.sock only")
+        self.timeout = timeout
+
+    def status(self) -> dict[str, Any]:
+        """Every agent's cache, outbox and sync figures."""
+        return self._call("GET", "/status")
+
+    def retry_failed(self) -> dict[str, Any]:
+        """Move every failed batch back to pending; returns the counts per agent."""
+        return self._call("POST", "/outbox/retry-failed")
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        try:
+            response = self.session.request(method, BASE_URL + path, timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            raise CommanderError(f"cannot reach the node: {exc}") from exc
+        _check(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def _connect(address: str, socket_name: str) -> tuple[str, requests.Session]:
+    """The base URL and session for an address (see the module docstring)."""
+    if address.startswith(("http://", "https://")):
+        session = requests.Session()
+        session.trust_env = False  # never a proxy: the token goes to the node only
+        return address.rstrip("/"), session
+    path = Path(address.removeprefix("unix:"))
+    if path.suffix != ".sock":
+        path = path / socket_name
+    return BASE_URL, unix_session(str(path))
 
 
 def _cache_full(agent_id: str, response: requests.Response) -> CacheFull:

@@ -1,4 +1,6 @@
-"""`commander-node`: the node daemon (actors + loopback HTTP endpoint + systemd notify).
+"""`commander-node`: the node daemon (actors + agent API on Unix sockets and loopback + notify).
+
+Also `commander-node agent-token|status|retry-failed ...` (runtime.node_cli).
 
 Start-up order: config, node actors, HTTP endpoint, READY=1. Shutdown (SIGTERM,
 SIGINT or the supervisor giving up) runs it backwards: STOPPING=1, stop taking
@@ -17,13 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actors.messages import OutboxStats, RelayUp
-from runtime import notify
+from runtime import node_cli, notify
 from runtime.config import ClusterConfig, load_config
 from runtime.errors import ActorUnavailable, ConfigError, SupervisorGaveUp
 from runtime.node import Node, NodeOptions
+from runtime.node_doors import AgentTokens
 from runtime.node_http import MAX_BODY, create_node_app
+from runtime.node_serve import DoorError, DoorPlan, OpenDoors, open_doors, plan_doors
 from runtime.signals import install_signal_handlers
-from runtime.wsgi import FrontLimits, serve_in_thread
+from runtime.token_files import agent_hashes_path
+from runtime.wsgi import FrontLimits
 
 logger = logging.getLogger("commander.node")
 
@@ -43,7 +48,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--token-file", help="this node's secret (default <config>/secrets/<node-id>.token)"
     )
     parser.add_argument(
-        "--listen", default=DEFAULT_LISTEN, help="loopback HOST:PORT (port 0 = any)"
+        "--listen", default=DEFAULT_LISTEN, help="loopback HOST:PORT (port 0 = any), or off"
+    )
+    parser.add_argument(
+        "--socket-dir", help="agent sockets and node.sock (default <data-dir>/sockets)"
+    )
+    parser.add_argument(
+        "--agent-token-hashes",
+        help="agent_id: sha256 of its token (default <config>/secrets/agent-token-hashes.yaml)",
+    )
+    parser.add_argument(
+        "--allow-remote-agents",
+        action="store_true",
+        help="allow a non-loopback --listen (agents then need their token)",
     )
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"))
     parser.add_argument("--probe-interval", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -73,6 +90,14 @@ def build_node(args: argparse.Namespace, config: ClusterConfig, token: str | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run an admin command, or the daemon until SIGTERM/SIGINT; return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in node_cli.COMMANDS:
+        return node_cli.main(argv)
+    return serve(argv)
+
+
+def serve(argv: Sequence[str]) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit code."""
     args = parse_args(argv)
     logging.basicConfig(
@@ -93,10 +118,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return run(build_node(args, config, token), args)
+    try:
+        plan = door_plan(args, [a.agent_id for a in config.agents_on(args.node_id)])
+    except (DoorError, ConfigError) as exc:
+        print(f"commander-node: {exc}", file=sys.stderr)
+        return 2
+    return run(build_node(args, config, token), args, plan)
 
 
-def run(node: Node, args: argparse.Namespace) -> int:
+def door_plan(args: argparse.Namespace, agents: list[str]) -> DoorPlan:
+    """Where the node will listen, checked before anything starts (see runtime.node_serve)."""
+    data_dir = Path(args.data_dir or f"./data/node/{args.node_id}")
+    socket_dir = Path(args.socket_dir) if args.socket_dir else data_dir / "sockets"
+    tokens = AgentTokens(Path(args.agent_token_hashes or agent_hashes_path(args.config)))
+    return plan_doors(
+        socket_dir.absolute(), agents, args.listen, tokens, allow_remote=args.allow_remote_agents
+    )
+
+
+def run(node: Node, args: argparse.Namespace, plan: DoorPlan) -> int:
     """Start everything, wait for a stop request, stop everything in reverse order."""
     stop = threading.Event()
     gave_up: list[SupervisorGaveUp] = []
@@ -105,14 +145,18 @@ def run(node: Node, args: argparse.Namespace) -> int:
 
     node.start()
     metrics = NodeMetrics(node)
-    host, _, port = args.listen.rpartition(":")
     limits = FrontLimits(body_bytes=MAX_BODY)
-    server = serve_in_thread(create_node_app(node, metrics.render), host, int(port), limits=limits)
+    try:
+        doors = open_doors(create_node_app(node, metrics.render), plan, limits)
+    except (OSError, ValueError) as exc:
+        print(f"commander-node: cannot listen: {exc}", file=sys.stderr)
+        node.stop()
+        return 2
     watchdog = notify.Watchdog(node.healthy)
     try:
         watchdog.start()
         notify.ready()
-        print(f"commander-node {node.node_id} listening on http://{host}:{server.port}", flush=True)
+        _say_where(node.node_id, doors, plan)
         while not stop.wait(0.5):
             if node.supervisor.gave_up:
                 gave_up.append(SupervisorGaveUp("restart intensity exceeded"))
@@ -120,10 +164,21 @@ def run(node: Node, args: argparse.Namespace) -> int:
     finally:
         notify.stopping()
         watchdog.stop()
-        server.stop()  # stop taking writes first
+        doors.stop()  # stop taking writes first
         last_upload(node, args.shutdown_upload_seconds)
         node.stop()
     return 1 if gave_up else 0
+
+
+def _say_where(node_id: str, doors: OpenDoors, plan: DoorPlan) -> None:
+    """One line per way in; tests and benchmarks read the first `listening on` URL."""
+    if doors.tcp is not None:
+        print(f"commander-node {node_id} listening on {doors.tcp.url}", flush=True)
+    print(
+        f"commander-node {node_id} agent sockets in unix:{plan.socket_dir}"
+        f" (node-wide routes on {plan.admin_socket})",
+        flush=True,
+    )
 
 
 def last_upload(node: Node, seconds: float) -> None:

@@ -1,4 +1,7 @@
-"""The node's loopback HTTP endpoint: agents in other processes use their cache through it.
+"""The node's HTTP API: agents in other processes use their cache through it.
+
+Served on Unix sockets (one per agent, and node.sock for the node-wide routes) and on
+loopback TCP with per-agent tokens: runtime.node_doors decides who may call what.
 
 POST /agents/<agent_id>/messages          write (answers after the local commit)
 GET  /agents/<agent_id>/messages/<msg_id> read, local first, then the relay
@@ -33,6 +36,7 @@ from runtime.envelope import (
 )
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.node import Node
+from runtime.node_doors import DoorCheck
 from runtime.openapi import node_document
 from runtime.wsgi_bridge import read_at_most
 
@@ -48,27 +52,40 @@ MAX_QUERY_LIMIT = 1000
 
 
 def create_node_app(node: Node, metrics: Callable[[], bytes] | None = None) -> bottle.Bottle:
-    """Build the loopback app for one running node."""
+    """Build the app for one running node; serve it through `runtime.node_doors.with_door`.
+
+    Each route's `scope` says who may call it (see runtime.node_doors).
+    """
     app = bottle.Bottle()
     app.config["node"] = node
-    for code in (400, 404, 405, 413, 500, 503):
+    app.install(DoorCheck())
+    for code in (400, 401, 403, 404, 405, 413, 415, 500, 503):
         app.error(code)(_json_error)
-    app.route("/agents/<agent_id>/messages", "POST", lambda agent_id: _write(node, agent_id))
+    agent: dict[str, Any] = {"scope": "agent"}
+    app.route(
+        "/agents/<agent_id>/messages", "POST", lambda agent_id: _write(node, agent_id), **agent
+    )
     app.route(
         "/agents/<agent_id>/messages/<msg_id>",
         "GET",
         lambda agent_id, msg_id: _read(node, agent_id, msg_id),
+        **agent,
     )
-    app.route("/agents/<agent_id>/messages", "GET", lambda agent_id: _query(node, agent_id))
     app.route(
-        "/agents/<agent_id>/status", "GET", lambda agent_id: _json(_agent_status(node, agent_id))
+        "/agents/<agent_id>/messages", "GET", lambda agent_id: _query(node, agent_id), **agent
     )
-    app.route("/status", "GET", lambda: _json(node_status(node)))
-    app.route("/outbox/retry-failed", "POST", lambda: _retry_failed(node))
-    app.route("/healthz", "GET", lambda: _healthz(node))
-    app.route("/openapi.json", "GET", lambda: _json(_document(node)))
+    app.route(
+        "/agents/<agent_id>/status",
+        "GET",
+        lambda agent_id: _json(_agent_status(node, agent_id)),
+        **agent,
+    )
+    app.route("/status", "GET", lambda: _json(node_status(node)), scope="node")
+    app.route("/outbox/retry-failed", "POST", lambda: _retry_failed(node), scope="node")
+    app.route("/healthz", "GET", lambda: _healthz(node), scope="open")
+    app.route("/openapi.json", "GET", lambda: _json(_document(node)), scope="open")
     if metrics is not None:
-        app.route("/metrics", "GET", lambda: _metrics(metrics))
+        app.route("/metrics", "GET", lambda: _metrics(metrics), scope="open")
     return app
 
 

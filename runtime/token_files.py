@@ -100,3 +100,8 @@ def read_sha256_table(path: Path, key: str = "id") -> dict[str, str]:
 def write_sha256_table(path: Path, table: dict[str, str]) -> None:
     """Write an `id: sha256hex` table (sorted) for a daemon's service user to read."""
     write_for_service(path, yaml.safe_dump(table, default_flow_style=False, sort_keys=True))
+
+
+def agent_hashes_path(config_dir: str | Path) -> Path:
+    """Where a node reads its agents' token hashes by default."""
+    return Path(config_dir) / "secrets" / "agent-token-hashes.yaml"

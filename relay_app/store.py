@@ -82,13 +82,38 @@ class StoreFile:
     record: FileRecord
 
 
+AUDIT_ACTIONS = ("acknowledge", "execute", "archive", "restore", "follow_up")
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Who did an inbox action (one of AUDIT_ACTIONS), and when."""
+
+    action: str
+    user: str
+    at: float
+
+
 @dataclass(frozen=True, slots=True)
 class SetStatuses:
-    """Move messages to `status`, only from one of `from_statuses` (a repeat changes nothing)."""
+    """Move messages to `status`, only from one of `from_statuses` (a repeat changes nothing).
+
+    With `audit`, each message that changed gets an audit entry in the same transaction.
+    """
 
     msg_ids: tuple[str, ...]
     status: str
     from_statuses: tuple[str, ...]
+    audit: Audit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAudit:
+    """Add audit entries under `audit`: (msg_id, detail) each; detail names the other
+    message of an execute (the follow-up) or of a follow-up (the report)."""
+
+    audit: Audit
+    entries: tuple[tuple[str, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +129,8 @@ class IndexEntries:
     entries: tuple[tuple[int, str], ...]
 
 
-WriteOp = StoreMessages | StoreStatus | StoreFile | SetStatuses | IndexEntries
-WRITE_OPS = (StoreMessages, StoreStatus, StoreFile, SetStatuses, IndexEntries)
+WriteOp = StoreMessages | StoreStatus | StoreFile | SetStatuses | IndexEntries | RecordAudit
+WRITE_OPS = (StoreMessages, StoreStatus, StoreFile, SetStatuses, IndexEntries, RecordAudit)
 
 
 @dataclass(frozen=True, slots=True)

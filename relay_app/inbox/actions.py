@@ -1,11 +1,13 @@
 """The inbox's actions: Acknowledge, Execute, Archive (and Restore from the archive).
 
 All are idempotent. Acknowledge moves unread to acknowledged; Archive moves anything to
-archived; Restore moves archived back to acknowledged. Execute stores one follow-up task
+archived; Restore moves archived back to acknowledged; each records who did it and when
+(the audit trail, `inbox_audit`) for every message it changed. Execute stores one follow-up task
 message per report, addressed to the agent that sent it (`recipient` = its agent_id, so
 `GET /query/messages?recipient=<agent>` finds it), through the IngestActor like any
 message. Its msg_id is derived from the report's, so executing twice stores it once, and
-only a newly stored follow-up is posted to relay.execute_webhook.
+only a newly stored follow-up is posted to relay.execute_webhook; the report's trail
+names the follow-up and the operator, the follow-up's names the report.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -25,7 +27,7 @@ from relay_app.errors import BadRequest
 from relay_app.inbox.reader import InboxReader, Row
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
-from relay_app.store import StoreMessages
+from relay_app.store import Audit, StoreMessages
 from relay_app.validate import message_row
 from runtime.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
 from runtime.errors import InvalidMessage
@@ -33,6 +35,12 @@ from runtime.errors import InvalidMessage
 logger = logging.getLogger(__name__)
 
 ACTIONS = ("acknowledge", "execute", "archive", "restore")
+# action -> (the status it sets, the statuses it moves from)
+_MOVES = {
+    "acknowledge": ("acknowledged", ("unread",)),
+    "archive": ("archived", ("unread", "acknowledged")),
+    "restore": ("acknowledged", ("archived",)),
+}
 OPERATOR_AGENT = "operator"
 WEBHOOK_TIMEOUT_S = 3.0
 MAX_SELECTION = 500
@@ -88,21 +96,19 @@ class Actions:
         """Apply `action` to the messages; raise a RelayAppError if the store refuses."""
         ids = list(dict.fromkeys(msg_ids))[:MAX_SELECTION]
         outcome = Outcome(action, len(ids))
-        if action == "acknowledge":
-            outcome.changed = self._writer.set_status(ids, "acknowledged", ("unread",))
-        elif action == "archive":
-            outcome.changed = self._writer.set_status(ids, "archived", ("unread", "acknowledged"))
-        elif action == "restore":
-            outcome.changed = self._writer.set_status(ids, "acknowledged", ("archived",))
-        elif action == "execute":
-            self._execute(ids, user, outcome)
+        audit = Audit(action, user, self._clock())
+        if action == "execute":
+            self._execute(ids, audit, outcome)
+        elif action in _MOVES:
+            status, from_statuses = _MOVES[action]
+            outcome.changed = self._writer.set_status(ids, status, from_statuses, audit)
         else:
             raise ValueError(f"unknown action {action!r}")
         return outcome
 
-    def _execute(self, ids: list[str], user: str, outcome: Outcome) -> None:
+    def _execute(self, ids: list[str], audit: Audit, outcome: Outcome) -> None:
         reports = [row for row in map(self._reader.message, ids) if row is not None]
-        follow_ups = [follow_up(row, user, self._clock()) for row in reports]
+        follow_ups = [follow_up(row, audit.user, audit.at) for row in reports]
         if follow_ups:
             self._gate.check()
         for message in follow_ups:
@@ -110,6 +116,10 @@ class Actions:
             result = self._ingest.submit(StoreMessages(node_id=row.node_id, rows=(row,)))
             if result.inserted:
                 outcome.created.append(message)
+        # Recorded only when a follow-up was newly made: a repeat changes nothing.
+        made = [(m["content"]["in_reply_to"], m["msg_id"]) for m in outcome.created]
+        self._writer.record_audit(audit, made)
+        self._writer.record_audit(replace(audit, action="follow_up"), [(f, r) for r, f in made])
         # The operator wrote the follow-ups: they are not unread for the operator.
         touched = [r.msg_id for r in reports] + [m["msg_id"] for m in follow_ups]
         outcome.changed = self._writer.set_status(touched, "acknowledged", ("unread",))

@@ -109,7 +109,8 @@ def _after_id(values: Sequence[str]) -> int | None:
 def detail_page(
     inbox: Inbox, session: Session, msg_id: str, query: Mapping[str, str]
 ) -> bottle.HTTPResponse:
-    """GET /messages/m/<msg_id>: every field, the content as pretty JSON, attached files."""
+    """GET /messages/m/<msg_id>: every field, the content as pretty JSON, attached files,
+    and who did what to it (the audit trail)."""
     row = inbox.reader.message(msg_id) if is_id(msg_id) else None
     chrome = _chrome(inbox, session, "detail")
     if row is None:
@@ -117,11 +118,15 @@ def detail_page(
         return render.page(body, 404)
     search = parse_search(query.get("q", "")) if query.get("q") else None
     pattern = terms_pattern(search.terms()) if search else None
+    audit, audit_total = inbox.reader.audit_of(row.msg_id)
     body = render.render(
         "detail.tpl",
         row=row,
         content_html=render.pretty_json(row.content, pattern),
         files=inbox.reader.files_of(row.msg_id),
+        audit=audit,
+        audit_total=audit_total,
+        now=inbox.now(),
         back=safe_back(query.get("back")),
         **chrome,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay_app.inbox.audit import AuditEntry, trail
 from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
 from relay_app.inbox.search import SearchQuery, parse_search
 from runtime import sqlite as rsqlite
@@ -184,6 +185,11 @@ class InboxReader:
             found = conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.msg_id = ?", (msg_id,))
             row = found.fetchone()
         return None if row is None else _row(row)
+
+    def audit_of(self, msg_id: str) -> tuple[list[AuditEntry], int]:
+        """A message's audit trail, newest first (at most audit.SHOWN), and its length."""
+        with self._read() as conn:
+            return trail(conn, msg_id)
 
     def files_of(self, msg_id: str) -> list[dict[str, Any]]:
         """The files attached to a message."""

@@ -1,4 +1,5 @@
-"""The inbox's writes: status changes and the full-text index, both through the IngestActor.
+"""The inbox's writes: status changes, the audit trail and the full-text index, all through
+the IngestActor.
 
 The IngestActor stays the only writer of the cluster database. Indexing decodes each new
 message's gzip content here, in the ticker's thread, and hands the writer only the prepared
@@ -16,7 +17,7 @@ from pathlib import Path
 from relay_app.errors import RelayAppError
 from relay_app.inbox.search import content_text
 from relay_app.ingest import Ingest
-from relay_app.store import IndexEntries, SetStatuses
+from relay_app.store import Audit, IndexEntries, RecordAudit, SetStatuses
 from runtime import sqlite as rsqlite
 from runtime.envelope import decode_content
 
@@ -115,10 +116,22 @@ class InboxWriter:
                     return False
             return True
 
-    def set_status(self, msg_ids: Sequence[str], status: str, from_statuses: Sequence[str]) -> int:
-        """Change statuses; return how many messages changed."""
-        op = SetStatuses(tuple(msg_ids), status, tuple(from_statuses))
+    def set_status(
+        self,
+        msg_ids: Sequence[str],
+        status: str,
+        from_statuses: Sequence[str],
+        audit: Audit | None = None,
+    ) -> int:
+        """Change statuses (with `audit`, recorded for each message changed); return how
+        many messages changed."""
+        op = SetStatuses(tuple(msg_ids), status, tuple(from_statuses), audit)
         return self._ingest.submit(op).inserted
+
+    def record_audit(self, audit: Audit, entries: Sequence[tuple[str, str | None]]) -> None:
+        """Add audit entries: (msg_id, detail) each, all under `audit`."""
+        if entries:
+            self._ingest.submit(RecordAudit(audit, tuple(entries)))
 
     def stop(self) -> None:
         """Stop the indexer thread, then close the read connection."""

@@ -19,6 +19,7 @@ from relay_app.store import (
     IndexEntries,
     MessagePage,
     MessageQuery,
+    RecordAudit,
     SetStatuses,
     StoreFile,
     StoreMessages,
@@ -49,6 +50,7 @@ INSERT_FILE = (
     "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
     " received_at) VALUES (?,?,?,?,?,?,?,?,?)"
 )
+INSERT_AUDIT = "INSERT INTO inbox_audit (msg_id, action, user_name, at, detail) VALUES (?,?,?,?,?)"
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
 FTS_MARK = "SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'"
 # Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
@@ -99,20 +101,31 @@ class SqliteWriter:
             return WriteResult(inserted=self._set_statuses(op))
         if isinstance(op, IndexEntries):
             return WriteResult(inserted=self._index(op))
+        if isinstance(op, RecordAudit):
+            return WriteResult(inserted=self._audit(op))
         return self._store_file(op, received_at)
 
     def _set_statuses(self, op: SetStatuses) -> int:
-        changed = 0
+        changed: list[str] = []
         allowed = ",".join("?" * len(op.from_statuses))
         for i in range(0, len(op.msg_ids), IN_CHUNK):
             ids = op.msg_ids[i : i + IN_CHUNK]
             cursor = self._conn.execute(
                 f"UPDATE messages SET status = ? WHERE msg_id IN ({','.join('?' * len(ids))})"
-                f" AND status IN ({allowed})",
+                f" AND status IN ({allowed}) RETURNING msg_id",
                 (op.status, *ids, *op.from_statuses),
             )
-            changed += cursor.rowcount
-        return changed
+            changed.extend(row[0] for row in cursor.fetchall())
+        if op.audit is not None:
+            self._audit(RecordAudit(op.audit, tuple((m, None) for m in changed)))
+        return len(changed)
+
+    def _audit(self, op: RecordAudit) -> int:
+        a = op.audit
+        self._conn.executemany(
+            INSERT_AUDIT, [(m, a.action, a.user, a.at, detail) for m, detail in op.entries]
+        )
+        return len(op.entries)
 
     def _index(self, op: IndexEntries) -> int:
         mark = self._conn.execute(FTS_MARK).fetchone()[0]

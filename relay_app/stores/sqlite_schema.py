@@ -86,6 +86,21 @@ FILE_INDEXES = (
     "CREATE INDEX idx_files_msg ON files (msg_id)",
 )
 
+# One row per message an inbox action changed. By msg_id, not messages.id, and without a
+# foreign key: the trail says what happened even to a message later deleted.
+CREATE_INBOX_AUDIT = """
+CREATE TABLE inbox_audit (
+    id INTEGER PRIMARY KEY,
+    msg_id TEXT NOT NULL,
+    action TEXT NOT NULL
+        CHECK (action IN ('acknowledge', 'execute', 'archive', 'restore', 'follow_up')),
+    user_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT  -- execute: the follow-up's msg_id; follow_up: the report's
+)
+"""
+INBOX_AUDIT_INDEX = "CREATE INDEX idx_inbox_audit_msg ON inbox_audit (msg_id, id)"
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -142,4 +157,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX IF NOT EXISTS idx_messages_priority ON messages (priority)",
         "CREATE INDEX IF NOT EXISTS idx_messages_status ON messages (status)",
     ),
+    # 5: the inbox's audit trail: who acknowledged, executed, archived or restored what.
+    (CREATE_INBOX_AUDIT, INBOX_AUDIT_INDEX),
 ]

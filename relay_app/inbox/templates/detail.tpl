@@ -21,6 +21,21 @@
     <dt>Sender</dt><dd>{{row.sender or '—'}}</dd>
     <dt>Recipient</dt><dd>{{row.recipient or '—'}}</dd>
   </dl>
+  % if audit:
+  <h2>History</h2>
+  <ul class="audit" id="audit">
+  % for a in audit:
+    <li data-action="{{a.action}}">{{a.verb}} by <strong>{{a.user}}</strong>, <time datetime="{{iso(a.at)}}" title="{{when(a.at)}}">{{duration(max(0.0, now - a.at))}} ago</time>
+    % if a.detail:
+      <span class="muted">({{a.detail_label}} <a href="/messages/m/{{quote(a.detail)}}">{{a.detail}}</a>)</span>
+    % end
+    </li>
+  % end
+  % if audit_total > len(audit):
+    <li class="muted">and {{audit_total - len(audit)}} earlier</li>
+  % end
+  </ul>
+  % end
   <h2>Content</h2>
   <pre class="json" id="content">{{!content_html}}</pre>
   % if files:

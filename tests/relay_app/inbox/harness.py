@@ -171,6 +171,7 @@ def start_relay(
     webhook: str | None = None,
     password_hash: str | None = PASSWORD_HASH,
     free_bytes: Callable[[], int] | None = None,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> Relay:
     """Start store, IngestActor, app (with the inbox) and server on 127.0.0.1."""
     nodes = tuple(
@@ -186,6 +187,7 @@ def start_relay(
         operator_password_hash=password_hash,
         execute_webhook=webhook,
         allow_any_agent=True,  # the inbox tests write for whatever agent they like
+        trusted_proxies=trusted_proxies,
     )
     config = ClusterConfig(nodes=nodes, relay=settings, agents=(), config_dir=str(data_dir))
     store = SqliteStore(data_dir)

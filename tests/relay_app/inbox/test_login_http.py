@@ -98,13 +98,16 @@ def test_failures_and_successes_are_logged_without_secrets(
     lines = [r.getMessage() for r in caplog.records if r.name == "relay_app.inbox.login"]
     assert len(lines) == 2, lines
     failed, succeeded = lines
-    assert "failed" in failed and "203.0.113.9" in failed
+    assert "failed" in failed
+    assert "203.0.113.9" in failed
     assert "'mallory\\nINFO forged line'" in failed  # escaped: one record, one line
     assert "\n" not in failed
     assert succeeded.startswith("inbox login: user 'operator' from 203.0.113.10")
     for line in lines:
-        assert "hunter2" not in line and PASSWORD not in line
-        assert PASSWORD_HASH.split("$")[-1] not in line and "scrypt" not in line
+        assert "hunter2" not in line
+        assert PASSWORD not in line
+        assert PASSWORD_HASH.split("$")[-1] not in line
+        assert "scrypt" not in line
 
 
 def test_the_cookie_is_secure_over_https_by_a_trusted_proxy_only(

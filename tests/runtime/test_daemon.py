@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._procs import Daemon
 from runtime.client import NodeClient
+from runtime.unix_http import BASE_URL, unix_session
 
 NODE = "node-a"
 
@@ -63,14 +64,14 @@ def start_node(tmp_path: Path, env: dict[str, str] | None = None) -> Daemon:
 
 def test_a_write_survives_sigterm_and_a_restart(tmp_path: Path) -> None:
     node = start_node(tmp_path)
-    client = NodeClient(node.url, "a1")
+    client = NodeClient(node.sockets, "a1")
     msg_id = client.write({"report": "done"}, task_id="t9")
     assert client.read(msg_id) is not None
     assert [m.msg_id for m in client.query(task_id="t9")] == [msg_id]
     client.close()
     assert node.terminate() == 0
     again = start_node(tmp_path)
-    client = NodeClient(again.url, "a1")
+    client = NodeClient(again.sockets, "a1")
     found = client.read(msg_id)
     assert found is not None
     assert found.content == {"report": "done"}
@@ -81,7 +82,7 @@ def test_a_write_survives_sigterm_and_a_restart(tmp_path: Path) -> None:
 
 def test_bad_requests_get_clear_4xx_and_the_node_stays_up(tmp_path: Path) -> None:
     node = start_node(tmp_path)
-    base = node.url
+    admin = unix_session(node.sockets.removeprefix("unix:") + "/node.sock")
     cases = [
         ("post", "/agents/a1/messages", b"{not json", 400, "not valid JSON"),
         ("post", "/agents/a1/messages", b"[1,2]", 400, "content"),
@@ -105,16 +106,17 @@ def test_bad_requests_get_clear_4xx_and_the_node_stays_up(tmp_path: Path) -> Non
         ("post", "/agents/a1/messages", b"x" * (5 * 1024 * 1024), 413, "the limit is"),
     ]
     for method, path, body, status, text in cases:
-        response = requests.request(method, base + path, data=body, timeout=10)
+        json_body = {"Content-Type": "application/json"}
+        response = admin.request(method, BASE_URL + path, data=body, headers=json_body, timeout=10)
         assert response.status_code == status, (path, response.text)
         assert text in response.json()["error"]
-    assert requests.get(base + "/healthz", timeout=5).json()["status"] == "ok"
+    assert requests.get(node.url + "/healthz", timeout=5).json()["status"] == "ok"
     assert node.terminate() == 0
 
 
 def test_metrics_expose_the_design_names_with_labels(tmp_path: Path) -> None:
     node = start_node(tmp_path)
-    NodeClient(node.url, "a1").write("hello")
+    NodeClient(node.sockets, "a1").write("hello")
     text = requests.get(node.url + "/metrics", timeout=10).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("cache_bytes_used", "outbox_queue_depth"):

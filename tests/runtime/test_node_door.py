@@ -6,6 +6,7 @@ stored and the node goes on; reads answer 200 over rows an older version cached.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gzip
 import sqlite3
@@ -22,6 +23,7 @@ from actors.cache_store import cache_path
 from runtime.envelope import MAX_DEPTH, MessageEnvelope
 from runtime.errors import InvalidMessage
 from runtime.node import Node, NodeOptions
+from runtime.node_doors import Door, with_door
 from runtime.node_http import create_node_app
 from runtime.wsgi import ServerHandle, serve_in_thread
 from tests.runtime.test_node import NODE, cluster
@@ -41,7 +43,9 @@ def nest(levels: int) -> Any:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Node, str]]:
     with Node(cluster("a1", "a2"), NODE, NodeOptions(data_dir=str(tmp_path))) as node:
-        http: ServerHandle = serve_in_thread(create_node_app(node), "127.0.0.1", 0, name="node")
+        # a1's own door (as on its Unix socket), served on TCP for the test's requests.
+        app = with_door(create_node_app(node), Door("agent", "a1"))
+        http: ServerHandle = serve_in_thread(app, "127.0.0.1", 0, name="node")
         try:
             yield node, f"{http.url}/agents/a1/messages"
         finally:
@@ -49,7 +53,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Node, str]]:
 
 
 def post(url: str, body: dict[str, Any]) -> requests.Response:
-    return requests.post(url, data=orjson.dumps(body), timeout=10)
+    json_body = {"Content-Type": "application/json"}
+    return requests.post(url, data=orjson.dumps(body), headers=json_body, timeout=10)
 
 
 # (case, body, words the error must contain)
@@ -204,3 +209,33 @@ def test_the_in_process_door_names_an_unknown_field_and_a_bad_envelope(
         with pytest.raises(InvalidMessage) as bad_id:
             agent.read(bad, timeout=5)
         assert bad_id.value.field == "msg_id"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("sender", "operator"), ("sender", "a2"), ("role", "commander"), ("node_id", "other")],
+)
+def test_an_agent_cannot_write_as_another_in_process(
+    served: tuple[Node, str], field: str, value: str
+) -> None:
+    node, _ = served
+    agent = node.agent("a1")
+    with pytest.raises(InvalidMessage) as refused:
+        agent.write("x", timeout=5, **{field: value})
+    assert refused.value.field == field
+    built = agent.new_message("x")
+    with pytest.raises(InvalidMessage) as forged:
+        agent.write_envelope(dataclasses.replace(built, **{field: value}), timeout=5)
+    assert forged.value.field == field
+    assert agent.write("x", sender="a1", timeout=5)  # naming itself is fine
+    assert agent.stats(timeout=5).message_count == 1
+
+
+def test_an_agent_cannot_write_as_another_over_http(served: tuple[Node, str]) -> None:
+    node, url = served
+    for body, field in (({"sender": "operator"}, "sender"), ({"role": "commander"}, "role")):
+        response = post(url, {"content": "x", **body})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"].startswith(field)
+    assert post(url, {"content": "x", "sender": "a1", "recipient": "operator"}).status_code == 201
+    assert node.agent("a1").stats(timeout=5).message_count == 1

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import FAST_SYNC, TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_node, start_relay
-from runtime.client import NodeClient
+from runtime.client import NodeAdmin, NodeClient
 from runtime.config import CacheConfig
 from runtime.errors import CacheFull
 from tests.delivery.harness import relay_rows, wait_for
@@ -125,7 +125,7 @@ def test_the_agent_sees_its_full_cache_through_the_api_and_writes_resume_once_ro
     tmp_path: Path,
 ) -> None:
     procs = start_procs(tmp_path, relay_first=False, a1_max_bytes=CACHE_LIMIT)
-    client, other = NodeClient(procs.node.url, "a1"), NodeClient(procs.node.url, "a2")
+    client, other = NodeClient(procs.node.sockets, "a1"), NodeClient(procs.node.sockets, "a2")
     try:
         written = fill(client)
         with pytest.raises(CacheFull) as refused:
@@ -172,7 +172,7 @@ def write_once_room_is_made(client: NodeClient, timeout: float = 30.0) -> str:
 def test_scraped_metrics_of_a_running_node_and_relay_have_the_values_the_writes_imply(
     procs: Procs,
 ) -> None:
-    client = NodeClient(procs.node.url, "a1")
+    client = NodeClient(procs.node.sockets, "a1")
     assert procs.relay is not None
     sent_bytes = 0
     for _ in range(5):  # one at a time, so each travels alone by write-through
@@ -250,12 +250,12 @@ def relay_view(procs: Procs) -> dict[str, Any]:
 
 def node_view(procs: Procs) -> dict[str, dict[str, Any]]:
     """Each agent's figures as the node itself shows them on /status."""
-    status = requests.get(procs.node.url + "/status", timeout=10).json()
+    status = NodeAdmin(procs.node.sockets).status()
     return {a["agent_id"]: a for a in status["agents"]}
 
 
 def test_the_running_nodes_status_reports_reach_the_relay(procs: Procs) -> None:
-    client = NodeClient(procs.node.url, "a1")
+    client = NodeClient(procs.node.sockets, "a1")
     started = time.time()
     ids = [client.write({"report": i}) for i in range(3)]
     client.close()

@@ -30,10 +30,11 @@ from runtime.config import RelaySettings
 
 VERSION = "0.1.0"
 NODE_AUTH: list[dict[str, list[str]]] = [{"nodeId": [], "nodeToken": []}]
-UNAUTHORIZED = {401: "Missing or wrong node credentials."}
+UNAUTHORIZED = {401: "Missing or wrong node credentials: one text whatever the reason."}
 WRITE_REFUSALS = {
     **UNAUTHORIZED,
-    403: "The body names another node than the authenticated one.",
+    403: "The body names another node than the authenticated one, or an agent that the "
+    "relay's topology (agents/<agent_id>.yaml) does not give the authenticated node.",
     413: "The body is over relay.max_body_bytes (or too many messages).",
     415: "Content-Encoding other than gzip.",
     503: "The relay's writer is stopped; retry.",
@@ -80,7 +81,7 @@ def _node_paths(settings: RelaySettings) -> dict[str, Schema]:
         "/query/status": {"get": _query_status()},
         "/files/{file_id}": {"get": _get_file()},
         "/healthz": {"get": _healthz()},
-        "/metrics": {"get": metrics_operation()},
+        "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": document_operation()},
     }
 
@@ -299,12 +300,25 @@ def _query_status() -> Schema:
     }
 
 
+def _metrics() -> Schema:
+    operation = metrics_operation()
+    refused = "relay.metrics_token_sha256 is set and the request does not carry that token."
+    return {
+        **operation,
+        "description": "Open unless relay.metrics_token_sha256 is set; then it needs "
+        "`Authorization: Bearer <token>`, or basic auth whose password is the token "
+        "(`commander-relay metrics-token`).",
+        "responses": {**operation["responses"], **error_responses({401: refused})},
+    }
+
+
 def _healthz() -> Schema:
+    # To a caller without a node token or the metrics token, only `status`.
     health = {
         "type": "object",
-        "required": ["status", "writes_accepted", "refusing", "free_bytes", "min_free_bytes"],
+        "required": ["status"],
         "properties": {
-            "status": {"const": "ok"},
+            "status": {"enum": ["ok", "refusing"]},
             "writes_accepted": {"type": "boolean"},
             "refusing": {"enum": [None, "writer_stopped", "database_full", "disk_floor"]},
             "free_bytes": {"type": "integer"},
@@ -314,6 +328,13 @@ def _healthz() -> Schema:
         },
     }
     return {
-        "summary": "Liveness, and why writes are refused if they are.",
-        "responses": {"200": json_body(health, "The relay answers.")},
+        "summary": "Liveness, and whether writes are accepted.",
+        "description": "Strangers get `status` only; a node token or the metrics token "
+        "also gets why writes are refused, the free disk and the floor.",
+        "responses": {
+            "200": json_body(health, "The relay answers and accepts writes."),
+            "503": json_body(
+                health, "The relay answers but refuses writes (disk, database, writer stopped)."
+            ),
+        },
     }

@@ -29,7 +29,7 @@ from actors.outbox_store import Batch, OutboxStore
 from actors.poison import cut, screen
 from actors.ports import Mailbox
 from runtime.backoff import Backoff
-from runtime.errors import RelayRejected, RelayUnavailable
+from runtime.errors import RelayRejected, RelayUnavailable, RelayUntrusted
 from runtime.logsafe import quote
 from runtime.mailbox import take_waiting
 from runtime.relay_client import RelayClient, RelayTarget
@@ -243,12 +243,12 @@ class OutboxActor(SupervisedActor):
         self.store.set_failed(batch.batch_id, str(exc))
         reason = cut(f"refused by the relay: {exc}")
         self._cache.tell(SetAside(tuple((m, reason) for m in batch.msg_ids)))
-        self._sync.failure()
+        self._sync.failure(reason)
         return "failed"
 
     def _retry_later(self, batch_id: str, exc: RelayUnavailable, now: float) -> str:
         self._failures += 1
-        self._sync.failure()
+        self._sync.failure(cut(str(exc)))
         delay = self._backoff.delay(self._failures)
         self._next_attempt = now + delay
         self.store.attempt_failed(batch_id, str(exc))
@@ -261,6 +261,9 @@ class OutboxActor(SupervisedActor):
                 delay,
                 quote(exc),
             )
+        elif isinstance(exc, RelayUntrusted):
+            # Not transient either: no byte (and no token) is sent until the CA is fixed.
+            logger.error("%s; nothing sent, next attempt in %.2fs", quote(exc), delay)
         else:
             logger.warning("relay unavailable (%s); next attempt in %.2fs", quote(exc), delay)
         return "retry"

@@ -12,7 +12,7 @@ import orjson
 
 from actors.messages import Enqueue, MarkSynced, Push, RelayUp, SetAside
 from actors.outbox_store import BATCH_ROOM
-from actors.poison import screen
+from actors.poison import cut, screen
 from actors.ports import Mailbox
 from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.errors import RelayError, RelayRejected
@@ -103,7 +103,7 @@ class UploaderActor(SupervisedActor):
             logger.warning("relay refused %d messages: %s", len(envelopes), quote(exc))
             return "refused"
         logger.warning("write-through failed (%s); %d to the outbox", quote(exc), len(envelopes))
-        self._sync.failure()
+        self._sync.failure(cut(str(exc)))
         self._degraded, self._degraded_until = True, self._clock() + self._probe_interval
         return "queued"
 

@@ -5,6 +5,7 @@
     commander-relay add-node NODE_ID --token-file T [--token-hashes-file F | --config C]
     commander-relay hash-password < password
     commander-relay metrics-token --token-file F [--force]
+    commander-relay tls init --dir DIR | tls issue NAME --dir DIR --host H [--host H...]
 
 Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
 ./data/relay), which works from a checkout; with it, relay.yaml decides and flags
@@ -29,6 +30,7 @@ from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
+from relay_app.tls_cli import add_tls_commands
 from runtime import notify
 from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
 from runtime.errors import ConfigError, ConfigProblem
@@ -47,7 +49,7 @@ DEFAULT_DATA_DIR = "./data/relay"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS = ("serve", "add-node", "hash-password", "metrics-token")
+COMMANDS = ("serve", "add-node", "hash-password", "metrics-token", "tls")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     hash_pw.add_argument("--out", help="write the hash to this file (for operator_password_file)")
     hash_pw.set_defaults(run=_hash_password)
     metrics_token.add_command(sub)
+    add_tls_commands(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ from relay_app.metrics_auth import MetricsGate
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
 from runtime.config import ClusterConfig, RelaySettings
+from runtime.tls import server_context
 from runtime.wsgi import FrontLimits, ServerHandle, serve_in_thread
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class RelayServer:
     def start(self) -> RelayServer:
         """Open the store, start the IngestActor, then accept connections."""
         settings = self.config.relay
+        tls = server_context(self.config)  # a bad certificate or key stops the start here
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         try:
             if self._store is None:
@@ -80,6 +82,7 @@ class RelayServer:
                 threads=settings.threads,
                 name="commander-relay",
                 limits=FrontLimits(body_bytes=body_cap(settings)),
+                ssl_context=tls,
             )
         except BaseException:
             self.stop()

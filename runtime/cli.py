@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from runtime.config import collect_problems
 from runtime.config_files import unreadable_files
+from runtime.tls import tls_problems
 
 
 def check_config_main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +21,8 @@ def check_config_main(argv: Sequence[str] | None = None) -> int:
     config, problems = collect_problems(args.config_dir)
     unreadable, absent = unreadable_files(config)
     problems += unreadable
+    if not problems:  # readable: does the key match the certificate, is the CA file one?
+        problems += tls_problems(config)
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)

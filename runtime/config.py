@@ -349,6 +349,10 @@ def parse_relay_settings(
     }
     if isinstance(values["trusted_proxies"], list):
         values["trusted_proxies"] = tuple(values["trusted_proxies"])
+    # A certificate without its key (or the reverse) cannot serve HTTPS: say so, not plain HTTP.
+    for given, other in (("tls_cert_file", "tls_key_file"), ("tls_key_file", "tls_cert_file")):
+        if values[given] and not values[other]:
+            r.problem(f"relay.{other}", f"a file path, since relay.{given} is set")
     return RelaySettings(**values)
 
 
@@ -368,7 +372,15 @@ def load_topology(
     nodes = [parse_node(item, i, str(path), problems) for i, item in enumerate(nodes_raw)]
     entries = tuple(n for n in nodes if n is not None)
     _check_unique([n.id for n in entries], str(path), "nodes[].id", problems)
-    return entries, parse_relay_settings(data, str(path), problems)
+    relay = parse_relay_settings(data, str(path), problems)
+    storage = next((n for n in entries if n.role == "storage"), None)
+    endpoint = storage.sync_endpoint if storage else None
+    if relay.tls_cert_file and endpoint and not endpoint.startswith("https://"):
+        expected = "an https:// URL, since relay.tls_cert_file is set"
+        problems.append(
+            ConfigProblem(str(path), "nodes[storage].sync_endpoint", expected, endpoint)
+        )
+    return entries, relay
 
 
 def load_agents(agents_dir: Path, problems: list[ConfigProblem]) -> tuple[AgentConfig, ...]:

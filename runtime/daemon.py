@@ -45,6 +45,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--relay-url", help="relay base URL (default: the storage node in relay.yaml)"
     )
     parser.add_argument(
+        "--relay-ca-file",
+        help="CA (PEM) an https relay must verify against (default relay.ca_file)",
+    )
+    parser.add_argument(
         "--token-file", help="this node's secret (default <config>/secrets/<node-id>.token)"
     )
     parser.add_argument(
@@ -83,6 +87,7 @@ def build_node(args: argparse.Namespace, config: ClusterConfig, token: str | Non
         data_dir=args.data_dir or f"./data/node/{args.node_id}",
         relay_url=args.relay_url,
         token=token,
+        relay_ca_file=args.relay_ca_file,
         synchronous=args.synchronous,
         probe_interval=args.probe_interval,
     )
@@ -123,7 +128,12 @@ def serve(argv: Sequence[str]) -> int:
     except (DoorError, ConfigError) as exc:
         print(f"commander-node: {exc}", file=sys.stderr)
         return 2
-    return run(build_node(args, config, token), args, plan)
+    try:
+        node = build_node(args, config, token)
+    except ConfigError as exc:  # the relay URL, or the CA file it is verified against
+        print(exc, file=sys.stderr)
+        return 2
+    return run(node, args, plan)
 
 
 def door_plan(args: argparse.Namespace, agents: list[str]) -> DoorPlan:

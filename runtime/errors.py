@@ -11,6 +11,7 @@ Hierarchy::
     ├── SupervisorGaveUp         restart intensity exceeded; the node must exit
     └── RelayError               talking to the relay failed
         ├── RelayUnavailable     network error, timeout or a retryable status
+        │   └── RelayUntrusted   the relay's TLS certificate failed verification
         └── RelayRejected        the relay refused the request as invalid (4xx)
 """
 
@@ -89,6 +90,10 @@ class RelayUnavailable(RelayError):
     def __init__(self, reason: str, status: int | None = None) -> None:
         self.status = status
         super().__init__(reason)
+
+
+class RelayUntrusted(RelayUnavailable):
+    """The relay's certificate did not verify: nothing was sent; an operator fixes the CA."""
 
 
 class RelayRejected(RelayError):

@@ -39,6 +39,7 @@ from runtime.remote import RemoteReader
 from runtime.supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 from runtime.sync_state import SyncState
 from runtime.ticker import Ticker
+from runtime.tls import client_ca_file, relay_url
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class NodeOptions:
     data_dir: str = "./data/node"
     relay_url: str | None = None
     token: str | None = None
+    # The CA an https relay is verified against (the `--relay-ca-file` flag); None:
+    # relay.yaml's `relay.ca_file`, else the system store.
+    relay_ca_file: str | None = None
     synchronous: str = "FULL"
     maintain_interval: float = 3600.0
     probe_interval: float = 1.0
@@ -194,15 +198,14 @@ class Node:
         self.stop()
 
     def _relay_target(self) -> RelayTarget | None:
-        url = self.options.relay_url
-        if url is None:
-            storage = self.config.storage_node()
-            if storage is not None:
-                url = f"http://{storage.host}:{storage.port}"
+        url = relay_url(self.config, self.options.relay_url)
         if url is None or self.options.token is None:
             logger.warning("no relay URL or token for node %s: messages stay local", self.node_id)
             return None
-        return RelayTarget(url.rstrip("/"), self.node_id, self.options.token)
+        ca_file = None
+        if url.startswith("https://"):
+            ca_file = client_ca_file(self.config, self.options.relay_ca_file)
+        return RelayTarget(url, self.node_id, self.options.token, ca_file=ca_file)
 
     def _add_agent(self, agent: AgentConfig) -> None:
         sync, board = SyncState(), AgentBoard()
@@ -329,7 +332,11 @@ class Node:
         if self.target is None:
             return None
         return RelayTarget(
-            self.target.base_url, self.node_id, self.target.token, agent.sync.timeout_seconds
+            self.target.base_url,
+            self.node_id,
+            self.target.token,
+            agent.sync.timeout_seconds,
+            self.target.ca_file,
         )
 
 

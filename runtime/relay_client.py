@@ -19,7 +19,7 @@ import requests
 
 from runtime.deadline import DeadlineSession
 from runtime.envelope import MessageEnvelope, from_stored
-from runtime.errors import InvalidMessage, RelayRejected, RelayUnavailable
+from runtime.errors import InvalidMessage, RelayRejected, RelayUnavailable, RelayUntrusted
 
 RETRYABLE = {401, 408, 429, 507}
 
@@ -33,6 +33,8 @@ class RelayTarget:
     token: str
     # Each socket operation waits at most this long, and a whole request twice this.
     timeout: float = 5.0
+    # For an https relay: the CA file its certificate must verify against; None: the system store.
+    ca_file: str | None = None
 
 
 class RelayClient:
@@ -42,6 +44,8 @@ class RelayClient:
         self.target = target
         # A relay that trickles its answer must not hold an actor longer than this.
         self.session = DeadlineSession(2 * target.timeout)
+        # Never False: an https relay is verified, against the CA file or the system store.
+        self.session.verify = target.ca_file or True
         self.session.headers.update(
             {
                 "X-Commander-Node": target.node_id,
@@ -74,7 +78,7 @@ class RelayClient:
         try:
             response = self.session.get(url, timeout=self.target.timeout)
         except requests.RequestException as exc:
-            raise RelayUnavailable(f"GET {url}: {exc.__class__.__name__}: {exc}") from exc
+            raise _unavailable(f"GET {url}", exc) from exc
         if response.status_code == 404:
             return None
         _raise_for_status(response, url)
@@ -92,9 +96,20 @@ class RelayClient:
                 url, data=body, headers=headers, timeout=self.target.timeout
             )
         except requests.RequestException as exc:
-            raise RelayUnavailable(f"POST {path}: {exc.__class__.__name__}: {exc}") from exc
+            raise _unavailable(f"POST {path}", exc) from exc
         _raise_for_status(response, path)
         return response
+
+
+def _unavailable(what: str, exc: requests.RequestException) -> RelayUnavailable:
+    """The failure as RelayUnavailable; a certificate that does not verify says so first."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        # The handshake failed before any byte of the request (or its token) was sent.
+        return RelayUntrusted(
+            f"{what}: certificate verification failed (check relay.ca_file or"
+            f" --relay-ca-file, and the relay's certificate hosts): {exc}"
+        )
+    return RelayUnavailable(f"{what}: {exc.__class__.__name__}: {exc}")
 
 
 def _raise_for_status(response: requests.Response, what: str) -> None:

@@ -12,17 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runtime.config import ClusterConfig
+from runtime.config_files import config_path as config_relative
 from runtime.errors import ConfigError, ConfigProblem
 
 CERT_KEY = "relay.tls_cert_file"
 KEY_KEY = "relay.tls_key_file"
 CA_KEY = "relay.ca_file"
-
-
-def config_relative(config: ClusterConfig, name: str) -> Path:
-    """A path from relay.yaml: absolute as given, else relative to relay.yaml's directory."""
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else Path(config.config_dir or ".") / path
 
 
 def relay_yaml(config: ClusterConfig) -> str:
@@ -101,7 +96,8 @@ def tls_problems(config: ClusterConfig) -> list[ConfigProblem]:
         files = [config_relative(config, f) for f in (relay.tls_cert_file, relay.tls_key_file)]
         if any(f.exists() for f in files):
             problems += _problems_of(lambda: server_context(config))
-    problems += _problems_of(lambda: client_ca_file(config))
+    if relay.ca_file and config_relative(config, relay.ca_file).exists():
+        problems += _problems_of(lambda: client_ca_file(config))
     return problems
 
 
@@ -132,3 +128,37 @@ def _reason(exc: Exception) -> str:
 
 def _no_passphrase() -> bytes:
     raise ValueError("the key is encrypted; the relay needs it unencrypted (mode 0600/0640)")
+
+
+def relay_url(config: ClusterConfig, override: str | None = None) -> str | None:
+    """The relay's base URL for a node: `override`, else from the storage node's entry.
+
+    The entry's `sync_endpoint` (the design's `.../sync/messages`) loses its sync path;
+    without one, its host and port, over https when relay.yaml gives the relay a
+    certificate. A plain http URL to a relay that has one is refused: the node's token
+    would cross the network in clear (and the relay would answer 400 anyway).
+    """
+    url = override or _from_storage_node(config)
+    if url is None:
+        return None
+    url = url.rstrip("/")
+    if config.relay.tls_cert_file and not url.startswith("https://"):
+        source = "--relay-url" if override else relay_yaml(config)
+        expected = f"an https:// URL, since {CERT_KEY} is set"
+        raise ConfigError([ConfigProblem(source, "relay URL", expected, url)])
+    return url
+
+
+def _from_storage_node(config: ClusterConfig) -> str | None:
+    storage = config.storage_node()
+    if storage is None:
+        return None
+    if storage.sync_endpoint:
+        url = storage.sync_endpoint.rstrip("/")
+        for suffix in ("/sync/messages", "/sync/message", "/sync"):
+            if url.endswith(suffix):
+                return url[: -len(suffix)]
+        return url
+    scheme = "https" if config.relay.tls_cert_file else "http"
+    host = f"[{storage.host}]" if ":" in storage.host else storage.host
+    return f"{scheme}://{host}:{storage.port}"

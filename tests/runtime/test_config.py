@@ -238,7 +238,8 @@ def problems_as(user: str, config: ClusterConfig) -> list[str]:
 def test_check_config_lists_named_files_absent_from_this_machine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    topology = TOPOLOGY_OK + "relay:\n  tls_key_file: relay.key\n"
+    # Both keys: one without the other is a problem of its own (the relay could not serve).
+    topology = TOPOLOGY_OK + "relay:\n  tls_cert_file: relay.pem\n  tls_key_file: relay.key\n"
     write_dir(tmp_path, {"c1": AGENT_OK.format(agent_id="c1", role="commander")}, topology)
     assert check_config_main([str(tmp_path)]) == 0
     absent = f"not on this machine: relay.tls_key_file: {tmp_path / 'relay.key'}"

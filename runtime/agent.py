@@ -43,15 +43,18 @@ class AgentHandle:
 
         Content is stored as its JSON: a tuple is stored (and read back) as a list.
         """
-        self._check_identity(fields)
+        for name in ("agent_id", "node_id"):
+            if name in fields:
+                raise InvalidMessage(name, "set by the node")
         fields.setdefault("role", self.config.role)
-        return MessageEnvelope.new(
+        envelope = MessageEnvelope.new(
             agent_id=self.agent_id,
             node_id=self.node_id,
             content=content,
             clock=self._clock,
             **fields,
         )
+        return self._as_itself(envelope)
 
     def write(self, content: Any, *, timeout: float | None = None, **fields: Any) -> str:
         """Write a message; return its msg_id once it is committed locally."""
@@ -59,28 +62,21 @@ class AgentHandle:
 
     def write_envelope(self, envelope: MessageEnvelope, *, timeout: float | None = None) -> str:
         """Write a message built elsewhere (same guarantee as `write`); checked by the rule."""
-        ids = ("agent_id", "node_id", "sender", "role")
-        self._check_identity({n: getattr(envelope, n) for n in ids}, set_by_node=False)
-        return self._commit(envelope.checked(), timeout)
+        return self._commit(self._as_itself(envelope.checked()), timeout)
 
-    def _check_identity(self, fields: dict[str, Any], *, set_by_node: bool = True) -> None:
-        """An agent writes only as itself: sender, role, agent_id and node_id are its own.
+    def _as_itself(self, envelope: MessageEnvelope) -> MessageEnvelope:
+        """An agent writes only as itself: its sender, role, agent_id and node_id are its own.
 
-        Both doors come through here: the HTTP API (which takes no role or ids at all)
-        and the in-process API. `recipient` is anyone's to name.
+        Both doors come through here (the HTTP API takes no role or ids at all), after the
+        envelope rule, so a malformed value is named by the rule. `recipient` is anyone.
         """
-        own = {
-            "agent_id": self.agent_id,
-            "node_id": self.node_id,
-            "sender": self.agent_id,
-            "role": self.config.role,
-        }
+        own = {"agent_id": self.agent_id, "node_id": self.node_id, "sender": self.agent_id}
+        own["role"] = self.config.role
         for name, mine in own.items():
-            value = fields.get(name)
-            if name in ("agent_id", "node_id") and set_by_node and name in fields:
-                raise InvalidMessage(name, "set by the node")
+            value = getattr(envelope, name)
             if value is not None and value != mine:
                 raise InvalidMessage(name, f"an agent writes only as itself: expected {mine!r}")
+        return envelope
 
     def _commit(self, envelope: MessageEnvelope, timeout: float | None) -> str:
         start = time.perf_counter()

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import FAST_SYNC
 from bench._procs import Daemon, start_node, start_relay
+from runtime.client import NodeAdmin
 from tests.delivery.harness import cluster, free_port, write_config_dir
 
 # The production default: a frozen relay then holds each HTTP call this long.
@@ -81,9 +82,9 @@ def metric(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-def agent_status(node_url: str, agent_id: str) -> dict[str, Any]:
-    """One agent's entry in the node's /status."""
-    body = requests.get(node_url + "/status", timeout=5).json()
+def agent_status(node: Daemon, agent_id: str) -> dict[str, Any]:
+    """One agent's entry in the node's /status (through node.sock)."""
+    body = NodeAdmin(node.sockets, timeout=5).status()
     return next(a for a in body["agents"] if a["agent_id"] == agent_id)
 
 

@@ -11,7 +11,7 @@ import requests
 from actors.cache_store import cache_path
 from actors.outbox_store import outbox_path
 from bench._cluster import TOKENS
-from runtime.client import NodeClient
+from runtime.client import NodeAdmin, NodeClient
 from runtime.errors import ActorUnavailable, CommanderError
 from runtime.node import Node, NodeOptions
 from tests.delivery.harness import cluster, relay_get, start_relay, wait_for
@@ -31,8 +31,8 @@ def test_an_agent_whose_cache_cannot_open_is_down_while_the_node_and_other_agent
         corrupt(cache_path(procs.node_data, "a1"))
         procs.start_relay()
         node = procs.start_node()
-        wait_for(lambda: agent_status(node.url, "a1")["state"] == "down", timeout=30)
-        a1, a2 = NodeClient(node.url, "a1"), NodeClient(node.url, "a2")
+        wait_for(lambda: agent_status(node, "a1")["state"] == "down", timeout=30)
+        a1, a2 = NodeClient(node.sockets, "a1"), NodeClient(node.sockets, "a2")
         written = [a2.write({"i": i}) for i in range(20)]
         for msg_id in written:
             wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=20)
@@ -41,9 +41,9 @@ def test_an_agent_whose_cache_cannot_open_is_down_while_the_node_and_other_agent
             a1.write("to a down agent")
         assert time.monotonic() - started < 1.0  # refused at once, not after a timeout
 
-        status = agent_status(node.url, "a1")
+        status = agent_status(node, "a1")
         assert "cache:a1" in status["down_reason"]
-        assert agent_status(node.url, "a2")["state"] == "up"
+        assert agent_status(node, "a2")["state"] == "up"
         health = requests.get(node.url + "/healthz", timeout=5)
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
@@ -58,10 +58,9 @@ def test_an_agent_whose_cache_cannot_open_is_down_while_the_node_and_other_agent
         assert restarts >= 5
         assert metric(samples, "commander_node_healthy", node="node-a") == 1
         started = time.monotonic()
-        retried = requests.post(node.url + "/outbox/retry-failed", timeout=20)
+        retried = NodeAdmin(node.sockets, timeout=20).retry_failed()
         assert time.monotonic() - started < 1.0
-        assert retried.status_code == 200
-        assert (list(retried.json()["retried"]), list(retried.json()["unavailable"])) == (
+        assert (list(retried["retried"]), list(retried["unavailable"])) == (
             ["a2"],
             ["a1"],
         )
@@ -106,7 +105,7 @@ def test_a_damaged_outbox_file_is_moved_aside_and_rebuilt_so_the_agent_stays_up(
 ) -> None:
     with relay_and_node_dirs(tmp_path) as procs:
         node = procs.start_node()  # the relay is not there yet: messages wait unsynced
-        a1 = NodeClient(node.url, "a1")
+        a1 = NodeClient(node.sockets, "a1")
         waiting = [a1.write({"i": i}) for i in range(10)]
         a1.close()
         assert node.terminate() == 0
@@ -116,11 +115,11 @@ def test_a_damaged_outbox_file_is_moved_aside_and_rebuilt_so_the_agent_stays_up(
         corrupt(damaged)
         procs.start_relay()
         node = procs.start_node()
-        a1 = NodeClient(node.url, "a1")
+        a1 = NodeClient(node.sockets, "a1")
         waiting.append(a1.write("after the restart"))
         for msg_id in waiting:
             wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=30)
-        assert agent_status(node.url, "a1")["state"] == "up"
+        assert agent_status(node, "a1")["state"] == "up"
         samples = scrape(node.url)
         assert (
             metric(samples, "commander_actor_restarts_total", node="node-a", actor="outbox:a1") == 0

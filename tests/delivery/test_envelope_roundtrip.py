@@ -41,8 +41,9 @@ from runtime.envelope import (
 )
 from runtime.errors import InvalidMessage
 from runtime.node import Node, NodeOptions
+from runtime.node_doors import Door, with_door
 from runtime.node_http import create_node_app
-from runtime.wsgi import serve_in_thread
+from runtime.wsgi import serve_unix_in_thread
 from tests.relay_app.inbox.harness import NODES, Relay, start_relay
 
 NODE = "node-a"
@@ -110,8 +111,10 @@ def cluster(root: Path) -> Iterator[Cluster]:
     )
     options = NodeOptions(data_dir=str(root / "node"), relay_url=relay.url, token=NODES[NODE])
     node = Node(config, NODE, options).start()
-    http = serve_in_thread(create_node_app(node), "127.0.0.1", 0, name="node-api")
-    client = NodeClient(http.url, AGENT)
+    app = with_door(create_node_app(node), Door("agent", AGENT))
+    socket_path = root / f"{AGENT}.sock"
+    http = serve_unix_in_thread(app, socket_path, name="node-api")
+    client = NodeClient(f"unix:{socket_path}", AGENT)
     try:
         yield Cluster(relay, node, client, relay.operator())
     finally:
@@ -265,8 +268,8 @@ def refusals(c: Cluster, breach: Breach) -> dict[str, tuple[str, str]]:
         c.node.agent(AGENT).write(content, timeout=10, **fields)
     except InvalidMessage as exc:
         found["in-process"] = (exc.field, exc.reason)
-    answer = requests.post(f"{c.client.base}/messages", json={"content": content, **fields},
-                           timeout=10)  # fmt: skip
+    answer = c.client.session.post(f"{c.client.base}/messages",
+                                   json={"content": content, **fields}, timeout=10)  # fmt: skip
     found["node HTTP"] = _split(answer, "")
     wire = MessageEnvelope.new(agent_id=AGENT, node_id=NODE, content={"ok": True}).to_wire()
     wire[breach.field] = breach.value

@@ -20,6 +20,8 @@ import pytest
 import requests
 
 from bench._procs import Daemon, start_node, start_relay
+from runtime.client import NodeClient
+from runtime.unix_http import BASE_URL, unix_session
 from tests.delivery.harness import cluster, free_port, relay_rows, wait_for, write_config_dir
 
 CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "40"))
@@ -62,9 +64,10 @@ class Cluster:
             self.tmp / f"{node_id}.log",
         )
 
-    def node_url(self, node_id: str) -> str | None:
+    def node_sockets(self, node_id: str) -> str | None:
+        """The node's socket directory while it runs (`unix:DIR`), else None."""
         daemon = self.nodes[node_id]
-        return daemon.url if daemon is not None else None
+        return daemon.sockets if daemon is not None else None
 
     def kill_node(self, node_id: str) -> None:
         daemon, self.nodes[node_id] = self.nodes[node_id], None
@@ -89,7 +92,7 @@ class Cluster:
 
 def writer(cl: Cluster, agent_id: str, ledger: Ledger, stop: threading.Event) -> None:
     """An agent writing known ids and contents; a write counts only when acknowledged."""
-    session = requests.Session()
+    sessions: dict[str, requests.Session] = {}
     seq = 0
     while not stop.is_set():
         msg_id = f"{agent_id}-{seq:06d}"
@@ -97,13 +100,15 @@ def writer(cl: Cluster, agent_id: str, ledger: Ledger, stop: threading.Event) ->
         with ledger.lock:
             ledger.attempted[msg_id] = content
         for _ in range(3):  # a retry with the same msg_id is idempotent
-            url = cl.node_url(AGENTS[agent_id])
-            if url is None:
+            sockets = cl.node_sockets(AGENTS[agent_id])
+            if sockets is None:
                 time.sleep(0.05)
                 continue
+            path = f"{sockets.removeprefix('unix:')}/{agent_id}.sock"
+            session = sessions.setdefault(path, unix_session(path))
             try:
                 response = session.post(
-                    f"{url}/agents/{agent_id}/messages",
+                    f"{BASE_URL}/agents/{agent_id}/messages",
                     json={"msg_id": msg_id, "content": content},
                     timeout=3,
                 )
@@ -116,7 +121,8 @@ def writer(cl: Cluster, agent_id: str, ledger: Ledger, stop: threading.Event) ->
                 break
         seq += 1
         time.sleep(0.01)
-    session.close()
+    for session in sessions.values():
+        session.close()
 
 
 def chaos(cl: Cluster, seconds: float, rng: random.Random) -> None:
@@ -214,13 +220,9 @@ def check_exactly_once(cl: Cluster, ledger: Ledger, note: str = "") -> None:
 
 
 def check_fresh_message_flows(cl: Cluster) -> None:
-    url = cl.node_url("node-b")
-    assert url is not None
-    response = requests.post(
-        f"{url}/agents/b1/messages", json={"content": "after the storm"}, timeout=5
-    )
-    assert response.status_code == 201
-    msg_id = response.json()["msg_id"]
+    sockets = cl.node_sockets("node-b")
+    assert sockets is not None
+    msg_id = NodeClient(sockets, "b1", timeout=5).write("after the storm")
     wait_for(lambda: msg_id in relay_rows(cl.relay_data), timeout=10)
 
 

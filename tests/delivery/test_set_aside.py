@@ -11,7 +11,7 @@ import requests
 
 from actors.cache_store import INSERT, MIGRATIONS, cache_path
 from actors.messages import GetOutboxStats, GetStats
-from runtime.client import NodeClient
+from runtime.client import NodeAdmin, NodeClient
 from runtime.envelope import encode_content, new_msg_id
 from runtime.sqlite import connect, migrate
 from tests.delivery.harness import cluster, free_port, relay_get, start_node, start_relay, wait_for
@@ -59,20 +59,20 @@ def test_poison_stored_behind_the_nodes_back_is_set_aside_and_every_other_messag
         insert_behind_its_back(db, [*poison, kept], "a1")
         procs.start_relay()
         node = procs.start_node()
-        a1, a2 = NodeClient(node.url, "a1"), NodeClient(node.url, "a2")
+        a1, a2 = NodeClient(node.sockets, "a1"), NodeClient(node.sockets, "a2")
         fresh = [a1.write({"i": i}) for i in range(5)] + [a2.write({"i": i}) for i in range(5)]
         for msg_id in [kept[0], *fresh]:
             wait_for(lambda m=msg_id: relay_get(procs.relay_url, m) is not None, timeout=20)
-        wait_for(lambda: agent_status(node.url, "a1")["cache"]["set_aside_count"] == 3, 20)
+        wait_for(lambda: agent_status(node, "a1")["cache"]["set_aside_count"] == 3, 20)
         assert all(relay_get(procs.relay_url, m) is None for m, _, _ in poison)
-        shown = dict(agent_status(node.url, "a1")["cache"]["set_aside_recent"])
+        shown = dict(agent_status(node, "a1")["cache"]["set_aside_recent"])
         assert set(shown) == {m for m, _, _ in poison}
         assert "timestamp" in shown[poison[2][0]]
 
         # Another one, written while the node runs: found by the outbox's sweep.
         deep = (new_msg_id(), old, encode_content(nested(254)))
         insert_behind_its_back(cache_path(procs.node_data, "a2"), [deep], "a2")
-        wait_for(lambda: agent_status(node.url, "a2")["cache"]["set_aside_count"] == 1, 20)
+        wait_for(lambda: agent_status(node, "a2")["cache"]["set_aside_count"] == 1, 20)
         samples = scrape(node.url)
         assert metric(samples, "commander_set_aside_messages", node="node-a", agent="a1") == 3
         assert metric(samples, "commander_set_aside_messages", node="node-a", agent="a2") == 1
@@ -85,12 +85,11 @@ def test_poison_stored_behind_the_nodes_back_is_set_aside_and_every_other_messag
         # An operator retries them: tried once more, set aside again, nothing stops.
         log = tmp_path / "node.log"
         before = log.read_text().count("agent a1: 3 messages set aside")
-        retried = requests.post(node.url + "/outbox/retry-failed", timeout=20)
-        assert retried.status_code == 200, retried.text
-        assert retried.json()["unavailable"] == {}
+        retried = NodeAdmin(node.sockets, timeout=20).retry_failed()
+        assert retried["unavailable"] == {}
         wait_for(lambda: log.read_text().count("agent a1: 3 messages set aside") > before, 20)
-        assert agent_status(node.url, "a1")["cache"]["set_aside_count"] == 3
-        wait_for(lambda: agent_status(node.url, "a2")["cache"]["set_aside_count"] == 1, 20)
+        assert agent_status(node, "a1")["cache"]["set_aside_count"] == 3
+        wait_for(lambda: agent_status(node, "a2")["cache"]["set_aside_count"] == 1, 20)
         after = a1.write("after the retry")
         wait_for(lambda: relay_get(procs.relay_url, after) is not None, timeout=20)
         assert node.proc.poll() is None

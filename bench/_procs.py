@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-LISTEN_RE = re.compile(r"listening on (https?://\S+)")
+LISTEN_RE = re.compile(r"listening on (http://\S+)")
 # A node also says where its agent sockets are (runtime.daemon).
 SOCKETS_RE = re.compile(r"agent sockets in (unix:\S+)")
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ class Daemon:
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) of the daemon's URL, for raw sockets."""
-        host, _, port = self.url.split("://", 1)[1].rpartition(":")
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
         return host, int(port)
 
     @property
@@ -88,6 +88,10 @@ class Daemon:
         if not self._sockets:
             raise RuntimeError(f"{self.args} named no agent sockets; see {self.log_path}")
         return self._sockets[0]
+
+    def socket_path(self, name: str) -> str:
+        """The path of one of a node's sockets: an agent id, or `node` for node.sock."""
+        return f"{self.sockets.removeprefix('unix:')}/{name}.sock"
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; return the exit code."""

@@ -15,6 +15,7 @@ import requests
 
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_node, start_relay
+from runtime.unix_http import BASE_URL, unix_session
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +139,8 @@ def test_a_200_that_is_not_the_relays_acknowledgement_loses_no_message(tmp_path:
 
 def write(node: Daemon, n: int) -> str:
     """Write one message through the node's agent API; its msg_id."""
-    answer = requests.post(node.url + "/agents/a1/messages", json={"content": n}, timeout=10)
+    a1 = unix_session(node.socket_path("a1"))
+    answer = a1.post(BASE_URL + "/agents/a1/messages", json={"content": n}, timeout=10)
     assert answer.status_code == 201, answer.text
     return str(answer.json()["msg_id"])
 
@@ -158,12 +160,13 @@ def not_on_relay(relay: Daemon, msg_ids: list[str], within: float) -> list[str]:
 def local_answers_while(node: Daemon, seconds: float) -> float:
     """Write and read /status on the node for `seconds`; the slowest answer's seconds."""
     slowest = 0.0
+    a1, admin = unix_session(node.socket_path("a1")), unix_session(node.socket_path("node"))
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         started = time.monotonic()
-        written = requests.post(node.url + "/agents/a1/messages", json={"content": 1}, timeout=10)
+        written = a1.post(BASE_URL + "/agents/a1/messages", json={"content": 1}, timeout=10)
         assert written.status_code == 201, written.text
-        assert requests.get(node.url + "/status", timeout=10).status_code == 200
+        assert admin.get(BASE_URL + "/status", timeout=10).status_code == 200
         slowest = max(slowest, time.monotonic() - started)
         time.sleep(0.3)
     return slowest
@@ -183,8 +186,8 @@ def test_a_read_the_relay_answers_with_no_message_is_a_miss_not_a_500(tmp_path: 
         node = start_node(config_dir, "node-a", tmp_path / "node-a", relay.url, tmp_path / "l")
         try:
             for _ in range(4):
-                url = f"{node.url}/agents/a1/messages/not-on-this-node"
-                answer = requests.get(url, timeout=10)
+                url = f"{BASE_URL}/agents/a1/messages/not-on-this-node"
+                answer = unix_session(node.socket_path("a1")).get(url, timeout=10)
                 assert answer.status_code == 404, answer.text
         finally:
             node.terminate()
@@ -203,8 +206,8 @@ def test_a_read_through_to_a_frozen_relay_keeps_to_the_agents_timeout(tmp_path: 
         node = start_node(config_dir, "node-a", tmp_path / "node-a", relay.url, tmp_path / "l")
         try:
             started = time.monotonic()
-            url = f"{node.url}/agents/a1/messages/not-on-this-node"
-            assert requests.get(url, timeout=30).status_code == 404
+            url = f"{BASE_URL}/agents/a1/messages/not-on-this-node"
+            assert unix_session(node.socket_path("a1")).get(url, timeout=30).status_code == 404
             assert time.monotonic() - started < 5.0
         finally:
             node.terminate()

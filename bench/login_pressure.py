@@ -37,6 +37,7 @@ from relay_app.passwords import hash_password
 from runtime.envelope import MessageEnvelope
 
 NODE = "node-a"
+AGENT = "a1"
 TOKEN = "token-of-node-a-0123456789"
 CLIENTS = 32
 PACE_S = 0.02
@@ -89,10 +90,12 @@ def _start_relay(tmp: Path) -> Daemon:
             "min_free_bytes": 0,
             "operator_password_hash": hash_password("the right one"),
             "trusted_proxies": ["127.0.0.1"],
-            "allow_any_agent": True,
         },
     }
     (tmp / "relay.yaml").write_text(yaml.safe_dump(doc))
+    (tmp / "agents").mkdir()  # the agent the ingest writes as belongs to node-a
+    agent = {"agent_id": AGENT, "role": "coder", "node_id": NODE}
+    (tmp / "agents" / f"{AGENT}.yaml").write_text(yaml.safe_dump(agent))
     args = ["-m", "relay_app.cli", "serve", "--config", str(tmp / "relay.yaml"),
             "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp / "data")]  # fmt: skip
     return Daemon(args, tmp / "relay.log")
@@ -133,7 +136,7 @@ class _Ingest:
         latencies: list[float] = []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            env = MessageEnvelope.new(agent_id="a1", node_id=NODE, content={"n": len(latencies)})
+            env = MessageEnvelope.new(agent_id=AGENT, node_id=NODE, content={"n": len(latencies)})
             body = orjson.dumps(env.to_wire())
             started = time.perf_counter()
             self.conn.request("POST", "/sync/message", body, self.headers)

@@ -5,6 +5,11 @@ that ever took a login kept such a buffer in its own glibc malloc arena (100 fai
 logins: 37 MB -> 422 MB), and 16 workers hashing at once left none for ingest. Here
 one thread hashes, so the buffer lives in one arena whatever thread took the request;
 a full queue is refused at once (`VerifierBusy`) instead of parking more workers.
+
+That arena keeps the one buffer from the second hash on (about 16 MiB, for the relay's
+life: glibc mmaps the first, then raises its mmap threshold past that size, and returns a
+thread arena's top to the system only past its trim threshold; malloc_trim leaves it
+too). That is the price, paid once, not per worker.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ PASSWORD = "a long operator passphrase"
 HASH = hash_password(PASSWORD)
 LOGINS = 100
 CLIENTS = 16
+WARM_UP = 2
 
 
 def relay_yaml(root: Path, **relay: object) -> Path:
@@ -75,6 +76,11 @@ def test_memory_stays_flat_over_100_failed_logins_taken_by_many_workers(
     proxied_relay: Daemon,
 ) -> None:
     url = proxied_relay.url
+    # The second hash gives the verifier thread its one scrypt buffer (16 MiB, kept in its
+    # arena for good; glibc mmaps the first and then raises its mmap threshold): what is
+    # measured is what 100 more, taken by many workers at once, add to that.
+    for i in range(WARM_UP):
+        assert login(url, "warm-up guess", f"198.51.100.{250 + i}").status_code == 401
     before = rss_mb(proxied_relay.proc.pid)
     statuses: list[int] = []
 
@@ -91,14 +97,15 @@ def test_memory_stays_flat_over_100_failed_logins_taken_by_many_workers(
         thread.join(120)
     after = rss_mb(proxied_relay.proc.pid)
     assert statuses == [401] * LOGINS
+    print(f"relay RSS {before:.1f} MB -> {after:.1f} MB over {LOGINS} failed logins")
     assert after - before < 20, f"RSS {before:.0f} MB -> {after:.0f} MB"
     metrics = requests.get(url + "/metrics", timeout=10).text
-    assert f'commander_relay_logins_total{{outcome="failure"}} {LOGINS}.0' in metrics
+    assert f'commander_relay_logins_total{{outcome="failure"}} {LOGINS + WARM_UP}.0' in metrics
     assert login(url, PASSWORD, "198.51.100.200").status_code == 303  # the file's hash works
     metrics = requests.get(url + "/metrics", timeout=10).text
     assert 'commander_relay_logins_total{outcome="success"} 1.0' in metrics
     log = proxied_relay.log_path.read_text()
-    assert log.count("inbox login failed: user 'operator' from 198.51.100.") == LOGINS
+    assert log.count("inbox login failed: user 'operator' from 198.51.100.") == LOGINS + WARM_UP
     assert "guess" not in log
 
 

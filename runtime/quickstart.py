@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from relay_app.auth import token_sha256
 from relay_app.passwords import hash_password
 from runtime.client import NodeClient
 from runtime.config import load_config
 from runtime.errors import CommanderError
+from runtime.token_files import token_sha256
 
 
 def env_ints(name: str, default: str, *, low: int = 0, high: int = 2**63) -> list[int]:

@@ -148,8 +148,10 @@ def _tracking_pools(
 
     class Tls(HTTPSConnection):
         def connect(self) -> None:
-            super().connect()
+            # Before the handshake: a relay that stalls it is cut at the deadline too
+            # (meanwhile `sock` is the plain socket, which shuts down just as well).
             connections.add(self)
+            super().connect()
 
     class PlainPool(HTTPConnectionPool):
         ConnectionCls = Plain

@@ -45,7 +45,8 @@ class RelayClient:
         # A relay that trickles its answer must not hold an actor longer than this.
         self.session = DeadlineSession(2 * target.timeout)
         # Never False: an https relay is verified, against the CA file or the system store.
-        self.session.verify = target.ca_file or True
+        # Given with each request: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = target.ca_file or True
         self.session.headers.update(
             {
                 "X-Commander-Node": target.node_id,
@@ -76,7 +77,7 @@ class RelayClient:
         """GET /query/messages/<msg_id>; None when the relay does not have it."""
         url = f"{self.target.base_url}/query/messages/{msg_id}"
         try:
-            response = self.session.get(url, timeout=self.target.timeout)
+            response = self.session.get(url, timeout=self.target.timeout, verify=self._verify)
         except requests.RequestException as exc:
             raise _unavailable(f"GET {url}", exc) from exc
         if response.status_code == 404:
@@ -93,7 +94,7 @@ class RelayClient:
         url = self.target.base_url + path
         try:
             response = self.session.post(
-                url, data=body, headers=headers, timeout=self.target.timeout
+                url, data=body, headers=headers, timeout=self.target.timeout, verify=self._verify
             )
         except requests.RequestException as exc:
             raise _unavailable(f"POST {path}", exc) from exc

@@ -5,7 +5,7 @@ Hierarchy::
     RelayAppError                 root; `status` is the HTTP status, str(exc) the JSON error
     ├── BadRequest           400  the body or query is malformed; the text says what is wrong
     ├── Unauthorized         401  no, unknown or wrong node token
-    ├── Forbidden            403  a node writing as another node
+    ├── Forbidden            403  a node writing as another node, or for an agent not its own
     ├── NotFound             404  no such message, file or route
     ├── LengthRequired       411  a file upload without Content-Length
     ├── PayloadTooLarge      413  body, decompressed body, batch or file over its limit
@@ -41,7 +41,7 @@ class Unauthorized(RelayAppError):
 
 
 class Forbidden(RelayAppError):
-    """An authenticated node tried to write as another node."""
+    """An authenticated node tried to write as another node, or for an agent not its own."""
 
     status = 403
 

@@ -97,11 +97,6 @@ class AgentOwners:
             f"node {node_id!r} may write only for its own agents"
         )
 
-    def agents(self) -> int:
-        """How many agents the table names."""
-        self._maybe_reload()
-        return len(self._table)
-
     def _maybe_reload(self) -> None:
         if self._dir is None or self._clock() - self._checked_at < RECHECK_SECONDS:
             return

@@ -11,8 +11,9 @@
 <h1>Commander <span>messages</span></h1>
 % if not enabled:
 <p class="notice">No operator password is set, so nobody can log in. Run
-<code>commander-relay hash-password</code> and put its output in
-<code>relay.operator_password_hash</code> in relay.yaml, then restart the relay.</p>
+<code>commander-relay hash-password</code>, put its output in a file readable by the relay
+only, name that file in <code>relay.operator_password_file</code> (or put the hash in
+<code>relay.operator_password_hash</code>) in relay.yaml, then restart the relay.</p>
 % else:
 % if error:
 <p class="alert red" role="alert">{{error}}</p>

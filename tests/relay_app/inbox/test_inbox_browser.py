@@ -169,6 +169,11 @@ def test_execute_creates_the_follow_up_visible_through_the_api(
     assert found[0]["task_id"] == "task-42"
     wait_for(lambda: len(hook.bodies) == 1, what="the webhook")
     assert hook.bodies[0]["msg_id"] == found[0]["msg_id"]
+    # The report's page says who executed it, and links the follow-up.
+    browser.driver.get(f"{relay.url}/messages/m/{report.msg_id}")
+    history = browser.driver.find_element(By.ID, "audit")
+    assert history.text.startswith(f"Executed by {OPERATOR}, ")
+    assert found[0]["msg_id"] in history.text
 
 
 def test_markup_in_content_shows_as_text(inbox_relay: Relay, browser: Browser) -> None:

@@ -114,14 +114,20 @@ def outbox_depth(node: Daemon) -> int:
     return sum(a["outbox"]["pending_messages"] for a in agents if a["outbox"])
 
 
+def node_exit(tls: TlsRelay, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run `commander-node` until it exits (it should, at once); its code and output."""
+    command = [sys.executable, "-m", "runtime.daemon", "--config", str(tls.config),
+               "--node-id", "node-a", "--data-dir", str(tmp_path / "n"), *extra]  # fmt: skip
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_a_node_whose_ca_file_is_missing_exits_2_saying_which(
     tls_relay: TlsRelay, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere" / "ca.pem"
-    command = [sys.executable, "-m", "runtime.daemon", "--config", str(tls_relay.config),
-               "--node-id", "node-a", "--data-dir", str(tmp_path / "n"),
-               "--relay-ca-file", str(missing)]  # fmt: skip
-    ran = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    ran = node_exit(tls_relay, tmp_path, "--relay-ca-file", str(missing))
     assert ran.returncode == 2
     assert str(missing) in ran.stderr
     assert "Traceback" not in ran.stderr
@@ -131,9 +137,6 @@ def test_a_plain_http_relay_url_to_a_tls_relay_is_refused(
     tls_relay: TlsRelay, tmp_path: Path
 ) -> None:
     host, port = tls_relay.relay.address
-    command = [sys.executable, "-m", "runtime.daemon", "--config", str(tls_relay.config),
-               "--node-id", "node-a", "--data-dir", str(tmp_path / "n"),
-               "--relay-url", f"http://{host}:{port}"]  # fmt: skip
-    ran = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    ran = node_exit(tls_relay, tmp_path, "--relay-url", f"http://{host}:{port}")
     assert ran.returncode == 2
     assert "https://" in ran.stderr

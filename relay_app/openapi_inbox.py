@@ -20,6 +20,7 @@ INBOX_SCHEMES: dict[str, Schema] = {
     }
 }
 HTML = {"text/html": {"schema": {"type": "string"}}}
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}}
 SEE_OTHER = {"description": "To the login form (no session), or back after a POST.",
              "headers": {"Location": {"schema": {"type": "string"}}}}  # fmt: skip
 VIEW_PARAMS = ("status", "role", "agent", "node", "priority", "range", "from", "to", "q",
@@ -128,8 +129,13 @@ def _login() -> Schema:
             "303": SEE_OTHER,
             "401": {"description": "Wrong user name or password.", "content": HTML},
             "403": {"description": "The form came from another origin.", "content": HTML},
+            "429": {"description": "Too many failed logins from this address, or from all"
+                    " (nothing was checked): retry after Retry-After seconds.",
+                    "headers": RETRY_AFTER, "content": HTML},
+            "503": {"description": "Too many logins being checked at once: retry after"
+                    " Retry-After seconds.", "headers": RETRY_AFTER, "content": HTML},
         },
-    }
+    }  # fmt: skip
 
 
 def _static(summary: str, *, path: bool = False) -> Schema:

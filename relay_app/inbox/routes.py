@@ -185,7 +185,8 @@ def _login(inbox: Inbox) -> bottle.HTTPResponse:
     if attempt.outcome in ("throttled", "busy"):
         wait = attempt.retry_after
         text = _REFUSED[attempt.outcome].format(wait=wait, s="" if wait == 1 else "s")
-        return _login_form(inbox, text, 429, next_url, {"Retry-After": str(wait)})
+        status = 429 if attempt.outcome == "throttled" else 503
+        return _login_form(inbox, text, status, next_url, {"Retry-After": str(wait)})
     if attempt.session is None:
         return _login_form(inbox, "Wrong user name or password.", 401, next_url)
     cookie = cookie_header(attempt.session, inbox.proxies.https(environ))

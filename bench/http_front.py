@@ -6,7 +6,9 @@ replaced), beside a floor: a bare asyncio protocol answering a fixed response wi
 parsing anything. Requests go over one keep-alive connection, paced 20 ms apart (the
 50 msgs/s load) and back to back; the figure is the server process's CPU per request
 (from /proc), the median over rounds in alternating order, with latency p50/p99 over
-every request. cheroot comes with the `bench` extra.
+every request. `front-tls` is the relay's front over TLS (a certificate from a private
+CA, as `commander-relay tls` makes); the `fresh` column opens a new connection for each
+request, so for TLS it includes a full handshake. cheroot comes with the `bench` extra.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ import argparse
 import asyncio
 import http.client
 import os
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-KINDS = ("floor", "front", "cheroot")
+# cheroot only where the `bench` extra is installed.
+KINDS = ("floor", "front", "front-tls", "cheroot")[: 4 if find_spec("cheroot") else 3]
+FRESH = 100
 BODY = orjson.dumps({"msg_id": "0190c9e2-7a35-7b6e-8c1d-2f4e5a6b7c8d", "content": {"x": "y" * 300}})
 FIXED = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n"
 FIXED_BODY = b'{"status":"stored"}'
@@ -34,40 +42,47 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench http_front")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--tls-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return _serve(args.serve)
+        return _serve(args.serve, args.tls_dir)
     rounds, count = (1, 100) if args.quick else (5, 500)
-    results = _measure(rounds, count)
+    with tempfile.TemporaryDirectory() as tls_dir:
+        results = _measure(rounds, count, Path(tls_dir))
     for line in _report(results):
         print(line)
     print(orjson.dumps(_summary(results)).decode())
     return 0
 
 
-def _measure(rounds: int, count: int) -> dict[str, dict[str, list[float]]]:
+def _measure(rounds: int, count: int, tls_dir: Path) -> dict[str, dict[str, list[float]]]:
+    from relay_app.tls import init_ca, issue
+
+    init_ca(tls_dir)
+    issue(tls_dir, "bench", ["127.0.0.1"])
     results: dict[str, dict[str, list[float]]] = {
-        kind: {"paced_cpu_ms": [], "burst_cpu_ms": [], "latency_ms": []} for kind in KINDS
+        kind: {"paced_cpu_ms": [], "burst_cpu_ms": [], "fresh_cpu_ms": [], "latency_ms": []}
+        for kind in KINDS
     }
     for round_ in range(rounds):
         order = KINDS if round_ % 2 == 0 else tuple(reversed(KINDS))
         for kind in order:
             figures = results[kind]
-            paced, burst, latencies = _one_round(kind, count)
+            paced, burst, fresh, latencies = _one_round(kind, count, tls_dir)
             figures["paced_cpu_ms"].append(paced)
             figures["burst_cpu_ms"].append(burst)
+            figures["fresh_cpu_ms"].append(fresh)
             figures["latency_ms"].extend(latencies)
     return results
 
 
-def _one_round(kind: str, count: int) -> tuple[float, float, list[float]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "http_front", "--serve", kind], stdout=subprocess.PIPE
-    )
+def _one_round(kind: str, count: int, tls_dir: Path) -> tuple[float, float, float, list[float]]:
+    command = [sys.executable, "-m", "bench", "http_front", "--serve", kind]
+    proc = subprocess.Popen([*command, "--tls-dir", str(tls_dir)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = _connection(kind, port, tls_dir)
         _requests(conn, 50, 0.0)  # warm up
         before = _cpu_seconds(proc.pid)
         latencies = _requests(conn, count, 0.02)
@@ -76,10 +91,23 @@ def _one_round(kind: str, count: int) -> tuple[float, float, list[float]]:
         _requests(conn, count, 0.0)
         burst = (_cpu_seconds(proc.pid) - before) / count * 1000
         conn.close()
-        return paced, burst, latencies
+        before = _cpu_seconds(proc.pid)
+        for _ in range(FRESH):
+            fresh_conn = _connection(kind, port, tls_dir)
+            _requests(fresh_conn, 1, 0.0)
+            fresh_conn.close()
+        fresh = (_cpu_seconds(proc.pid) - before) / FRESH * 1000
+        return paced, burst, fresh, latencies
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def _connection(kind: str, port: int, tls_dir: Path) -> http.client.HTTPConnection:
+    if kind != "front-tls":
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+    return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
 
 
 def _requests(conn: http.client.HTTPConnection, count: int, pace: float) -> list[float]:
@@ -104,13 +132,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _report(results: dict[str, dict[str, list[float]]]) -> list[str]:
-    lines = ["server    paced CPU/req  burst CPU/req  latency p50   latency p99"]
+    lines = ["server    paced CPU/req  burst CPU/req  fresh CPU/req  latency p50   latency p99"]
     for kind, figures in results.items():
         lat = sorted(figures["latency_ms"])
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         lines.append(
             f"{kind:<9} {statistics.median(figures['paced_cpu_ms']):9.3f} ms"
             f" {statistics.median(figures['burst_cpu_ms']):11.3f} ms"
+            f" {statistics.median(figures['fresh_cpu_ms']):11.3f} ms"
             f" {statistics.median(lat):10.3f} ms {p99:10.3f} ms"
         )
     return lines
@@ -121,21 +150,27 @@ def _summary(results: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
         kind: {
             "paced_cpu_ms": round(statistics.median(f["paced_cpu_ms"]), 3),
             "burst_cpu_ms": round(statistics.median(f["burst_cpu_ms"]), 3),
+            "fresh_cpu_ms": round(statistics.median(f["fresh_cpu_ms"]), 3),
             "latency_p50_ms": round(statistics.median(f["latency_ms"]), 3),
         }
         for kind, f in results.items()
     }
 
 
-def _serve(kind: str) -> int:
+def _serve(kind: str, tls_dir: str | None) -> int:
     if kind == "floor":
         asyncio.run(_serve_floor())
         return 0
     app = _app()
-    if kind == "front":
+    if kind.startswith("front"):
+        from runtime.tls import load_server_context
         from runtime.wsgi import serve_in_thread
 
-        server = serve_in_thread(app, "127.0.0.1", 0, name="bench")
+        context = None
+        if kind == "front-tls" and tls_dir is not None:
+            cert, key = Path(tls_dir) / "bench.pem", Path(tls_dir) / "bench.key"
+            context = load_server_context(cert, key, "bench")
+        server = serve_in_thread(app, "127.0.0.1", 0, name="bench", ssl_context=context)
         print(server.port, flush=True)
         server._thread.join()
         return 0

@@ -32,9 +32,9 @@ import yaml
 from bench._proc_stats import rss_mb
 from bench._procs import Daemon
 from bench._stats import percentile
-from relay_app.auth import token_sha256
 from relay_app.passwords import hash_password
 from runtime.envelope import MessageEnvelope
+from runtime.token_files import token_sha256
 
 NODE = "node-a"
 AGENT = "a1"

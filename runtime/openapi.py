@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 document of the node's agent API (`runtime.node_http`), served at /openapi.json.
 
-Tests check it against the Bottle routes both ways and fuzz a running node with it.
+Tests check it against the Bottle routes both ways and fuzz a running node with it. It
+describes the TCP door (runtime.node_doors): an agent's routes need its bearer token,
+the node-wide ones answer 403 there (they are served on node.sock only).
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ from runtime.api_schemas import (
 VERSION = "0.1.0"
 MESSAGE = {"$ref": "#/components/schemas/Message"}
 UNKNOWN_AGENT = {404: "The agent is not configured on this node."}
+# Refusals every route may give (runtime.node_doors).
+DOOR = {
+    403: "Refused at the door: an Origin header or a cross-site Sec-Fetch-Site (agents are"
+    " not browsers), a Host that is not loopback (DNS rebinding), another agent's socket,"
+    " or a node-wide route asked over TCP (served on node.sock only).",
+}
+AGENT_DOOR = {
+    401: "Over TCP: no, or not this agent's, 'Authorization: Bearer <token>' (one answer).",
+    **DOOR,
+}
+JSON_ONLY = {415: "A request body must be Content-Type: application/json."}
+TOKEN = [{"agentToken": []}]
 
 
 def node_document(
@@ -39,8 +53,11 @@ def node_document(
         "info": {
             "title": "Commander node: agent API",
             "version": VERSION,
-            "description": "Loopback endpoint of `commander-node`: agents in other processes "
-            "write, read and query their local cache. Writes answer after the local commit.",
+            "description": "The agent API of `commander-node`: agents in other processes "
+            "write, read and query their local cache. Writes answer after the local commit. "
+            "Served on a Unix socket per agent (`<socket_dir>/<agent_id>.sock`, no token: the "
+            "socket's mode decides who connects; node-wide routes on `node.sock`) and on "
+            "loopback TCP, where an agent's routes need its bearer token.",
         },
         "servers": [{"url": "http://127.0.0.1:8002", "description": "default --listen"}],
         "paths": {
@@ -53,11 +70,22 @@ def node_document(
             "/status": {"get": _status()},
             "/outbox/retry-failed": {"post": _retry_failed()},
             "/healthz": {"get": _healthz()},
-            "/metrics": {"get": metrics_operation()},
-            "/openapi.json": {"get": document_operation()},
+            "/metrics": {"get": _refused_at_the_door(metrics_operation())},
+            "/openapi.json": {"get": _refused_at_the_door(document_operation())},
         },
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(), "securitySchemes": _security()},
     }
+
+
+def _security() -> dict[str, Schema]:
+    about = "The agent's token (`commander-node agent-token AGENT_ID`), needed over TCP only."
+    return {"agentToken": {"type": "http", "scheme": "bearer", "description": about}}
+
+
+def _refused_at_the_door(operation: Schema) -> Schema:
+    """A shared operation (metrics, this document) with the node's door refusals added."""
+    refusals = error_responses({**DOOR, **JSON_ONLY})
+    return {**operation, "responses": {**operation["responses"], **refusals}}
 
 
 def _agent_param(agent_ids: Sequence[str]) -> Schema:
@@ -110,6 +138,7 @@ def _write(agent: Schema, max_body: int | None) -> Schema:
     return {
         "summary": "Write a message as this agent (answers after the local commit).",
         "parameters": [agent],
+        "security": TOKEN,
         "requestBody": {
             "required": True,
             **json_body(_write_body(), "The message.", {"content": {"title": "HOT lead"}}),
@@ -118,8 +147,11 @@ def _write(agent: Schema, max_body: int | None) -> Schema:
             "201": json_body(stored, "Committed locally.", {"status": "stored",
                                                            "msg_id": EXAMPLE_MSG_ID}),
             **error_responses({
-                400: "The body or a field breaks the envelope rule; the error names it.",
+                400: "The body or a field breaks the envelope rule (or names another agent as"
+                     " sender); the error names it.",
+                **AGENT_DOOR,
                 **UNKNOWN_AGENT,
+                **JSON_ONLY,
                 413: f"The body is over the node's limit{_bytes(max_body)}.",
                 503: "The agent's cache actor is restarting; retry.",
                 507: "The agent's cache is full of unsynced messages.",
@@ -137,10 +169,11 @@ def _read(agent: Schema) -> Schema:
     return {
         "summary": "Read one message: the local cache first, then the relay.",
         "parameters": [agent, msg_id],
+        "security": TOKEN,
         "responses": {
             "200": json_body(MESSAGE, "The message."),
-            **error_responses({400: "The msg_id is not an id.",
-                               404: "No such message, or the agent is unknown."}),
+            **error_responses({400: "The msg_id is not an id.", **AGENT_DOOR,
+                               404: "No such message, or the agent is unknown.", **JSON_ONLY}),
         },
     }  # fmt: skip
 
@@ -164,10 +197,11 @@ def _query(agent: Schema, max_limit: int | None) -> Schema:
     return {
         "summary": "Query this agent's local messages, oldest first.",
         "parameters": params,
+        "security": TOKEN,
         "responses": {
             "200": json_body(listing, "The matching messages."),
             **error_responses({400: "since is not a number or limit not an integer.",
-                               **UNKNOWN_AGENT}),
+                               **AGENT_DOOR, **UNKNOWN_AGENT, **JSON_ONLY}),
         },
     }  # fmt: skip
 
@@ -176,9 +210,10 @@ def _agent_status(agent: Schema) -> Schema:
     return {
         "summary": "This agent's cache and outbox figures.",
         "parameters": [agent],
+        "security": TOKEN,
         "responses": {
             "200": json_body({"$ref": "#/components/schemas/AgentFigures"}, "Figures."),
-            **error_responses(UNKNOWN_AGENT),
+            **error_responses({**AGENT_DOOR, **UNKNOWN_AGENT, **JSON_ONLY}),
         },
     }
 
@@ -193,7 +228,10 @@ def _status() -> Schema:
             "agents": {"type": "array", "items": {"$ref": "#/components/schemas/AgentFigures"}},
         },
     }
-    return {"summary": "Every agent's figures.", "responses": {"200": json_body(status, "OK")}}
+    return {
+        "summary": "Every agent's figures (on node.sock; 403 over TCP).",
+        "responses": {"200": json_body(status, "OK"), **error_responses({**DOOR, **JSON_ONLY})},
+    }
 
 
 def _retry_failed() -> Schema:
@@ -206,8 +244,12 @@ def _retry_failed() -> Schema:
         },
     }
     return {
-        "summary": "Move batches the relay rejected back to pending, for every agent.",
-        "responses": {"200": json_body(retried, "Batches moved back, per agent.")},
+        "summary": "Move batches the relay rejected back to pending, for every agent"
+        " (on node.sock; 403 over TCP).",
+        "responses": {
+            "200": json_body(retried, "Batches moved back, per agent."),
+            **error_responses({**DOOR, **JSON_ONLY}),
+        },
     }
 
 
@@ -230,5 +272,6 @@ def _healthz() -> Schema:
         "responses": {
             "200": json_body(health, "Healthy."),
             "503": json_body(health, "An actor is down."),
+            **error_responses({**DOOR, **JSON_ONLY}),
         },
     }

@@ -15,7 +15,7 @@ from relay_app.server import RelayServer
 from runtime.logsafe import LIMIT, quote
 from runtime.relay_client import RelayTarget
 from runtime.remote import RemoteReader
-from tests.contract.conftest import AGENT, NODE, NODE_HEADERS, Live, operator_cookie
+from tests.contract.conftest import AGENT, AGENT_HEADERS, NODE, NODE_HEADERS, Live, operator_cookie
 
 FORGED = "FORGED 2026-12-01 00:00:00 CRITICAL commander.node: all data lost"
 HOSTILE = f"evil\n{FORGED}\r\n{FORGED}\x1b[31m\x1b[2J" + "x" * 20_000
@@ -55,6 +55,7 @@ def test_quote_escapes_like_repr_and_cuts_at_the_limit() -> None:
 def _hostile_requests(live: Live) -> list[requests.Response]:
     relay, node, path_id = live.relay.url, live.node.url, urlquote(HOSTILE, safe="")
     cookie = {"Cookie": operator_cookie(relay)}
+    a1 = AGENT_HEADERS
     header_id = HOSTILE.replace("\n", "").replace("\r", "")[:4000]  # headers carry no CR/LF
     message = {"msg_id": HOSTILE, "timestamp": 1.8e9, "agent_id": HOSTILE, "node_id": NODE,
                "content": HOSTILE, HOSTILE[:300]: 1}  # fmt: skip
@@ -75,10 +76,11 @@ def _hostile_requests(live: Live) -> list[requests.Response]:
         ),
         requests.get(f"{relay}/messages/m/{path_id}", headers=cookie, timeout=30),
         requests.get(f"{relay}/messages", params={"q": HOSTILE[:2000]}, headers=cookie, timeout=30),
-        requests.get(f"{node}/agents/{AGENT}/messages/{path_id}", timeout=30),
-        requests.get(f"{node}/agents/{path_id}/status", timeout=30),
+        requests.get(f"{node}/agents/{AGENT}/messages/{path_id}", headers=a1, timeout=30),
+        requests.get(f"{node}/agents/{path_id}/status", headers=a1, timeout=30),
         requests.post(
             f"{node}/agents/{AGENT}/messages",
+            headers=a1,
             timeout=30,
             json={"content": HOSTILE, "task_id": HOSTILE, HOSTILE[:300]: 1},
         ),

@@ -24,7 +24,14 @@ from runtime.config import ClusterConfig, RelaySettings
 from runtime.node import Node, NodeOptions
 from runtime.node_http import create_node_app
 from runtime.openapi import node_document
-from tests.contract.conftest import AGENT, NODE, NODE_HEADERS, Live, operator_cookie
+from tests.contract.conftest import (
+    AGENT,
+    AGENT_HEADERS,
+    NODE,
+    NODE_HEADERS,
+    Live,
+    operator_cookie,
+)
 
 # Answered by relay_app.metrics.MetricsMiddleware in front of the Bottle app.
 MIDDLEWARE_ROUTES = {("GET", "/metrics")}
@@ -153,21 +160,28 @@ def test_real_answers_of_the_relay_match_the_document(live: Live) -> None:
 def test_real_answers_of_the_node_match_the_document(live: Live) -> None:
     url = live.node.url
     agent = f"{url}/agents/{AGENT}"
-    written = requests.post(agent + "/messages", json={"content": {"n": 1}}, timeout=30)
+    a1 = requests.Session()
+    a1.headers.update(AGENT_HEADERS)
+    written = a1.post(agent + "/messages", json={"content": {"n": 1}}, timeout=30)
     answers = [
         written,
-        requests.post(agent + "/messages", json={"content": 1, "task_id": "x" * 999}, timeout=30),
-        requests.post(f"{url}/agents/ghost/messages", json={"content": 1}, timeout=30),
-        requests.get(agent + "/messages/" + written.json()["msg_id"], timeout=30),
-        requests.get(agent + "/messages", params={"limit": "2"}, timeout=30),
-        requests.get(agent + "/messages", params={"since": "soon"}, timeout=30),
-        requests.get(agent + "/status", timeout=30),
-        requests.get(url + "/status", timeout=30),
-        requests.post(url + "/outbox/retry-failed", timeout=30),
+        a1.post(agent + "/messages", json={"content": 1, "task_id": "x" * 999}, timeout=30),
+        a1.post(agent + "/messages", json={"content": 1, "sender": "operator"}, timeout=30),
+        a1.post(agent + "/messages", data='{"content": 1}', timeout=30),  # no Content-Type
+        a1.post(f"{url}/agents/a2/messages", json={"content": 1}, timeout=30),
+        requests.post(agent + "/messages", json={"content": 1}, timeout=30),
+        a1.get(agent + "/messages/" + written.json()["msg_id"], timeout=30),
+        a1.get(agent + "/messages", params={"limit": "2"}, timeout=30),
+        a1.get(agent + "/messages", params={"since": "soon"}, timeout=30),
+        a1.get(agent + "/status", headers={"Origin": "null"}, timeout=30),
+        a1.get(agent + "/status", timeout=30),
+        a1.get(url + "/status", timeout=30),
+        a1.post(url + "/outbox/retry-failed", timeout=30),
         requests.get(url + "/healthz", timeout=30),
+        requests.get(url + "/healthz", headers={"Host": "rebound.example"}, timeout=30),
         requests.get(url + "/metrics", timeout=30),
     ]
-    assert [a.status_code for a in answers] == [201, 400, 404, 200, 200, 400, 200, 200, 200,
-                                                200, 200]  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 400, 400, 415, 401, 401, 200, 200, 400,
+                                                403, 200, 403, 403, 200, 403, 200]  # fmt: skip
     for answer in answers:
         _conforms(node_document(), answer)

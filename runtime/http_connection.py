@@ -127,6 +127,10 @@ class Connection(asyncio.Protocol):
         if pipe is not None:
             pipe.end("the client closed before the body ended")
             return False
+        if self.transport is not None and self.transport.get_extra_info("ssl_object"):
+            # A TLS close_notify ends the session both ways: asyncio closes anyway, and
+            # logs a warning for every True returned here.
+            return False
         return self.answering or bool(self.waiting)
 
     def pause_writing(self) -> None:

@@ -8,12 +8,14 @@ may still be on their way). A node writing for an agent of another node, or for 
 agent the topology does not name, gets 403 naming both.
 
 The table follows the agent files: the directory is looked at (one `stat` per file) at
-most once a second and re-read when a file was added, removed or changed, so an agent
-added to the cluster is accepted without restarting the relay. A directory that no
-longer parses keeps the previous table, with an error in the log; relay.yaml itself is
-read only at start. Without agent files (the embedded defaults) every write is refused,
-unless the relay was started with `--allow-any-agent` (tests and benchmarks), which it
-says in its log at start.
+most once a second, and re-read once a change has held still for a look (a copy of
+many files is not caught half done), so an agent added to the cluster is accepted
+within about two seconds, without restarting the relay. A directory that no longer
+parses, or holds no agent file at all, keeps the previous table, with an error in the
+log: a refusal sets messages aside on the node, so a broken deploy must not cause one.
+relay.yaml itself is read only at start. Without agent files (the embedded defaults)
+every write is refused, unless the relay was started with `--allow-any-agent` (tests
+and benchmarks), which it says in its log at start.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class AgentOwners:
         self._lock = threading.Lock()
         self._table = owner_table(config.agents)
         self._signature = signature(self._dir)
+        self._pending: Signature | None = None
         self._checked_at = clock()
 
     def owner(self, agent_id: str) -> str | None:
@@ -107,15 +110,22 @@ class AgentOwners:
             self._checked_at = now
             current = signature(self._dir)
             if current == self._signature:
+                self._pending = None
                 return
+            if current != self._pending:
+                self._pending = current  # applied at the next look if it holds still
+                return
+            self._pending = None
             self._signature = current
             self._reload(self._dir)
 
     def _reload(self, directory: Path) -> None:
         problems: list[ConfigProblem] = []
         agents = load_agents(directory, problems) if directory.is_dir() else ()
+        if not agents and not problems:
+            problems.append(ConfigProblem(str(directory), "(directory)", "agent files"))
         if problems:
-            # A file caught half-written fails too: keep what was known, say why once.
+            # Keep what was known (a refusal costs the node a set-aside), say why once.
             logger.error(
                 "agent files in %s do not load; keeping the previous table: %s",
                 quote(str(directory)),
@@ -141,7 +151,7 @@ def warn_about_agents(config: ClusterConfig) -> None:
         )
     else:
         logger.info(
-            "%d agents known from %s; an edit there is followed within a second",
+            "%d agents known from %s; an edit there is followed within about two seconds",
             len(config.agents),
             agents_dir_of(config),
         )

@@ -45,6 +45,7 @@ from bench._partition import Partition
 from bench._proc_stats import RssSampler
 from bench._procs import Daemon, start_node, start_relay
 from runtime.envelope import decode_content
+from runtime.unix_http import BASE_URL, unix_session
 
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
 RATE_PER_AGENT = 20.0
@@ -89,10 +90,10 @@ class SoakCluster:
             "WARNING",
         )
 
-    def node_url(self, node_id: str) -> str | None:
-        """The node's loopback URL, or None while it is down."""
+    def agent_socket(self, node_id: str, agent_id: str) -> str | None:
+        """The agent's socket on its node, or None while the node is down."""
         daemon = self.nodes[node_id]
-        return daemon.url if daemon is not None else None
+        return daemon.socket_path(agent_id) if daemon is not None else None
 
     def pid(self, node_id: str) -> int | None:
         """The node's pid, or None while it is down."""
@@ -134,18 +135,19 @@ class SoakCluster:
 
 def writer(cl: SoakCluster, agent_id: str, ledger: Ledger, stop: threading.Event) -> None:
     """One agent writing known ids and contents at RATE_PER_AGENT; acked only on a 201."""
-    session = requests.Session()
+    sessions: dict[str, requests.Session] = {}
     seq, due = 0, time.monotonic()
     while not stop.is_set():
         msg_id = f"soak-{agent_id}-{seq:07d}"
         content = {"agent": agent_id, "seq": seq, "check": f"{agent_id}:{seq * 7919 % 10007}"}
         with ledger.lock:
             ledger.attempted[msg_id] = content
-        url = cl.node_url(AGENTS[agent_id])
-        if url is not None:
+        path = cl.agent_socket(AGENTS[agent_id], agent_id)
+        if path is not None:
+            session = sessions.setdefault(path, unix_session(path))
             try:
                 response = session.post(
-                    f"{url}/agents/{agent_id}/messages",
+                    f"{BASE_URL}/agents/{agent_id}/messages",
                     json={"msg_id": msg_id, "content": content},
                     timeout=3,
                 )
@@ -157,7 +159,8 @@ def writer(cl: SoakCluster, agent_id: str, ledger: Ledger, stop: threading.Event
         seq += 1
         due += 1 / RATE_PER_AGENT
         stop.wait(max(0.0, due - time.monotonic()))
-    session.close()
+    for session in sessions.values():
+        session.close()
 
 
 def chaos(cl: SoakCluster, seconds: float, node_every: float, stop: threading.Event) -> None:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from relay_app.passwords import hash_password
-from runtime.client import NodeClient
+from runtime.client import NodeAdmin, NodeClient
 from runtime.config import load_config
 from runtime.errors import CommanderError
 from runtime.token_files import token_sha256
@@ -45,6 +46,8 @@ def env_ints(name: str, default: str, *, low: int = 0, high: int = 2**63) -> lis
 
 
 ROOT = Path("data/quickstart")
+# Where a node is: its TCP URL (metrics), its sockets (`unix:DIR`), its agents.
+NodeWhere = tuple[str, str, list[str]]
 RELAY_PORT = env_ints("COMMANDER_RELAY_PORT", "8001", low=1, high=65535)[0]
 REPORT_EVERY_S = 5.0
 # One port per node, in the order of their ids; a list, so that no port is guessed.
@@ -157,9 +160,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float
     raise SystemExit(f"{name} did not answer at {url}; see {ROOT / name}.log")
 
 
-def demo_agent(url: str, agent_id: str, stop: threading.Event, interval: float) -> None:
+def demo_agent(address: str, agent_id: str, stop: threading.Event, interval: float) -> None:
     """Write a demo report every few seconds, as an agent in its own process would."""
-    client = NodeClient(url, agent_id)
+    client = NodeClient(address, agent_id)
     rng = random.Random(agent_id)
     while not stop.wait(interval * rng.uniform(0.5, 1.5)):
         priority, content = rng.choice(REPORTS)
@@ -171,7 +174,7 @@ def demo_agent(url: str, agent_id: str, stop: threading.Event, interval: float) 
 
 
 def progress_line(
-    relay_url: str, node_urls: dict[str, tuple[str, list[str]]], relay_headers: dict[str, str]
+    relay_url: str, node_urls: dict[str, NodeWhere], relay_headers: dict[str, str]
 ) -> str:
     """One line on what was written where: per node, messages cached and not yet synced.
 
@@ -187,13 +190,13 @@ def progress_line(
         parts.extend(refusal_reasons(health))
     except (requests.RequestException, ValueError, KeyError):
         parts.append("relay: not answering")
-    for node_id, (url, _) in node_urls.items():
+    for node_id, (_, sockets, _) in node_urls.items():
         try:
-            agents = requests.get(f"{url}/status", timeout=2).json()["agents"]
+            agents = NodeAdmin(sockets, timeout=2).status()["agents"]
             written = sum(a["cache"]["message_count"] for a in agents)
             waiting = sum(a["cache"]["unsynced_count"] for a in agents)
             parts.append(f"{node_id}: {written} written, {waiting} not yet on the relay")
-        except (requests.RequestException, ValueError, KeyError, TypeError):
+        except (CommanderError, requests.RequestException, ValueError, KeyError, TypeError):
             parts.append(f"{node_id}: not answering")
     return "  " + " | ".join(parts)
 
@@ -228,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between demo reports")
     args = parser.parse_args(argv)
     ROOT.mkdir(parents=True, exist_ok=True)
+    # Sockets under /tmp: a checkout's path may be too long for one (107 bytes at most).
+    sockets = Path(tempfile.mkdtemp(prefix="commander-"))
     config_dir, tokens, password = prepare(Path(args.config))
     config = load_config(config_dir)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -241,14 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         procs.append(("relay", relay))
         relay_url = f"http://127.0.0.1:{RELAY_PORT}"
         wait_http(relay_url + "/healthz", relay, "relay")
-        node_urls = _start_nodes(config_dir, tokens, config, procs, relay_url)
+        node_urls = _start_nodes(config_dir, tokens, config, procs, (relay_url, sockets))
         _banner(relay_url, node_urls, password)
         headers = node_headers(tokens)
-        for url, agents in node_urls.values():
+        for _, sockets, agents in node_urls.values():
             for agent_id in agents:
-                threading.Thread(
-                    target=demo_agent, args=(url, agent_id, stop, args.interval), daemon=True
-                ).start()
+                where = (sockets, agent_id, stop, args.interval)
+                threading.Thread(target=demo_agent, args=where, daemon=True).start()
         last_report = time.monotonic()
         while not stop.wait(0.5):
             for name, proc in procs:
@@ -263,13 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop.set()
         _stop_all(procs)
+        shutil.rmtree(sockets, ignore_errors=True)
     return 0
 
 
 def _start_nodes(
-    config_dir: Path, tokens: dict[str, Path], config: Any, procs: list[Any], relay_url: str
-) -> dict[str, tuple[str, list[str]]]:
-    urls: dict[str, tuple[str, list[str]]] = {}
+    config_dir: Path, tokens: dict[str, Path], config: Any, procs: list[Any], to: tuple[str, Path]
+) -> dict[str, NodeWhere]:
+    """Start every node that has agents; `to` is the relay's URL and the sockets' root."""
+    relay_url, sockets = to
+    urls: dict[str, NodeWhere] = {}
     for offset, node_id in enumerate(sorted(tokens)):
         agents = [a.agent_id for a in config.agents_on(node_id)]
         if not agents:
@@ -292,22 +299,26 @@ def _start_nodes(
                 str(tokens[node_id]),
                 "--listen",
                 f"127.0.0.1:{port}",
+                "--socket-dir",
+                str(sockets / node_id),
             ],
             node_id,
         )
         procs.append((node_id, proc))
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", proc, node_id)
-        urls[node_id] = (url, agents)
+        urls[node_id] = (url, f"unix:{sockets / node_id}", agents)
     return urls
 
 
-def _banner(relay_url: str, node_urls: dict[str, tuple[str, list[str]]], password: str) -> None:
+def _banner(relay_url: str, node_urls: dict[str, NodeWhere], password: str) -> None:
     print("\nCommander storage is running (Ctrl-C stops it all).\n", flush=True)
     print(f"  Inbox:          {relay_url}/messages   (user: operator, password: {password})")
     print(f"  Relay metrics:  {relay_url}/metrics")
-    for node_id, (url, agents) in node_urls.items():
-        print(f"  Node {node_id}: {url}/metrics  {url}/status  agents: {', '.join(agents)}")
+    for node_id, (url, address, agents) in node_urls.items():
+        sockets = address.removeprefix("unix:")
+        print(f"  Node {node_id}: {url}/metrics  agents: {', '.join(agents)}")
+        print(f"    status:       commander-node status --socket-dir {sockets}")
     print(f"\n  Logs and data:  {ROOT}/\n", flush=True)
 
 

@@ -7,15 +7,16 @@ belongs to one node whether or not it is enabled (a disabled agent's earlier mes
 may still be on their way). A node writing for an agent of another node, or for an
 agent the topology does not name, gets 403 naming both.
 
-The table follows the agent files: the directory is looked at (one `stat` per file) at
-most once a second, and re-read once a change has held still for a look (a copy of
-many files is not caught half done), so an agent added to the cluster is accepted
-within about two seconds, without restarting the relay. A directory that no longer
-parses, or holds no agent file at all, keeps the previous table, with an error in the
-log: a refusal sets messages aside on the node, so a broken deploy must not cause one.
-relay.yaml itself is read only at start. Without agent files (the embedded defaults)
-every write is refused, unless the relay was started with `--allow-any-agent` (tests
-and benchmarks), which it says in its log at start.
+The table follows the agent files without a restart: the directory is looked at (one
+`stat` per file) at most once a second, and again before any refusal, so the first
+write of an agent added a moment ago is accepted, and it is re-read when a file was
+added, removed or changed. A refusal costs the node a set-aside, so a directory that
+no longer parses, or holds no agent file at all (a deploy half done), keeps the
+previous table, with an error in the log. relay.yaml itself is read only at start.
+
+Without agent files (the embedded defaults) every write is refused, unless the relay
+was started with `--allow-any-agent` (tests and benchmarks), which it says in its log
+at start.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class AgentOwners:
         self._lock = threading.Lock()
         self._table = owner_table(config.agents)
         self._signature = signature(self._dir)
-        self._pending: Signature | None = None
         self._checked_at = clock()
 
     def owner(self, agent_id: str) -> str | None:
@@ -90,6 +90,10 @@ class AgentOwners:
         owner = self.owner(agent_id)
         if owner == node_id:
             return
+        self._maybe_reload(force=True)  # the table may be up to a second old: look now
+        owner = self._table.get(agent_id)
+        if owner == node_id:
+            return
         if owner is None:
             raise Forbidden(
                 f"{where} is {agent_id!r}, an agent the relay's topology does not name; "
@@ -100,24 +104,20 @@ class AgentOwners:
             f"node {node_id!r} may write only for its own agents"
         )
 
-    def _maybe_reload(self) -> None:
-        if self._dir is None or self._clock() - self._checked_at < RECHECK_SECONDS:
+    def _maybe_reload(self, *, force: bool = False) -> None:
+        if self._dir is None or not (force or self._due()):
             return
         with self._lock:
-            now = self._clock()
-            if now - self._checked_at < RECHECK_SECONDS:
+            if not (force or self._due()):
                 return
-            self._checked_at = now
+            self._checked_at = self._clock()
             current = signature(self._dir)
-            if current == self._signature:
-                self._pending = None
-                return
-            if current != self._pending:
-                self._pending = current  # applied at the next look if it holds still
-                return
-            self._pending = None
-            self._signature = current
-            self._reload(self._dir)
+            if current != self._signature:
+                self._signature = current
+                self._reload(self._dir)
+
+    def _due(self) -> bool:
+        return self._clock() - self._checked_at >= RECHECK_SECONDS
 
     def _reload(self, directory: Path) -> None:
         problems: list[ConfigProblem] = []
@@ -151,7 +151,7 @@ def warn_about_agents(config: ClusterConfig) -> None:
         )
     else:
         logger.info(
-            "%d agents known from %s; an edit there is followed within about two seconds",
+            "%d agents known from %s; an edit there is followed without a restart",
             len(config.agents),
             agents_dir_of(config),
         )

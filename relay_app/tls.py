@@ -90,6 +90,8 @@ def issue(
     """Sign a server certificate `<name>.pem` for `hosts` with the CA in `directory`."""
     if not hosts:
         raise TlsFileError("give at least one --host (a name or an IP address the nodes use)")
+    if name == CA_CERT.removesuffix(".pem"):
+        raise TlsFileError(f"NAME {name!r} would replace the CA's own files: choose another")
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
     _refuse_existing([cert_path, key_path], force)
     gid = _group_id(group)

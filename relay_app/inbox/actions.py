@@ -1,13 +1,15 @@
 """The inbox's actions: Acknowledge, Execute, Archive (and Restore from the archive).
 
 All are idempotent. Acknowledge moves unread to acknowledged; Archive moves anything to
-archived; Restore moves archived back to acknowledged; each records who did it and when
-(the audit trail, `inbox_audit`) for every message it changed. Execute stores one follow-up task
+archived; Restore moves archived back to acknowledged. Execute stores one follow-up task
 message per report, addressed to the agent that sent it (`recipient` = its agent_id, so
 `GET /query/messages?recipient=<agent>` finds it), through the IngestActor like any
 message. Its msg_id is derived from the report's, so executing twice stores it once, and
-only a newly stored follow-up is posted to relay.execute_webhook; the report's trail
-names the follow-up and the operator, the follow-up's names the report.
+only a newly stored follow-up is posted to relay.execute_webhook.
+
+Each action records who did it and when for every message it changed (the audit trail,
+`inbox_audit`); a repeat that changes nothing records nothing. An execute's entry on the
+report names the follow-up, and the follow-up gets a `follow_up` entry naming the report.
 """
 
 from __future__ import annotations

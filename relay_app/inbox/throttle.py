@@ -69,7 +69,9 @@ class LoginThrottle:
         with self._lock:
             now = self._clock()
             entry = self._entry(key, now)
-            wait = entry.last + self.delay(entry.failures) - now if entry else 0.0
+            delay = self.delay(entry.failures) if entry else 0.0
+            # At most `delay`: a clock stepped back must not lengthen a lock-out.
+            wait = min(delay, entry.last + delay - now) if entry else 0.0
             if wait > 0:
                 return wait
             self._refill(now)

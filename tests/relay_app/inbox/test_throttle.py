@@ -101,3 +101,11 @@ def test_ipv6_addresses_count_per_64() -> None:
     throttle = LoginThrottle(clock=clock)
     fail(throttle, "2001:db8::1", 5)
     assert throttle.admit("2001:db8::ffff:2") > 0
+
+
+def test_a_clock_stepped_back_does_not_lengthen_a_lock_out() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    fail(throttle, "192.0.2.1", 5)
+    clock.now -= 3600
+    assert throttle.admit("192.0.2.1") == pytest.approx(1.0)

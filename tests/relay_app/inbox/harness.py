@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,6 +173,7 @@ def start_relay(
     password_hash: str | None = PASSWORD_HASH,
     free_bytes: Callable[[], int] | None = None,
     trusted_proxies: tuple[str, ...] = (),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Relay:
     """Start store, IngestActor, app (with the inbox) and server on 127.0.0.1."""
     nodes = tuple(
@@ -197,5 +199,5 @@ def start_relay(
     clock = Clock()
     inbox = install_inbox(app, store, config, ingest, free_bytes=probe)
     inbox.clock = clock
-    http = serve_in_thread(app, "127.0.0.1", 0, name="test-relay")
+    http = serve_in_thread(app, "127.0.0.1", 0, name="test-relay", ssl_context=ssl_context)
     return Relay(http.url, store, ingest, app, inbox, http, clock)

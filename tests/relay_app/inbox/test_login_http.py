@@ -10,6 +10,8 @@ import pytest
 import requests
 
 from relay_app.inbox.throttle import LoginThrottle, ThrottlePolicy
+from relay_app.tls import init_ca, issue
+from runtime.tls import load_server_context
 from tests.relay_app.inbox.harness import OPERATOR, PASSWORD, PASSWORD_HASH, Relay, start_relay
 
 
@@ -136,3 +138,23 @@ def test_redirects_stay_relative_whatever_host_a_client_forwards(inbox_relay: Re
         inbox_relay.url + "/messages/logout", headers=forged, allow_redirects=False, timeout=10
     )
     assert logout.headers["Location"] == "/messages/login"
+
+
+def test_the_cookie_is_secure_over_tls_to_the_relay_itself(tmp_path: Path) -> None:
+    init_ca(tmp_path / "tls")
+    issue(tmp_path / "tls", "relay", ["127.0.0.1"])
+    context = load_server_context(tmp_path / "tls/relay.pem", tmp_path / "tls/relay.key", "test")
+    relay = start_relay(tmp_path / "relay", ssl_context=context)
+    try:
+        assert relay.url.startswith("https://")
+        answer = requests.post(
+            relay.url + "/messages/login",
+            data={"user": OPERATOR, "password": PASSWORD},
+            allow_redirects=False,
+            verify=str(tmp_path / "tls/ca.pem"),
+            timeout=20,
+        )
+        assert answer.status_code == 303
+        assert "; Secure" in answer.headers["Set-Cookie"]
+    finally:
+        relay.stop()

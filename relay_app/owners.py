@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from relay_app.errors import Forbidden
+from relay_app.refusals import REFUSALS
 from runtime.config import AgentConfig, ClusterConfig, load_agents
 from runtime.errors import ConfigError, ConfigProblem
 from runtime.logsafe import quote
@@ -94,6 +95,13 @@ class AgentOwners:
         owner = self._table.get(agent_id)
         if owner == node_id:
             return
+        # A stolen token, or topologies that differ: either way the operator should know.
+        REFUSALS.warning(
+            "node %s refused (403): writes for agent %s, which the topology gives %s",
+            quote(node_id),
+            quote(agent_id),
+            quote(owner) if owner else "no node",
+        )
         if owner is None:
             raise Forbidden(
                 f"{where} is {agent_id!r}, an agent the relay's topology does not name; "

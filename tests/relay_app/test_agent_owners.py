@@ -55,7 +55,7 @@ def upload(client: NodeClient, agent_id: str) -> requests.Response:
     [("agent-b1", "an agent of node 'node-b'"), ("ghost", "the relay's topology does not name")],
 )
 def test_a_node_cannot_write_for_another_nodes_agent_or_one_that_exists_nowhere(
-    node_a: NodeClient, tmp_path: Path, agent_id: str, said: str
+    relay_process: Daemon, node_a: NodeClient, tmp_path: Path, agent_id: str, said: str
 ) -> None:
     own = message()
     refused = [
@@ -73,6 +73,8 @@ def test_a_node_cannot_write_for_another_nodes_agent_or_one_that_exists_nowhere(
     assert "messages[1].agent_id" in refused[1].json()["error"]
     assert row_counts(tmp_path / "data") == NOTHING  # not even the batch's own message
 
+    log = relay_process.log_path.read_text()
+    assert f"node 'node-a' refused (403): writes for agent {agent_id!r}" in log
     assert node_a.send(own).status_code == 200
     assert node_a.post("/sync/status", json=status("agent-1", "agent-2")).status_code == 200
     assert upload(node_a, "agent-2").status_code == 200

@@ -18,7 +18,7 @@ UNITS = {name: REPO / f"systemd/commander-{name}.service" for name in ("node", "
 
 EXEC_START = {
     "node": "/opt/commander/.venv/bin/commander-node --config /etc/commander --node-id %H"
-    " --data-dir /var/lib/commander-node",
+    " --data-dir /var/lib/commander-node --socket-dir /run/commander-node",
     "relay": "/opt/commander/.venv/bin/commander-relay serve --config /etc/commander/relay.yaml",
 }
 

@@ -9,6 +9,10 @@ at most `hash_burst` saved up): guesses spread over many addresses still cost th
 at most that many scrypt hashes a second. A refused attempt costs no hash and no sleep:
 the caller answers 429 with the returned wait at once.
 
+An address the operator logged in from lately (the last `known_addresses`, for
+`known_for_s`) skips the global budget, so guessers who spend it all from elsewhere do not
+lock the operator out; it still has its own backoff like any address.
+
 The table keeps at most `max_addresses` addresses (the least recently seen go first);
 IPv6 addresses count per /64, the block one subscriber usually holds.
 """
@@ -40,6 +44,8 @@ class ThrottlePolicy:
     # of a core, whoever asks; the one operator never logs in that often.
     hashes_per_s: float = 5.0
     hash_burst: float = 10.0
+    known_addresses: int = 16
+    known_for_s: float = 30 * 86400
 
 
 @dataclass
@@ -59,6 +65,7 @@ class LoginThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._addresses: OrderedDict[str, _Entry] = OrderedDict()
+        self._known: OrderedDict[str, float] = OrderedDict()  # address -> last login
         self._tokens = self.policy.hash_burst
         self._refilled = clock()
 
@@ -74,10 +81,11 @@ class LoginThrottle:
             wait = min(delay, entry.last + delay - now) if entry else 0.0
             if wait > 0:
                 return wait
-            self._refill(now)
-            if self._tokens < 1.0:
-                return (1.0 - self._tokens) / self.policy.hashes_per_s
-            self._tokens -= 1.0
+            if not self._is_known(key, now):
+                self._refill(now)
+                if self._tokens < 1.0:
+                    return (1.0 - self._tokens) / self.policy.hashes_per_s
+                self._tokens -= 1.0
             entry = entry or _Entry(0, now)
             entry.failures += 1
             entry.last = now
@@ -91,17 +99,24 @@ class LoginThrottle:
             return entry.failures if entry else 0
 
     def succeeded(self, address: str) -> None:
-        """A right password: the address starts over."""
+        """A right password: the address starts over, and skips the budget from now on."""
+        key = bucket_of(address)
         with self._lock:
-            self._addresses.pop(bucket_of(address), None)
+            self._addresses.pop(key, None)
+            self._known[key] = self._clock()
+            self._known.move_to_end(key)
+            while len(self._known) > self.policy.known_addresses:
+                self._known.popitem(last=False)
 
     def refund(self, address: str) -> None:
         """An admitted attempt that never hashed (the hasher was busy): give both back."""
+        key = bucket_of(address)
         with self._lock:
-            entry = self._addresses.get(bucket_of(address))
+            entry = self._addresses.get(key)
             if entry is not None and entry.failures > 0:
                 entry.failures -= 1
-            self._tokens = min(self.policy.hash_burst, self._tokens + 1.0)
+            if not self._is_known(key, self._clock()):
+                self._tokens = min(self.policy.hash_burst, self._tokens + 1.0)
 
     def delay(self, failures: int) -> float:
         """The wait after `failures` failures in a row."""
@@ -114,6 +129,10 @@ class LoginThrottle:
     def __len__(self) -> int:
         """Addresses on record."""
         return len(self._addresses)
+
+    def _is_known(self, key: str, now: float) -> bool:
+        since = self._known.get(key)
+        return since is not None and 0 <= now - since <= self.policy.known_for_s
 
     def _entry(self, key: str, now: float) -> _Entry | None:
         entry = self._addresses.get(key)

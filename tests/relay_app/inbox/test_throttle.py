@@ -109,3 +109,21 @@ def test_a_clock_stepped_back_does_not_lengthen_a_lock_out() -> None:
     fail(throttle, "192.0.2.1", 5)
     clock.now -= 3600
     assert throttle.admit("192.0.2.1") == pytest.approx(1.0)
+
+
+def test_the_operators_address_skips_a_budget_spent_by_others_but_keeps_its_backoff() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(ThrottlePolicy(hashes_per_s=0.001, hash_burst=3), clock)
+
+    def spend_budget() -> None:
+        while throttle.admit(f"198.51.100.{int(clock.now) % 250}") == 0.0:
+            clock.now += 1.0  # a new guesser address each time
+
+    assert throttle.admit("192.0.2.1") == 0.0
+    throttle.succeeded("192.0.2.1")
+    spend_budget()
+    fail(throttle, "192.0.2.1", 5)  # the operator's address still gets in...
+    assert throttle.admit("192.0.2.1") == pytest.approx(1.0)  # ...within its own backoff
+    clock.now += ThrottlePolicy().known_for_s + 10
+    spend_budget()
+    assert throttle.admit("192.0.2.1") > 100  # a month later it is a stranger again

@@ -43,7 +43,7 @@ class AgentTokens:
         """Read the file now (a broken file is a ConfigError; a missing one is empty)."""
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._hashes: Mapping[str, str] = {}
         self._reload(strict=True)
 
@@ -66,7 +66,9 @@ class AgentTokens:
             return
         try:
             info = os.stat(self.path)
-            stamp: tuple[float, int] | None = (info.st_mtime, info.st_size)
+            # The inode too: `agent-token` replaces the file, and a rotated hash has the
+            # same size and may land within the same mtime tick.
+            stamp: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
         except OSError:
             stamp = None
         if stamp == self._stamp:

@@ -296,3 +296,25 @@ def test_a_write_from_another_unix_user_is_refused(tmp_path: Path, other_user: s
         daemon.terminate()
         with contextlib.suppress(OSError):
             shutil.rmtree(sockets)
+
+
+def test_agent_token_makes_a_private_token_the_running_node_takes(node: Daemon) -> None:
+    config = Path(node.args[node.args.index("--config") + 1])
+    token_file = config.parent / "a2.token"
+    command = [sys.executable, "-m", "runtime.daemon", "agent-token", "a2", "--config",
+               str(config), "--token-file", str(token_file)]  # fmt: skip
+    made = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert subprocess.run(command, cwd=REPO, capture_output=True, check=False).returncode == 1
+    client = NodeClient(node.url, "a2", token=token_file.read_text().strip())
+    assert client.write("with a fresh token, no restart")
+    old = requests.post(f"{node.url}/agents/a2/messages", json={"content": 1}, timeout=10,
+                        headers={"Authorization": f"Bearer {TOKENS['a2']}"})  # fmt: skip
+    assert old.status_code == 401  # the token it replaced
+    status = subprocess.run(
+        [sys.executable, "-m", "runtime.daemon", "status", "--socket-dir",
+         node.sockets.removeprefix("unix:")], cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert '"node_id": "node-a"' in status.stdout

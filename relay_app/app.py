@@ -28,6 +28,7 @@ from relay_app.http import (
     relay_errors,
 )
 from relay_app.inbox import install_inbox
+from relay_app.inbox.forwarded import Proxies
 from relay_app.ingest import Ingest
 from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
@@ -55,6 +56,7 @@ class _Relay:
         self.settings = config.relay
         self.data_dir = Path(config.relay.data_dir)
         self.tokens = TokenBook(config)
+        self.proxies = Proxies(config.relay.trusted_proxies)  # who the client is, for the log
         self.owners = AgentOwners(config)
         self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
         # Set when SQLite last reported the database full, cleared by the next commit.
@@ -63,7 +65,11 @@ class _Relay:
     def node(self) -> str:
         """Authenticate the request; return its node id."""
         environ = bottle.request.environ
-        return self.tokens.authenticate(environ.get(NODE_HEADER), environ.get("HTTP_AUTHORIZATION"))
+        return self.tokens.authenticate(
+            environ.get(NODE_HEADER),
+            environ.get("HTTP_AUTHORIZATION"),
+            peer=self.proxies.client(environ),
+        )
 
     def insider(self) -> bool:
         """Whether the request carries a valid node token or the metrics token."""

@@ -84,31 +84,36 @@ class TokenBook:
         """The node ids that currently have a token."""
         return sorted(self._hashes)
 
-    def authenticate(self, node_id: str | None, authorization: str | None) -> str:
+    def authenticate(
+        self, node_id: str | None, authorization: str | None, peer: str = "unknown"
+    ) -> str:
         """Return the node id if its bearer token matches; raise Unauthorized otherwise.
 
         Every failure answers the same `UNAUTHORIZED` text, so that a stranger cannot
-        tell a node id that exists from one that does not; the log says which it was.
+        tell a node id that exists from one that does not; the log says which it was,
+        and `peer`, the client's address.
         """
         if not node_id:
-            raise _refused("no X-Commander-Node header", node_id)
+            raise _refused("no X-Commander-Node header", node_id, peer)
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _refused("no 'Authorization: Bearer <token>' header", node_id)
+            raise _refused("no 'Authorization: Bearer <token>' header", node_id, peer)
         self._reload(strict=False)
         expected = self._hashes.get(node_id)
         # Header values arrive as latin-1 text in WSGI; hash the bytes the node sent.
         actual = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
         matches = hmac.compare_digest(actual, expected or _DUMMY_HASH)
         if expected is None:
-            raise _refused("a node with no token on this relay", node_id)
+            raise _refused("a node with no token on this relay", node_id, peer)
         if not matches:
-            raise _refused("a wrong token", node_id)
+            raise _refused("a wrong token", node_id, peer)
         return node_id
 
 
-def _refused(reason: str, node_id: str | None) -> Unauthorized:
+def _refused(reason: str, node_id: str | None, peer: str) -> Unauthorized:
     """The one 401 every failed token gets; the reason goes to the log only."""
-    REFUSALS.warning("node request refused (401): %s, node %s", reason, quote(node_id or ""))
+    REFUSALS.warning(
+        "node request from %s refused (401): %s, node %s", peer, reason, quote(node_id or "")
+    )
     return Unauthorized(UNAUTHORIZED)

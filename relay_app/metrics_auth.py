@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from relay_app.inbox.forwarded import Proxies
 from relay_app.refusals import REFUSALS
 from runtime.config import RelaySettings
 
@@ -69,6 +70,7 @@ class MetricsGate:
         """Guard `app`'s /metrics with `settings.metrics_token_sha256` (no-op when unset)."""
         self.app = app
         self.settings = settings
+        self.proxies = Proxies(settings.trusted_proxies)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -82,7 +84,7 @@ class MetricsGate:
         REFUSALS.warning(
             "/metrics refused (401): %s token from %s",
             "a wrong" if environ.get("HTTP_AUTHORIZATION") else "no",
-            environ.get("REMOTE_ADDR", "?"),
+            self.proxies.client(environ),
         )
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
         headers += [("WWW-Authenticate", challenge) for challenge in CHALLENGES]

@@ -94,7 +94,7 @@ def test_every_failed_node_token_gets_the_same_401_and_the_log_tells_them_apart(
     assert {a.status_code for a in answers.values()} == {401}
     assert {a.content for a in answers.values()} == {b'{"error":"%s"}' % UNAUTHORIZED.encode()}
     log = relay.log_path.read_text()
-    assert "no X-Commander-Node header" in log
+    assert "node request from 127.0.0.1 refused (401): no X-Commander-Node header" in log
     assert "a node with no token on this relay, node 'node-zz'" in log
     assert "a wrong token, node 'node-a'" in log
     assert "n" * 300 not in log  # cut: a client does not choose how much the relay logs

@@ -22,7 +22,8 @@ from relay_app.refusals import REFUSALS
 from runtime.config import ClusterConfig
 from runtime.errors import ConfigError
 from runtime.logsafe import quote
-from runtime.token_files import read_sha256_table, token_sha256  # noqa: F401 - re-exported
+from runtime.token_files import read_sha256_table
+from runtime.token_files import token_sha256 as token_sha256  # noqa: PLC0414 - re-exported
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ AGENT_DOOR = {
     **DOOR,
 }
 JSON_ONLY = {415: "A request body must be Content-Type: application/json."}
-TOKEN = [{"agentToken": []}]
+TOKEN: list[dict[str, list[str]]] = [{"agentToken": []}]
 
 
 def node_document(

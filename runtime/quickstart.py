@@ -249,9 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_urls = _start_nodes(config_dir, tokens, config, procs, (relay_url, sockets))
         _banner(relay_url, node_urls, password)
         headers = node_headers(tokens)
-        for _, sockets, agents in node_urls.values():
+        for _, address, agents in node_urls.values():
             for agent_id in agents:
-                where = (sockets, agent_id, stop, args.interval)
+                where = (address, agent_id, stop, args.interval)
                 threading.Thread(target=demo_agent, args=where, daemon=True).start()
         last_report = time.monotonic()
         while not stop.wait(0.5):

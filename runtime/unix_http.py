@@ -41,7 +41,7 @@ class _UnixConnection(HTTPConnection):
 class _UnixPool(HTTPConnectionPool):
     def __init__(self, socket_path: str, **kwargs: Any) -> None:
         super().__init__("localhost", **kwargs)
-        self.ConnectionCls = type(  # type: ignore[misc]
+        self.ConnectionCls = type(
             "BoundUnixConnection", (_UnixConnection,), {"socket_path": socket_path}
         )
 

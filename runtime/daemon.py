@@ -5,7 +5,8 @@ Also `commander-node agent-token|status|retry-failed ...` (runtime.node_cli).
 Start-up order: config, node actors, HTTP endpoint, READY=1. Shutdown (SIGTERM,
 SIGINT or the supervisor giving up) runs it backwards: STOPPING=1, stop taking
 writes, one last upload attempt, actors stopped in reverse order, databases
-closed. Exit 0 on a requested stop, 1 when the supervisor gave up, 2 on bad config.
+closed. Exit 0 on a requested stop, 1 when the supervisor gave up or the port is taken,
+2 on bad config or a socket path the node cannot use.
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ def run(node: Node, args: argparse.Namespace, plan: DoorPlan) -> int:
     except (OSError, ValueError) as exc:
         print(f"commander-node: cannot listen: {exc}", file=sys.stderr)
         node.stop()
-        return 2
+        # A socket file in the way (not a socket, or another node's) is the operator's to
+        # fix (2: no restart); a port still taken may free itself (1: systemd retries).
+        return 2 if isinstance(exc, ValueError) else 1
     watchdog = notify.Watchdog(node.healthy)
     try:
         watchdog.start()

@@ -144,8 +144,8 @@ def _scope_refusal(
         if agent_id == door.agent_id:
             return None
         return 403, f"this socket serves agent {door.agent_id!r} only"
-    assert door.tokens is not None
-    if door.tokens.check(agent_id or "", environ.get("HTTP_AUTHORIZATION")):
+    tokens = door.tokens
+    if tokens is not None and tokens.check(agent_id or "", environ.get("HTTP_AUTHORIZATION")):
         return None
     return 401, UNAUTHORIZED
 

@@ -1,6 +1,7 @@
 """`commander-node agent-token | status | retry-failed`: the node's small admin commands.
 
-    commander-node agent-token AGENT_ID --token-file F [--config DIR | --hashes-file H] [--force]
+    commander-node agent-token AGENT_ID --token-file F [--owner USER]
+                               [--config DIR | --hashes-file H] [--force]
     commander-node status [--socket-dir D]
     commander-node retry-failed [--socket-dir D]
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--config", default="config", help="config directory (default ./config)")
     token.add_argument("--hashes-file", help="default <config>/secrets/agent-token-hashes.yaml")
     token.add_argument("--force", action="store_true", help="replace an existing token file")
+    token.add_argument("--owner", help="Unix user the token file is given to (the agent's)")
     token.set_defaults(run=_agent_token)
     for name, run in (("status", _status), ("retry-failed", _retry_failed)):
         command = sub.add_parser(name, help=f"{name} through node.sock")
@@ -68,18 +72,32 @@ def _agent_token(args: argparse.Namespace) -> int:
     if not ID_RE.match(args.agent_id):
         print("commander-node: AGENT_ID: letters, digits, '._:-' only", file=sys.stderr)
         return 2
+    if args.owner and not _user_exists(args.owner):
+        print(f"commander-node: --owner {args.owner}: no such user", file=sys.stderr)
+        return 2
     token_file = Path(args.token_file)
     if token_file.exists() and not args.force:
         print(f"commander-node: {token_file} exists; --force replaces it", file=sys.stderr)
         return 1
     hashes_file = Path(args.hashes_file) if args.hashes_file else agent_hashes_path(args.config)
     hashes = read_sha256_table(hashes_file, "agent_id") if hashes_file.exists() else {}
+    owner = pwd.getpwnam(args.owner) if args.owner else None
     token = new_token()
     write_private(token_file, token)
+    if owner is not None:  # run as root: the agent's user reads it, nobody else
+        os.chown(token_file, owner.pw_uid, owner.pw_gid)
     hashes[args.agent_id] = token_sha256(token)
     write_sha256_table(hashes_file, hashes)
     print(f"agent {args.agent_id}: token written to {token_file}, its sha256 to {hashes_file}")
     return 0
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -318,3 +318,19 @@ def test_agent_token_makes_a_private_token_the_running_node_takes(node: Daemon) 
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert '"node_id": "node-a"' in status.stdout
+
+
+def test_agent_token_gives_the_token_file_to_the_agents_user(
+    tmp_path: Path, other_user: str
+) -> None:
+    token_file = tmp_path / "t"
+    command = [sys.executable, "-m", "runtime.daemon", "agent-token", "a1", "--config",
+               str(tmp_path / "config"), "--token-file", str(token_file), "--owner"]  # fmt: skip
+    made = subprocess.run([*command, other_user], cwd=REPO, capture_output=True, check=False)
+    assert made.returncode == 0, made.stderr
+    assert token_file.stat().st_uid == pwd.getpwnam(other_user).pw_uid
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    unknown = subprocess.run([*command, "no-such-user-here"], cwd=REPO, capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert unknown.returncode == 2
+    assert "no such user" in unknown.stderr

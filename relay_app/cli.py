@@ -30,7 +30,7 @@ from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
-from relay_app.tls_cli import add_tls_commands
+from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime import notify
 from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
 from runtime.errors import ConfigError, ConfigProblem
@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     _warn_if_no_tokens(config)
     warn_about_agents(config)
     warn_if_metrics_open(config.relay, host)
+    warn_about_tls(config, host)
     stop = threading.Event()
     install_signal_handlers(stop.set)
     relay = RelayServer(config, host=host, port=port)

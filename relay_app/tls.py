@@ -223,3 +223,20 @@ def _write(path: Path, data: bytes, mode: int, gid: int | None = None) -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def certificate_days_left(path: Path) -> tuple[str, int]:
+    """The hosts a certificate names and the whole days it has left (negative: expired)."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        hosts = ", ".join(
+            str(v)
+            for v in [
+                *sans.get_values_for_type(x509.DNSName),
+                *sans.get_values_for_type(x509.IPAddress),
+            ]
+        )
+    except x509.ExtensionNotFound:
+        hosts = cert.subject.rfc4514_string()
+    return hosts, (cert.not_valid_after_utc - _now()).days

@@ -1,5 +1,7 @@
 """`commander-relay tls init` and `tls issue`: the private CA's commands, and what they print.
 
+Also what `serve` says about TLS at start-up (`warn_about_tls`).
+
 commander-relay tls init --dir DIR [--force]
 commander-relay tls issue NAME --dir DIR --host HOST [--host HOST ...]
                           [--group GROUP] [--force]
@@ -8,12 +10,20 @@ commander-relay tls issue NAME --dir DIR --host HOST [--host HOST ...]
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from relay_app.tls import Issued, TlsFileError, init_ca, issue
-from runtime.config import ID_RE
+from relay_app.tls import Issued, TlsFileError, certificate_days_left, init_ca, issue
+from runtime.config import ID_RE, ClusterConfig
+from runtime.tls import config_relative
+
+logger = logging.getLogger("commander-relay")
+
+# A certificate with fewer days left is said at every start.
+RENEW_DAYS = 30
 
 
 def add_tls_commands(sub: Any) -> None:
@@ -82,3 +92,35 @@ def _fail(exc: Exception) -> int:
     else:
         print(f"commander-relay: {exc}", file=sys.stderr)
     return 1
+
+
+def warn_about_tls(config: ClusterConfig, host: str) -> None:
+    """At start-up: plain HTTP beyond loopback is said; a certificate near its end is too."""
+    cert = config.relay.tls_cert_file
+    if cert is None:
+        if not _loopback(host):
+            logger.warning(
+                "serving plain HTTP on %s: node tokens, the operator's password and session"
+                " cross the network in clear; `commander-relay tls init` makes a CA for HTTPS",
+                host,
+            )
+        return
+    try:
+        hosts, days = certificate_days_left(config_relative(config, cert))
+    except (OSError, ValueError):  # already loaded by the server: only the summary failed
+        return
+    if days < RENEW_DAYS:
+        logger.warning(
+            "the relay's certificate (%s) %s: `commander-relay tls issue --force` makes a new one",
+            hosts,
+            f"expired {-days} days ago" if days < 0 else f"expires in {days} days",
+        )
+    else:
+        logger.info("HTTPS with a certificate for %s, valid %d more days", hosts, days)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

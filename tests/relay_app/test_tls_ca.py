@@ -20,6 +20,8 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from relay_app.cli import load_relay_config
+from relay_app.tls_cli import warn_about_tls
 from runtime.cli import check_config_main
 from runtime.tls import load_server_context
 from tests.relay_app.helpers import write_config
@@ -177,6 +179,17 @@ def test_a_certificate_without_its_key_is_a_config_problem(ca: Path, tmp_path: P
     assert "relay.tls_key_file" in err
     assert "Traceback" not in err
     assert check_config_main([str(config.parent)]) == 1
+
+
+def test_serving_plain_http_beyond_loopback_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_relay_config(str(write_config(tmp_path / "config")))
+    warn_about_tls(config, "127.0.0.1")
+    assert not caplog.records
+    warn_about_tls(config, "0.0.0.0")
+    assert "plain HTTP on 0.0.0.0" in caplog.text
+    assert "tls init" in caplog.text
 
 
 def test_check_config_accepts_a_working_tls_setup(

@@ -64,6 +64,7 @@ def log_of(relay: Daemon) -> str:
 
 def test_the_relay_speaks_https_only(relay: Daemon, ca: Path) -> None:
     assert relay.url.startswith("https://127.0.0.1:")
+    assert "HTTPS with a certificate for 127.0.0.1, valid 82" in log_of(relay)
     assert healthz_seconds(relay, ca) < 2.0
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(relay.url + "/healthz", timeout=5)  # the system store knows no such CA

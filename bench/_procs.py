@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-LISTEN_RE = re.compile(r"listening on (http://\S+)")
+LISTEN_RE = re.compile(r"listening on (https?://\S+)")
 # A node also says where its agent sockets are (runtime.daemon).
 SOCKETS_RE = re.compile(r"agent sockets in (unix:\S+)")
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ class Daemon:
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) of the daemon's URL, for raw sockets."""
-        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        host, _, port = self.url.split("://", 1)[1].rpartition(":")
         return host, int(port)
 
     @property

@@ -86,13 +86,19 @@ def issue(
     *,
     force: bool = False,
     group: str | None = None,
+    key_file: Path | None = None,
 ) -> Issued:
-    """Sign a server certificate `<name>.pem` for `hosts` with the CA in `directory`."""
+    """Sign a server certificate `<name>.pem` for `hosts` with the CA in `directory`.
+
+    Its key goes to `key_file` (default `<name>.key` beside it), e.g. a secrets directory.
+    """
     if not hosts:
         raise TlsFileError("give at least one --host (a name or an IP address the nodes use)")
     if name == CA_CERT.removesuffix(".pem"):
         raise TlsFileError(f"NAME {name!r} would replace the CA's own files: choose another")
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path, key_path = directory / f"{name}.pem", key_file or directory / f"{name}.key"
+    if key_path.name in (CA_CERT, CA_KEY) and key_path.parent == directory:
+        raise TlsFileError(f"{key_path} would replace the CA's own file: choose another")
     _refuse_existing([cert_path, key_path], force)
     gid = _group_id(group)
     ca_cert, ca_key = _load_ca(directory)
@@ -114,6 +120,7 @@ def issue(
         .sign(ca_key, hashes.SHA256())
     )
     key_mode = PRIVATE_MODE if gid is None else GROUP_MODE
+    key_path.parent.mkdir(parents=True, exist_ok=True)
     _write(key_path, _key_pem(key), key_mode, gid)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE)
     return Issued(cert_path, key_path, key_mode, not_after)

@@ -2,9 +2,9 @@
 
 Also what `serve` says about TLS at start-up (`warn_about_tls`).
 
-commander-relay tls init --dir DIR [--force]
-commander-relay tls issue NAME --dir DIR --host HOST [--host HOST ...]
-                          [--group GROUP] [--force]
+    commander-relay tls init --dir DIR [--force]
+    commander-relay tls issue NAME --dir DIR --host HOST [--host HOST ...]
+                              [--key-file KEY] [--group GROUP] [--force]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def add_tls_commands(sub: Any) -> None:
     cert.add_argument(
         "--host", action="append", required=True, help="a name or IP nodes use (repeatable)"
     )
+    cert.add_argument("--key-file", help="where the key goes (default: NAME.key in --dir)")
     cert.add_argument("--group", help="group that may read the key (mode 0640), e.g. commander")
     cert.add_argument("--force", action="store_true", help="replace existing files")
     cert.set_defaults(run=_issue)
@@ -65,7 +66,10 @@ def _issue(args: argparse.Namespace) -> int:
         return 2
     directory = Path(args.dir).absolute()
     try:
-        made = issue(directory, args.name, args.host, force=args.force, group=args.group)
+        key_file = Path(args.key_file).absolute() if args.key_file else None
+        made = issue(
+            directory, args.name, args.host, force=args.force, group=args.group, key_file=key_file
+        )
     except (TlsFileError, OSError) as exc:
         return _fail(exc)
     _print_issued(made, args.host, args.group, directory)

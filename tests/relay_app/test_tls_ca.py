@@ -132,6 +132,24 @@ def test_a_group_may_read_the_key_when_asked(ca: Path) -> None:
     assert not (ca / "x.key").exists()
 
 
+def test_the_key_may_go_to_a_secrets_directory(ca: Path, tmp_path: Path) -> None:
+    key = tmp_path / "secrets" / "htpc.key"
+    issued = relay_cli(
+        "tls", "issue", "htpc", "--dir", str(ca), "--host", "10.0.0.42", "--key-file", str(key)
+    )
+    assert issued.returncode == 0, issued.stderr
+    assert (ca / "htpc.pem").exists()
+    assert not (ca / "htpc.key").exists()
+    assert mode(key) == 0o600
+    assert f"tls_key_file: {key}" in issued.stdout
+    context = load_server_context(ca / "htpc.pem", key, "test")  # the pair matches
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    clash = relay_cli("tls", "issue", "x", "--dir", str(ca), "--host", "h",
+                      "--key-file", str(ca / "ca.key"), "--force")  # fmt: skip
+    assert clash.returncode == 1
+    assert "CA's own file" in clash.stderr
+
+
 def test_issue_without_a_ca_says_to_run_init(tmp_path: Path) -> None:
     issued = relay_cli("tls", "issue", "relay", "--dir", str(tmp_path), "--host", "h")
     assert issued.returncode == 1

@@ -78,6 +78,15 @@ class TlsGate(asyncio.Protocol):
             transport.abort()
             return
         self.timer = self._loop.call_later(self.front.limits.head_timeout, self.abort)
+        # Not paused here: on Python 3.11.2 (Debian 12's) the transport starts reading
+        # right after this call whatever was asked in it, and swallowed the ClientHello.
+        self._loop.call_soon(self._start_peeking)
+
+    def _start_peeking(self) -> None:
+        """Stop the transport reading; watch a second descriptor for the first byte."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
         transport.pause_reading()
         try:
             # A second descriptor of the same socket: its readiness can be watched, and

@@ -18,7 +18,7 @@ from typing import Any
 
 from relay_app.tls import Issued, TlsFileError, certificate_days_left, init_ca, issue
 from runtime.config import ID_RE, ClusterConfig
-from runtime.tls import config_relative
+from runtime.config_files import config_path
 
 logger = logging.getLogger("commander-relay")
 
@@ -110,7 +110,7 @@ def warn_about_tls(config: ClusterConfig, host: str) -> None:
             )
         return
     try:
-        hosts, days = certificate_days_left(config_relative(config, cert))
+        hosts, days = certificate_days_left(config_path(config, cert))
     except (OSError, ValueError):  # already loaded by the server: only the summary failed
         return
     if days < RENEW_DAYS:

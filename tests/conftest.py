@@ -9,7 +9,7 @@ import pykka
 import pytest
 
 from bench._procs import Daemon
-from tests.relay_app.helpers import write_config
+from tests.relay_app.helpers import relay_daemon, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +22,5 @@ def _stop_all_actors() -> Iterator[None]:
 @pytest.fixture
 def relay_process(tmp_path: Path) -> Iterator[Daemon]:
     """`commander-relay serve` as its own process on 127.0.0.1, stopped after the test."""
-    config = write_config(tmp_path / "config")
-    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
-            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    daemon = Daemon(args, tmp_path / "relay.log")
-    try:
+    with relay_daemon(write_config(tmp_path / "config"), tmp_path) as daemon:
         yield daemon
-    finally:
-        assert daemon.terminate() == 0

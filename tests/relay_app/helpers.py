@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from bench._procs import Daemon
 from relay_app.auth import token_sha256 as sha
 from relay_app.server import RelayServer
 from runtime.config import AgentConfig, ClusterConfig, NodeEntry, RelaySettings
@@ -149,3 +152,15 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+@contextlib.contextmanager
+def relay_daemon(config: Path, tmp_path: Path) -> Iterator[Daemon]:
+    """`commander-relay serve --config <config>` as a process on 127.0.0.1; must stop with 0."""
+    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
+            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    daemon = Daemon(args, tmp_path / "relay.log")
+    try:
+        yield daemon
+    finally:
+        assert daemon.terminate() == 0

@@ -17,7 +17,7 @@ from relay_app.metrics_auth import is_loopback, presented_token, warn_if_metrics
 from relay_app.refusals import RefusalLog
 from runtime.config import RelaySettings
 from runtime.token_files import token_sha256
-from tests.relay_app.helpers import NODE_A, TOKENS, message, write_config
+from tests.relay_app.helpers import NODE_A, TOKENS, message, relay_daemon, write_config
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
@@ -28,13 +28,8 @@ def relay(tmp_path: Path) -> Iterator[Daemon]:
     config = write_config(tmp_path / "config")
     with config.open("a") as out:
         out.write(f'  metrics_token_sha256: "{token_sha256(METRICS_TOKEN)}"\n')
-    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
-            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    daemon = Daemon(args, tmp_path / "relay.log")
-    try:
+    with relay_daemon(config, tmp_path) as daemon:
         yield daemon
-    finally:
-        assert daemon.terminate() == 0
 
 
 def get(relay: Daemon, path: str, **kwargs: object) -> requests.Response:

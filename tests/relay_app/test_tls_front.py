@@ -20,7 +20,7 @@ import requests
 
 from bench._procs import Daemon
 from relay_app.passwords import hash_password
-from tests.relay_app.helpers import write_config
+from tests.relay_app.helpers import relay_daemon, write_config
 from tests.relay_app.tls_helpers import make_ca, use_tls
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,8 @@ def relay(tmp_path: Path, ca: Path) -> Iterator[Daemon]:
     """`commander-relay serve` over HTTPS, with an operator password for the inbox."""
     config = write_config(tmp_path / "config")
     use_tls(config.parent, ca, operator_password_hash=hash_password(PASSWORD))
-    args = ["-m", "relay_app.cli", "serve", "--config", str(config), "--host", "127.0.0.1",
-            "--port", "0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    daemon = Daemon(args, tmp_path / "relay.log")
-    try:
+    with relay_daemon(config, tmp_path) as daemon:
         yield daemon
-    finally:
-        assert daemon.terminate() == 0
 
 
 def healthz_seconds(relay: Daemon, ca: Path) -> float:

@@ -7,6 +7,7 @@ Hierarchy::
     ├── Unauthorized         401  no, unknown or wrong node token
     ├── Forbidden            403  a node writing as another node, or for an agent not its own
     ├── NotFound             404  no such message, file or route
+    ├── Conflict             409  a msg_id the relay already holds for another agent
     ├── LengthRequired       411  a file upload without Content-Length
     ├── PayloadTooLarge      413  body, decompressed body, batch or file over its limit
     ├── UnsupportedMedia     415  a Content-Type or Content-Encoding the relay does not read
@@ -50,6 +51,12 @@ class NotFound(RelayAppError):
     """The requested message, file or route does not exist."""
 
     status = 404
+
+
+class Conflict(RelayAppError):
+    """A msg_id already stored for another agent or node: acking it would lose this one."""
+
+    status = 409
 
 
 class LengthRequired(RelayAppError):

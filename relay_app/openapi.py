@@ -40,6 +40,8 @@ WRITE_REFUSALS = {
     503: "The relay's writer is stopped; retry.",
     507: "The relay's disk or database is full; nothing was stored; retry.",
 }
+# Only messages carry an id the sender may choose.
+ID_CONFLICT = {409: "A msg_id the relay already holds for another agent (nothing was stored)."}
 
 
 def relay_document(settings: RelaySettings) -> dict[str, Any]:
@@ -146,7 +148,11 @@ def _sync_message() -> Schema:
         "Store one message (answered after the commit; a repeat is acknowledged again).",
         json_body({"$ref": "#/components/schemas/Message"}, "The message."),
         _ack("stored", "msg_id", EXAMPLE_MSG_ID),
-        {400: "A field breaks the envelope rule; the error names it.", **WRITE_REFUSALS},
+        {
+            400: "A field breaks the envelope rule; the error names it.",
+            **WRITE_REFUSALS,
+            **ID_CONFLICT,
+        },
     )
 
 
@@ -156,7 +162,11 @@ def _sync_messages(settings: RelaySettings) -> Schema:
         "gzip Content-Encoding accepted.",
         json_body({"$ref": "#/components/schemas/Batch"}, "The batch."),
         _ack("acked", "batch_id", "b-0001"),
-        {400: "A field breaks the envelope rule; the error names it.", **WRITE_REFUSALS},
+        {
+            400: "A field breaks the envelope rule; the error names it.",
+            **WRITE_REFUSALS,
+            **ID_CONFLICT,
+        },
     )
 
 

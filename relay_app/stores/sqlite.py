@@ -12,13 +12,14 @@ from typing import Any
 
 import orjson
 
-from relay_app.errors import StorageFull, StoreUnavailable
+from relay_app.errors import Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
     FILTER_FIELDS,
     FileRecord,
     IndexEntries,
     MessagePage,
     MessageQuery,
+    MessageRow,
     RecordAudit,
     SetStatuses,
     StoreFile,
@@ -144,6 +145,8 @@ class SqliteWriter:
         # rowcount sums sqlite3_changes(), which leaves out rows changed by triggers.
         cursor = conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
         inserted = cursor.rowcount
+        if inserted < len(op.rows):
+            self._refuse_foreign_ids(op.rows)
         if op.batch_id is None:
             return WriteResult(inserted=inserted)
         recorded = conn.execute(
@@ -152,6 +155,31 @@ class SqliteWriter:
             (op.batch_id, op.node_id, len(op.rows), received_at),
         )
         return WriteResult(inserted=inserted, repeated=recorded.rowcount == 0)
+
+    def _refuse_foreign_ids(self, rows: Sequence[MessageRow]) -> None:
+        """409 when an ignored row's msg_id is stored for another (node, agent).
+
+        A repeat is acked; a msg_id held by someone else is not, or the sender would
+        count as stored a message the relay never kept (a squatted or colliding id).
+        """
+        wanted: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            if wanted.setdefault(row.msg_id, (row.node_id, row.agent_id)) != (
+                row.node_id,
+                row.agent_id,
+            ):
+                raise Conflict(f"msg_id {row.msg_id!r} is given to two agents in one request")
+        ids = list(wanted)
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            held = self._conn.execute(
+                "SELECT msg_id, node_id, agent_id FROM messages"
+                f" WHERE msg_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for msg_id, node_id, agent_id in held:
+                if wanted[msg_id] != (node_id, agent_id):
+                    raise Conflict(f"msg_id {msg_id!r} is already stored for another agent")
 
     def _store_file(self, op: StoreFile, received_at: float) -> WriteResult:
         r = op.record

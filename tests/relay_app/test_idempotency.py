@@ -105,3 +105,28 @@ def test_sixteen_threads_sending_500_messages_each_store_every_message_exactly_o
     stored = Counter(stored_msg_ids(data_dir))
     assert set(stored.values()) == {1}
     assert set(stored) == {env.msg_id for envs in sets for env in envs}
+
+
+def test_a_msg_id_another_node_stored_is_refused_409_not_acked_and_lost(
+    node_a: NodeClient, node_b: NodeClient, data_dir: Path
+) -> None:
+    # node-b squats an id node-a's agent will use (agents may bring their own msg_id):
+    # an ack would tell node-a its message is stored while the relay keeps node-b's.
+    squat = message(node_id="node-b", agent_id="agent-b1", msg_id="task-42-report")
+    assert node_b.send(squat).status_code == 200
+    own = message(msg_id="task-42-report", content={"text": "the real report"})
+    for response in (node_a.send(own), node_a.send_batch(batch([own], "batch-1"))):
+        assert response.status_code == 409, response.text
+        assert "'task-42-report'" in response.json()["error"]
+    assert row_counts(data_dir)["batches"] == 0
+    assert node_b.send(squat).status_code == 200  # its own repeat is still acked
+
+
+def test_one_batch_giving_a_msg_id_to_two_agents_is_refused(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    first = message(msg_id="same-id")
+    other = message(agent_id="agent-2", msg_id="same-id")
+    response = node_a.send_batch(batch([first, other], "batch-1"))
+    assert response.status_code == 409, response.text
+    assert stored_msg_ids(data_dir) == []

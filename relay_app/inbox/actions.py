@@ -25,7 +25,7 @@ import orjson
 import requests
 
 from relay_app.diskspace import SpaceGate
-from relay_app.errors import BadRequest
+from relay_app.errors import BadRequest, Conflict
 from relay_app.inbox.reader import InboxReader, Row
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
@@ -113,9 +113,18 @@ class Actions:
         follow_ups = [follow_up(row, audit.user, audit.at) for row in reports]
         if follow_ups:
             self._gate.check()
+        stored = []
         for message in follow_ups:
             row = message_row(message, message["node_id"], "follow-up")
-            result = self._ingest.submit(StoreMessages(node_id=row.node_id, rows=(row,)))
+            try:
+                result = self._ingest.submit(StoreMessages(node_id=row.node_id, rows=(row,)))
+            except Conflict:
+                # Its id is predictable: a node stored a message under it first. Say so;
+                # never mark that message read as if it were the operator's.
+                report = message["content"]["in_reply_to"]
+                outcome.problems.append(f"follow-up of {report} not stored: {row.msg_id} taken")
+                continue
+            stored.append(message)
             if result.inserted:
                 outcome.created.append(message)
         # Recorded only when a follow-up was newly made: a repeat changes nothing.
@@ -123,7 +132,7 @@ class Actions:
         self._writer.record_audit(audit, made)
         self._writer.record_audit(replace(audit, action="follow_up"), [(f, r) for r, f in made])
         # The operator wrote the follow-ups: they are not unread for the operator.
-        touched = [r.msg_id for r in reports] + [m["msg_id"] for m in follow_ups]
+        touched = [r.msg_id for r in reports] + [m["msg_id"] for m in stored]
         outcome.changed = self._writer.set_status(touched, "acknowledged", ("unread",))
         for message in outcome.created:
             problem = self._post_webhook(message)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 import sqlite3
+import uuid
 
+from relay_app.inbox.actions import EXECUTE_NAMESPACE
 from tests.relay_app.inbox.harness import OPERATOR, Relay
 
 
@@ -85,3 +87,22 @@ def test_an_operator_name_is_escaped_on_the_page(inbox_relay: Relay) -> None:
     page = inbox_relay.operator().get(f"{inbox_relay.url}/messages/m/{report}", timeout=10).text
     assert hostile not in page
     assert html.escape(hostile, quote=True) in page or "&lt;script&gt;" in page
+
+
+def test_a_follow_up_id_squatted_by_a_node_is_named_not_shadowed(inbox_relay: Relay) -> None:
+    report = inbox_relay.send(agent_id="scout-1").msg_id
+    other = inbox_relay.send(agent_id="scout-2").msg_id
+    # Follow-up ids are predictable (stable across repeats): another node stores one first.
+    taken = str(uuid.uuid5(EXECUTE_NAMESPACE, report))
+    inbox_relay.send("node-b", "agent-b1", msg_id=taken, content={"kind": "execute"})
+    operator = inbox_relay.operator()
+    data = {"csrf": inbox_relay.csrf(operator), "action": "execute", "msg_id": [report, other]}
+    answer = operator.post(inbox_relay.url + "/messages/actions", data=data, timeout=10)
+    assert answer.status_code == 200
+    assert "1 follow-up task(s) created for 2 report(s)" in answer.text
+    assert f"follow-up of {report} not stored" in answer.text
+    assert trail(inbox_relay, report) == []  # no follow-up was made for it
+    assert [a for a, _, _ in trail(inbox_relay, other)] == ["execute"]
+    squatter = inbox_relay.inbox.reader.message(taken)
+    assert squatter is not None
+    assert (squatter.node_id, squatter.status) == ("node-b", "unread")  # not touched

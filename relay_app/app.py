@@ -32,7 +32,7 @@ from relay_app.inbox.forwarded import Proxies
 from relay_app.ingest import Ingest
 from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
-from relay_app.owners import AgentOwners
+from relay_app.owners import AgentOwners, own_sender
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
     batch_request,
@@ -140,6 +140,7 @@ def _sync_message(relay: _Relay) -> bottle.HTTPResponse:
     relay.gate.check()
     row = message_row(relay.body(), node_id)
     relay.owners.check(node_id, row.agent_id, "message.agent_id")
+    own_sender(row, "message")
     relay.commit(StoreMessages(node_id=node_id, rows=(row,)))
     return json_response({"status": "stored", "msg_id": row.msg_id})
 
@@ -151,6 +152,7 @@ def _sync_messages(relay: _Relay) -> bottle.HTTPResponse:
     # A node's batch holds one agent's messages, but nothing makes it: check each.
     for i, row in enumerate(op.rows):
         relay.owners.check(node_id, row.agent_id, f"messages[{i}].agent_id")
+        own_sender(row, f"messages[{i}]")
     relay.commit(op)
     return json_response({"status": "acked", "batch_id": op.batch_id})
 

@@ -34,7 +34,8 @@ UNAUTHORIZED = {401: "Missing or wrong node credentials: one text whatever the r
 WRITE_REFUSALS = {
     **UNAUTHORIZED,
     403: "The body names another node than the authenticated one, or an agent that the "
-    "relay's topology (agents/<agent_id>.yaml) does not give the authenticated node.",
+    "relay's topology (agents/<agent_id>.yaml) does not give the authenticated node, "
+    "or a message whose sender is not its agent_id.",
     413: "The body is over relay.max_body_bytes (or too many messages).",
     415: "Content-Encoding other than gzip.",
     503: "The relay's writer is stopped; retry.",

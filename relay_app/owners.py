@@ -30,6 +30,7 @@ from pathlib import Path
 
 from relay_app.errors import Forbidden
 from relay_app.refusals import REFUSALS
+from relay_app.store import MessageRow
 from runtime.config import AgentConfig, ClusterConfig, load_agents
 from runtime.errors import ConfigError, ConfigProblem
 from runtime.logsafe import quote
@@ -142,6 +143,16 @@ class AgentOwners:
             return
         self._table = owner_table(agents)
         logger.info("agent files changed: %d agents known to %s", len(agents), directory)
+
+
+def own_sender(row: MessageRow, where: str) -> None:
+    """403 when a message names a sender other than its agent (a node's agents write only
+    as themselves; a forged sender would speak as the operator or another node's agent)."""
+    if row.sender is not None and row.sender != row.agent_id:
+        raise Forbidden(
+            f"{where}.sender is {row.sender!r}, but the message is agent {row.agent_id!r}'s;"
+            " an agent writes only as itself"
+        )
 
 
 def warn_about_agents(config: ClusterConfig) -> None:

@@ -129,7 +129,7 @@ def test_real_answers_of_the_relay_match_the_document(live: Live) -> None:
     node.headers.update(NODE_HEADERS)
     url = live.relay.url
     example = document["components"]["schemas"]["Message"]["examples"][0]
-    message = {**example, "node_id": NODE, "agent_id": AGENT}
+    message = {**example, "node_id": NODE, "agent_id": AGENT, "sender": AGENT}
     answers = [
         node.post(url + "/sync/message", json=message, timeout=30),
         node.post(url + "/sync/message", json={**message, "msg_id": "bad\nid"}, timeout=30),

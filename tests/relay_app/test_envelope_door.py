@@ -187,3 +187,19 @@ def test_a_page_of_large_messages_is_cut_by_bytes_and_next_resumes_it(
         params = {"next": page["next"], "limit": 1000}
     assert pages > 1
     assert seen == [e.msg_id for e in envs]
+
+
+def test_a_message_whose_sender_is_not_its_agent_is_refused_403_and_nothing_stored(
+    node_a: NodeClient, data_dir: Path
+) -> None:
+    # A node's agents write only as themselves (runtime.agent); a node that forges the
+    # sender (a stolen token, a patched node) must not name the operator or another agent.
+    forged = message(sender="operator")
+    refused = [node_a.send(forged), node_a.send_batch(batch([message(), forged], "b-1"))]
+    for response in refused:
+        assert response.status_code == 403, response.text
+        assert "sender is 'operator'" in response.json()["error"]
+    assert "messages[1].sender" in refused[1].json()["error"]
+    assert row_counts(data_dir)["messages"] == 0
+    assert node_a.send(message(sender="agent-1")).status_code == 200
+    assert node_a.send(message(sender=None)).status_code == 200

@@ -47,7 +47,9 @@ def write_private(path: Path, text: str, mode: int = 0o600, group: int = -1) -> 
     """Replace `path` atomically with `text`, with `mode` and `group` from its first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a leftover of a crash, or a link someone planted
+    # O_EXCL: never through a link or into a file another user opened first.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with contextlib.suppress(PermissionError):  # not root: the file stays the caller's
             os.fchown(fd, -1, group)
@@ -64,11 +66,12 @@ def write_for_service(path: Path, text: str) -> None:
 
     The command runs as root, the daemon as its service user: a new file is mode 0640
     with its directory's group (`install -d -g commander` in the README), and a file
-    replaced keeps the mode and group the operator gave it.
+    replaced keeps the mode and group the operator gave it, less any access for others
+    (a file made with `touch` is 0644: the secret would be world-readable).
     """
     try:
         before = path.stat()
-        mode, group = before.st_mode & 0o777, before.st_gid
+        mode, group = before.st_mode & 0o770, before.st_gid
     except FileNotFoundError:
         mode, group = 0o640, path.parent.stat().st_gid if path.parent.exists() else -1
     write_private(path, text, mode, group)

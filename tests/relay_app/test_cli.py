@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from bench._procs import Daemon
 from relay_app.auth import token_sha256
 from relay_app.cli import listen_address, load_relay_config, main
 from relay_app.passwords import hash_password, verify_password
+from runtime.token_files import write_private
 from tests.relay_app.helpers import NODE_A, TOKENS, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,3 +151,42 @@ def test_password_hashes_verify_only_the_right_password_and_sane_parameters() ->
     assert not verify_password("s3cret", f"scrypt$1000${r}${p}${salt}${key}")
     for broken in ("", "plain", "scrypt$1$2$3", f"scrypt${n}${r}${p}$!!$@@"):
         assert not verify_password("s3cret", broken)
+
+
+def hash_password_out(out: Path) -> subprocess.CompletedProcess[str]:
+    """`commander-relay hash-password --out OUT` with a password on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "relay_app.cli", "hash-password", "--out", str(out)],
+        input="correct horse\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hash_password_out_onto_a_world_readable_file_makes_it_private(tmp_path: Path) -> None:
+    out = tmp_path / "operator-password.hash"
+    out.write_text("")  # an operator's `touch` under umask 002
+    out.chmod(0o664)
+    assert hash_password_out(out).returncode == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o660  # its group kept, others dropped
+    assert verify_password("correct horse", out.read_text().strip())
+
+
+def test_a_secret_is_never_written_through_a_link_planted_at_its_temporary_name(
+    tmp_path: Path,
+) -> None:
+    # A directory another user may write to (a shared /tmp, a group-writable secrets/):
+    # the secret must not land in the file a link names, nor give it the secret's mode.
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    path = tmp_path / "secret"
+    planted = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    planted.symlink_to(victim)
+    write_private(path, "s3cret")
+    assert victim.read_text() == "untouched"
+    assert path.read_text() == "s3cret"
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

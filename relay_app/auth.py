@@ -56,7 +56,7 @@ class TokenBook:
         self._static = {n.id: n.token_sha256 for n in config.nodes if n.token_sha256}
         self._path = hashes_file_path(config)
         self._lock = threading.Lock()
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._hashes: Mapping[str, str] = dict(self._static)
         self._reload(strict=True)
 
@@ -65,21 +65,24 @@ class TokenBook:
         if self._path is None:
             return
         try:
-            mtime: float | None = os.stat(self._path).st_mtime
+            info = os.stat(self._path)
+            # The inode and size too: `add-node --force` replaces the file with one of the
+            # same size, maybe within one mtime tick, and a rotated-out token must stop.
+            stamp: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
         except OSError:
-            mtime = None
-        if mtime == self._mtime:
+            stamp = None
+        if stamp == self._stamp:
             return
         with self._lock:
             try:
-                from_file = read_hashes_file(self._path) if mtime is not None else {}
+                from_file = read_hashes_file(self._path) if stamp is not None else {}
             except ConfigError:
                 if strict:
                     raise
                 logger.exception("token hashes file is broken; keeping the previous tokens")
                 return
             self._hashes = {**self._static, **from_file}
-            self._mtime = mtime
+            self._stamp = stamp
 
     def nodes(self) -> list[str]:
         """The node ids that currently have a token."""

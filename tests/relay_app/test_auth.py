@@ -159,3 +159,24 @@ def test_a_rejected_upload_is_drained_so_the_connection_stays_usable(
         assert session.get(relay.url + "/healthz", timeout=10).status_code == 200
     finally:
         session.close()
+
+
+def test_a_token_rotated_within_one_mtime_tick_takes_effect_at_once(
+    relay_factory: RelayFactory, data_dir: Path, tmp_path: Path
+) -> None:
+    # `add-node --force` replaces the file with one of the same size; two runs within the
+    # file system's timestamp granularity leave the same mtime. The old token must stop.
+    hashes = tmp_path / "hashes.yaml"
+    hashes.write_text(f"node-c: {token_sha256('stolen-token-c')}\n")
+    stamp = hashes.stat().st_mtime_ns
+    relay = relay_factory(with_relay(make_config(data_dir), token_hashes_file=str(hashes)))
+    stolen = NodeClient(relay.url, "node-c", token="stolen-token-c")
+    try:
+        assert stolen.get("/query/status").status_code == 200
+        rotated = tmp_path / "hashes.yaml.new"
+        rotated.write_text(f"node-c: {token_sha256('fresh0-token-c')}\n")
+        os.utime(rotated, ns=(stamp, stamp))
+        rotated.replace(hashes)
+        assert stolen.get("/query/status").status_code == 401
+    finally:
+        stolen.close()

@@ -11,7 +11,9 @@ the caller answers 429 with the returned wait at once.
 
 An address the operator logged in from lately (the last `known_addresses`, for
 `known_for_s`) skips the global budget, so guessers who spend it all from elsewhere do not
-lock the operator out; it still has its own backoff like any address.
+lock the operator out; it still has its own backoff like any address. Known means that
+exact address, with a backoff of its own: on a LAN every IPv6 device shares the
+operator's /64, and a guesser there must neither skip the budget nor lock the operator out.
 
 The table keeps at most `max_addresses` addresses (the least recently seen go first);
 IPv6 addresses count per /64, the block one subscriber usually holds.
@@ -72,9 +74,9 @@ class LoginThrottle:
     def admit(self, address: str) -> float:
         """0.0 when the attempt may hash now (counted as a failure until it succeeds),
         else the seconds to wait before asking again."""
-        key = bucket_of(address)
         with self._lock:
             now = self._clock()
+            key = self._key(address, now)
             entry = self._entry(key, now)
             delay = self.delay(entry.failures) if entry else 0.0
             # At most `delay`: a clock stepped back must not lengthen a lock-out.
@@ -95,27 +97,30 @@ class LoginThrottle:
     def failures(self, address: str) -> int:
         """How many failures the address has on record now."""
         with self._lock:
-            entry = self._entry(bucket_of(address), self._clock())
+            now = self._clock()
+            entry = self._entry(self._key(address, now), now)
             return entry.failures if entry else 0
 
     def succeeded(self, address: str) -> None:
         """A right password: the address starts over, and skips the budget from now on."""
-        key = bucket_of(address)
         with self._lock:
-            self._addresses.pop(key, None)
-            self._known[key] = self._clock()
-            self._known.move_to_end(key)
+            now = self._clock()
+            self._addresses.pop(self._key(address, now), None)
+            exact = bucket_of(address, exact=True)
+            self._known[exact] = now
+            self._known.move_to_end(exact)
             while len(self._known) > self.policy.known_addresses:
                 self._known.popitem(last=False)
 
     def refund(self, address: str) -> None:
         """An admitted attempt that never hashed (the hasher was busy): give both back."""
-        key = bucket_of(address)
         with self._lock:
+            now = self._clock()
+            key = self._key(address, now)
             entry = self._addresses.get(key)
             if entry is not None and entry.failures > 0:
                 entry.failures -= 1
-            if not self._is_known(key, self._clock()):
+            if not self._is_known(key, now):
                 self._tokens = min(self.policy.hash_burst, self._tokens + 1.0)
 
     def delay(self, failures: int) -> float:
@@ -129,6 +134,11 @@ class LoginThrottle:
     def __len__(self) -> int:
         """Addresses on record."""
         return len(self._addresses)
+
+    def _key(self, address: str, now: float) -> str:
+        """The address itself once the operator logged in from it, else its bucket."""
+        exact = bucket_of(address, exact=True)
+        return exact if self._is_known(exact, now) else bucket_of(address)
 
     def _is_known(self, key: str, now: float) -> bool:
         since = self._known.get(key)
@@ -153,12 +163,12 @@ class LoginThrottle:
         self._refilled = now
 
 
-def bucket_of(address: str) -> str:
-    """The throttle's key for an address: itself, or its /64 for IPv6."""
+def bucket_of(address: str, *, exact: bool = False) -> str:
+    """The throttle's key for an address: itself, or its /64 for IPv6 unless `exact`."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address[:64]
-    if isinstance(parsed, ipaddress.IPv6Address):
+    if isinstance(parsed, ipaddress.IPv6Address) and not exact:
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed)

@@ -127,3 +127,19 @@ def test_the_operators_address_skips_a_budget_spent_by_others_but_keeps_its_back
     clock.now += ThrottlePolicy().known_for_s + 10
     spend_budget()
     assert throttle.admit("192.0.2.1") > 100  # a month later it is a stranger again
+
+
+def test_a_guesser_in_the_operators_ipv6_64_cannot_lock_it_out_nor_skip_the_budget() -> None:
+    # On a home LAN every device holds an address in the same /64: the /64 groups a
+    # stranger's addresses, but the address the operator logged in from is its own.
+    clock = Clock()
+    throttle = LoginThrottle(ThrottlePolicy(hashes_per_s=0.0001, hash_burst=6), clock)
+    operator, guesser = "2001:db8:1:2::10", "2001:db8:1:2::bad"
+    assert throttle.admit(operator) == 0.0
+    throttle.succeeded(operator)
+    fail(throttle, guesser, 5)
+    assert throttle.admit(guesser) > 0  # the guesser's /64 backs off...
+    assert throttle.admit(operator) == 0.0  # ...not the operator's own address
+    throttle.succeeded(operator)
+    clock.now += 3600 + 1  # the guesser's failures are forgotten, the budget is spent
+    assert throttle.admit("2001:db8:1:2::bad:1") > 0

@@ -34,12 +34,13 @@ from runtime.backoff import Backoff
 from runtime.config import AgentConfig, ClusterConfig, load_config
 from runtime.envelope import MessageEnvelope
 from runtime.errors import SupervisorGaveUp
+from runtime.logsafe import quote
 from runtime.relay_client import RelayTarget
 from runtime.remote import RemoteReader
 from runtime.supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 from runtime.sync_state import SyncState
 from runtime.ticker import Ticker
-from runtime.tls import client_ca_file, relay_url
+from runtime.tls import client_ca_file, is_loopback_url, relay_url
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,12 @@ class Node:
         ca_file = None
         if url.startswith("https://"):
             ca_file = client_ca_file(self.config, self.options.relay_ca_file)
+        elif not is_loopback_url(url):
+            logger.warning(
+                "relay %s is plain HTTP: this node's token and messages cross the network in"
+                " clear (`commander-relay tls` makes a CA; give the relay an https URL)",
+                quote(url),
+            )
         return RelayTarget(url, self.node_id, self.options.token, ca_file=ca_file)
 
     def _add_agent(self, agent: AgentConfig) -> None:

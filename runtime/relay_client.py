@@ -3,8 +3,9 @@
 Every failure becomes RelayUnavailable (retry later: network errors, timeouts,
 408, 429, 5xx, 507, and 401, a missing or wrong token that an operator fixes
 without the data being at fault) or RelayRejected (the request itself is at
-fault: another 4xx, 403 included, which the relay answers to a body naming
-another node, so resending it unchanged can never succeed). A write counts as stored
+fault: another 4xx in the relay's JSON, 403 included, which the relay answers to a body
+naming another node, so resending it unchanged can never succeed; a 4xx that is not the
+relay's JSON, such as its TLS port's answer to plain HTTP, is retried). A write counts as stored
 only when the answer is the relay's acknowledgement naming it: a 2xx from anything else
 at the relay's address (a proxy, a captive portal) stored nothing, so it is retried.
 """
@@ -118,9 +119,22 @@ def _raise_for_status(response: requests.Response, what: str) -> None:
     if 200 <= status < 300:
         return
     detail = response.text[:300]
-    if status in RETRYABLE or status >= 500:
+    if status in RETRYABLE or status >= 500 or not _relay_refusal(response):
         raise RelayUnavailable(f"{what}: HTTP {status}: {detail}", status)
     raise RelayRejected(f"{what}: HTTP {status}: {detail}", status)
+
+
+def _relay_refusal(response: requests.Response) -> bool:
+    """Whether a 4xx is the relay's own `{"error": ...}`, judging the request.
+
+    Anything else at its address (the TLS port answering plain HTTP, a proxy's page)
+    said nothing about the messages: they wait for the operator to fix the URL.
+    """
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), str)
 
 
 def _expect_ack(response: requests.Response, what: str, ack: dict[str, str]) -> None:

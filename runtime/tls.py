@@ -10,10 +10,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from runtime.config import ClusterConfig
 from runtime.config_files import config_path as config_relative
 from runtime.errors import ConfigError, ConfigProblem
+from runtime.loopback import is_loopback
 
 CERT_KEY = "relay.tls_cert_file"
 KEY_KEY = "relay.tls_key_file"
@@ -147,6 +149,12 @@ def relay_url(config: ClusterConfig, override: str | None = None) -> str | None:
         expected = f"an https:// URL, since {CERT_KEY} is set"
         raise ConfigError([ConfigProblem(source, "relay URL", expected, url)])
     return url
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether a URL's host is this machine's loopback (nothing crosses the network)."""
+    host = urlsplit(url).hostname or ""
+    return is_loopback(host, bracketed=":" in host)
 
 
 def _from_storage_node(config: ClusterConfig) -> str | None:

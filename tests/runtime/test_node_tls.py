@@ -9,14 +9,17 @@ and stores nothing, the message waits in the node's outbox, and the node's log a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import cluster, free_port, write_config_dir
@@ -140,3 +143,48 @@ def test_a_plain_http_relay_url_to_a_tls_relay_is_refused(
     ran = node_exit(tls_relay, tmp_path, "--relay-url", f"http://{host}:{port}")
     assert ran.returncode == 2
     assert "https://" in ran.stderr
+
+
+def test_a_node_with_a_stale_plain_http_config_keeps_its_messages_for_a_tls_relay(
+    tls_relay: TlsRelay, tmp_path: Path
+) -> None:
+    # relay.yaml copied to the node before the relay got its certificate: the node speaks
+    # plain HTTP to the TLS port, whose 400 text is not the relay judging the messages.
+    stale = tmp_path / "stale-config"
+    shutil.copytree(tls_relay.config, stale)
+    data = yaml.safe_load((stale / "relay.yaml").read_text())
+    for key in ("tls_cert_file", "tls_key_file", "ca_file"):
+        data["relay"].pop(key)
+    for node in data["nodes"]:
+        if node.get("sync_endpoint"):
+            node["sync_endpoint"] = node["sync_endpoint"].replace("https://", "http://")
+    (stale / "relay.yaml").write_text(yaml.safe_dump(data))
+    log = tmp_path / "node.log"
+    node = start_node(replace(tls_relay, config=stale), tmp_path / "node", log)
+    client = NodeClient(node.sockets, "a1")
+    try:
+        client.write({"text": "kept for when the URL is fixed"})
+        wait_for(lambda: "speaks HTTPS" in log.read_text(), timeout=15)
+        time.sleep(1.0)  # a few more attempts
+        agents = NodeAdmin(node.sockets).status()["agents"]
+        outbox = next(a for a in agents if a["agent_id"] == "a1")["outbox"]
+        assert (outbox["failed_messages"], outbox["pending_messages"]) == (0, 1)
+    finally:
+        client.close()
+        node.terminate()
+
+
+def test_a_node_says_when_its_relay_url_sends_the_token_in_clear(tmp_path: Path) -> None:
+    config = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay", relay_port=9))
+    log = tmp_path / "node.log"
+    node = Daemon(
+        ["-m", "runtime.daemon", "--config", str(config), "--node-id", "node-a",
+         "--data-dir", str(tmp_path / "node"), "--relay-url", "http://192.0.2.1:9"],
+        log,
+    )  # fmt: skip
+    try:
+        text = log.read_text()
+        assert "relay 'http://192.0.2.1:9' is plain HTTP" in text
+        assert "in clear" in text
+    finally:
+        node.terminate()

@@ -192,11 +192,17 @@ class InboxReader:
             return trail(conn, msg_id)
 
     def files_of(self, msg_id: str) -> list[dict[str, Any]]:
-        """The files attached to a message."""
+        """The files its own agent attached to a message.
+
+        Any node may name any msg_id in an upload (the file may arrive before its
+        message): a file of another agent is not shown as this message's.
+        """
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT file_id, filename, size, sha256 FROM files WHERE msg_id = ?"
-                " ORDER BY received_at",
+                "SELECT f.file_id, f.filename, f.size, f.sha256 FROM files f"
+                " JOIN messages m ON m.msg_id = f.msg_id"
+                " AND m.node_id = f.node_id AND m.agent_id = f.agent_id"
+                " WHERE f.msg_id = ? ORDER BY f.received_at",
                 (msg_id,),
             ).fetchall()
         return [{"file_id": f, "filename": n, "size": s, "sha256": h} for f, n, s, h in rows]

@@ -263,3 +263,23 @@ def test_the_detail_view_shows_pretty_json_and_files(inbox_relay: Relay) -> None
     assert requests.get(inbox_relay.url + link, allow_redirects=False).status_code == 303
     missing = operator.get(f"{inbox_relay.url}/messages/m/no-such-id", timeout=10)
     assert missing.status_code == 404
+
+
+def test_a_file_another_node_tagged_with_a_messages_id_is_not_shown_as_its_attachment(
+    inbox_relay: Relay,
+) -> None:
+    env = inbox_relay.send(content={"text": "the real report"})
+    for node_id, agent_id, name in (("node-b", "agent-b1", "forged.pdf"),
+                                    ("node-a", "agent-2", "other-agent.pdf"),
+                                    ("node-a", "agent-1", "real.txt")):  # fmt: skip
+        stored = inbox_relay.node(node_id).post(
+            inbox_relay.url + "/sync/files",
+            data={"agent_id": agent_id, "msg_id": env.msg_id},
+            files={"file": (name, b"body", "application/octet-stream")},
+            timeout=10,
+        )
+        assert stored.status_code == 200, stored.text
+    html = inbox_relay.operator().get(f"{inbox_relay.url}/messages/m/{env.msg_id}", timeout=10)
+    assert "real.txt" in html.text
+    assert "forged.pdf" not in html.text
+    assert "other-agent.pdf" not in html.text

@@ -43,6 +43,7 @@ from relay_app.validate import (
     status_request,
 )
 from runtime.config import ClusterConfig
+from runtime.http_query import decoded_query
 
 
 class _Relay:
@@ -191,7 +192,7 @@ def _sync_files(relay: _Relay) -> bottle.HTTPResponse:
 
 def _query_messages(relay: _Relay) -> bottle.HTTPResponse:
     relay.node()
-    request = page_request(bottle.request.query.decode().dict)
+    request = page_request(decoded_query(bottle.request).dict)
     page = relay.store.query_messages(request.query)
     cursor = None
     if page.has_more and page.last_id is not None:

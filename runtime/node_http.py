@@ -35,6 +35,7 @@ from runtime.envelope import (
     is_id,
 )
 from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
+from runtime.http_query import decoded_query
 from runtime.node import Node
 from runtime.node_doors import DoorCheck
 from runtime.openapi import node_document
@@ -190,7 +191,7 @@ def _read(node: Node, agent_id: str, msg_id: str) -> bytes:
 def _query(node: Node, agent_id: str) -> bytes:
     agent = _handle(node, agent_id)
     try:
-        filters = _query_filters(bottle.request.query.decode().dict)
+        filters = _query_filters(decoded_query(bottle.request).dict)
     except InvalidMessage as exc:
         raise _fail(400, str(exc)) from None
     return _messages_json(agent.query(**filters))

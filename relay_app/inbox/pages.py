@@ -15,6 +15,7 @@ from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session
 from runtime.envelope import PRIORITIES, is_id
+from runtime.http_query import decoded_query
 
 UPDATES_PATH = "/messages/api/updates"
 # Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
@@ -167,4 +168,4 @@ def safe_back(url: str | None, default: str = "/messages") -> str:
 
 def query_of(request: Any) -> dict[str, str]:
     """The request's query parameters (last value wins), decoded as UTF-8."""
-    return dict(request.query.decode().items())
+    return dict(decoded_query(request).items())

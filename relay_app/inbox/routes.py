@@ -39,6 +39,7 @@ from relay_app.inbox.sessions import (
     same_origin,
 )
 from runtime.envelope import is_id
+from runtime.http_query import decoded_query
 
 MAX_FORM_BYTES = 256 * 1024
 _STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(js|css)")
@@ -85,7 +86,7 @@ def _query() -> dict[str, str]:
 
 
 def _updates(inbox: Inbox) -> bottle.HTTPResponse:
-    after_ids = bottle.request.query.decode().getall("after_id")
+    after_ids = decoded_query(bottle.request).getall("after_id")
     return pages.updates(inbox, _query(), after_ids)
 
 

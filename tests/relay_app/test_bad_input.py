@@ -254,3 +254,9 @@ def test_a_body_larger_than_any_limit_is_refused_before_it_is_read(
         assert "limit" in orjson.loads(response.read())["error"]
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("query", ["agent=%ff", "%ff=1", "task_id=caf%C3"])
+def test_a_query_string_that_is_not_utf8_is_no_500(client: NodeClient, query: str) -> None:
+    response = client.get(f"/query/messages?{query}")
+    assert response.status_code in (200, 400), response.text  # U+FFFD: refused or no match

@@ -239,3 +239,10 @@ def test_an_agent_cannot_write_as_another_over_http(served: tuple[Node, str]) ->
         assert response.json()["error"].startswith(field)
     assert post(url, {"content": "x", "sender": "a1", "recipient": "operator"}).status_code == 201
     assert node.agent("a1").stats(timeout=5).message_count == 1
+
+
+@pytest.mark.parametrize("query", ["task_id=%ff%fe", "%ff=1", "sender=caf%C3"])
+def test_a_query_string_that_is_not_utf8_is_no_500(served: tuple[Node, str], query: str) -> None:
+    _, url = served
+    response = requests.get(f"{url}?{query}", timeout=10)
+    assert response.status_code in (200, 400), response.text  # U+FFFD: refused or no match

@@ -114,3 +114,19 @@ def test_the_page_says_how_a_search_was_bounded_and_still_finds(
     found = operator.get(inbox_relay.url + "/messages", params={"q": "zan*"}, timeout=10)
     assert "zanzibar" in found.text
     assert 'class="notice"' not in found.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/messages?q=%ff",
+        "/messages?agent=%ff%fe",
+        "/messages?%ff=1",
+        "/messages/api/updates?after_id=%ff",
+    ],
+)
+def test_a_query_string_that_is_not_utf8_is_no_500(
+    inbox_relay: Relay, operator: requests.Session, path: str
+) -> None:
+    response = operator.get(inbox_relay.url + path, timeout=10)
+    assert response.status_code in (200, 400), response.text

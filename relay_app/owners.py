@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from relay_app.errors import Forbidden
-from relay_app.refusals import REFUSALS
+from relay_app.refusals import NODE_REFUSALS
 from relay_app.store import MessageRow
 from runtime.config import AgentConfig, ClusterConfig, load_agents
 from runtime.errors import ConfigError, ConfigProblem
@@ -97,7 +97,7 @@ class AgentOwners:
         if owner == node_id:
             return
         # A stolen token, or topologies that differ: either way the operator should know.
-        REFUSALS.warning(
+        NODE_REFUSALS.warning(
             "node %s refused (403): writes for agent %s, which the topology gives %s",
             quote(node_id),
             quote(agent_id),

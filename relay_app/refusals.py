@@ -56,5 +56,8 @@ class RefusalLog:
         return True
 
 
-# One budget for the whole process: the refusals of every route share it.
+# Refusals anyone can cause (no or a wrong token): one budget for every route.
 REFUSALS = RefusalLog()
+# Refusals of a node that holds a valid token (an agent not its own): a budget of their
+# own, so that a stranger's flood of bad tokens cannot push these out of the log.
+NODE_REFUSALS = RefusalLog()

@@ -166,3 +166,17 @@ def test_the_relay_accepts_an_agent_added_while_it_runs(
     agent_file(tmp_path / "config", "agent-new", NODE_A)
     accepted = wait_until(lambda: node_a.send(message(agent_id="agent-new")).status_code == 200)
     assert accepted, f"still refused; see {relay_process.log_path}"
+
+
+def test_a_strangers_flood_of_bad_tokens_does_not_hide_a_nodes_403_from_the_log(
+    relay_process: Daemon, node_a: NodeClient
+) -> None:
+    stranger = NodeClient(relay_process.url, NODE_A, token="guessed")
+    try:
+        for _ in range(60):  # past the refusal log's budget of one window
+            assert stranger.get("/query/status").status_code == 401
+    finally:
+        stranger.close()
+    assert node_a.send(message(agent_id="agent-b1")).status_code == 403
+    log = relay_process.log_path.read_text()
+    assert "node 'node-a' refused (403): writes for agent 'agent-b1'" in log

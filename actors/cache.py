@@ -11,7 +11,7 @@ from typing import Any
 
 import pykka
 
-from actors.cache_store import CacheStore
+from actors.cache_store import CacheStore, WriteResult
 from actors.messages import (
     CacheRemote,
     Get,
@@ -25,7 +25,6 @@ from actors.messages import (
     Write,
 )
 from runtime.envelope import MessageEnvelope
-from runtime.errors import CacheFull
 from runtime.mailbox import take_waiting
 from runtime.supervisor import SupervisedActor
 
@@ -122,7 +121,7 @@ class CacheActor(SupervisedActor):
         for (_, reply_to), result in zip(group[1:], results[1:], strict=True):
             if reply_to is not None:
                 _reply(reply_to, result)
-            elif isinstance(result, CacheFull):
+            elif not isinstance(result, str):
                 logger.warning("fire-and-forget write refused: %s", result)
         committed = [
             w.envelope for (w, _), r in zip(group, results, strict=True) if isinstance(r, str)
@@ -161,15 +160,15 @@ _HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {
 }
 
 
-def _reply(future: pykka.Future[Any], result: str | CacheFull) -> None:
-    if isinstance(result, CacheFull):
-        future.set_exception((CacheFull, result, None))
+def _reply(future: pykka.Future[Any], result: WriteResult) -> None:
+    if not isinstance(result, str):
+        future.set_exception((type(result), result, None))
     else:
         future.set(result)
 
 
-def _first_result(write: Write, result: str | CacheFull) -> str | None:
-    if isinstance(result, CacheFull):
+def _first_result(write: Write, result: WriteResult) -> str | None:
+    if not isinstance(result, str):
         if write.reply:
             raise result
         logger.warning("fire-and-forget write refused: %s", result)

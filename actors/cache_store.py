@@ -20,7 +20,7 @@ import orjson
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.envelope import MessageEnvelope, decode_content, encode_content
-from runtime.errors import CacheFull
+from runtime.errors import CacheFull, InvalidMessage
 from runtime.sqlite import connect, is_disk_full, migrate, transaction
 
 CREATE_MESSAGES = """
@@ -84,6 +84,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 QUERY_BYTES = 4 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
+# What a write answers: its msg_id, or why it was refused.
+WriteResult = str | CacheFull | InvalidMessage
 
 
 def cache_path(data_dir: str | Path, agent_id: str) -> Path:
@@ -128,8 +130,12 @@ class CacheStore:
 
     # --- writes -----------------------------------------------------------
 
-    def write_many(self, envelopes: Sequence[MessageEnvelope]) -> list[str | CacheFull]:
-        """Commit all of `envelopes` in one transaction, or refuse all with CacheFull."""
+    def write_many(self, envelopes: Sequence[MessageEnvelope]) -> list[WriteResult]:
+        """Commit all of `envelopes` in one transaction, or refuse all with CacheFull.
+
+        A msg_id held by another agent's message (read from the relay) is refused with
+        InvalidMessage: ignored, the relay's copy would stand in for the agent's own.
+        """
         rows = [self._row(env, synced=0) for env in envelopes]
         need = sum(len(row[6]) + ROW_OVERHEAD for row in rows)
         if not self._make_room(need):
@@ -138,7 +144,9 @@ class CacheStore:
         for attempt in range(2):
             try:
                 with transaction(self.conn):
-                    self.conn.executemany(INSERT, rows)
+                    inserted = self.conn.executemany(INSERT, rows).rowcount
+                if inserted < len(rows):
+                    return self._foreign_ids(envelopes)
                 break
             except sqlite3.OperationalError as exc:
                 if not is_disk_full(exc):
@@ -201,6 +209,21 @@ class CacheStore:
             (limit,),
         ).fetchall()
         return [(str(m), str(r)) for m, r in rows]
+
+    def _foreign_ids(self, envelopes: Sequence[MessageEnvelope]) -> list[WriteResult]:
+        """Each msg_id, or InvalidMessage where the row under it is another agent's."""
+        ids = [env.msg_id for env in envelopes]
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT msg_id, agent_id FROM messages WHERE msg_id IN ({marks})", ids
+        )
+        held = dict(rows.fetchall())
+        return [
+            env.msg_id
+            if held.get(env.msg_id) in (None, env.agent_id)
+            else InvalidMessage("msg_id", f"{env.msg_id!r} holds another agent's message here")
+            for env in envelopes
+        ]
 
     def _refuse(self, env: MessageEnvelope, detail: str) -> CacheFull:
         self.full = True

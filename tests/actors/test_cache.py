@@ -24,7 +24,7 @@ from actors.messages import (
     Write,
 )
 from runtime.envelope import MessageEnvelope
-from runtime.errors import CacheFull
+from runtime.errors import CacheFull, InvalidMessage
 
 
 def msg(i: int = 0, *, ts: float | None = None, size: int = 10, **fields: Any) -> MessageEnvelope:
@@ -258,3 +258,27 @@ def test_a_query_stops_after_about_four_mib_of_content(
         seen += [env.msg_id for env in page if env.msg_id not in seen]
         first = page
     assert seen == written
+
+
+def test_a_write_under_the_id_of_a_message_read_from_the_relay_is_refused_not_shadowed(
+    tmp_path: Path,
+) -> None:
+    # An agent that picks its own ids (a retry stays idempotent) and looked one up first:
+    # the relay's copy, another node's, must not stand in for the agent's own message.
+    commits: list[int] = []
+    cache = start(tmp_path, on_commit=lambda envs: commits.append(len(envs)))
+    theirs = MessageEnvelope.new(agent_id="b2", node_id="n2", content="squatted", msg_id="t-42")
+    assert cache.ask(CacheRemote((theirs,))) == 1
+    gate = threading.Event()
+    cache.tell(_Block(gate))
+    own, other = msg(1, msg_id="t-42"), msg(2)
+    futures = [cache.ask(Write(env), block=False) for env in (other, own)]
+    gate.set()
+    assert futures[0].get(timeout=10) == other.msg_id  # its neighbour in the group commits
+    with pytest.raises(InvalidMessage, match="msg_id"):
+        futures[1].get(timeout=10)
+    assert cache.ask(Get("t-42")) == theirs
+    assert cache.ask(GetStats()).unsynced_count == 1
+    assert sum(commits) == 1  # only `other` goes to the uploader
+    assert cache.ask(Write(msg(3, msg_id="t-43"))) == "t-43"
+    cache.stop()

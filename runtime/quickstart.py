@@ -9,6 +9,7 @@ process, nodes first, then the relay).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import secrets
@@ -318,8 +319,16 @@ def _banner(relay_url: str, node_urls: dict[str, NodeWhere], password: str) -> N
     for node_id, (url, address, agents) in node_urls.items():
         sockets = address.removeprefix("unix:")
         print(f"  Node {node_id}: {url}/metrics  agents: {', '.join(agents)}")
-        print(f"    status:       commander-node status --socket-dir {sockets}")
+        print(f"    status:       {_script('commander-node')} status --socket-dir {sockets}")
     print(f"\n  Logs and data:  {ROOT}/\n", flush=True)
+
+
+def _script(name: str) -> str:
+    """How to run one of this venv's commands from the checkout (the venv is not on PATH)."""
+    path = Path(sys.executable).parent / name
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def _stop_all(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:

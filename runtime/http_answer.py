@@ -6,10 +6,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from runtime.http_incoming import Incoming
 from runtime.http_wire import LAST_CHUNK, BadResponse, chunk, declared_length, response_head
+from runtime.peer_cred import PeerCred
 from runtime.wsgi_bridge import (
     AppResult,
     BodyPipe,
@@ -30,6 +32,15 @@ logger = logging.getLogger(__name__)
 NO_BODY_STATUSES = (204, 304)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """The two ends of the connection a request came in on."""
+
+    server: tuple[str, int]
+    peer: tuple[str, int]
+    cred: PeerCred | None
+
+
 class Wire(Protocol):
     """Where an answer goes: a connection that takes bytes and can be waited on."""
 
@@ -40,13 +51,15 @@ class Wire(Protocol):
         """Wait until the client has taken enough of what was queued."""
 
 
-async def run_app(front: Front, incoming: Incoming, peer: tuple[str, int]) -> AppResult:
+async def run_app(
+    front: Front, incoming: Incoming, peer: tuple[str, int], cred: PeerCred | None = None
+) -> AppResult:
     """Have a worker answer the request, unless too many already wait for one."""
     if front.busy():
         return error_result(503, "Service Unavailable", "server busy; retry shortly")
     assert incoming.head is not None
     body: IO[bytes] | BodyPipe = incoming.pipe or incoming.spool or _EMPTY
-    where = (front.server_addr, peer)
+    where = _Where(front.server_addr, peer, cred)
     front.in_app += 1
     try:
         loop = asyncio.get_running_loop()
@@ -69,11 +82,13 @@ def _call(
     head: RequestHead,
     body: IO[bytes] | BodyPipe,
     length: int,
-    where: tuple[tuple[str, int], tuple[str, int]],
+    where: _Where,
     scheme: str,
 ) -> AppResult:
     """On a worker: build the environ (its cost is not the loop's) and run the app."""
-    environ = environ_for(head, body, length, server=where[0], peer=where[1], scheme=scheme)
+    environ = environ_for(
+        head, body, length, server=where.server, peer=where.peer, scheme=scheme, cred=where.cred
+    )
     return call_app(app, environ)
 
 

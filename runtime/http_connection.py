@@ -20,6 +20,7 @@ import httptools
 from runtime.http_answer import run_app, send_answer
 from runtime.http_incoming import Incoming, Refusal, framing
 from runtime.http_wire import response_head, wants_close
+from runtime.peer_cred import PeerCred, peer_cred
 from runtime.wsgi_bridge import AppResult, BodyPipe, error_result
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = ("", 0)
+        # Unix sockets only: read once, since the kernel keeps those of connect(2) anyway.
+        self.cred: PeerCred | None = None
         self.current: Incoming | None = None
         self.waiting: deque[Incoming] = deque()
         self.answering = False
@@ -101,6 +104,7 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:  # no Nagle: answers go out whole
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.cred = peer_cred(sock)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1]))
         self._arm(self.limits.keep_alive_timeout, None)
@@ -328,7 +332,7 @@ class Connection(asyncio.Protocol):
     async def _answer(self, incoming: Incoming) -> None:
         keep = False
         try:
-            result = await run_app(self.front, incoming, self.peer)
+            result = await run_app(self.front, incoming, self.peer, self.cred)
             keep = self._keeps_alive(incoming, result)
             keep = await send_answer(self, self.front.pool, incoming, result, keep)
         except ConnectionError:

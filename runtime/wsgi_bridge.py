@@ -20,6 +20,8 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
+from runtime.peer_cred import PeerCred
+
 logger = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -63,8 +65,13 @@ def environ_for(
     server: tuple[str, int],
     peer: tuple[str, int],
     scheme: str = "http",
+    cred: PeerCred | None = None,
 ) -> dict[str, Any]:
-    """The WSGI environ of one request whose body is `length` bytes readable from `body`."""
+    """The WSGI environ of one request whose body is `length` bytes readable from `body`.
+
+    On a Unix socket `cred` adds the peer's `commander.peer_uid` (and pid, gid): see
+    runtime.peer_cred. Header keys all start with `HTTP_`, so no header can pose as it.
+    """
     path, _, query = head.target.partition(b"?")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": head.method,
@@ -87,6 +94,8 @@ def environ_for(
         "wsgi.input_terminated": True,
     }
     _add_headers(environ, head.headers)
+    if cred is not None:
+        environ.update(cred.environ())
     return environ
 
 

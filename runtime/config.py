@@ -24,6 +24,10 @@ from runtime.sizing import ROLE_PROFILES, cache_bytes
 # `\Z`, not `$`: `$` also matches before a trailing newline.
 ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+# What useradd accepts (at most 32 characters, no leading '-'), minus all-digit names,
+# which tools would take for uids.
+UNIX_USER_RE = re.compile(r"\A(?![0-9]+\Z)[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_.$-]?\Z")
+UNIX_USER_EXPECTED = "a Unix user name: letters, digits, '_.-', at most 32, not all digits"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class AgentConfig:
     context_tokens: int | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    # The Unix user the agent runs as: its socket then serves that uid (and root, and the
+    # node's own user) only. None: the socket's mode alone decides, as before.
+    unix_user: str | None = None
     source: str = ""
 
     @property
@@ -195,6 +202,10 @@ def _is_str(v: Any) -> bool:
     return isinstance(v, str) and bool(v)
 
 
+def _is_unix_user(v: Any) -> bool:
+    return isinstance(v, str) and bool(UNIX_USER_RE.match(v))
+
+
 def _is_bool(v: Any) -> bool:
     return isinstance(v, bool)
 
@@ -263,6 +274,7 @@ def parse_agent(data: dict[str, Any], file: str, problems: list[ConfigProblem]) 
         context_tokens=r.get(data, "context_tokens", _is_pos_int, "a positive integer", None),
         cache=cache,
         sync=sync,
+        unix_user=r.get(data, "unix_user", _is_unix_user, UNIX_USER_EXPECTED, None),
         source=file,
     )
 

@@ -6,7 +6,7 @@ Start-up order: config, node actors, HTTP endpoint, READY=1. Shutdown (SIGTERM,
 SIGINT or the supervisor giving up) runs it backwards: STOPPING=1, stop taking
 writes, one last upload attempt, actors stopped in reverse order, databases
 closed. Exit 0 on a requested stop, 1 when the supervisor gave up or the port is taken,
-2 on bad config or a socket path the node cannot use.
+2 on bad config, a socket path the node cannot use or an agent's `unix_user` unknown here.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def serve(argv: Sequence[str]) -> int:
         )
         return 2
     try:
-        plan = door_plan(args, [a.agent_id for a in config.agents_on(args.node_id)])
+        plan = door_plan(args, config)
     except (DoorError, ConfigError) as exc:
         print(f"commander-node: {exc}", file=sys.stderr)
         return 2
@@ -137,13 +137,19 @@ def serve(argv: Sequence[str]) -> int:
     return run(node, args, plan)
 
 
-def door_plan(args: argparse.Namespace, agents: list[str]) -> DoorPlan:
+def door_plan(args: argparse.Namespace, config: ClusterConfig) -> DoorPlan:
     """Where the node will listen, checked before anything starts (see runtime.node_serve)."""
     data_dir = Path(args.data_dir or f"./data/node/{args.node_id}")
     socket_dir = Path(args.socket_dir) if args.socket_dir else data_dir / "sockets"
     tokens = AgentTokens(Path(args.agent_token_hashes or agent_hashes_path(args.config)))
+    agents = config.agents_on(args.node_id)
     return plan_doors(
-        socket_dir.absolute(), agents, args.listen, tokens, allow_remote=args.allow_remote_agents
+        socket_dir.absolute(),
+        [a.agent_id for a in agents],
+        args.listen,
+        tokens,
+        allow_remote=args.allow_remote_agents,
+        unix_users={a.agent_id: a.unix_user for a in agents if a.unix_user},
     )
 
 

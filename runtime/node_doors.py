@@ -1,7 +1,8 @@
 """Who may use which route of the node's API, decided by the door a request came in by.
 
 Doors: an agent's Unix socket (`<socket_dir>/<agent_id>.sock`, its file mode decides
-who connects) reaches that agent's routes and the open ones; the admin socket
+who connects, and when the agent file names its `unix_user`, the peer's uid too)
+reaches that agent's routes and the open ones; the admin socket
 (`node.sock`, the node's user only) reaches everything; TCP reaches the open routes
 (/healthz, /metrics, /openapi.json) and an agent's routes with that agent's bearer
 token, never the node-wide ones. On every door, requests from web pages are refused
@@ -26,6 +27,7 @@ import bottle
 
 from runtime.errors import ConfigError
 from runtime.loopback import HostRule
+from runtime.peer_cred import PEER_UID
 from runtime.token_files import read_sha256_table, token_matches, token_sha256
 from runtime.wsgi_bridge import WsgiApp
 
@@ -34,6 +36,11 @@ Scope = Literal["open", "agent", "node"]
 # The same answer for a missing header, an unknown agent and a wrong token.
 UNAUTHORIZED = "missing or wrong 'Authorization: Bearer <token>' for this agent"
 _DUMMY = token_sha256("commander-node: no such agent")
+# Names the rule, not the user: a stranger learns no account worth taking over.
+WRONG_PEER = (
+    "this socket serves only its agent's Unix user (unix_user in the agent's file),"
+    " root and the node's user"
+)
 
 
 class AgentTokens:
@@ -92,6 +99,8 @@ class Door:
     admin_socket: str = "node.sock"
     tokens: AgentTokens | None = field(default=None, compare=False)
     hosts: HostRule = field(default_factory=HostRule)
+    # The uids an agent socket serves; None: whoever the socket's mode lets connect.
+    peers: frozenset[int] | None = None
 
 
 def with_door(app: WsgiApp, door: Door) -> WsgiApp:
@@ -110,17 +119,29 @@ def refusal(
     """(status, text) when this request may not use this route; None when it may."""
     if door is None:  # served without a door: nothing is open
         return 403, "this server has no door for the node API"
-    browser = _from_browser(environ)
-    if browser:
-        return 403, browser
-    if door.kind == "tcp" and not door.hosts.allows(environ.get("HTTP_HOST")):
-        return 403, "Host must name this machine's loopback (localhost, 127.0.0.1, [::1])"
+    stranger = _wrong_peer(door, environ) or _from_browser(environ) or _wrong_host(door, environ)
+    if stranger:
+        return 403, stranger
     denied = _scope_refusal(door, scope, agent_id, environ)
     if denied:
         return denied
     if _has_body(environ) and not _is_json(environ.get("CONTENT_TYPE", "")):
         return 415, "a request body must be Content-Type: application/json"
     return None
+
+
+def _wrong_peer(door: Door, environ: dict[str, Any]) -> str | None:
+    """Why the connecting process may not use this agent's socket, or None."""
+    if door.peers is None or environ.get(PEER_UID) in door.peers:
+        return None
+    return WRONG_PEER  # also without a uid at all: a rule that cannot be checked refuses
+
+
+def _wrong_host(door: Door, environ: dict[str, Any]) -> str | None:
+    """Why the Host header may not reach a TCP door (DNS rebinding), or None."""
+    if door.kind != "tcp" or door.hosts.allows(environ.get("HTTP_HOST")):
+        return None
+    return "Host must name this machine's loopback (localhost, 127.0.0.1, [::1])"
 
 
 def _from_browser(environ: dict[str, Any]) -> str | None:

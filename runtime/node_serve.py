@@ -1,14 +1,17 @@
 """Open and close the node's doors: one Unix socket per agent, node.sock, loopback TCP.
 
 `plan_doors` checks everything that can be wrong before any actor starts (socket
-paths too long, a non-loopback listen address without its flag or any agent token),
-so the daemon exits 2 with a message instead of failing half started.
+paths too long, a non-loopback listen address without its flag or any agent token,
+an agent's `unix_user` unknown here), so the daemon exits 2 with a message instead
+of failing half started.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,8 @@ class DoorPlan:
     listen: tuple[str, int] | None
     tokens: AgentTokens
     allow_remote: bool = False
+    # agent id -> the uids its socket serves, for agents whose file names a unix_user.
+    peers: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
     def agent_socket(self, agent_id: str) -> Path:
         """The socket of one agent."""
@@ -81,9 +86,14 @@ def plan_doors(
     tokens: AgentTokens,
     *,
     allow_remote: bool,
+    unix_users: Mapping[str, str] | None = None,
 ) -> DoorPlan:
-    """Check the doors asked for; raise DoorError saying what to change."""
-    plan = DoorPlan(socket_dir, tuple(agents), parse_listen(listen), tokens, allow_remote)
+    """Check the doors asked for; raise DoorError saying what to change.
+
+    `unix_users` maps an agent id to the `unix_user` of its file, when it names one.
+    """
+    peers = allowed_peers(unix_users or {})
+    plan = DoorPlan(socket_dir, tuple(agents), parse_listen(listen), tokens, allow_remote, peers)
     for path in (plan.admin_socket, *map(plan.agent_socket, agents)):
         try:
             check_path(path)
@@ -103,6 +113,22 @@ def plan_doors(
     return plan
 
 
+def allowed_peers(unix_users: Mapping[str, str]) -> dict[str, frozenset[int]]:
+    """agent id -> uids its socket serves: its user's, root's and the node's own."""
+    peers: dict[str, frozenset[int]] = {}
+    for agent_id, user in unix_users.items():
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise DoorError(
+                f"agent {agent_id}: unix_user {user!r} is no user on this machine;"
+                f" create it, or fix unix_user in agents/{agent_id}.yaml"
+            ) from None
+        # The node's user runs admin tools and tests; root may read its files anyway.
+        peers[agent_id] = frozenset({uid, 0, os.geteuid()})
+    return peers
+
+
 def _loopback_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -119,7 +145,8 @@ def open_doors(app: WsgiApp, plan: DoorPlan, limits: FrontLimits) -> OpenDoors:
         admin = Door("admin", admin_socket=str(plan.admin_socket))
         _serve_unix(doors, with_door(app, admin), plan.admin_socket, ADMIN_SOCKET_MODE, limits)
         for agent_id in plan.agents:
-            door = with_door(app, Door("agent", agent_id, str(plan.admin_socket)))
+            peers = plan.peers.get(agent_id)
+            door = with_door(app, Door("agent", agent_id, str(plan.admin_socket), peers=peers))
             _serve_unix(doors, door, plan.agent_socket(agent_id), AGENT_SOCKET_MODE, limits)
         if plan.listen is not None:
             host, port = plan.listen

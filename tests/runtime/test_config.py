@@ -91,6 +91,26 @@ def test_defaults_fill_missing_sections_and_max_bytes_overrides_the_formula(tmp_
     assert c2.cache_max_bytes == 1234
 
 
+@pytest.mark.parametrize("user", ["recruiter", "svc-agent.2", "_ci", "host$", "u" * 32])
+def test_an_agent_file_may_name_its_unix_user(tmp_path: Path, user: str) -> None:
+    named = AGENT_OK.format(agent_id="c1", role="coder") + f'unix_user: "{user}"\n'
+    write_dir(tmp_path, {"c1": named, "c2": AGENT_OK.format(agent_id="c2", role="coder")})
+    c1, c2 = load_config(tmp_path).agents
+    assert c1.unix_user == user
+    assert c2.unix_user is None  # absent: the socket's mode alone decides
+
+
+@pytest.mark.parametrize(
+    "user", ["1000", "u" * 33, "", "-rf", "a b", "a:b", "a/b", ".hidden", "né", "x\\n"]
+)
+def test_a_unix_user_that_is_no_user_name_is_a_problem_naming_the_key(
+    tmp_path: Path, user: str
+) -> None:
+    named = AGENT_OK.format(agent_id="c1", role="coder") + f'unix_user: "{user}"\n'
+    write_dir(tmp_path, {"c1": named})
+    assert [p for p in problems_of(tmp_path) if "c1.yaml: unix_user: expected a Unix" in p]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -115,6 +135,7 @@ def test_defaults_fill_missing_sections_and_max_bytes_overrides_the_formula(tmp_
             "agent_id: c1\nrole: coder\nnode_id: n\nenabled: maybe\n",
             "enabled: expected true or false",
         ),
+        ("agent_id: c1\nrole: coder\nnode_id: n\nunix_user: 1000\n", "unix_user: expected a Unix"),
         ("agent_id: c1\nrole: [coder\n", "c1.yaml: line 2: expected valid YAML"),
         ("- just\n- a list\n", "c1.yaml: (top level): expected a mapping"),
     ],

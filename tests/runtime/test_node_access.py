@@ -233,37 +233,61 @@ def test_with_the_flag_and_a_token_the_listen_address_is_a_host_too(tmp_path: Pa
         daemon.terminate()
 
 
-# A write from another Unix user: stdlib only (the venv's Python lives under /root).
+# A write from another Unix user, for the agent its socket is named for: stdlib only
+# (the venv's Python lives under /root). Prints the whole answer.
 OTHER_USER_CLIENT = """
-import socket, sys
+import pathlib, socket, sys
 sock = socket.socket(socket.AF_UNIX)
 try:
     sock.connect(sys.argv[1])
 except OSError as exc:
     print(f"refused: {exc.strerror}")
     sys.exit(3)
+agent = pathlib.Path(sys.argv[1]).stem.encode()
 body = b'{"content": "from another user"}'
-sock.sendall(b"POST /agents/a1/messages HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json"
-             b"\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" % (len(body), body))
-print(sock.recv(100).split(b"\\r\\n")[0].decode())
+sock.sendall(b"POST /agents/%s/messages HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json"
+             b"\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s"
+             % (agent, len(body), body))
+answer = b""
+while part := sock.recv(4096):
+    answer += part
+print(answer.decode())
 """
 
 
-@pytest.fixture
-def other_user() -> Iterator[str]:
-    """A system user made for this test, deleted after it."""
+@contextlib.contextmanager
+def made_users(count: int) -> Iterator[list[str]]:
+    """`count` system users made for one test, deleted after it."""
     if os.geteuid() != 0:
         reason = "making a Unix user needs root"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI runs as root")
         pytest.skip(reason)
-    name = f"cmdt{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    name], check=True, capture_output=True)  # fmt: skip
+    names: list[str] = []
     try:
-        yield name
+        for _ in range(count):
+            name = f"cmdt{uuid.uuid4().hex[:8]}"
+            command = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+            subprocess.run([*command, name], check=True, capture_output=True)
+            names.append(name)
+        yield names
     finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        for name in names:
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def other_user() -> Iterator[str]:
+    """A system user made for this test, deleted after it."""
+    with made_users(1) as names:
+        yield names[0]
+
+
+@pytest.fixture
+def two_users() -> Iterator[list[str]]:
+    """Two system users made for this test, deleted after it."""
+    with made_users(2) as names:
+        yield names
 
 
 def as_user(
@@ -334,3 +358,43 @@ def test_agent_token_gives_the_token_file_to_the_agents_user(
                              text=True, check=False)  # fmt: skip
     assert unknown.returncode == 2
     assert "no such user" in unknown.stderr
+
+
+def name_unix_user(config: Path, agent_id: str, user: str) -> None:
+    """Add `unix_user` to an agent's file."""
+    path = config / "agents" / f"{agent_id}.yaml"
+    path.write_text(path.read_text() + f'unix_user: "{user}"\n')
+
+
+def test_an_agents_unix_user_alone_writes_on_its_socket_and_the_others_keep_the_mode_rule(
+    tmp_path: Path, two_users: list[str]
+) -> None:
+    first, second = two_users
+    name_unix_user(write_config(tmp_path / "config"), "a1", first)
+    sockets = Path(tempfile.mkdtemp(prefix="cmd-", dir="/tmp"))
+    os.chmod(sockets, 0o755)
+    daemon = start(tmp_path, "--socket-dir", str(sockets))
+    group = os.getegid()  # both users in the node's group: the socket's mode lets both in
+    try:
+        own = as_user(first, sockets / "a1.sock", group)
+        assert own.stdout.startswith("HTTP/1.1 201"), own
+        stranger = as_user(second, sockets / "a1.sock", group)
+        assert stranger.stdout.startswith("HTTP/1.1 403"), stranger
+        assert "unix_user" in stranger.stdout
+        assert first not in stranger.stdout  # the rule is named, not the account to take
+        for user in (first, second):  # a2 names no unix_user: the socket's mode decides
+            answer = as_user(user, sockets / "a2.sock", group)
+            assert answer.stdout.startswith("HTTP/1.1 201"), (user, answer)
+        assert NodeClient(daemon.sockets, "a1").write("as root, the node's user here")
+        assert stored(daemon) == {"a1": 2, "a2": 2}
+    finally:
+        daemon.terminate()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_an_unknown_unix_user_makes_the_node_exit_2_naming_it(tmp_path: Path) -> None:
+    name_unix_user(write_config(tmp_path / "config"), "a2", "cmdt-nobody-here")
+    result = run_node(tmp_path, "--listen", "off")
+    assert result.returncode == 2
+    assert "a2: unix_user 'cmdt-nobody-here' is no user on this machine" in result.stderr
+    assert "Traceback" not in result.stderr

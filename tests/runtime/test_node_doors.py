@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from runtime.loopback import HostRule
-from runtime.node_doors import UNAUTHORIZED, AgentTokens, Door, refusal
+from runtime.node_doors import UNAUTHORIZED, WRONG_PEER, AgentTokens, Door, refusal
+from runtime.node_serve import DoorError, plan_doors
+from runtime.peer_cred import PEER_UID
 from runtime.token_files import token_sha256, write_sha256_table
 
 LOOPBACK = ["localhost", "LocalHost:8002", "localhost.", "localhost:", "127.0.0.1",
@@ -106,6 +108,28 @@ def test_scopes_by_door(tmp_path: Path) -> None:
     assert refusal(socket, "node", None, environ()) is not None
     assert refusal(Door("admin"), "node", None, environ()) is None
     assert refusal(None, "open", None, environ()) is not None  # no door: nothing is open
+
+
+def test_an_agent_socket_with_a_unix_user_serves_only_its_uids_on_every_route() -> None:
+    named = Door("agent", "a1", peers=frozenset({1000, 0}))
+    for uid in (1000, 0):
+        assert refusal(named, "agent", "a1", {**environ(), PEER_UID: uid}) is None
+    for scope in ("agent", "open"):
+        assert refusal(named, scope, "a1", {**environ(), PEER_UID: 1001}) == (403, WRONG_PEER)
+    assert refusal(named, "agent", "a1", environ()) == (403, WRONG_PEER)  # no uid known
+    assert refusal(Door("agent", "a1"), "agent", "a1", {**environ(), PEER_UID: 1001}) is None
+
+
+def test_plan_doors_resolves_each_unix_user_and_names_an_unknown_one(tmp_path: Path) -> None:
+    tokens = AgentTokens(None)
+    plan = plan_doors(tmp_path, ["a1", "a2"], "off", tokens, allow_remote=False,
+                      unix_users={"a1": "root"})  # fmt: skip
+    assert 0 in plan.peers["a1"]
+    assert "a2" not in plan.peers
+    with pytest.raises(DoorError, match=r"a2: unix_user 'no-such-user-x' is no user") as unknown:
+        plan_doors(tmp_path, ["a2"], "off", tokens, allow_remote=False,
+                   unix_users={"a2": "no-such-user-x"})  # fmt: skip
+    assert "agents/a2.yaml" in str(unknown.value)
 
 
 def test_a_token_added_while_the_node_runs_is_taken(tmp_path: Path) -> None:

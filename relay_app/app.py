@@ -30,6 +30,7 @@ from relay_app.http import (
 from relay_app.inbox import install_inbox
 from relay_app.inbox.forwarded import Proxies
 from relay_app.ingest import Ingest
+from relay_app.mail import sync_mail
 from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
 from relay_app.owners import AgentOwners, own_sender
@@ -44,6 +45,7 @@ from relay_app.validate import (
 )
 from runtime.config import ClusterConfig
 from runtime.http_query import decoded_query
+from runtime.park import Bell
 
 
 class _Relay:
@@ -60,6 +62,9 @@ class _Relay:
         self.proxies = Proxies(config.relay.trusted_proxies)  # who the client is, for the log
         self.owners = AgentOwners(config)
         self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
+        # Rung after each commit of new messages: wakes the nodes' parked mail polls.
+        self.bell = Bell()
+        ingest.on_stored(self.bell.ring)
         # Set when SQLite last reported the database full, cleared by the next commit.
         self.db_full = False
 
@@ -128,6 +133,7 @@ def _routes(relay: _Relay) -> list[tuple[str, str, Callable[..., Any]]]:
         ("POST", "/sync/status", lambda: _sync_status(relay)),
         ("POST", "/sync/files", lambda: _sync_files(relay)),
         ("GET", "/query/messages", lambda: _query_messages(relay)),
+        ("GET", "/sync/mail", lambda: _sync_mail(relay)),
         ("GET", "/query/messages/<msg_id>", lambda msg_id: _get_message(relay, msg_id)),
         ("GET", "/query/status", lambda: _query_status(relay)),
         ("GET", "/files/<file_id>", lambda file_id: _get_file(relay, file_id)),
@@ -188,6 +194,11 @@ def _sync_files(relay: _Relay) -> bottle.HTTPResponse:
         {"status": "stored", "file_id": record.file_id, "sha256": record.sha256,
          "size": record.size}
     )  # fmt: skip
+
+
+def _sync_mail(relay: _Relay) -> bottle.HTTPResponse | bytes:
+    node_id = relay.node()
+    return sync_mail(node_id, relay.store, relay.bell, relay.owners.may_receive)
 
 
 def _query_messages(relay: _Relay) -> bottle.HTTPResponse:

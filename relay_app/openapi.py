@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay_app.files import FIELDS, MAX_FILENAME_CHARS
+from relay_app.mail import MAX_MAIL, MAX_RECIPIENT_CHARS, MAX_RECIPIENTS, MAX_WAIT
 from relay_app.openapi_inbox import INBOX_SCHEMES, inbox_paths
 from relay_app.store import FILTER_FIELDS, MESSAGE_STATUSES
 from relay_app.validate import MAX_FILTER_VALUES, MAX_LIMIT, MAX_PARAM_CHARS, MAX_STATUS_AGENTS
@@ -82,6 +83,7 @@ def _node_paths(settings: RelaySettings) -> dict[str, Schema]:
         "/query/messages": {"get": _query_messages()},
         "/query/messages/{msg_id}": {"get": _get_message()},
         "/query/status": {"get": _query_status()},
+        "/sync/mail": {"get": _sync_mail()},
         "/files/{file_id}": {"get": _get_file()},
         "/healthz": {"get": _healthz()},
         "/metrics": {"get": _metrics()},
@@ -309,6 +311,39 @@ def _query_status() -> Schema:
         "security": NODE_AUTH,
         "responses": {"200": json_body(nodes, "Reports."), **error_responses(UNAUTHORIZED)},
     }
+
+
+def _sync_mail() -> Schema:
+    recipient = {"type": "string", "minLength": 1, "maxLength": MAX_RECIPIENT_CHARS}
+    mail = {
+        "type": "object",
+        "required": ["messages", "cursor"],
+        "properties": {
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/StoredMessage"}},
+            "cursor": {"type": "integer", "minimum": 0, "description": "`after` of the next poll."},
+        },
+    }
+    return {
+        "summary": "Long poll for the mail of this node's agents (recipient = agent or role).",
+        "security": NODE_AUTH,
+        "parameters": [
+            parameter("for", "query", {"type": "array", "items": recipient,
+                      "maxItems": MAX_RECIPIENTS}, "The node's agents and their roles.",
+                      required=True, style="form", explode=True),
+            parameter("after", "query", {"type": "integer", "minimum": 0},
+                      "The cursor of the last answer; 0 for everything."),
+            parameter("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT},
+                      "Seconds to wait for new mail when there is none."),
+            parameter("limit", "query", {"type": "integer", "minimum": 0, "maximum": MAX_MAIL},
+                      "At most this many messages."),
+        ],
+        "responses": {
+            "200": json_body(mail, "New mail, oldest first (empty when the wait ran out)."),
+            **error_responses({400: "A parameter is malformed; the error names it.",
+                               403: "A recipient is not this node's agent or role.",
+                               **UNAUTHORIZED}),
+        },
+    }  # fmt: skip
 
 
 def _metrics() -> Schema:

@@ -67,6 +67,14 @@ def owner_table(agents: Iterable[AgentConfig]) -> dict[str, str]:
     return {agent.agent_id: agent.node_id for agent in agents}
 
 
+def role_table(agents: Iterable[AgentConfig]) -> dict[str, frozenset[str]]:
+    """node_id -> the roles of its agents (mail to a role reaches every node holding one)."""
+    roles: dict[str, set[str]] = {}
+    for agent in agents:
+        roles.setdefault(agent.node_id, set()).add(agent.role)
+    return {node: frozenset(found) for node, found in roles.items()}
+
+
 class AgentOwners:
     """The agent -> node table the relay checks every write against."""
 
@@ -77,6 +85,7 @@ class AgentOwners:
         self._clock = clock
         self._lock = threading.Lock()
         self._table = owner_table(config.agents)
+        self._roles = role_table(config.agents)
         self._signature = signature(self._dir)
         self._checked_at = clock()
 
@@ -113,6 +122,16 @@ class AgentOwners:
             f"node {node_id!r} may write only for its own agents"
         )
 
+    def may_receive(self, node_id: str, recipient: str) -> bool:
+        """Whether mail to `recipient` (one of its agents, or one of their roles) is `node_id`'s."""
+        if self.open:
+            return True
+        self._maybe_reload()
+        owner = self._table.get(recipient)
+        if owner is not None:  # an agent's id is its own, even where a role is spelled alike
+            return owner == node_id
+        return recipient in self._roles.get(node_id, frozenset())
+
     def _maybe_reload(self, *, force: bool = False) -> None:
         if self._dir is None or not (force or self._due()):
             return
@@ -141,7 +160,7 @@ class AgentOwners:
                 quote(str(ConfigError(problems)), 1000),
             )
             return
-        self._table = owner_table(agents)
+        self._table, self._roles = owner_table(agents), role_table(agents)
         logger.info("agent files changed: %d agents known to %s", len(agents), directory)
 
 

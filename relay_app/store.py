@@ -196,6 +196,12 @@ class MessageStore(Protocol):
         `content` is the stored JSON, unparsed (`orjson.Fragment`): a response passes it on.
         """
 
+    def mail_after(
+        self, recipients: Sequence[str], after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `limit` (row id, message) addressed to any of `recipients`, past `after_id`,
+        in the order they were stored: a node's long poll for its agents' mail."""
+
     def node_statuses(self) -> list[dict[str, Any]]:
         """Return the last health report of every node."""
 

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from runtime.http_incoming import Incoming
 from runtime.http_wire import LAST_CHUNK, BadResponse, chunk, declared_length, response_head
+from runtime.park import CAN_PARK_KEY, DEADLINE_KEY, Park
 from runtime.peer_cred import PeerCred
 from runtime.wsgi_bridge import (
     AppResult,
@@ -60,18 +61,31 @@ async def run_app(
     assert incoming.head is not None
     body: IO[bytes] | BodyPipe = incoming.pipe or incoming.spool or _EMPTY
     where = _Where(front.server_addr, peer, cred)
+    extra: dict[str, Any] = {CAN_PARK_KEY: True}
+    while True:
+        result = await _on_worker(front, incoming.head, body, incoming.length, where, extra)
+        park = result.park
+        if not isinstance(park, Park):
+            return result
+        # Parked (runtime.park): wait on the loop, no worker held, then ask the app again.
+        await park.bell.until_rung(park.seen, park.deadline)
+        extra = {CAN_PARK_KEY: True, DEADLINE_KEY: park.deadline}
+
+
+async def _on_worker(
+    front: Front,
+    head: RequestHead,
+    body: IO[bytes] | BodyPipe,
+    length: int,
+    where: _Where,
+    extra: dict[str, Any],
+) -> AppResult:
+    """Run the app once on a worker; a parked request does not count as waiting for one."""
     front.in_app += 1
     try:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            front.pool,
-            _call,
-            front.app,
-            incoming.head,
-            body,
-            incoming.length,
-            where,
-            front.url_scheme,
+            front.pool, _call, front.app, head, body, length, where, front.url_scheme, extra
         )
     finally:
         front.in_app -= 1
@@ -84,11 +98,13 @@ def _call(
     length: int,
     where: _Where,
     scheme: str,
+    extra: dict[str, Any],
 ) -> AppResult:
     """On a worker: build the environ (its cost is not the loop's) and run the app."""
     environ = environ_for(
         head, body, length, server=where.server, peer=where.peer, scheme=scheme, cred=where.cred
     )
+    environ.update(extra)
     return call_app(app, environ)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
+from runtime.park import PARK_KEY
 from runtime.peer_cred import PeerCred
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class AppResult:
     chunks: list[bytes] = field(default_factory=list)
     rest: Iterator[bytes] | None = None
     closer: Callable[[], None] | None = None
+    # Set when the app parked the request (runtime.park): the front asks again later.
+    park: Any = None
 
 
 @dataclass
@@ -146,7 +149,9 @@ def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
 
     try:
         body = app(environ, start_response)
-        return _collect(body, started)
+        result = _collect(body, started)
+        result.park = environ.get(PARK_KEY)
+        return result
     except Exception:
         logger.exception("unhandled error in %s %s", environ["REQUEST_METHOD"], _path(environ))
         return internal_error()

@@ -272,6 +272,20 @@ class SqliteStore:
             ).fetchone()
         return None if row is None else _message_dict(row)
 
+    def mail_after(
+        self, recipients: Sequence[str], after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Messages to `recipients` past `after_id`, oldest first (no total: polled often)."""
+        marks = ",".join("?" * len(recipients))
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE recipient IN ({marks}) AND id > ?"
+            " ORDER BY id LIMIT ?"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, [*recipients, after_id, limit + 1])
+            page, _ = _bounded_page(rows, limit)
+        return page
+
     def node_statuses(self) -> list[dict[str, Any]]:
         """Return every node's last report, by node id."""
         with self._reader() as conn:

@@ -2,8 +2,9 @@
 
 Everything lives under ./data/quickstart: a copy of config/ with the relay moved to
 127.0.0.1, one secret token per node, the operator password of the inbox, the
-relay's database and each node's caches. Ctrl-C stops it all (SIGTERM to each
-process, nodes first, then the relay).
+relay's database and each node's caches. Ctrl-C, SIGTERM or a closed output stops it
+all (SIGTERM to each daemon's process group, nodes first, then the relay): see
+runtime/quickstart_children.py for why that holds however it was started.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +31,7 @@ from relay_app.passwords import hash_password
 from runtime.client import NodeAdmin, NodeClient
 from runtime.config import load_config
 from runtime.errors import CommanderError
+from runtime.quickstart_children import Children, Output, install_stop_signals
 from runtime.token_files import token_sha256
 
 
@@ -136,21 +137,20 @@ def ensure_free(port: int, variable: str) -> None:
             ) from None
 
 
-def start(args: list[str], name: str) -> subprocess.Popen[bytes]:
-    """Start one daemon with the same interpreter; its output goes to data/quickstart/<name>.log."""
-    log = (ROOT / f"{name}.log").open("ab")
-    # A session of its own: Ctrl-C reaches only us, and we stop the daemons in order.
-    return subprocess.Popen(
-        [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+class Stopped(Exception):
+    """Asked to stop (a signal, a closed output) before everything had started."""
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
-    """Wait until `url` answers, or fail naming the log to read."""
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes], name: str, stop: threading.Event, timeout: float = 30.0
+) -> None:
+    """Wait until `url` answers, or fail naming the log to read; `stop` ends the wait."""
     import requests  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop.is_set():
+            raise Stopped
         if proc.poll() is not None:
             raise SystemExit(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
         try:
@@ -161,7 +161,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float
     raise SystemExit(f"{name} did not answer at {url}; see {ROOT / name}.log")
 
 
-def demo_agent(address: str, agent_id: str, stop: threading.Event, interval: float) -> None:
+def demo_agent(
+    address: str, agent_id: str, stop: threading.Event, interval: float, output: Output
+) -> None:
     """Write a demo report every few seconds, as an agent in its own process would."""
     client = NodeClient(address, agent_id)
     rng = random.Random(agent_id)
@@ -170,7 +172,7 @@ def demo_agent(address: str, agent_id: str, stop: threading.Event, interval: flo
         try:
             client.write(content, priority=priority, task_id=f"task-{rng.randint(1, 20)}")
         except (CommanderError, OSError) as exc:
-            print(f"  [{agent_id}] write failed: {exc}", flush=True)
+            output.say(f"  [{agent_id}] write failed: {exc}")
     client.close()
 
 
@@ -226,54 +228,71 @@ def refusal_reasons(health: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the whole cluster on this machine until Ctrl-C."""
+    """Run the whole cluster on this machine until Ctrl-C, SIGTERM or a closed output."""
     parser = argparse.ArgumentParser(prog="make run")
     parser.add_argument("--config", default="config", help="config directory to start from")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between demo reports")
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    # First of all: a signal while the daemons start must still stop them, in order.
+    install_stop_signals(stop)
+    output = Output(on_error=stop.set)  # nobody reads us any more: stop, as SIGPIPE would
     ROOT.mkdir(parents=True, exist_ok=True)
     # Sockets under /tmp: a checkout's path may be too long for one (107 bytes at most).
     sockets = Path(tempfile.mkdtemp(prefix="commander-"))
-    config_dir, tokens, password = prepare(Path(args.config))
-    config = load_config(config_dir)
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    children = Children(ROOT, output)
     try:
-        ensure_free(RELAY_PORT, "COMMANDER_RELAY_PORT")
-        relay = start(
-            ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml")], "relay"
-        )
-        procs.append(("relay", relay))
-        relay_url = f"http://127.0.0.1:{RELAY_PORT}"
-        wait_http(relay_url + "/healthz", relay, "relay")
-        node_urls = _start_nodes(config_dir, tokens, config, procs, (relay_url, sockets))
-        _banner(relay_url, node_urls, password)
-        headers = node_headers(tokens)
-        for _, address, agents in node_urls.values():
-            for agent_id in agents:
-                where = (address, agent_id, stop, args.interval)
-                threading.Thread(target=demo_agent, args=where, daemon=True).start()
-        last_report = time.monotonic()
-        while not stop.wait(0.5):
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
-                    stop.set()
-            if time.monotonic() - last_report >= REPORT_EVERY_S:
-                last_report = time.monotonic()
-                print(progress_line(relay_url, node_urls, headers), flush=True)
-    except KeyboardInterrupt:
+        _run(args, children, output, stop, sockets)
+    except Stopped:
         pass
     finally:
         stop.set()
-        _stop_all(procs)
+        children.stop_all()
         shutil.rmtree(sockets, ignore_errors=True)
     return 0
 
 
+def _run(
+    args: argparse.Namespace,
+    children: Children,
+    output: Output,
+    stop: threading.Event,
+    sockets: Path,
+) -> None:
+    """Start the relay, then the nodes and the demo agents; report progress until `stop`."""
+    config_dir, tokens, password = prepare(Path(args.config))
+    config = load_config(config_dir)
+    ensure_free(RELAY_PORT, "COMMANDER_RELAY_PORT")
+    relay = children.start(
+        ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml")], "relay"
+    )
+    relay_url = f"http://127.0.0.1:{RELAY_PORT}"
+    wait_http(relay_url + "/healthz", relay, "relay", stop)
+    node_urls = _start_nodes(config_dir, tokens, config, children, (relay_url, sockets), stop)
+    _banner(output, relay_url, node_urls, password)
+    for _, address, agents in node_urls.values():
+        for agent_id in agents:
+            where = (address, agent_id, stop, args.interval, output)
+            threading.Thread(target=demo_agent, args=where, daemon=True).start()
+    headers = node_headers(tokens)
+    last_report = time.monotonic()
+    while not stop.wait(0.5):
+        for name, proc in children.procs:
+            if proc.poll() is not None:
+                output.say(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
+                stop.set()
+        if not stop.is_set() and time.monotonic() - last_report >= REPORT_EVERY_S:
+            last_report = time.monotonic()
+            output.say(progress_line(relay_url, node_urls, headers))
+
+
 def _start_nodes(
-    config_dir: Path, tokens: dict[str, Path], config: Any, procs: list[Any], to: tuple[str, Path]
+    config_dir: Path,
+    tokens: dict[str, Path],
+    config: Any,
+    children: Children,
+    to: tuple[str, Path],
+    stop: threading.Event,
 ) -> dict[str, NodeWhere]:
     """Start every node that has agents; `to` is the relay's URL and the sockets' root."""
     relay_url, sockets = to
@@ -284,7 +303,7 @@ def _start_nodes(
             continue
         port = node_port(offset)
         ensure_free(port, "COMMANDER_NODE_PORTS")
-        proc = start(
+        proc = children.start(
             [
                 "-m",
                 "runtime.daemon",
@@ -305,22 +324,22 @@ def _start_nodes(
             ],
             node_id,
         )
-        procs.append((node_id, proc))
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz", proc, node_id)
+        wait_http(url + "/healthz", proc, node_id, stop)
         urls[node_id] = (url, f"unix:{sockets / node_id}", agents)
     return urls
 
 
-def _banner(relay_url: str, node_urls: dict[str, NodeWhere], password: str) -> None:
-    print("\nCommander storage is running (Ctrl-C stops it all).\n", flush=True)
-    print(f"  Inbox:          {relay_url}/messages   (user: operator, password: {password})")
-    print(f"  Relay metrics:  {relay_url}/metrics")
+def _banner(output: Output, relay_url: str, node_urls: dict[str, NodeWhere], password: str) -> None:
+    say = output.say
+    say("\nCommander storage is running (Ctrl-C stops it all).\n")
+    say(f"  Inbox:          {relay_url}/messages   (user: operator, password: {password})")
+    say(f"  Relay metrics:  {relay_url}/metrics")
     for node_id, (url, address, agents) in node_urls.items():
         sockets = address.removeprefix("unix:")
-        print(f"  Node {node_id}: {url}/metrics  agents: {', '.join(agents)}")
-        print(f"    status:       {_script('commander-node')} status --socket-dir {sockets}")
-    print(f"\n  Logs and data:  {ROOT}/\n", flush=True)
+        say(f"  Node {node_id}: {url}/metrics  agents: {', '.join(agents)}")
+        say(f"    status:       {_script('commander-node')} status --socket-dir {sockets}")
+    say(f"\n  Logs and data:  {ROOT}/\n")
 
 
 def _script(name: str) -> str:
@@ -329,19 +348,6 @@ def _script(name: str) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
-
-
-def _stop_all(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    """SIGTERM in reverse start order (nodes, then the relay) and wait for each."""
-    for name, proc in reversed(procs):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-            print(f"  stopped {name} (exit {code})", flush=True)
 
 
 if __name__ == "__main__":

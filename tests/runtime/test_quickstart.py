@@ -6,45 +6,27 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from bench._cluster import free_port
 from runtime.quickstart import node_port, refusal_reasons
-
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = [sys.executable, "-m", "runtime.quickstart", "--config", str(REPO / "config")]
+from tests.runtime.quickstart_procs import QUICKSTART, quickstart, quickstart_env
 
 
 def test_the_quickstart_shows_reports_arriving_and_stops_cleanly(tmp_path: Path) -> None:
-    relay_port, first_node, second_node = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "COMMANDER_RELAY_PORT": str(relay_port),
-        "COMMANDER_NODE_PORTS": f"{first_node},{second_node}",
-        # What this test is about does not depend on the free disk of the machine it runs on.
-        "COMMANDER_MIN_FREE_BYTES": str(1024 * 1024),
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = subprocess.Popen(
-        [*QUICKSTART, "--interval", "0.2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    env, (relay_port, first_node, _) = quickstart_env()
+    # On a failure on the way, quickstart() still stops it and every daemon it started.
+    with quickstart(
+        tmp_path, env, "--interval", "0.2",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as proc:  # fmt: skip
         unread = _wait_for_unread(f"http://127.0.0.1:{relay_port}", proc, at_least=5)
         health = _health(relay_port)  # while the relay still answers
         metrics = requests.get(f"http://127.0.0.1:{first_node}/metrics", timeout=5).text
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     story = output + _logs(tmp_path / "data" / "quickstart") + health
     assert unread >= 5, f"demo reports did not reach the relay:\n{story}"

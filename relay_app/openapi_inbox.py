@@ -75,6 +75,7 @@ def _updates() -> Schema:
             "rows": {"type": "array", "items": {"type": "string"}},
             "watermark": {"type": "integer"},
             "unread": {"type": "integer", "minimum": 0},
+            "summary": {"type": "string", "description": "The view's 'N matching' text."},
             "nodes_html": {"type": "string"},
             "alerts_html": {"type": "string"},
         },

@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 import bottle
 
-from relay_app.inbox import render
+from relay_app.inbox import opened, render
+from relay_app.inbox.charts import bars
 from relay_app.inbox.filters import PRESETS, VIEWS, parse_view
-from relay_app.inbox.reader import Page, QueryTooSlow
+from relay_app.inbox.reader import Arrivals, Page, QueryTooSlow
 from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session
@@ -38,6 +39,7 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
     if search is not None:
         notices.extend(search.notes)
     nodes = inbox.nodes()
+    volume, _ = inbox.reader.charts()
     state = {
         "updates": view.url(UPDATES_PATH, before=None, after=None),
         "watermark": page.watermark,
@@ -50,6 +52,11 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
         view=view,
         page=page,
         pattern=pattern,
+        summary=summary(page.total, page.capped),
+        executed=inbox.reader.executed([r.msg_id for r in page.rows]),
+        volume_svg=bars(volume) if volume is not None and volume.total else "",
+        volume_total=volume.total if volume is not None else 0,
+        sparks=inbox.sparks(nodes),
         facets=inbox.reader.facets(),
         views=VIEWS,
         presets=list(PRESETS),
@@ -78,22 +85,32 @@ def updates(
             {"error": f"after_id: expected one integer from 0 to {MAX_ROW_ID}"}, 400
         )
     try:
-        rows, watermark = inbox.reader.arrived_since(view, after_id)
+        arrivals = inbox.reader.arrived_since(view, after_id)
     except QueryTooSlow:
-        rows, watermark = [], after_id
+        arrivals = Arrivals([], after_id, None, False, inbox.reader.unread_count())
     search = parse_search(view.q) if view.q else None
     pattern = terms_pattern(search.terms()) if search else None
     back = quote(view.url(), safe="")
     nodes = inbox.nodes()
+    rows = [render.render("row.tpl", row=r, pattern=pattern, back=back, executed={})
+            for r in arrivals.rows]  # fmt: skip
     return render.json_body(
         {
-            "rows": [render.render("row.tpl", row=r, pattern=pattern, back=back) for r in rows],
-            "watermark": watermark,
-            "unread": inbox.reader.unread_count(),
-            "nodes_html": render.render("nodes.tpl", nodes=nodes),
+            "rows": rows,
+            "watermark": arrivals.watermark,
+            "unread": arrivals.unread,
+            "summary": summary(arrivals.total, arrivals.capped),
+            "nodes_html": render.render("nodes.tpl", nodes=nodes, sparks=inbox.sparks(nodes)),
             "alerts_html": render.render("alerts.tpl", alerts=inbox.alerts(nodes)),
         }
     )
+
+
+def summary(total: int | None, capped: bool) -> str:
+    """The "N matching" text beside the list (one wording for the page and live updates)."""
+    if total is None:
+        return "many matching"
+    return f"{total}+ matching" if capped else f"{total} matching"
 
 
 def _after_id(values: Sequence[str]) -> int | None:
@@ -117,12 +134,15 @@ def detail_page(
     if row is None:
         body = render.render("missing.tpl", msg_id=msg_id, **chrome)
         return render.page(body, 404)
+    row = opened.mark_read(inbox, row, session.user)
+    chrome["counts"] = inbox.reader.counts()  # after the read: the badge counts it
     search = parse_search(query.get("q", "")) if query.get("q") else None
     pattern = terms_pattern(search.terms()) if search else None
     audit, audit_total = inbox.reader.audit_of(row.msg_id)
     body = render.render(
         "detail.tpl",
         row=row,
+        **opened.links(inbox, row),
         content_html=render.pretty_json(row.content, pattern),
         files=inbox.reader.files_of(row.msg_id),
         audit=audit,
@@ -141,6 +161,7 @@ def nodes_page(inbox: Inbox, session: Session) -> bottle.HTTPResponse:
     body = render.render(
         "nodes_page.tpl",
         nodes=nodes,
+        sparks=inbox.sparks(nodes),
         alerts=inbox.alerts(nodes),
         state_json=render.json_for_html(state),
         **_chrome(inbox, session, "nodes"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay_app.inbox import activity
 from relay_app.inbox.audit import AuditEntry, trail
 from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
 from relay_app.inbox.search import SearchQuery, parse_search
@@ -33,6 +34,7 @@ COUNT_BUDGET_S = 0.015
 QUERY_BUDGET_S = 2.0
 LIVE_LIMIT = 50
 FACET_TTL_S = 10.0
+CHART_BUDGET_S = 0.05
 
 
 class QueryTooSlow(Exception):
@@ -74,6 +76,17 @@ class Page:
     older: Cursor | None
     watermark: int  # rows with a larger id arrived after this page was read
     search: SearchQuery | None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    """What a live update brings: new rows and the figures as of the same read."""
+
+    rows: list[Row]
+    watermark: int
+    total: int | None  # the view's count, None when over the budget
+    capped: bool
+    unread: int
 
 
 class InboxReader:
@@ -161,8 +174,13 @@ class InboxReader:
             rows.reverse()
         return rows, len(fetched) > limit
 
-    def arrived_since(self, view: InboxView, after_id: int) -> tuple[list[Row], int]:
-        """Rows of `view` stored after `after_id` (newest first) and the new watermark."""
+    def arrived_since(self, view: InboxView, after_id: int) -> Arrivals:
+        """Rows of `view` stored after `after_id` (newest first), with the view's count and
+        the unread count read in the same transaction, so the page's figures match its rows.
+
+        At most LIVE_LIMIT rows, the oldest first: the watermark then stops at the last
+        row sent, and the next poll continues from there (none is skipped).
+        """
         search = parse_search(view.q) if view.q else None
         # `+column` keeps SQLite on the rowid range instead of a filter's index.
         where, params = conditions(view, self._clock(), plus=True)
@@ -175,9 +193,14 @@ class InboxReader:
             if search is not None:
                 where.insert(0, "messages_fts MATCH ?")
                 params.insert(0, search.match())
-            sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} DESC LIMIT ?"
+            sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} LIMIT ?"
             fetched = _budgeted(conn, sql, [*params, LIVE_LIMIT], QUERY_BUDGET_S)
-        return [_row(r) for r in fetched], max(watermark, after_id)
+            if len(fetched) == LIVE_LIMIT:
+                watermark = int(fetched[-1][0])
+            total = _budgeted_count(conn, *_count_sql(view, search, self._clock()))
+            unread = _unread(conn)
+        rows = [_row(r) for r in reversed(fetched)]
+        return Arrivals(rows, max(watermark, after_id), total, total == COUNT_CAP, unread)
 
     def message(self, msg_id: str) -> Row | None:
         """One message by msg_id, or None."""
@@ -207,6 +230,22 @@ class InboxReader:
             ).fetchall()
         return [{"file_id": f, "filename": n, "size": s, "sha256": h} for f, n, s, h in rows]
 
+    def executed(self, msg_ids: Sequence[str]) -> dict[str, str]:
+        """report msg_id -> follow-up msg_id, for those of `msg_ids` that were executed."""
+        with self._read() as conn:
+            return activity.executed(conn, msg_ids)
+
+    def charts(self) -> tuple[activity.Series | None, dict[str, activity.Series]]:
+        """The volume strip and each node's throughput; (None, {}) past a short budget."""
+        now = self._clock()
+        with self._read() as conn:
+            deadline = time.monotonic() + CHART_BUDGET_S
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
+            try:
+                return activity.volume(conn, now), activity.throughput(conn, now)
+            except sqlite3.OperationalError:
+                return None, {}  # interrupted: the charts are a nicety, the page is not
+
     def counts(self) -> dict[str, int]:
         """Messages per status (exact, kept by triggers)."""
         with self._read() as conn:
@@ -215,7 +254,8 @@ class InboxReader:
 
     def unread_count(self) -> int:
         """The number of unread messages."""
-        return self.counts().get("unread", 0)
+        with self._read() as conn:
+            return _unread(conn)
 
     def facets(self) -> dict[str, list[str]]:
         """The distinct agents, nodes and roles (an index skip-scan each, cached briefly)."""
@@ -262,6 +302,11 @@ def conditions(view: InboxView, now: float, *, plus: bool = False) -> tuple[list
         where.append(f"{p}m.timestamp < ?")
         params.append(until)
     return where, params
+
+
+def _unread(conn: sqlite3.Connection) -> int:
+    found = conn.execute("SELECT n FROM inbox_counts WHERE status = 'unread'").fetchone()
+    return int(found[0]) if found else 0
 
 
 def _all(where: Sequence[str]) -> str:

@@ -15,6 +15,7 @@ import bottle
 import orjson
 
 from relay_app.inbox import nodes as node_format
+from relay_app.inbox.preview import preview_text
 from relay_app.inbox.search import content_text, highlight, snippet
 
 HERE = Path(__file__).parent
@@ -90,8 +91,15 @@ def _moment(ts: Any) -> datetime | None:
 
 
 def preview(content: Any, pattern: re.Pattern[str] | None) -> str:
-    """HTML: a one-line preview of the content, search terms marked."""
-    return snippet(content_text(content, 4096), pattern)
+    """HTML: the content's gist (title, summary, text), search terms marked.
+
+    When a search matched somewhere the gist does not show, the window around the match
+    is shown instead, so a row always says why it matched.
+    """
+    gist = preview_text(content)
+    if pattern is not None and not pattern.search(gist):
+        return snippet(content_text(content, 4096), pattern)
+    return snippet(gist, pattern)
 
 
 def pretty_json(content: Any, pattern: re.Pattern[str] | None) -> str:

@@ -9,7 +9,10 @@ from typing import Any
 
 from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
 from relay_app.inbox.actions import Actions
+from relay_app.inbox.activity import THROUGHPUT_BUCKETS
+from relay_app.inbox.charts import sparkline
 from relay_app.inbox.forwarded import Proxies
+from relay_app.inbox.history import LagHistory
 from relay_app.inbox.login import Logins
 from relay_app.inbox.nodes import Alert, NodeHealth, alerts, node_health
 from relay_app.inbox.reader import InboxReader
@@ -55,6 +58,7 @@ class Inbox:
         )
         self.reader = InboxReader(path, now)
         self.writer = InboxWriter(path, ingest)
+        self.lag_history = LagHistory()
         self.proxies = Proxies(settings.trusted_proxies)
         self.sessions = Sessions(now)
         self.logins = Logins(
@@ -69,8 +73,24 @@ class Inbox:
         return self.clock()
 
     def nodes(self) -> list[NodeHealth]:
-        """Every node's health from its last report."""
-        return node_health(self.store.node_statuses(), self.clock())
+        """Every node's health from its last report (each report also joins the history)."""
+        statuses = self.store.node_statuses()
+        self.lag_history.observe(statuses)
+        return node_health(statuses, self.clock())
+
+    def sparks(self, nodes: list[NodeHealth]) -> dict[str, tuple[str, str]]:
+        """node_id -> (sync lag sparkline, throughput sparkline), as inline SVG."""
+        _, rates = self.reader.charts()
+        found = {}
+        for node in nodes:
+            lags = self.lag_history.lags(node.node_id)
+            rate = rates.get(node.node_id)
+            counts = list(rate.counts) if rate is not None else [0] * THROUGHPUT_BUCKETS
+            found[node.node_id] = (
+                sparkline(lags, "sync lag (s) per report"),
+                sparkline(counts, "messages per 5 min, last hour"),
+            )
+        return found
 
     def alerts(self, nodes: list[NodeHealth]) -> list[Alert]:
         """The dashboard alerts for these nodes and the relay's own disk."""

@@ -1,5 +1,6 @@
-// The inbox page's behaviour: live updates with a pause switch, selection, local times,
-// filters that submit themselves. Served as a file: the page's CSP allows no inline script.
+// The inbox page's behaviour: live updates with a pause switch, selection, relative and
+// local times, filters that submit themselves. Keyboard shortcuts live in keys.js.
+// Served as a file: the page's CSP allows no inline script.
 "use strict";
 
 (function () {
@@ -8,15 +9,27 @@
   const stateNode = byId("inbox-state");
   const state = stateNode ? JSON.parse(stateNode.textContent) : null;
 
+  // "3 min ago" in lists, the absolute local time on hover; absolute where marked so.
+  function relative(moment, now) {
+    const s = Math.round((now - moment) / 1000);
+    if (s < -60) return `in ${relative(now, moment)}`.replace(" ago", "");
+    if (s < 45) return "just now";
+    if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    if (s < 7 * 86400) return `${Math.round(s / 86400)} d ago`;
+    return moment.toLocaleDateString();
+  }
+
   function localTimes(root) {
+    const now = Date.now();
     for (const node of root.querySelectorAll("time[datetime]")) {
       const value = node.getAttribute("datetime");
       if (!value) continue;
       const moment = new Date(value);
-      if (!isNaN(moment)) {
-        node.title = value;
-        node.textContent = moment.toLocaleString();
-      }
+      if (isNaN(moment)) continue;
+      node.title = moment.toLocaleString();
+      node.textContent = node.hasAttribute("data-relative")
+        ? relative(moment, now) : moment.toLocaleString();
     }
   }
 
@@ -91,9 +104,13 @@
     if (state && state.updates) setInterval(poll, POLL_MS);
   }
 
+  // The switch already says "Live": the status names only what differs from it.
   function showLive(text) {
     const status = byId("live-status");
-    if (status) status.textContent = paused ? "paused" : text || "live";
+    if (!status) return;
+    const shown = paused ? "paused" : text === "live" ? "" : text;
+    status.textContent = shown;
+    status.dataset.state = paused ? "paused" : text || "live";
   }
 
   let inFlight = false;
@@ -121,6 +138,9 @@
     state.watermark = Math.max(state.watermark, update.watermark);
     const count = byId("unread-count");
     if (count) count.textContent = String(update.unread);
+    const summary = byId("summary");
+    // The view's count and the rows come from one read, so they agree.
+    if (summary && typeof update.summary === "string") summary.textContent = update.summary;
     replaceInner("node-panel", update.nodes_html);
     replaceInner("alerts", update.alerts_html);
     if (!update.rows.length) return;
@@ -154,6 +174,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     localTimes(document);
+    setInterval(() => localTimes(document), 30000);
     setupFilters();
     setupSelection();
     setupLive();

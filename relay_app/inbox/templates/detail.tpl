@@ -1,7 +1,19 @@
 % rebase('layout.tpl', title='Message', nav=nav, counts=counts, session=session, flash=flash)
 <p><a href="{{back}}">‹ Back to the list</a></p>
 <article class="detail" data-msg-id="{{row.msg_id}}" data-status="{{row.status}}">
-  <h1>{{row.agent_id}} <small>{{row.role or ''}} on {{row.node_id}}</small> <span class="badge-{{row.priority}}">{{row.priority}}</span> <span class="status {{row.status}}" id="status">{{row.status}}</span></h1>
+  <h1>{{row.agent_id}} <small>{{row.role or ''}} on {{row.node_id}}</small> <span class="badge-{{row.priority}}">{{row.priority}}</span> <span class="status {{row.status}}" id="status">{{row.status}}</span>{{!' <span class="status executed" id="executed-state">executed</span>' if follow_up_id else ''}}</h1>
+  % if follow_up_id:
+  <p class="link-out executed" id="executed">Executed: a follow-up task went to {{row.agent_id}} — <a href="/messages/m/{{follow_up_id}}" id="follow-up-link">open the follow-up</a></p>
+  % end
+  % if origin_id:
+  <p class="link-out origin" id="origin">Follow-up task{{' requested by ' + requested_by if requested_by else ''}}{{!' <time datetime="%s" data-relative title="%s">%s</time>' % (iso(requested_at), when(requested_at), when(requested_at)) if requested_at is not None else ''}} for
+    % if origin:
+    <a href="/messages/m/{{origin.msg_id}}" id="origin-link">{{origin.agent_id}}’s report: {{!preview(origin.content, None)}}</a>
+    % else:
+    a report no longer stored (<code>{{origin_id}}</code>)
+    % end
+  </p>
+  % end
   <form method="post" action="/messages/actions" id="actions" class="bulk">
     <input type="hidden" name="csrf" value="{{session.csrf}}">
     <input type="hidden" name="back" value="/messages/m/{{row.msg_id}}?back={{quote(back)}}">

@@ -6,7 +6,7 @@
 <details class="nodes-summary" id="nodes-summary">
   <summary>Nodes: {{len([n for n in nodes if n.color == 'green'])}} green, {{len([n for n in nodes if n.color == 'yellow'])}} yellow, {{len([n for n in nodes if n.color == 'red'])}} red</summary>
   <div class="nodes" id="node-panel">
-  % include('nodes.tpl', nodes=nodes)
+  % include('nodes.tpl', nodes=nodes, sparks=sparks)
   </div>
 </details>
 <form class="filters" method="get" action="/messages" id="filters" role="search">
@@ -53,6 +53,12 @@
   <button type="submit">Apply</button>
   <a class="reset" href="/messages">Reset</a>
 </form>
+% if volume_svg:
+<figure class="volume-strip" id="volume" title="Messages per hour over the last 24 hours">
+  {{!volume_svg}}
+  <figcaption class="muted">{{volume_total}} message{{'s' if volume_total != 1 else ''}} in the last 24 h, per hour</figcaption>
+</figure>
+% end
 % for notice in notices:
 <p class="notice">{{notice}}</p>
 % end
@@ -67,17 +73,10 @@
   % else:
   <button type="submit" name="action" value="archive">Archive</button>
   % end
-  <span class="summary" id="summary">
-  % if page.total is None:
-  many matching
-  % elif page.capped:
-  {{page.total}}+ matching
-  % else:
-  {{page.total}} matching
-  % end
-  </span>
-  <label class="live"><input type="checkbox" id="live-toggle" checked> Live</label>
+  <span class="summary" id="summary">{{summary}}</span>
+  <label class="live" title="Show new messages as they arrive"><input type="checkbox" id="live-toggle" checked> Live</label>
   <span id="live-status" class="muted" aria-live="polite"></span>
+  <button type="button" class="help-open" id="help-open" title="Keyboard shortcuts (?)">?</button>
 </form>
 <p class="new-banner" id="new-banner" hidden><a href="{{view.url(before=None, after=None)}}" id="new-link">New messages arrived — show the newest</a></p>
 <table class="inbox" id="inbox-table">
@@ -87,7 +86,7 @@
   </tr></thead>
   <tbody id="rows">
   % for row in page.rows:
-  % include('row.tpl', row=row, pattern=pattern, back=back)
+  % include('row.tpl', row=row, pattern=pattern, back=back, executed=executed)
   % end
   </tbody>
 </table>
@@ -103,3 +102,16 @@
   <a href="{{view.url(after=None, before=page.older.encode())}}" rel="next" id="older">Older ›</a>
   % end
 </nav>
+<dialog id="help" class="help" aria-label="Keyboard shortcuts">
+  <h2>Keyboard shortcuts</h2>
+  <dl>
+    <dt><kbd>j</kbd> / <kbd>k</kbd></dt><dd>next / previous message</dd>
+    <dt><kbd>o</kbd> or <kbd>Enter</kbd></dt><dd>open the message</dd>
+    <dt><kbd>a</kbd></dt><dd>acknowledge</dd>
+    <dt><kbd>e</kbd></dt><dd>archive</dd>
+    <dt><kbd>x</kbd></dt><dd>execute (send a follow-up task)</dd>
+    <dt><kbd>/</kbd></dt><dd>search</dd>
+    <dt><kbd>?</kbd></dt><dd>this help; <kbd>Esc</kbd> closes it</dd>
+  </dl>
+  <form method="dialog"><button type="submit">Close</button></form>
+</dialog>

@@ -6,6 +6,7 @@
 <title>{{title}} · Commander messages</title>
 <link rel="stylesheet" href="/messages/static/inbox.css">
 <script src="/messages/static/inbox.js" defer></script>
+<script src="/messages/static/keys.js" defer></script>
 </head>
 <body>
 <header class="top">

@@ -5,5 +5,5 @@
 </section>
 <h1>Nodes</h1>
 <div class="nodes" id="node-panel">
-% include('nodes.tpl', nodes=nodes)
+% include('nodes.tpl', nodes=nodes, sparks=sparks)
 </div>

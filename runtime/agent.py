@@ -10,9 +10,11 @@ import pykka
 
 from actors.messages import CacheRemote, CacheStats, Get, GetStats, Write
 from runtime.config import AgentConfig
-from runtime.envelope import ID_RULE, MessageEnvelope, is_id
-from runtime.errors import InvalidMessage
+from runtime.envelope import ID_RULE, MessageEnvelope, from_stored, is_id
+from runtime.errors import ActorUnavailable, InvalidMessage
+from runtime.mail_store import MailStore, next_mail
 from runtime.query_filters import make_query
+from runtime.relay_client import strip_relay_fields
 from runtime.supervisor import ChildHandle
 
 # Looks a message up on the relay when the local cache does not have it.
@@ -29,8 +31,12 @@ class AgentHandle:
         *,
         remote_lookup: RemoteLookup | None = None,
         clock: Callable[[], float] = time.time,
+        mail: MailStore | None = None,
     ) -> None:
         self.config = config
+        self._mail = mail
+        # The seq of the last batch `receive` handed out, acknowledged by the next call.
+        self._unacked: int | None = None
         self.agent_id = config.agent_id
         self.node_id = config.node_id
         self._cache = cache
@@ -118,6 +124,27 @@ class AgentHandle:
     def query_async(self, **filters: Any) -> pykka.Future[list[MessageEnvelope]]:
         """Like `query`, returning a future; an unknown filter raises here, at once."""
         return self._cache.ask_future(make_query(filters))
+
+    def receive(self, timeout: float = 0.0, *, limit: int = 100) -> list[MessageEnvelope]:
+        """Messages to this agent (recipient = its id or its role) from any node, oldest first,
+        waiting up to `timeout` seconds for some; [] when none came.
+
+        Asking again acknowledges the previous batch (as does `ack`): the node keeps that
+        cursor durably. Delivery is at-least-once: a batch not yet acknowledged when the
+        node restarts is handed out again, so drop repeats by msg_id.
+        """
+        if self._mail is None:
+            raise ActorUnavailable("this node has no mail store (not started)")
+        found = next_mail(self._mail, self.config, {}, timeout, limit, self._unacked)
+        found = found or []
+        self._unacked = found[-1][0] if found else None
+        return [from_stored(strip_relay_fields(message)) for _, message in found]
+
+    def ack(self) -> None:
+        """Acknowledge the last batch `receive` returned, without asking for more."""
+        if self._mail is not None and self._unacked is not None:
+            self._mail.ack(self.agent_id, self._unacked)
+            self._unacked = None
 
     def stats(self, *, timeout: float | None = None) -> CacheStats:
         """Return the cache's current figures."""

@@ -37,6 +37,8 @@ class NodeClient:
         self.base = f"{root}/agents/{agent_id}"
         self.agent_id = agent_id
         self.timeout = timeout
+        # The cursor of the last batch `receive` returned: the next call acknowledges it.
+        self.cursor: int | None = None
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -76,6 +78,35 @@ class NodeClient:
         _check(response)
         # As stored: a message cached under an older rule still reads.
         return [from_stored(m) for m in response.json()["messages"]]
+
+    def receive(self, timeout: float = 0.0, *, limit: int = 100) -> list[MessageEnvelope]:
+        """Messages to this agent (recipient = its id or its role) from any node, oldest first,
+        waiting up to `timeout` seconds for some; [] when none came.
+
+        Asking again acknowledges the previous batch (as does `ack`); the node keeps that
+        cursor durably, so its restart neither loses nor repeats a message. Delivery is
+        at-least-once: a batch this client got but never acknowledged (it crashed) is
+        handed out again, so drop repeats by msg_id.
+        """
+        params: dict[str, Any] = {"wait": timeout, "limit": limit}
+        if self.cursor is not None:
+            params["after"] = self.cursor
+        response = self.session.get(
+            f"{self.base}/inbox", params=params, timeout=timeout + self.timeout
+        )
+        _check(response)
+        data = response.json()
+        self.cursor = int(data["cursor"])
+        return [from_stored(m) for m in data["messages"]]
+
+    def ack(self) -> None:
+        """Acknowledge the last batch `receive` returned, without asking for more."""
+        if self.cursor is None:
+            return
+        response = self.session.post(
+            f"{self.base}/inbox/ack", json={"cursor": self.cursor}, timeout=self.timeout
+        )
+        _check(response)
 
     def status(self) -> dict[str, Any]:
         """Return this agent's cache, outbox and sync figures."""

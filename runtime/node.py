@@ -3,6 +3,8 @@
 Per agent, in start order: CacheActor (owns messages.db), OutboxActor (owns
 outbox.db, retries), UploaderActor (write-through). A commit in the cache is
 told to the uploader; what the uploader cannot deliver goes to the outbox.
+Per node: one MailPoller long-polls the relay for every agent's mail into the
+MailStore (runtime.mail_store), which `AgentHandle.receive` reads.
 
 Each agent has its own supervisor: past its restart intensity that agent is down
 (its asks fail at once, /status and /metrics say so) and is started again after a
@@ -35,6 +37,8 @@ from runtime.config import AgentConfig, ClusterConfig, load_config
 from runtime.envelope import MessageEnvelope
 from runtime.errors import SupervisorGaveUp
 from runtime.logsafe import quote
+from runtime.mail_poller import MailPoller
+from runtime.mail_store import MailStore, mail_path
 from runtime.relay_client import RelayTarget
 from runtime.remote import RemoteReader
 from runtime.supervisor import ChildHandle, ChildSpec, Restart, Supervisor
@@ -109,6 +113,8 @@ class Node:
         self.actors: dict[str, AgentActors] = {}
         self.metrics_actor: ChildHandle
         self.target = self._relay_target()
+        self.mail: MailStore | None = None
+        self.mail_poller: MailPoller | None = None
         self._started = False
 
     @classmethod
@@ -121,6 +127,7 @@ class Node:
         agents = self.config.agents_on(self.node_id)
         if not agents:
             logger.warning("no enabled agents configured for node %s", self.node_id)
+        self.mail = MailStore(mail_path(self.options.data_dir), self.options.synchronous)
         for agent in agents:
             self._add_agent(agent)
         self.metrics_actor = self.supervisor.add(
@@ -134,17 +141,29 @@ class Node:
             actors.supervisor.start()
         self.supervisor.start()
         self.ticker.start()
+        self._start_mail(agents)
         self._started = True
         logger.info("node %s started with agents %s", self.node_id, sorted(self.agents))
         return self
 
     def stop(self) -> None:
         """Stop the periodic jobs, then the actors in reverse start order."""
+        if self.mail_poller is not None:
+            self.mail_poller.stop()
         self.ticker.stop()
         self.supervisor.stop()
         for actors in reversed(self.actors.values()):
             actors.supervisor.stop()
+        if self.mail is not None:
+            self.mail.close()
         self._started = False
+
+    def _start_mail(self, agents: Sequence[AgentConfig]) -> None:
+        """One long poll for every agent's mail (to its id or its role), if there is a relay."""
+        if self.target is None or not agents or self.mail is None:
+            return
+        recipients = sorted({a.agent_id for a in agents} | {a.role for a in agents})
+        self.mail_poller = MailPoller(self.target, recipients, self.mail).start()
 
     def agent(self, agent_id: str) -> AgentHandle:
         """Return the handle of one agent on this node."""
@@ -230,7 +249,11 @@ class Node:
         timed = self._timed_target(agent)  # a read-through keeps to the agent's timeout too
         remote = RemoteReader(timed) if timed is not None else None
         self.agents[agent.agent_id] = AgentHandle(
-            agent, cache, remote_lookup=remote.get if remote else None, clock=self.clock
+            agent,
+            cache,
+            remote_lookup=remote.get if remote else None,
+            clock=self.clock,
+            mail=self.mail,
         )
         self.ticker.every(
             self.options.maintain_interval,

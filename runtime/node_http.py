@@ -7,6 +7,7 @@ POST /agents/<agent_id>/messages          write (answers after the local commit)
 GET  /agents/<agent_id>/messages/<msg_id> read, local first, then the relay
 GET  /agents/<agent_id>/messages          query: task_id, sender, recipient, since, limit
 GET  /agents/<agent_id>/status            cache and outbox figures
+GET  /agents/<agent_id>/inbox             receive mail (runtime.node_mail), POST .../inbox/ack
 GET  /status                              every agent's figures
 POST /outbox/retry-failed                 move failed batches back to pending
 GET  /healthz                             200 "ok", or "degraded" naming agents down; else 503
@@ -38,6 +39,7 @@ from runtime.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.http_query import decoded_query
 from runtime.node import Node
 from runtime.node_doors import DoorCheck
+from runtime.node_mail import install_mail_routes
 from runtime.openapi import node_document
 from runtime.wsgi_bridge import read_at_most
 
@@ -81,6 +83,7 @@ def create_node_app(node: Node, metrics: Callable[[], bytes] | None = None) -> b
         lambda agent_id: _json(_agent_status(node, agent_id)),
         **agent,
     )
+    install_mail_routes(app, node)
     app.route("/status", "GET", lambda: _json(node_status(node)), scope="node")
     app.route("/outbox/retry-failed", "POST", lambda: _retry_failed(node), scope="node")
     app.route("/healthz", "GET", lambda: _healthz(node), scope="open")

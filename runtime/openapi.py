@@ -67,6 +67,8 @@ def node_document(
             },
             "/agents/{agent_id}/messages/{msg_id}": {"get": _read(agent)},
             "/agents/{agent_id}/status": {"get": _agent_status(agent)},
+            "/agents/{agent_id}/inbox": {"get": _inbox(agent)},
+            "/agents/{agent_id}/inbox/ack": {"post": _ack(agent)},
             "/status": {"get": _status()},
             "/outbox/retry-failed": {"post": _retry_failed()},
             "/healthz": {"get": _healthz()},
@@ -75,6 +77,51 @@ def node_document(
         },
         "components": {"schemas": _schemas(), "securitySchemes": _security()},
     }
+
+
+def _inbox(agent: Schema) -> Schema:
+    cursor = {"type": "integer", "minimum": 0}
+    mail = {
+        "type": "object",
+        "required": ["messages", "cursor"],
+        "properties": {"messages": {"type": "array", "items": MESSAGE}, "cursor": cursor},
+    }
+    return {
+        "summary": "Receive messages to this agent (recipient = its id or role) from any node.",
+        "description": "Acknowledges up to `after`, then answers the agent's mail past what it "
+        "acknowledged, oldest first, waiting up to `wait` seconds for some. At-least-once: "
+        "drop repeats by msg_id. Pass the answer's `cursor` as the next `after`.",
+        "security": TOKEN,
+        "parameters": [
+            agent,
+            parameter("after", "query", {**cursor, "maximum": 2**62}, "Cursor to acknowledge."),
+            parameter("wait", "query", {"type": "number", "minimum": 0, "maximum": 60},
+                      "Seconds to wait for mail when there is none."),
+            parameter("limit", "query", {"type": "integer", "minimum": 0, "maximum": 1000},
+                      "At most this many messages."),
+        ],
+        "responses": {
+            "200": json_body(mail, "New mail (empty when the wait ran out)."),
+            **error_responses({400: "A parameter is malformed; the error names it.",
+                               **UNKNOWN_AGENT, **AGENT_DOOR, **JSON_ONLY}),
+        },
+    }  # fmt: skip
+
+
+def _ack(agent: Schema) -> Schema:
+    cursor = {"type": "integer", "minimum": 0, "maximum": 2**62}
+    body = {"type": "object", "required": ["cursor"], "properties": {"cursor": cursor}}
+    return {
+        "summary": "Acknowledge this agent's mail up to a cursor without asking for more.",
+        "security": TOKEN,
+        "parameters": [agent],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": json_body(body, "The cursor now kept."),
+            **error_responses({400: "The body is not {\"cursor\": N}.",
+                               **UNKNOWN_AGENT, **AGENT_DOOR, **JSON_ONLY}),
+        },
+    }  # fmt: skip
 
 
 def _security() -> dict[str, Schema]:

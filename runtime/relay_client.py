@@ -86,10 +86,30 @@ class RelayClient:
         _raise_for_status(response, url)
         try:
             # As stored: a row the relay took under an older rule still reads.
-            return from_stored(_strip_relay_fields(response.json()))
+            return from_stored(strip_relay_fields(response.json()))
         except (ValueError, InvalidMessage) as exc:  # not the relay, or an answer cut short
             status = response.status_code
             raise RelayUnavailable(f"GET {url}: HTTP {status} is not a message: {exc}") from exc
+
+    def get_mail(self, recipients: list[str], after: int, wait: float) -> tuple[list[Any], int]:
+        """GET /sync/mail: (messages, cursor) for `recipients` past `after`, waiting `wait` s.
+
+        The target's timeout must exceed `wait` (the relay answers at the end of it).
+        """
+        url = f"{self.target.base_url}/sync/mail"
+        params: dict[str, Any] = {"for": recipients, "after": after, "wait": wait}
+        try:
+            response = self.session.get(
+                url, params=params, timeout=self.target.timeout, verify=self._verify
+            )
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET {url}", exc) from exc
+        _raise_for_status(response, url)
+        try:
+            data = response.json()
+            return list(data["messages"]), int(data["cursor"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RelayUnavailable(f"GET {url}: not the relay's mail: {exc}") from exc
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
         url = self.target.base_url + path
@@ -151,7 +171,7 @@ def _expect_ack(response: requests.Response, what: str, ack: dict[str, str]) -> 
         )
 
 
-def _strip_relay_fields(data: Any) -> Any:
+def strip_relay_fields(data: Any) -> Any:
     """Drop what the relay adds (received_at, status) before rebuilding the envelope."""
     if isinstance(data, dict) and "message" in data and isinstance(data["message"], dict):
         data = data["message"]

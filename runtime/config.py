@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runtime.config_keys import dangling_agents, unknown_keys
 from runtime.envelope import MAX_BATCH_BYTES
 from runtime.errors import ConfigError, ConfigProblem
 from runtime.sizing import ROLE_PROFILES, cache_bytes
@@ -182,6 +183,15 @@ class _Reader:
         return value
 
 
+def _field_names(cls: type) -> frozenset[str]:
+    """The keys a file may hold for this dataclass: its fields."""
+    return frozenset(f.name for f in fields(cls))
+
+
+# `source` is where the agent was read from, not a key of its file.
+_AGENT_KEYS = frozenset(f.name for f in fields(AgentConfig)) - {"source"}
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -238,10 +248,13 @@ def parse_agent(data: dict[str, Any], file: str, problems: list[ConfigProblem]) 
     for key in ("agent_id", "role", "node_id"):
         if key not in data:
             r.problem(key, "a value (required)")
+    unknown_keys(data, _AGENT_KEYS, file, problems)
     agent_id = r.get(data, "agent_id", _is_id, "an id: letters, digits, '._:-'", "invalid")
     role = r.get(data, "role", lambda v: v in ROLE_PROFILES, f"one of {sorted(ROLE_PROFILES)}", "")
     node_id = r.get(data, "node_id", _is_id, "an id: letters, digits, '._:-'", "invalid")
     c, s = r.section(data, "cache"), r.section(data, "sync")
+    unknown_keys(c, _field_names(CacheConfig), file, problems, "cache.")
+    unknown_keys(s, _field_names(SyncConfig), file, problems, "sync.")
     cache = CacheConfig(
         max_bytes=r.get(c, "max_bytes", _is_pos_int, "a positive integer", None, "cache."),
         retention_days=r.get(c, "retention_days", _is_pos_num, "a positive number", 30.0, "cache."),
@@ -288,6 +301,7 @@ def parse_node(item: Any, index: int, file: str, problems: list[ConfigProblem]) 
     for key in ("id", "host", "port"):
         if key not in item:
             r.problem(p + key, "a value (required)")
+    unknown_keys(item, _field_names(NodeEntry), file, problems, p)
     return NodeEntry(
         id=r.get(item, "id", _is_id, "an id: letters, digits, '._:-'", "invalid", p),
         host=r.get(item, "host", _is_str, "a host name or address", "127.0.0.1", p),
@@ -375,6 +389,7 @@ def load_topology(
     data = _load_yaml(path, problems)
     if data is None:
         return (), RelaySettings()
+    unknown_keys(data, ("nodes", "relay"), str(path), problems)
     nodes_raw = data.get("nodes")
     if not isinstance(nodes_raw, list) or not nodes_raw:
         problems.append(
@@ -431,6 +446,7 @@ def collect_problems(config_dir: str | Path) -> tuple[ClusterConfig, list[Config
     agents: tuple[AgentConfig, ...] = ()
     if agents_dir.is_dir():
         agents = load_agents(agents_dir, problems)
+    dangling_agents({n.id for n in nodes}, [(a.source, a.node_id) for a in agents], problems)
     config = ClusterConfig(nodes=nodes, relay=relay, agents=agents, config_dir=str(root))
     return config, problems
 

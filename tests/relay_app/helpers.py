@@ -139,6 +139,8 @@ def write_config(root: Path) -> Path:
     (root / "relay.yaml").write_text(
         f'nodes:\n  - id: "{NODE_A}"\n    host: "127.0.0.1"\n    port: 9\n'
         f'    token_sha256: "{sha(TOKENS[NODE_A])}"\n'
+        # node-b runs agent-b1, so the topology names it; without a token it never logs in.
+        f'  - id: "{NODE_B}"\n    host: "127.0.0.1"\n    port: 9\n'
         "relay:\n  min_free_bytes: 0\n"
     )
     return root / "relay.yaml"

@@ -31,6 +31,9 @@ nodes:
     host: "127.0.0.1"
     port: 8001
     role: "storage"
+  - id: "node-a"
+    host: "127.0.0.1"
+    port: 8002
 """
 
 
@@ -170,6 +173,54 @@ def test_each_bad_topology_gets_an_error_naming_the_key(
 ) -> None:
     write_dir(tmp_path, {}, topology)
     assert any(expected in p for p in problems_of(tmp_path)), problems_of(tmp_path)
+
+
+STRICT_AGENT = AGENT_OK.format(agent_id="c1", role="coder")
+KNOWN = "expected a known key"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sync:\n  retry_maxx: 3\n", f"sync.retry_maxx: {KNOWN} (did you mean 'retry_max'?"),
+        ("cache:\n  compresion: no\n", f"cache.compresion: {KNOWN} (did you mean 'compression'?"),
+        ("enable: false\n", f"c1.yaml: enable: {KNOWN} (did you mean 'enabled'?"),
+        ("colour: blue\n", f"colour: {KNOWN} (one of agent_id, cache,"),
+    ],
+)
+def test_an_unknown_key_in_an_agent_file_is_a_problem_naming_the_likely_one(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    write_dir(tmp_path, {"c1": STRICT_AGENT + text})
+    assert any(expected in p for p in problems_of(tmp_path)), problems_of(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("topology", "expected"),
+    [
+        ("    sync_enable: no\n", f"nodes[1].sync_enable: {KNOWN} (did you mean 'sync_enabled'?"),
+        ("relays:\n  port: 1\n", f"relay.yaml: relays: {KNOWN} (did you mean 'relay'?"),
+    ],
+)
+def test_an_unknown_key_in_relay_yaml_is_a_problem_at_every_level(
+    tmp_path: Path, topology: str, expected: str
+) -> None:
+    write_dir(tmp_path, {"c1": STRICT_AGENT}, TOPOLOGY_OK + topology)
+    assert any(expected in p for p in problems_of(tmp_path)), problems_of(tmp_path)
+
+
+def test_an_agent_naming_no_node_of_relay_yaml_is_refused_by_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lost = STRICT_AGENT.replace('"node-a"', '"node-z"').replace("c1", "c2")
+    write_dir(tmp_path, {"c1": STRICT_AGENT, "c2": lost})
+    assert check_config_main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'agents' / 'c2.yaml'}: node_id: expected the id of a node in relay.yaml"
+        " (htpc, node-a), got 'node-z'"
+    ) in err
+    assert "1 problem in" in err
 
 
 def test_a_missing_relay_file_is_reported(tmp_path: Path) -> None:

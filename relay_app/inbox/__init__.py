@@ -20,10 +20,16 @@ from relay_app.store import MessageStore
 from runtime.config import ClusterConfig
 
 CONFIG_KEY = "commander.inbox"
+STATUS_PATH = "/sync/status"
 
 
 class InboxPlugin:
-    """A Bottle plugin that changes no route; it exists so `app.close()` stops the inbox."""
+    """A Bottle plugin so `app.close()` stops the inbox; it also hears node reports.
+
+    The store keeps only each node's last report: after a report is stored, the inbox
+    adds it to its bounded lag history, so node sparklines fill whether or not a page
+    is open.
+    """
 
     name = "commander-inbox"
     api = 2
@@ -32,9 +38,20 @@ class InboxPlugin:
         """Hold the running inbox."""
         self.inbox = inbox
 
-    def apply(self, callback: Callable[..., Any], _route: Any) -> Callable[..., Any]:
-        """Leave every route as it is."""
-        return callback
+    def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
+        """Leave every route as it is, except that a stored node report is observed."""
+        if (route.method, route.rule) != ("POST", STATUS_PATH):
+            return callback
+        history = self.inbox.lag_history
+
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            result = callback(*args, **kwargs)
+            status = getattr(result, "status_code", None) or bottle.response.status_code
+            if status == 200:
+                history.observe(self.inbox.store.node_statuses())
+            return result
+
+        return observed
 
     def close(self) -> None:
         """Stop the inbox's writer and close its connections."""

@@ -147,6 +147,7 @@ def detail_page(
         files=inbox.reader.files_of(row.msg_id),
         audit=audit,
         audit_total=audit_total,
+        thread=inbox.reader.thread(row.msg_id),
         now=inbox.now(),
         back=safe_back(query.get("back")),
         **chrome,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 # Fields an agent's report commonly names its gist by, most telling first.
-HEADLINE_KEYS = ("title", "subject", "summary", "headline", "name")
-BODY_KEYS = ("text", "message", "body", "description", "details", "content", "note")
+HEADLINE_KEYS = ("title", "subject", "headline", "name")
+BODY_KEYS = ("summary", "text", "message", "body", "description", "details", "content", "note")
 MAX_CHARS = 600
 
 

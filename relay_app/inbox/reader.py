@@ -21,6 +21,7 @@ from relay_app.inbox import activity
 from relay_app.inbox.audit import AuditEntry, trail
 from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
 from relay_app.inbox.search import SearchQuery, parse_search
+from relay_app.inbox.thread import Post, thread_of
 from runtime import sqlite as rsqlite
 from runtime.envelope import decode_content
 
@@ -208,6 +209,11 @@ class InboxReader:
             found = conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.msg_id = ?", (msg_id,))
             row = found.fetchone()
         return None if row is None else _row(row)
+
+    def thread(self, msg_id: str) -> list[Post]:
+        """The follow-ups and replies answering a message (relay_app.inbox.thread)."""
+        with self._read() as conn:
+            return thread_of(conn, msg_id)
 
     def audit_of(self, msg_id: str) -> tuple[list[AuditEntry], int]:
         """A message's audit trail, newest first (at most audit.SHOWN), and its length."""

@@ -42,7 +42,8 @@
       `button[form="actions"][value="${action}:${target.id}"], #actions button[value="${action}:${target.id}"]`);
     if (!button) return;  // not offered for this message (e.g. already acknowledged)
     // The page reloads after the action: keep the cursor where it was.
-    sessionStorage.setItem(SAVED, JSON.stringify({ path: location.pathname, cursor: cursorIndex() }));
+    const saved = { path: location.pathname, cursor: cursorIndex(), id: target.id };
+    sessionStorage.setItem(SAVED, JSON.stringify(saved));
     button.click();
   }
 
@@ -85,7 +86,11 @@
     let saved = null;
     try { saved = JSON.parse(sessionStorage.getItem(SAVED) || "null"); } catch (err) { saved = null; }
     sessionStorage.removeItem(SAVED);
-    if (saved && saved.path === location.pathname && saved.cursor >= 0) move(saved.cursor);
+    if (!saved || saved.path !== location.pathname || saved.cursor < 0) return;
+    // The same message if it is still listed (Execute adds its follow-up above it),
+    // else whichever took its place (Archive removed it).
+    const same = rows().findIndex((row) => row.dataset.msgId === saved.id);
+    move(same >= 0 ? same : saved.cursor);
   }
 
   document.addEventListener("DOMContentLoaded", () => {

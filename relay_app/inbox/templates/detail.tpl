@@ -48,6 +48,14 @@
   % end
   </ul>
   % end
+  % if thread:
+  <h2>Thread</h2>
+  <ol class="thread" id="thread">
+  % for p in thread:
+    <li data-msg-id="{{p.msg_id}}"><a href="/messages/m/{{p.msg_id}}">{{'Follow-up' if isinstance(p.content, dict) and p.content.get('kind') == 'execute' else 'Reply'}} from {{p.sender or p.agent_id}}</a>{{' to ' + p.recipient if p.recipient else ''}}, <time datetime="{{iso(p.timestamp)}}">{{when(p.timestamp)}}</time>: {{!preview(p.content, None)}}</li>
+  % end
+  </ol>
+  % end
   <h2>Content</h2>
   <pre class="json" id="content">{{!content_html}}</pre>
   % if files:

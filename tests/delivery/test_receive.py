@@ -105,6 +105,15 @@ def test_execute_in_the_inbox_reaches_the_agent_through_its_node_within_a_second
     assert took < 1.0, took
     assert [m.recipient for m in received] == ["a1"]
     assert received[0].content["in_reply_to"] == report
+    follow_up = received[0].msg_id
+    reply = client.write({"in_reply_to": follow_up, "text": "demo booked"}, recipient="operator")
+    deadline = time.monotonic() + 10
+    while not _stored(running.relay.url, reply) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page = operator.get(f"{running.relay.url}/messages/m/{report}", timeout=10).text
+    thread = page[page.index('id="thread"') :]
+    assert thread.index(follow_up) < thread.index(reply)  # the report's thread, in order
+    assert "demo booked" in thread
 
 
 @pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])

@@ -156,19 +156,17 @@ class InboxReader:
         self, conn: sqlite3.Connection, view: InboxView, search: SearchQuery, limit: int
     ) -> tuple[list[Row], bool]:
         where, params = conditions(view, self._clock())
-        where.insert(0, "messages_fts MATCH ?")
-        params.insert(0, search.match())
+        source, key, terms, values = searched(search)
+        where[0:0], params[0:0] = terms, values
         order = "DESC"
         if view.before is not None:
-            where.append("f.rowid < ?")
+            where.append(f"{key} < ?")
             params.append(view.before.id)
         elif view.after is not None:
-            where.append("f.rowid > ?")
+            where.append(f"{key} > ?")
             params.append(view.after.id)
             order = "ASC"
-        sql = (
-            f"SELECT {COLUMNS} FROM {FTS_JOIN} WHERE {_all(where)} ORDER BY f.rowid {order} LIMIT ?"
-        )
+        sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} {order} LIMIT ?"
         fetched = _budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
         rows = [_row(r) for r in fetched[:limit]]
         if order == "ASC":
@@ -185,15 +183,14 @@ class InboxReader:
         search = parse_search(view.q) if view.q else None
         # `+column` keeps SQLite on the rowid range instead of a filter's index.
         where, params = conditions(view, self._clock(), plus=True)
-        key = "m.id" if search is None else "f.rowid"
-        source = "messages m" if search is None else FTS_JOIN
+        source, key, terms, values = (
+            ("messages m", "m.id", [], []) if search is None else searched(search)
+        )
         with self._read() as conn:
             watermark = _watermark(conn, search is not None)
             where[0:0] = [f"{key} > ?", f"{key} <= ?"]
             params[0:0] = [after_id, watermark]
-            if search is not None:
-                where.insert(0, "messages_fts MATCH ?")
-                params.insert(0, search.match())
+            where[0:0], params[0:0] = terms, values
             sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} LIMIT ?"
             fetched = _budgeted(conn, sql, [*params, LIVE_LIMIT], QUERY_BUDGET_S)
             if len(fetched) == LIVE_LIMIT:
@@ -310,6 +307,22 @@ def conditions(view: InboxView, now: float, *, plus: bool = False) -> tuple[list
     return where, params
 
 
+def searched(search: SearchQuery) -> tuple[str, str, list[str], list[Any]]:
+    """A search's FROM, id column, WHERE terms and their values.
+
+    Exclusions alone (`-ACME`) list every indexed message without them, as a mail client's
+    search does: FTS5 cannot match "not X" by itself, so the messages table drives the
+    loop and the index only names the rows to leave out.
+    """
+    if search.groups:
+        return FTS_JOIN, "f.rowid", ["messages_fts MATCH ?"], [search.match()]
+    terms = [
+        "m.id <= (SELECT value FROM inbox_state WHERE key = 'fts_indexed_id')",
+        "m.id NOT IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
+    ]
+    return "messages m", "m.id", terms, [search.match()]
+
+
 def _unread(conn: sqlite3.Connection) -> int:
     found = conn.execute("SELECT n FROM inbox_counts WHERE status = 'unread'").fetchone()
     return int(found[0]) if found else 0
@@ -324,9 +337,9 @@ def _count_sql(view: InboxView, search: SearchQuery | None, now: float) -> tuple
     if search is None:
         inner = f"SELECT 1 FROM messages m WHERE {_all(where)} LIMIT {COUNT_CAP}"
     else:
-        inner = f"SELECT 1 FROM {FTS_JOIN} WHERE messages_fts MATCH ? AND {_all(where)}"
-        inner += f" LIMIT {COUNT_CAP}"
-        params.insert(0, search.match())
+        source, _, terms, values = searched(search)
+        inner = f"SELECT 1 FROM {source} WHERE {_all([*terms, *where])} LIMIT {COUNT_CAP}"
+        params[0:0] = values
     return f"SELECT COUNT(*) FROM ({inner})", params
 
 

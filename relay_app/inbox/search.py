@@ -51,7 +51,9 @@ class SearchQuery:
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self) -> str:
-        """The FTS5 MATCH expression."""
+        """The FTS5 MATCH expression; for exclusions alone, that of the rows to leave out."""
+        if not self.groups:
+            return " OR ".join(t.fts() for t in self.excluded)
         parts = []
         for group in self.groups:
             alternatives = " OR ".join(t.fts() for t in group)
@@ -129,12 +131,13 @@ def parse_search(text: str) -> SearchQuery | None:
             break
         join_next = False
     groups, excluded = state.groups, state.excluded
-    if not groups:
-        # Only exclusions: FTS5 cannot search for "not X" alone, so search for X instead.
-        groups = [[Term(t.words, t.prefix)] for t in excluded]
-        excluded = []
-    if not groups:
+    if not groups and not excluded:
         return None
+    if not groups:
+        # Only exclusions: every message without them, as a mail client lists for `-word`
+        # (searching for the word instead, as before, answered the opposite). Said on the page.
+        shown = ", ".join(" ".join(t.words) + ("*" if t.prefix else "") for t in excluded)
+        state.notes.append(f"Showing every message without {shown}.")
     notes = tuple(dict.fromkeys(state.notes))
     return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded), notes)
 

@@ -47,6 +47,8 @@ def test_any_search_input_answers_a_page_never_an_error(
         ("e-mail", True),
         ("zanzibar -acme", True),
         ("zanzibar -logistics", False),
+        ("-acme", True),  # exclusions alone: everything without them, as in a mail client
+        ("-zanzibar", False),
         ("acme OR zanzibar", True),
         ("AND zanzibar", True),
         ('zanzibar "', True),
@@ -59,6 +61,20 @@ def test_search_semantics(
     relay, operator, msg_id = seeded
     html = operator.get(relay.url + "/messages", params={"q": text}, timeout=10).text
     assert (msg_id in ids_shown(html)) is found
+
+
+def test_a_search_of_exclusions_alone_lists_every_message_without_them_and_says_so(
+    seeded: tuple[Relay, requests.Session, str],
+) -> None:
+    relay, operator, zanzibar = seeded
+    html = operator.get(relay.url + "/messages", params={"q": "-acme"}, timeout=10).text
+    assert ids_shown(html) == [zanzibar]
+    assert "Showing every message without acme." in html
+    updates = operator.get(
+        relay.url + "/messages/api/updates", params={"q": "-acme", "after_id": 0}, timeout=10
+    )
+    assert updates.status_code == 200
+    assert "Acme" not in updates.text
 
 
 def test_a_stored_message_becomes_searchable_without_waiting_for_the_fallback_pass(

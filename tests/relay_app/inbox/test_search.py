@@ -36,6 +36,17 @@ def test_operators_become_groups_and_exclusions() -> None:
     assert query.match() == '("acme" OR "zanzibar logistics") AND "lead"* NOT "spam"'
 
 
+def test_exclusions_alone_name_the_rows_to_leave_out_and_say_so(fts: sqlite3.Connection) -> None:
+    query = parse_search("-acme -zanz*")
+    assert query is not None
+    assert query.groups == ()
+    assert query.match() == '"acme" OR "zanz"*'
+    assert query.notes == ("Showing every message without acme, zanz*.",)
+    assert query.terms() == []
+    left_out = fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.match(),)).fetchall()
+    assert left_out == [(1,)]
+
+
 def test_highlight_escapes_every_piece_before_marking() -> None:
     pattern = terms_pattern(parse_search("script").terms())  # type: ignore[union-attr]
     assert highlight("<script>x</script>", pattern) == (

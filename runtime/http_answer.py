@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -67,9 +68,19 @@ async def run_app(
         park = result.park
         if not isinstance(park, Park):
             return result
+        if front.closing:  # parked after the close began: answer now
+            extra = {CAN_PARK_KEY: True, DEADLINE_KEY: time.monotonic()}
+            continue
         # Parked (runtime.park): wait on the loop, no worker held, then ask the app again.
-        await park.bell.until_rung(park.seen, park.deadline)
-        extra = {CAN_PARK_KEY: True, DEADLINE_KEY: park.deadline}
+        waiter = asyncio.ensure_future(park.bell.until_rung(park.seen, park.deadline))
+        front.parked.add(waiter)
+        try:
+            await asyncio.wait({waiter})
+        finally:
+            front.parked.discard(waiter)
+        # Cancelled by the front's close: the app answers now, with what it has.
+        deadline = time.monotonic() if waiter.cancelled() else park.deadline
+        extra = {CAN_PARK_KEY: True, DEADLINE_KEY: deadline}
 
 
 async def _on_worker(

@@ -78,6 +78,8 @@ class Front:
     in_app: int = 0
     closing: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Parked requests' waits (runtime.park): a close cuts them short.
+    parked: set[asyncio.Future[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         """The worker pool (its threads start on first use)."""
@@ -121,6 +123,8 @@ class Front:
     async def close(self, timeout: float) -> None:
         """Close idle connections, give requests in flight `timeout` to finish."""
         self.closing = True
+        for waiter in list(self.parked):
+            waiter.cancel()  # each parked request is answered at once with what it has
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await asyncio.sleep(0.05)  # connections accepted just before the close get refused

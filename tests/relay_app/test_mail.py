@@ -56,6 +56,21 @@ def test_a_poll_with_nothing_new_answers_empty_when_its_wait_runs_out(relay: Rel
     assert 0.45 <= time.monotonic() - start < 3.0
 
 
+def test_a_waiting_poll_is_answered_at_once_when_the_relay_stops(
+    relay_factory: RelayFactory,
+) -> None:
+    relay = relay_factory()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_poll, relay.url, NODE_A, **{"for": "agent-9", "wait": "25"})
+        time.sleep(0.3)
+        stopping = time.monotonic()
+        relay.stop()
+        answer = waiting.result(timeout=30)
+    assert time.monotonic() - stopping < 3.0
+    assert answer.status_code == 200
+    assert answer.json()["messages"] == []
+
+
 def test_a_node_token_cannot_read_another_nodes_agents_mail(
     relay_factory: RelayFactory, data_dir: Path
 ) -> None:

@@ -37,7 +37,7 @@ class AuditEntry:
     @property
     def detail_label(self) -> str:
         """How the page introduces `detail`."""
-        return "follow-up" if self.action == "execute" else "of report"
+        return "open the follow-up" if self.action == "execute" else "open the report"
 
 
 def trail(

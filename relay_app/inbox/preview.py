@@ -14,6 +14,9 @@ def preview_text(content: Any) -> str:
     """The gist of the content: its title and summary/text fields, else its first text value."""
     if isinstance(content, str):
         return content[:MAX_CHARS]
+    if isinstance(content, dict) and content.get("kind") == "execute":
+        # Execute's follow-up quotes its report: say what it asks about, not "execute".
+        return ("Follow-up task: " + preview_text(content.get("report")))[:MAX_CHARS]
     if isinstance(content, dict):
         head = _field(content, HEADLINE_KEYS)
         body = _field(content, BODY_KEYS)

@@ -37,9 +37,9 @@
   <h2>History</h2>
   <ul class="audit" id="audit">
   % for a in audit:
-    <li data-action="{{a.action}}">{{a.verb}} by <strong>{{a.user}}</strong>, <time datetime="{{iso(a.at)}}" title="{{when(a.at)}}">{{duration(max(0.0, now - a.at))}} ago</time>
+    <li data-action="{{a.action}}">{{a.verb}} by <strong>{{a.user}}</strong>, <time datetime="{{iso(a.at)}}" data-relative title="{{when(a.at)}}">{{duration(max(0.0, now - a.at))}} ago</time>
     % if a.detail:
-      <span class="muted">({{a.detail_label}} <a href="/messages/m/{{quote(a.detail)}}">{{a.detail}}</a>)</span>
+      — <a href="/messages/m/{{quote(a.detail)}}" title="{{a.detail}}">{{a.detail_label}}</a>
     % end
     </li>
   % end
@@ -52,7 +52,7 @@
   <h2>Thread</h2>
   <ol class="thread" id="thread">
   % for p in thread:
-    <li data-msg-id="{{p.msg_id}}"><a href="/messages/m/{{p.msg_id}}">{{'Follow-up' if isinstance(p.content, dict) and p.content.get('kind') == 'execute' else 'Reply'}} from {{p.sender or p.agent_id}}</a>{{' to ' + p.recipient if p.recipient else ''}}, <time datetime="{{iso(p.timestamp)}}">{{when(p.timestamp)}}</time>: {{!preview(p.content, None)}}</li>
+    <li data-msg-id="{{p.msg_id}}"><a href="/messages/m/{{p.msg_id}}">{{'Follow-up' if isinstance(p.content, dict) and p.content.get('kind') == 'execute' else 'Reply'}} from {{p.sender or p.agent_id}}</a>{{' to ' + p.recipient if p.recipient else ''}}, <time datetime="{{iso(p.timestamp)}}" data-relative title="{{when(p.timestamp)}}">{{when(p.timestamp)}}</time>: {{!preview(p.content, None)}}</li>
   % end
   </ol>
   % end

@@ -176,7 +176,8 @@ def test_execute_creates_the_follow_up_visible_through_the_api(
     browser.driver.get(f"{relay.url}/messages/m/{report.msg_id}")
     history = browser.driver.find_element(By.ID, "audit")
     assert history.text.startswith(f"Executed by {OPERATOR}, ")
-    assert found[0]["msg_id"] in history.text
+    link = history.find_element(By.LINK_TEXT, "open the follow-up")
+    assert link.get_attribute("href").endswith(f"/messages/m/{found[0]['msg_id']}")
 
 
 def test_markup_in_content_shows_as_text(inbox_relay: Relay, browser: Browser) -> None:

@@ -23,6 +23,10 @@ from tests.relay_app.inbox.harness import OPERATOR, Relay
         ("a bare string", "a bare string"),
         ({"n": 1, "ok": True}, "(no text)"),
         ([], "(no text)"),
+        (
+            {"kind": "execute", "in_reply_to": "x", "report": {"title": "Lead"}},
+            "Follow-up task: Lead",
+        ),
     ],
 )
 def test_the_preview_is_the_gist_not_every_value(content: object, shown: str) -> None:

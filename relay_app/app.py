@@ -30,7 +30,7 @@ from relay_app.http import (
 from relay_app.inbox import install_inbox
 from relay_app.inbox.forwarded import Proxies
 from relay_app.ingest import Ingest
-from relay_app.mail import sync_mail
+from relay_app.mail import MailRoom, sync_mail
 from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
 from relay_app.owners import AgentOwners, own_sender
@@ -45,7 +45,6 @@ from relay_app.validate import (
 )
 from runtime.config import ClusterConfig
 from runtime.http_query import decoded_query
-from runtime.park import Bell
 
 
 class _Relay:
@@ -62,9 +61,9 @@ class _Relay:
         self.proxies = Proxies(config.relay.trusted_proxies)  # who the client is, for the log
         self.owners = AgentOwners(config)
         self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
-        # Rung after each commit of new messages: wakes the nodes' parked mail polls.
-        self.bell = Bell()
-        ingest.on_stored(self.bell.ring)
+        # Each commit of new messages wakes the nodes' parked mail polls it concerns.
+        self.mail_room = MailRoom()
+        ingest.on_stored_rows(self.mail_room.ring)
         # Set when SQLite last reported the database full, cleared by the next commit.
         self.db_full = False
 
@@ -198,7 +197,7 @@ def _sync_files(relay: _Relay) -> bottle.HTTPResponse:
 
 def _sync_mail(relay: _Relay) -> bottle.HTTPResponse | bytes:
     node_id = relay.node()
-    return sync_mail(node_id, relay.store, relay.bell, relay.owners.may_receive)
+    return sync_mail(node_id, relay.store, relay.mail_room, relay.owners.may_receive)
 
 
 def _query_messages(relay: _Relay) -> bottle.HTTPResponse:

@@ -12,6 +12,7 @@ import pykka
 from relay_app.errors import RelayAppError, StorageFull, StoreUnavailable
 from relay_app.store import (
     WRITE_OPS,
+    MessageRow,
     MessageStore,
     StoreMessages,
     StoreWriter,
@@ -114,11 +115,16 @@ class Ingest:
         self._ref = ref
         self._timeout = timeout
         self._on_stored: list[Callable[[], None]] = []
+        self._on_rows: list[Callable[[Sequence[MessageRow]], None]] = []
 
     def on_stored(self, callback: Callable[[], None]) -> None:
         """Call `callback` (cheap, non-blocking) in the submitting thread after new messages
         commit: how the inbox's indexer learns there is work without polling."""
         self._on_stored.append(callback)
+
+    def on_stored_rows(self, callback: Callable[[Sequence[MessageRow]], None]) -> None:
+        """Like `on_stored`, with the rows of the request (some may have been known)."""
+        self._on_rows.append(callback)
 
     @classmethod
     def start(cls, store: MessageStore, *, clock: Callable[[], float] = time.time) -> Ingest:
@@ -140,6 +146,8 @@ class Ingest:
         if reply.inserted and isinstance(op, StoreMessages):
             for callback in self._on_stored:
                 callback()
+            for rows_callback in self._on_rows:
+                rows_callback(op.rows)
         return reply
 
     @property

@@ -7,12 +7,15 @@ recipient must be one of the node's own agents or their roles (relay_app.owners)
 token never reads another node's agents' mail (403 naming the recipient).
 
 While there is nothing new the request is parked (runtime.park): the HTTP front awaits
-the IngestActor's next commit on its event loop, so a waiting node holds no worker
-thread; every commit of messages wakes every parked poll to look again.
+its bell on the event loop, so a waiting node holds no worker thread. Each poll has its
+own bell in the MailRoom, rung only by a commit of messages to one of its recipients,
+so a message wakes the polls it concerns, not every node's.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +23,7 @@ import bottle
 
 from relay_app.errors import BadRequest, Forbidden
 from relay_app.http import json_response
-from relay_app.store import MessageStore
+from relay_app.store import MessageRow, MessageStore
 from runtime.http_query import decoded_query
 from runtime.park import Bell, long_poll
 
@@ -29,6 +32,37 @@ MAX_RECIPIENTS = 200
 MAX_MAIL = 500
 DEFAULT_MAIL = 100
 MAX_RECIPIENT_CHARS = 256
+
+
+class MailRoom:
+    """recipient -> the bells of the polls waiting for its mail (weakly: a finished poll's
+    bell is dropped with it)."""
+
+    def __init__(self) -> None:
+        """Nobody waiting."""
+        self._lock = threading.Lock()
+        self._waiting: dict[str, weakref.WeakSet[Bell]] = {}
+
+    def bell_for(self, recipients: Sequence[str]) -> Bell:
+        """A new bell, rung by any later commit of mail to one of `recipients`."""
+        bell = Bell()
+        with self._lock:
+            for recipient in recipients:
+                self._waiting.setdefault(recipient, weakref.WeakSet()).add(bell)
+        return bell
+
+    def ring(self, rows: Sequence[MessageRow]) -> None:
+        """After a commit: wake the polls waiting for these rows' recipients."""
+        bells: set[Bell] = set()
+        with self._lock:
+            for recipient in {row.recipient for row in rows if row.recipient}:
+                waiting = self._waiting.get(recipient)
+                if waiting is not None:
+                    bells.update(waiting)
+                    if not waiting:
+                        del self._waiting[recipient]
+        for bell in bells:
+            bell.ring()
 
 
 def mail_request(params: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], int, float, int]:
@@ -62,7 +96,7 @@ def _number(params: Mapping[str, Sequence[str]], name: str, default: float, top:
 
 
 def sync_mail(
-    node_id: str, store: MessageStore, bell: Bell, may_receive: Any
+    node_id: str, store: MessageStore, room: MailRoom, may_receive: Any
 ) -> bottle.HTTPResponse | bytes:
     """Answer (or park) one node's long poll; see the module docstring."""
     recipients, after, wait, limit = mail_request(decoded_query(bottle.request).dict)
@@ -73,6 +107,7 @@ def sync_mail(
                 " a node receives only its own agents' mail"
             )
     environ = bottle.request.environ
+    bell = room.bell_for(recipients)  # before the first look: a commit after it rings
     page = long_poll(
         environ, bell, wait, lambda: store.mail_after(recipients, after, limit), _empty
     )

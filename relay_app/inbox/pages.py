@@ -39,7 +39,7 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
     if search is not None:
         notices.extend(search.notes)
     nodes = inbox.nodes()
-    volume, _ = inbox.reader.charts()
+    volume = inbox.reader.volume()
     state = {
         "updates": view.url(UPDATES_PATH, before=None, after=None),
         "watermark": page.watermark,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from relay_app.inbox import activity
 from relay_app.inbox.audit import AuditEntry, trail
@@ -36,6 +36,7 @@ QUERY_BUDGET_S = 2.0
 LIVE_LIMIT = 50
 FACET_TTL_S = 10.0
 CHART_BUDGET_S = 0.05
+T = TypeVar("T")
 
 
 class QueryTooSlow(Exception):
@@ -238,16 +239,23 @@ class InboxReader:
         with self._read() as conn:
             return activity.executed(conn, msg_ids)
 
-    def charts(self) -> tuple[activity.Series | None, dict[str, activity.Series]]:
-        """The volume strip and each node's throughput; (None, {}) past a short budget."""
+    def volume(self) -> activity.Series | None:
+        """Messages per hour over the last day; None past a short budget."""
+        return self._chart(activity.volume)
+
+    def throughput(self) -> dict[str, activity.Series]:
+        """Each node's messages per 5 minutes over the last hour; {} past a short budget."""
+        return self._chart(activity.throughput) or {}
+
+    def _chart(self, read: Callable[[sqlite3.Connection, float], T]) -> T | None:
         now = self._clock()
         with self._read() as conn:
             deadline = time.monotonic() + CHART_BUDGET_S
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
             try:
-                return activity.volume(conn, now), activity.throughput(conn, now)
+                return read(conn, now)
             except sqlite3.OperationalError:
-                return None, {}  # interrupted: the charts are a nicety, the page is not
+                return None  # interrupted: the charts are a nicety, the page is not
 
     def counts(self) -> dict[str, int]:
         """Messages per status (exact, kept by triggers)."""

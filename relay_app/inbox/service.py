@@ -80,7 +80,7 @@ class Inbox:
 
     def sparks(self, nodes: list[NodeHealth]) -> dict[str, tuple[str, str]]:
         """node_id -> (sync lag sparkline, throughput sparkline), as inline SVG."""
-        _, rates = self.reader.charts()
+        rates = self.reader.throughput()
         found = {}
         for node in nodes:
             lags = self.lag_history.lags(node.node_id)

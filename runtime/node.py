@@ -127,7 +127,9 @@ class Node:
         agents = self.config.agents_on(self.node_id)
         if not agents:
             logger.warning("no enabled agents configured for node %s", self.node_id)
-        self.mail = MailStore(mail_path(self.options.data_dir), self.options.synchronous)
+        # NORMAL, whatever the caches use: the relay keeps the mail, and a commit lost to a
+        # power cut takes its relay cursor with it, so the next poll fetches it again.
+        self.mail = MailStore(mail_path(self.options.data_dir), "NORMAL")
         for agent in agents:
             self._add_agent(agent)
         self.metrics_actor = self.supervisor.add(

@@ -96,6 +96,9 @@ def test_the_page_fits_a_375_pixel_phone(inbox_relay: Relay, phone: Browser) -> 
         assert scroll <= inner, (path, scroll)
         name = path.strip("/").replace("/", "-").split("-m-")[0] or "messages"
         assert phone.screenshot(f"phone-{name}").stat().st_size > 0
+    # The sparklines, volume strip, cards and keys need no inline script or style.
+    refused = [e for e in phone.driver.get_log("browser") if "Content Security" in e["message"]]
+    assert refused == []
     # Each message is a card: its row is a grid, not a table row.
     phone.driver.get(inbox_relay.url + "/messages")
     display = "return getComputedStyle(document.querySelector('#rows tr.msg')).display"

@@ -67,6 +67,9 @@ def _page(summary: str, *, view: bool = False, path: str | None = None) -> Schem
 def _updates() -> Schema:
     row_id = {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID}
     after = parameter("after_id", "query", row_id, "Rows stored after this row id.")
+    shown = parameter(
+        "shown", "query", {"type": "string"}, "Comma-separated msg_ids the page lists."
+    )
     view = [parameter(n, "query", {"type": "string"}, "View filter.") for n in VIEW_PARAMS]
     body = {
         "type": "object",
@@ -76,6 +79,7 @@ def _updates() -> Schema:
             "watermark": {"type": "integer"},
             "unread": {"type": "integer", "minimum": 0},
             "summary": {"type": "string", "description": "The view's 'N matching' text."},
+            "statuses": {"type": "object", "additionalProperties": {"type": "string"}},
             "nodes_html": {"type": "string"},
             "alerts_html": {"type": "string"},
         },
@@ -83,7 +87,7 @@ def _updates() -> Schema:
     return {
         "summary": "Rows stored since after_id (as HTML rows), the badge and node panel.",
         "security": OPERATOR,
-        "parameters": [after, *view],
+        "parameters": [after, shown, *view],
         "responses": {
             "200": json_body(body, "What changed."),
             **error_responses(

@@ -21,6 +21,8 @@ from runtime.http_query import decoded_query
 UPDATES_PATH = "/messages/api/updates"
 # Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
 MAX_ROW_ID = 2**63 - 1
+# A live update reports the statuses of at most this many listed rows (the top of the list).
+MAX_SHOWN = 200
 
 
 def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bottle.HTTPResponse:
@@ -44,6 +46,7 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
         "updates": view.url(UPDATES_PATH, before=None, after=None),
         "watermark": page.watermark,
         "first_page": view.before is None and view.after is None,
+        "status": view.status,
         "from": view.params().get("from"),
         "to": view.params().get("to"),
     }
@@ -85,7 +88,7 @@ def updates(
             {"error": f"after_id: expected one integer from 0 to {MAX_ROW_ID}"}, 400
         )
     try:
-        arrivals = inbox.reader.arrived_since(view, after_id)
+        arrivals = inbox.reader.arrived_since(view, after_id, shown_ids(query.get("shown")))
     except QueryTooSlow:
         arrivals = Arrivals([], after_id, None, False, inbox.reader.unread_count())
     search = parse_search(view.q) if view.q else None
@@ -100,6 +103,7 @@ def updates(
             "watermark": arrivals.watermark,
             "unread": arrivals.unread,
             "summary": summary(arrivals.total, arrivals.capped),
+            "statuses": arrivals.statuses,
             "nodes_html": render.render("nodes.tpl", nodes=nodes, sparks=inbox.sparks(nodes)),
             "alerts_html": render.render("alerts.tpl", alerts=inbox.alerts(nodes)),
         }
@@ -111,6 +115,12 @@ def summary(total: int | None, capped: bool) -> str:
     if total is None:
         return "many matching"
     return f"{total}+ matching" if capped else f"{total} matching"
+
+
+def shown_ids(text: str | None) -> list[str]:
+    """The msg_ids a page lists (comma-separated, at most MAX_SHOWN); others dropped."""
+    ids = (text or "").split(",")[:MAX_SHOWN]
+    return [i for i in dict.fromkeys(ids) if is_id(i)]
 
 
 def _after_id(values: Sequence[str]) -> int | None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +89,7 @@ class Arrivals:
     total: int | None  # the view's count, None when over the budget
     capped: bool
     unread: int
+    statuses: dict[str, str] = field(default_factory=dict)  # msg_id -> status, of `shown`
 
 
 class InboxReader:
@@ -174,12 +175,14 @@ class InboxReader:
             rows.reverse()
         return rows, len(fetched) > limit
 
-    def arrived_since(self, view: InboxView, after_id: int) -> Arrivals:
+    def arrived_since(self, view: InboxView, after_id: int, shown: Sequence[str] = ()) -> Arrivals:
         """Rows of `view` stored after `after_id` (newest first), with the view's count and
         the unread count read in the same transaction, so the page's figures match its rows.
 
         At most LIVE_LIMIT rows, the oldest first: the watermark then stops at the last
-        row sent, and the next poll continues from there (none is skipped).
+        row sent, and the next poll continues from there (none is skipped). `shown` are
+        the msg_ids the page lists: their statuses now, so rows acted on elsewhere change
+        or leave with the count.
         """
         search = parse_search(view.q) if view.q else None
         # `+column` keeps SQLite on the rowid range instead of a filter's index.
@@ -198,8 +201,10 @@ class InboxReader:
                 watermark = int(fetched[-1][0])
             total = _budgeted_count(conn, *_count_sql(view, search, self._clock()))
             unread = _unread(conn)
+            statuses = _statuses(conn, shown)
         rows = [_row(r) for r in reversed(fetched)]
-        return Arrivals(rows, max(watermark, after_id), total, total == COUNT_CAP, unread)
+        capped = total == COUNT_CAP
+        return Arrivals(rows, max(watermark, after_id), total, capped, unread, statuses)
 
     def message(self, msg_id: str) -> Row | None:
         """One message by msg_id, or None."""
@@ -329,6 +334,14 @@ def searched(search: SearchQuery) -> tuple[str, str, list[str], list[Any]]:
         "m.id NOT IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
     ]
     return "messages m", "m.id", terms, [search.match()]
+
+
+def _statuses(conn: sqlite3.Connection, msg_ids: Sequence[str]) -> dict[str, str]:
+    if not msg_ids:
+        return {}
+    marks = ",".join("?" * len(msg_ids))
+    sql = f"SELECT msg_id, status FROM messages WHERE msg_id IN ({marks})"
+    return {str(m): str(s) for m, s in conn.execute(sql, list(msg_ids))}
 
 
 def _unread(conn: sqlite3.Connection) -> int:

@@ -119,7 +119,10 @@
     inFlight = true;
     try {
       const sep = state.updates.includes("?") ? "&" : "?";
-      const response = await fetch(`${state.updates}${sep}after_id=${state.watermark}`, {
+      const shown = Array.from(document.querySelectorAll("#rows tr.msg"), (row) => row.dataset.msgId)
+        .slice(0, 200).join(",");
+      const query = `after_id=${state.watermark}&shown=${encodeURIComponent(shown)}`;
+      const response = await fetch(`${state.updates}${sep}${query}`, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
       });
@@ -141,6 +144,7 @@
     const summary = byId("summary");
     // The view's count and the rows come from one read, so they agree.
     if (summary && typeof update.summary === "string") summary.textContent = update.summary;
+    restatus(update.statuses || {});
     replaceInner("node-panel", update.nodes_html);
     replaceInner("alerts", update.alerts_html);
     if (!update.rows.length) return;
@@ -160,6 +164,29 @@
       if (banner) {
         banner.hidden = false;
         byId("new-link").textContent = `${pending} new message(s) — show the newest`;
+      }
+    }
+  }
+
+  // Rows acted on elsewhere (another tab, a colleague): take their new status, and leave
+  // a view they no longer belong to, so the list agrees with the count beside it.
+  function belongs(status) {
+    const view = (state && state.status) || "inbox";
+    if (view === "all") return true;
+    if (view === "inbox") return status !== "archived";
+    return status === view;
+  }
+
+  function restatus(statuses) {
+    for (const row of document.querySelectorAll("#rows tr.msg")) {
+      const status = statuses[row.dataset.msgId];
+      if (!status || status === row.dataset.status) continue;
+      if (!belongs(status)) { row.remove(); continue; }
+      row.classList.replace(row.dataset.status, status);
+      row.dataset.status = status;
+      if (status !== "unread") {
+        const ack = row.querySelector('button[value^="acknowledge:"]');
+        if (ack) ack.remove();
       }
     }
   }

@@ -155,6 +155,19 @@ def test_counts_agree_with_the_rows_while_messages_arrive(
     assert samples[-1][1] == 13
 
 
+def test_a_row_read_elsewhere_leaves_the_unread_view_with_its_count(
+    inbox_relay: Relay, browser: Browser
+) -> None:
+    kept, read = inbox_relay.send(), inbox_relay.send()
+    open_inbox(browser, inbox_relay, "/messages?status=unread")
+    assert set(rows(browser)) == {kept.msg_id, read.msg_id}
+    other_tab = inbox_relay.operator()
+    other_tab.get(f"{inbox_relay.url}/messages/m/{read.msg_id}", timeout=10)  # opened: read
+    wait_for(lambda: rows(browser) == [kept.msg_id], what="the read row to leave")
+    assert by_css(browser, "#summary")[0].text == "1 matching"  # type: ignore[attr-defined]
+    assert by_css(browser, "#unread-count")[0].text == "1"  # type: ignore[attr-defined]
+
+
 def test_times_are_relative_with_the_absolute_time_on_hover(
     inbox_relay: Relay, browser: Browser
 ) -> None:

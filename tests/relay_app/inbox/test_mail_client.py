@@ -111,3 +111,15 @@ def test_the_volume_strip_counts_messages_per_hour(inbox_relay: Relay) -> None:
     assert sum(counts) == 3
     assert counts[-1] == 2
     assert "3 messages in the last 24 h" in page
+
+
+def test_live_updates_say_the_status_of_the_rows_a_page_lists(inbox_relay: Relay) -> None:
+    kept, read = inbox_relay.send(), inbox_relay.send()
+    operator = inbox_relay.operator()
+    form = {"csrf": inbox_relay.csrf(operator), "one": f"acknowledge:{read.msg_id}"}
+    operator.post(f"{inbox_relay.url}/messages/actions", data=form, timeout=10)
+    shown = f"{kept.msg_id},{read.msg_id},not an id,{'x' * 500}"
+    url = f"{inbox_relay.url}/messages/api/updates?status=unread&after_id=0"
+    update = operator.get(url, params={"shown": shown}, timeout=10).json()
+    assert update["statuses"] == {kept.msg_id: "unread", read.msg_id: "acknowledged"}
+    assert update["summary"] == "1 matching"

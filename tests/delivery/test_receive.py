@@ -143,3 +143,26 @@ def test_receive_survives_a_node_restart_without_loss_or_repeat(
     again.ack()
     fresh = running.client()  # an agent process started anew: nothing is repeated
     assert fresh.receive(timeout=0.3) == []
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_twenty_five_waiting_receives_cost_the_node_no_thread_each(running: Cluster) -> None:
+    assert running.node is not None
+    pid = running.node.proc.pid
+    clients = [running.client() for _ in range(25)]
+    clients[0].receive(timeout=0)  # the front's first worker is up
+    before = _threads(pid)
+    with ThreadPoolExecutor(25) as pool:
+        began = time.monotonic()
+        waits = [pool.submit(c.receive, 3.0) for c in clients]
+        time.sleep(1.0)
+        during = _threads(pid)
+        assert [w.result(timeout=30) for w in waits] == [[]] * 25
+        elapsed = time.monotonic() - began
+    print(f"node threads: {before} before, {during} with 25 receives parked")
+    assert during - before < 8, (before, during)
+    assert elapsed < 5.0  # 16 blocked workers would answer the last 9 three seconds late

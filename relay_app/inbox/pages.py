@@ -9,9 +9,10 @@ from urllib.parse import quote
 import bottle
 
 from relay_app.inbox import opened, render
+from relay_app.inbox.budget import QueryTooSlow
 from relay_app.inbox.charts import bars
 from relay_app.inbox.filters import PRESETS, VIEWS, parse_view
-from relay_app.inbox.reader import Arrivals, Page, QueryTooSlow
+from relay_app.inbox.reader import Arrivals, Page
 from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from relay_app.inbox import activity
 from relay_app.inbox.audit import AuditEntry, trail
+from relay_app.inbox.budget import QueryTooSlow, budgeted, budgeted_count, within
 from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
 from relay_app.inbox.search import SearchQuery, parse_search
 from relay_app.inbox.thread import Post, thread_of
@@ -37,10 +38,6 @@ LIVE_LIMIT = 50
 FACET_TTL_S = 10.0
 CHART_BUDGET_S = 0.05
 T = TypeVar("T")
-
-
-class QueryTooSlow(Exception):
-    """A query ran out of its time budget and was interrupted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +125,7 @@ class InboxReader:
                 rows, more = self._search_rows(conn, view, search, limit)
             else:
                 rows, more = self._plain_rows(conn, view, limit)
-            total = _budgeted_count(conn, *_count_sql(view, search, self._clock()))
+            total = budgeted_count(conn, COUNT_BUDGET_S, *_count_sql(view, search, self._clock()))
         newer, older = _neighbours(view, rows, more)
         return Page(rows, total, total == COUNT_CAP, newer, older, watermark, search)
 
@@ -148,7 +145,7 @@ class InboxReader:
             f"SELECT {COLUMNS} FROM messages m WHERE {_all(where)}"
             f" ORDER BY m.timestamp {order}, m.id {order} LIMIT ?"
         )
-        fetched = _budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
+        fetched = budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
         rows = [_row(r) for r in fetched[:limit]]
         if order == "ASC":
             rows.reverse()
@@ -169,7 +166,7 @@ class InboxReader:
             params.append(view.after.id)
             order = "ASC"
         sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} {order} LIMIT ?"
-        fetched = _budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
+        fetched = budgeted(conn, sql, [*params, limit + 1], QUERY_BUDGET_S)
         rows = [_row(r) for r in fetched[:limit]]
         if order == "ASC":
             rows.reverse()
@@ -196,10 +193,10 @@ class InboxReader:
             params[0:0] = [after_id, watermark]
             where[0:0], params[0:0] = terms, values
             sql = f"SELECT {COLUMNS} FROM {source} WHERE {_all(where)} ORDER BY {key} LIMIT ?"
-            fetched = _budgeted(conn, sql, [*params, LIVE_LIMIT], QUERY_BUDGET_S)
+            fetched = budgeted(conn, sql, [*params, LIVE_LIMIT], QUERY_BUDGET_S)
             if len(fetched) == LIVE_LIMIT:
                 watermark = int(fetched[-1][0])
-            total = _budgeted_count(conn, *_count_sql(view, search, self._clock()))
+            total = budgeted_count(conn, COUNT_BUDGET_S, *_count_sql(view, search, self._clock()))
             unread = _unread(conn)
             statuses = _statuses(conn, shown)
         rows = [_row(r) for r in reversed(fetched)]
@@ -255,12 +252,10 @@ class InboxReader:
     def _chart(self, read: Callable[[sqlite3.Connection, float], T]) -> T | None:
         now = self._clock()
         with self._read() as conn:
-            deadline = time.monotonic() + CHART_BUDGET_S
-            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
             try:
-                return read(conn, now)
-            except sqlite3.OperationalError:
-                return None  # interrupted: the charts are a nicety, the page is not
+                return within(conn, CHART_BUDGET_S, lambda: read(conn, now))
+            except QueryTooSlow:
+                return None  # the charts are a nicety, the page is not
 
     def counts(self) -> dict[str, int]:
         """Messages per status (exact, kept by triggers)."""
@@ -362,28 +357,6 @@ def _count_sql(view: InboxView, search: SearchQuery | None, now: float) -> tuple
         inner = f"SELECT 1 FROM {source} WHERE {_all([*terms, *where])} LIMIT {COUNT_CAP}"
         params[0:0] = values
     return f"SELECT COUNT(*) FROM ({inner})", params
-
-
-def _budgeted(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any], budget: float
-) -> list[Any]:
-    deadline = time.monotonic() + budget
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
-            raise QueryTooSlow(f"the query took longer than {budget:g} s") from exc
-        raise
-    finally:
-        conn.set_progress_handler(None, 0)
-
-
-def _budgeted_count(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int | None:
-    try:
-        return int(_budgeted(conn, sql, params, COUNT_BUDGET_S)[0][0])
-    except QueryTooSlow:
-        return None
 
 
 def _watermark(conn: sqlite3.Connection, search: bool) -> int:

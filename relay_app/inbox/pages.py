@@ -47,7 +47,6 @@ def inbox_page(inbox: Inbox, session: Session, query: Mapping[str, str]) -> bott
         "updates": view.url(UPDATES_PATH, before=None, after=None),
         "watermark": page.watermark,
         "first_page": view.before is None and view.after is None,
-        "status": view.status,
         "from": view.params().get("from"),
         "to": view.params().get("to"),
     }

@@ -86,7 +86,8 @@ class Arrivals:
     total: int | None  # the view's count, None when over the budget
     capped: bool
     unread: int
-    statuses: dict[str, str] = field(default_factory=dict)  # msg_id -> status, of `shown`
+    # msg_id -> status, of the `shown` rows still in the view (the others left it)
+    statuses: dict[str, str] = field(default_factory=dict)
 
 
 class InboxReader:
@@ -178,8 +179,8 @@ class InboxReader:
 
         At most LIVE_LIMIT rows, the oldest first: the watermark then stops at the last
         row sent, and the next poll continues from there (none is skipped). `shown` are
-        the msg_ids the page lists: their statuses now, so rows acted on elsewhere change
-        or leave with the count.
+        the msg_ids the page lists: those still in the view, with their statuses now, so
+        rows acted on elsewhere (or past a time range) change or leave with the count.
         """
         search = parse_search(view.q) if view.q else None
         # `+column` keeps SQLite on the rowid range instead of a filter's index.
@@ -198,7 +199,7 @@ class InboxReader:
                 watermark = int(fetched[-1][0])
             total = budgeted_count(conn, COUNT_BUDGET_S, *_count_sql(view, search, self._clock()))
             unread = _unread(conn)
-            statuses = _statuses(conn, shown)
+            statuses = _still_shown(conn, shown, *conditions(view, self._clock()))
         rows = [_row(r) for r in reversed(fetched)]
         capped = total == COUNT_CAP
         return Arrivals(rows, max(watermark, after_id), total, capped, unread, statuses)
@@ -331,12 +332,19 @@ def searched(search: SearchQuery) -> tuple[str, str, list[str], list[Any]]:
     return "messages m", "m.id", terms, [search.match()]
 
 
-def _statuses(conn: sqlite3.Connection, msg_ids: Sequence[str]) -> dict[str, str]:
+def _still_shown(
+    conn: sqlite3.Connection, msg_ids: Sequence[str], where: list[str], params: list[Any]
+) -> dict[str, str]:
+    """msg_id -> status of those of `msg_ids` the view's filters still admit.
+
+    A search's terms are left out: content never changes, so a row that matched still does.
+    """
     if not msg_ids:
         return {}
     marks = ",".join("?" * len(msg_ids))
-    sql = f"SELECT msg_id, status FROM messages WHERE msg_id IN ({marks})"
-    return {str(m): str(s) for m, s in conn.execute(sql, list(msg_ids))}
+    sql = f"SELECT m.msg_id, m.status FROM messages m WHERE m.msg_id IN ({marks})"
+    sql += "".join(f" AND {term}" for term in where)
+    return {str(m): str(s) for m, s in conn.execute(sql, [*msg_ids, *params])}
 
 
 def _unread(conn: sqlite3.Connection) -> int:

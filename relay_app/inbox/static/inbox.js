@@ -120,15 +120,15 @@
     try {
       const sep = state.updates.includes("?") ? "&" : "?";
       const shown = Array.from(document.querySelectorAll("#rows tr.msg"), (row) => row.dataset.msgId)
-        .slice(0, 200).join(",");
-      const query = `after_id=${state.watermark}&shown=${encodeURIComponent(shown)}`;
+        .slice(0, 200);
+      const query = `after_id=${state.watermark}&shown=${encodeURIComponent(shown.join(","))}`;
       const response = await fetch(`${state.updates}${sep}${query}`, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
       });
       if (response.status === 401) { showLive("logged out"); return; }
       if (!response.ok) { showLive(`error ${response.status}`); return; }
-      apply(await response.json());
+      apply(await response.json(), new Set(shown));
       showLive("live");
     } catch (err) {
       showLive("relay unreachable");
@@ -137,14 +137,14 @@
     }
   }
 
-  function apply(update) {
+  function apply(update, asked) {
     state.watermark = Math.max(state.watermark, update.watermark);
     const count = byId("unread-count");
     if (count) count.textContent = String(update.unread);
     const summary = byId("summary");
     // The view's count and the rows come from one read, so they agree.
     if (summary && typeof update.summary === "string") summary.textContent = update.summary;
-    restatus(update.statuses || {});
+    restatus(update.statuses || {}, asked);
     replaceInner("node-panel", update.nodes_html);
     replaceInner("alerts", update.alerts_html);
     if (!update.rows.length) return;
@@ -168,20 +168,16 @@
     }
   }
 
-  // Rows acted on elsewhere (another tab, a colleague): take their new status, and leave
-  // a view they no longer belong to, so the list agrees with the count beside it.
-  function belongs(status) {
-    const view = (state && state.status) || "inbox";
-    if (view === "all") return true;
-    if (view === "inbox") return status !== "archived";
-    return status === view;
-  }
-
-  function restatus(statuses) {
+  // Rows acted on elsewhere (another tab, a colleague) or past the time range: the server
+  // names the asked rows still in the view and their status; the others leave, so the
+  // list agrees with the count beside it.
+  function restatus(statuses, asked) {
     for (const row of document.querySelectorAll("#rows tr.msg")) {
-      const status = statuses[row.dataset.msgId];
-      if (!status || status === row.dataset.status) continue;
-      if (!belongs(status)) { row.remove(); continue; }
+      const id = row.dataset.msgId;
+      if (!asked.has(id)) continue;  // arrived with this update, or beyond the first 200
+      const status = statuses[id];
+      if (!status) { row.remove(); continue; }
+      if (status === row.dataset.status) continue;
       row.classList.replace(row.dataset.status, status);
       row.dataset.status = status;
       if (status !== "unread") {

@@ -121,5 +121,19 @@ def test_live_updates_say_the_status_of_the_rows_a_page_lists(inbox_relay: Relay
     shown = f"{kept.msg_id},{read.msg_id},not an id,{'x' * 500}"
     url = f"{inbox_relay.url}/messages/api/updates?status=unread&after_id=0"
     update = operator.get(url, params={"shown": shown}, timeout=10).json()
-    assert update["statuses"] == {kept.msg_id: "unread", read.msg_id: "acknowledged"}
+    assert update["statuses"] == {kept.msg_id: "unread"}  # the read one left the view
     assert update["summary"] == "1 matching"
+    everything = f"{inbox_relay.url}/messages/api/updates?status=all&after_id=0"
+    update = operator.get(everything, params={"shown": shown}, timeout=10).json()
+    assert update["statuses"] == {kept.msg_id: "unread", read.msg_id: "acknowledged"}
+
+
+def test_a_row_past_the_time_range_leaves_it_with_the_count(inbox_relay: Relay) -> None:
+    old = inbox_relay.send(timestamp=time.time() - 3500)
+    operator = inbox_relay.operator()
+    url = f"{inbox_relay.url}/messages/api/updates?range=1h&after_id=0"
+    assert operator.get(url, params={"shown": old.msg_id}, timeout=10).json()["statuses"]
+    inbox_relay.clock.offset = 200  # the message is now older than an hour
+    update = operator.get(url, params={"shown": old.msg_id}, timeout=10).json()
+    assert update["statuses"] == {}
+    assert update["summary"] == "0 matching"

@@ -87,7 +87,7 @@ class Inbox:
             rate = rates.get(node.node_id)
             counts = list(rate.counts) if rate is not None else [0] * THROUGHPUT_BUCKETS
             found[node.node_id] = (
-                sparkline(lags, "sync lag (s) per report"),
+                sparkline(lags, "sync lag (s) per report", " s"),
                 sparkline(counts, "messages per 5 min, last hour"),
             )
         return found

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
+from runtime.park import PARK_KEY
 
 DB_RELATIVE = Path("messages") / "cluster_messages.db"
 EXACT_ROUTES = frozenset(
@@ -32,6 +33,7 @@ EXACT_ROUTES = frozenset(
         "/sync/message",
         "/sync/status",
         "/sync/files",
+        "/sync/mail",
         "/query/messages",
         "/query/status",
         "/healthz",
@@ -204,6 +206,8 @@ class MetricsMiddleware:
             self._record(environ, seen.get("status", 500), time.perf_counter() - started)
 
     def _record(self, environ: dict[str, Any], status: int, seconds: float) -> None:
+        if environ.get(PARK_KEY) is not None:
+            return  # a long poll parked (runtime.park): its answer comes in a later run
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         route = route_of(path)
         self.requests.labels(route, method_of(method), status_of(status)).inc()

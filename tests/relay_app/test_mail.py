@@ -46,6 +46,10 @@ def test_a_waiting_poll_answers_a_message_stored_after_it_began(
     assert time.monotonic() - sent < 1.0
     assert [m["content"] for m in answer["messages"]] == [{"n": 1}]
     assert answer["cursor"] > first["cursor"]
+    # One answer per poll in the metrics, however often a parked poll was run.
+    metrics = requests.get(f"{relay.url}/metrics", timeout=10).text
+    counted = 'commander_relay_requests_total{method="GET",route="/sync/mail",status="200"} 2.0'
+    assert counted in metrics
 
 
 def test_a_poll_with_nothing_new_answers_empty_when_its_wait_runs_out(relay: RelayServer) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from runtime.config import collect_problems
-from runtime.config_files import unreadable_files
+from runtime.config_files import node_host_problems, relay_host_problems, unreadable_files
 from runtime.tls import tls_problems
 
 
@@ -17,10 +17,18 @@ def check_config_main(argv: Sequence[str] | None = None) -> int:
         prog="commander-check-config", description="Check a Commander config directory."
     )
     parser.add_argument("config_dir", nargs="?", default="config", help="directory with relay.yaml")
+    parser.add_argument(
+        "--relay", action="store_true", help="this machine runs the relay: its files must exist"
+    )
+    parser.add_argument("--node", metavar="NODE_ID", help="this machine runs that node")
     args = parser.parse_args(argv)
     config, problems = collect_problems(args.config_dir)
     unreadable, absent = unreadable_files(config)
     problems += unreadable
+    if args.relay:
+        problems += relay_host_problems(config)
+    if args.node:
+        problems += node_host_problems(config, args.node)
     if not problems:  # readable: does the key match the certificate, is the CA file one?
         problems += tls_problems(config)
     if problems:

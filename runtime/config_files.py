@@ -1,9 +1,10 @@
 """Files relay.yaml names (secrets, certificates): readable by whoever runs the check.
 
 `commander-check-config`, run as the service user, then shows a file the daemon could
-not open (root-only after `sudo`, a wrong group) before systemd does. A file absent is
-not a problem here: relay-only files are absent on nodes, and the relay refuses to
-start without the ones it needs.
+not open (root-only after `sudo`, a wrong group) before systemd does. Which files must
+exist depends on the machine: told `--relay`, the relay's files and its data directory;
+told `--node ID`, that node's entry, agents, token and the CA. Told neither, a file
+absent is only listed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 from runtime.config import ClusterConfig
 from runtime.errors import ConfigProblem
 
+# What the relay itself opens at start; the CA file is the nodes'.
+RELAY_FILES = ("token_hashes_file", "operator_password_file", "tls_cert_file", "tls_key_file")
+EXISTING = "an existing file"
 NAMED_FILES = (
     "token_hashes_file",
     "operator_password_file",
@@ -60,3 +64,43 @@ def _user_name() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return f"uid {os.geteuid()}"
+
+
+def relay_host_problems(config: ClusterConfig) -> list[ConfigProblem]:
+    """On the storage host: the data directory is writable and every relay file named exists."""
+    relay_yaml = str(Path(config.config_dir or ".") / "relay.yaml")
+    problems = []
+    data_dir = Path(config.relay.data_dir)
+    if not data_dir.is_dir() or not os.access(data_dir, os.W_OK | os.X_OK):
+        expected = f"a directory {_user_name()} can write (the relay runs as that user)"
+        problems.append(ConfigProblem(relay_yaml, "relay.data_dir", expected, str(data_dir)))
+    for key, path in named_files(config).items():
+        if key in RELAY_FILES and not path.exists():
+            problems.append(
+                ConfigProblem(relay_yaml, f"relay.{key}", "an existing file", str(path))
+            )
+    return problems
+
+
+def node_host_problems(config: ClusterConfig, node_id: str) -> list[ConfigProblem]:
+    """On an agent node: it is in the topology, runs an agent, and has its token and the CA."""
+    relay_yaml = str(Path(config.config_dir or ".") / "relay.yaml")
+    problems = []
+    if node_id not in {n.id for n in config.nodes}:
+        problems.append(ConfigProblem(relay_yaml, "nodes[].id", f"an entry for {node_id!r}"))
+    if not config.agents_on(node_id):
+        agents_dir = str(Path(config.config_dir or ".") / "agents")
+        problems.append(ConfigProblem(agents_dir, "node_id", f"an enabled agent on {node_id!r}"))
+    token = Path(config.config_dir or ".") / "secrets" / f"{node_id}.token"
+    try:
+        with token.open("rb"):
+            pass
+    except OSError as exc:
+        expected = f"the node's token, readable by {_user_name()} (commander-relay add-node)"
+        problems.append(ConfigProblem(str(token), "(file)", expected, exc.strerror or ""))
+    ca_file = named_files(config).get("ca_file")
+    if ca_file is not None and not ca_file.exists():
+        problems.append(
+            ConfigProblem(relay_yaml, "relay.ca_file", "an existing file", str(ca_file))
+        )
+    return problems

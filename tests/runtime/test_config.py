@@ -316,3 +316,35 @@ def test_check_config_lists_named_files_absent_from_this_machine(
     assert check_config_main([str(tmp_path)]) == 0
     absent = f"not on this machine: relay.tls_key_file: {tmp_path / 'relay.key'}"
     assert absent in capsys.readouterr().out
+
+
+def test_check_config_for_the_relay_needs_its_data_dir_and_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    topology = TOPOLOGY_OK + f"relay:\n  data_dir: {data}\n  operator_password_file: pw.hash\n"
+    write_dir(tmp_path, {"c1": AGENT_OK.format(agent_id="c1", role="commander")}, topology)
+    assert check_config_main([str(tmp_path)]) == 0  # what the machine runs was not said
+    assert check_config_main([str(tmp_path), "--relay"]) == 1
+    err = capsys.readouterr().err
+    assert "relay.data_dir: expected a directory" in err
+    missing = f"relay.operator_password_file: expected an existing file, got {tmp_path}/pw.hash"
+    assert missing in err
+    data.mkdir()
+    assert check_config_main([str(tmp_path), "--relay"]) == 1
+    assert "relay.data_dir" not in capsys.readouterr().err
+
+
+def test_check_config_for_a_node_needs_its_entry_agents_and_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dir(tmp_path, {"c1": AGENT_OK.format(agent_id="c1", role="commander")})
+    assert check_config_main([str(tmp_path), "--node", "node-a"]) == 1
+    assert "node-a.token: (file): expected the node's token" in capsys.readouterr().err
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "node-a.token").write_text("t")
+    assert check_config_main([str(tmp_path), "--node", "node-a"]) == 0
+    assert check_config_main([str(tmp_path), "--node", "node-z"]) == 1
+    err = capsys.readouterr().err
+    assert "nodes[].id: expected an entry for 'node-z'" in err
+    assert "an enabled agent on 'node-z'" in err

@@ -121,7 +121,9 @@ def test_twenty_five_waiting_polls_cost_the_relay_process_no_thread_each(
         # Blocking its 16 workers, the relay would answer the last 9 polls 3 s late.
         elapsed = time.monotonic() - began
     assert [a.status_code for a in answers] == [200] * 25
-    # The worker pool may grow by the few threads that ran the polls' first look, never by 25.
+    # The pool grows lazily to as many workers as ran the polls' first look at once (at
+    # most its 16); parked, the 25 polls hold none of them, which the time shows: blocking
+    # 16 workers, the relay would answer the last 9 polls 3 s late.
     print(f"relay threads: {before} before, {during} with 25 polls parked")
-    assert during - before < 8, (before, during)
+    assert during - before <= 16, (before, during)
     assert elapsed < 5.0

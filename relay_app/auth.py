@@ -12,17 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
-import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 from relay_app.errors import Unauthorized
 from relay_app.refusals import REFUSALS
 from runtime.config import ClusterConfig
-from runtime.errors import ConfigError
 from runtime.logsafe import quote
-from runtime.token_files import read_sha256_table
+from runtime.token_files import WatchedTable, read_sha256_table
 from runtime.token_files import token_sha256 as token_sha256  # noqa: PLC0414 - re-exported
 
 logger = logging.getLogger(__name__)
@@ -54,39 +50,15 @@ class TokenBook:
     def __init__(self, config: ClusterConfig) -> None:
         """Read relay.yaml's hashes and the hashes file (a missing file counts as empty)."""
         self._static = {n.id: n.token_sha256 for n in config.nodes if n.token_sha256}
-        self._path = hashes_file_path(config)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._hashes: Mapping[str, str] = dict(self._static)
-        self._reload(strict=True)
+        self._file = WatchedTable(hashes_file_path(config), "node_id")
 
-    def _reload(self, *, strict: bool) -> None:
-        """Re-read the hashes file if it changed; keep the old table if it is now broken."""
-        if self._path is None:
-            return
-        try:
-            info = os.stat(self._path)
-            # The inode and size too: `add-node --force` replaces the file with one of the
-            # same size, maybe within one mtime tick, and a rotated-out token must stop.
-            stamp: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
-        except OSError:
-            stamp = None
-        if stamp == self._stamp:
-            return
-        with self._lock:
-            try:
-                from_file = read_hashes_file(self._path) if stamp is not None else {}
-            except ConfigError:
-                if strict:
-                    raise
-                logger.exception("token hashes file is broken; keeping the previous tokens")
-                return
-            self._hashes = {**self._static, **from_file}
-            self._stamp = stamp
+    def _hashes(self) -> dict[str, str]:
+        """The file wins where both name a node: a token rotates without editing relay.yaml."""
+        return {**self._static, **self._file.current()}
 
     def nodes(self) -> list[str]:
         """The node ids that currently have a token."""
-        return sorted(self._hashes)
+        return sorted(self._hashes())
 
     def authenticate(
         self, node_id: str | None, authorization: str | None, peer: str = "unknown"
@@ -103,8 +75,7 @@ class TokenBook:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise _refused("no 'Authorization: Bearer <token>' header", node_id, peer)
-        self._reload(strict=False)
-        expected = self._hashes.get(node_id)
+        expected = self._hashes().get(node_id)
         # Header values arrive as latin-1 text in WSGI; hash the bytes the node sent.
         actual = hashlib.sha256(token.encode("latin-1", "replace")).hexdigest()
         matches = hmac.compare_digest(actual, expected or _DUMMY_HASH)

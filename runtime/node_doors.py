@@ -16,19 +16,16 @@ Bottle plugin that applies the rule with the very `agent_id` the route matched.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import bottle
 
-from runtime.errors import ConfigError
 from runtime.loopback import HostRule
 from runtime.peer_cred import PEER_UID
-from runtime.token_files import read_sha256_table, token_matches, token_sha256
+from runtime.token_files import WatchedTable, token_matches, token_sha256
 from runtime.wsgi_bridge import WsgiApp
 
 DOOR_KEY = "commander.door"
@@ -49,45 +46,19 @@ class AgentTokens:
     def __init__(self, path: Path | None) -> None:
         """Read the file now (a broken file is a ConfigError; a missing one is empty)."""
         self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._hashes: Mapping[str, str] = {}
-        self._reload(strict=True)
+        self._file = WatchedTable(path, "agent_id")
 
     def agents(self) -> list[str]:
         """The agents that have a token now."""
-        self._reload(strict=False)
-        return sorted(self._hashes)
+        return sorted(self._file.current())
 
     def check(self, agent_id: str, authorization: str | None) -> bool:
         """Whether `authorization` is `Bearer <the token of agent_id>` (constant time)."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
-        self._reload(strict=False)
-        expected = self._hashes.get(agent_id)
+        expected = self._file.current().get(agent_id)
         ok = token_matches(token, expected, _DUMMY)
         return ok and scheme.lower() == "bearer" and bool(token)
-
-    def _reload(self, *, strict: bool) -> None:
-        if self.path is None:
-            return
-        try:
-            info = os.stat(self.path)
-            # The inode too: `agent-token` replaces the file, and a rotated hash has the
-            # same size and may land within the same mtime tick.
-            stamp: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
-        except OSError:
-            stamp = None
-        if stamp == self._stamp:
-            return
-        with self._lock:
-            try:
-                self._hashes = read_sha256_table(self.path, "agent_id") if stamp else {}
-            except ConfigError:
-                if strict:
-                    raise
-                return  # keep the tokens we had; the file is being rewritten or broken
-            self._stamp = stamp
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
 from runtime.config import ID_RE, SHA256_RE
 from runtime.errors import ConfigError, ConfigProblem
+
+logger = logging.getLogger(__name__)
 
 # 32 random bytes: no guessing, and hashing it once (no salt, no stretching) is enough.
 TOKEN_BYTES = 32
@@ -98,6 +103,46 @@ def read_sha256_table(path: Path, key: str = "id") -> dict[str, str]:
     if problems:
         raise ConfigError(problems)
     return dict(data)
+
+
+class WatchedTable:
+    """A `key: sha256hex` file re-read when it changes; while broken, the last good table."""
+
+    def __init__(self, path: Path | None, key: str) -> None:
+        """Read it now: a broken file is a ConfigError, a missing one an empty table."""
+        self.path = path
+        self.key = key
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._table: Mapping[str, str] = {}
+        self._reload(strict=True)
+
+    def current(self) -> Mapping[str, str]:
+        """The table the file holds now (one `stat` per call)."""
+        self._reload(strict=False)
+        return self._table
+
+    def _reload(self, *, strict: bool) -> None:
+        if self.path is None:
+            return
+        try:
+            info = os.stat(self.path)
+            # The inode and size too: a token rotated by replacing the file gives one of
+            # the same size, maybe within one mtime tick, and the old token must stop.
+            stamp: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            try:
+                self._table = read_sha256_table(self.path, self.key) if stamp else {}
+            except ConfigError:
+                if strict:
+                    raise
+                logger.warning("%s is broken; keeping the tokens read before", self.path)
+                return
+            self._stamp = stamp
 
 
 def write_sha256_table(path: Path, table: dict[str, str]) -> None:

@@ -1,0 +1,18 @@
+"""One agent's actors on a node: its cache, its outbox, its uploader, and the node's metrics.
+
+They stand on the kernel (`runtime.core`) and talk through the messages of `actors.messages`.
+"""
+
+from runtime.core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cache": ("CacheActor",),
+        "outbox": ("OutboxActor",),
+        "uploader": ("UploaderActor",),
+        "metrics": ("MetricsActor",),
+        "cache_store": ("CacheStore",),
+        "outbox_store": ("OutboxStore",),
+    },
+)

@@ -24,9 +24,9 @@ from actors.messages import (
     SetAside,
     Write,
 )
-from runtime.envelope import MessageEnvelope
-from runtime.mailbox import take_waiting
-from runtime.supervisor import SupervisedActor
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.mailbox import take_waiting
+from runtime.core.supervisor import SupervisedActor
 
 logger = logging.getLogger(__name__)
 

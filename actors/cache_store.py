@@ -19,9 +19,9 @@ import orjson
 
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
-from runtime.envelope import MessageEnvelope, decode_content, encode_content
-from runtime.errors import CacheFull, InvalidMessage
-from runtime.sqlite import connect, is_disk_full, migrate, transaction
+from runtime.core.envelope import MessageEnvelope, decode_content, encode_content
+from runtime.core.errors import CacheFull, InvalidMessage
+from runtime.core.sqlite import connect, is_disk_full, migrate, transaction
 
 CREATE_MESSAGES = """
 CREATE TABLE messages (

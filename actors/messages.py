@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 
 # --- CacheActor -----------------------------------------------------------
 

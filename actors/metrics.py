@@ -18,11 +18,11 @@ from typing import Any
 from actors.board import AgentBoard
 from actors.messages import CacheStats, GetStats, OutboxStats, RelayUp, Tick
 from actors.ports import Mailbox
-from runtime.errors import CommanderError, RelayError, RelayRejected
-from runtime.logsafe import quote
-from runtime.relay_client import RelayClient, RelayTarget
-from runtime.supervisor import SupervisedActor
-from runtime.sync_state import SyncSnapshot, SyncState
+from runtime.core.errors import CommanderError, RelayError, RelayRejected
+from runtime.core.logsafe import quote
+from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.supervisor import SupervisedActor
+from runtime.core.sync_state import SyncSnapshot, SyncState
 
 logger = logging.getLogger(__name__)
 

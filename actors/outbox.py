@@ -28,13 +28,13 @@ from actors.messages import (
 from actors.outbox_store import Batch, OutboxStore
 from actors.poison import cut, screen
 from actors.ports import Mailbox
-from runtime.backoff import Backoff
-from runtime.errors import RelayRejected, RelayUnavailable, RelayUntrusted
-from runtime.logsafe import quote
-from runtime.mailbox import take_waiting
-from runtime.relay_client import RelayClient, RelayTarget
-from runtime.supervisor import SupervisedActor
-from runtime.sync_state import SyncState
+from runtime.core.backoff import Backoff
+from runtime.core.errors import RelayRejected, RelayUnavailable, RelayUntrusted
+from runtime.core.logsafe import quote
+from runtime.core.mailbox import take_waiting
+from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.supervisor import SupervisedActor
+from runtime.core.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import orjson
 
-from runtime.envelope import GZIP_LEVEL, MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
-from runtime.sqlite import connect, migrate, transaction
+from runtime.core.envelope import GZIP_LEVEL, MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
+from runtime.core.sqlite import connect, migrate, transaction
 
 logger = logging.getLogger(__name__)
 

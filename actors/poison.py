@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runtime.envelope import MessageEnvelope
-from runtime.errors import InvalidMessage
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.errors import InvalidMessage
 
 # A reason is stored and shown; bound it so a hostile value cannot bloat a row or a page.
 MAX_REASON = 300

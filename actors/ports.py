@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 
 class Mailbox(Protocol):
-    """Something that accepts `tell` and `ask`, such as runtime.supervisor.ChildHandle."""
+    """Something that accepts `tell` and `ask`, such as runtime.core.supervisor.ChildHandle."""
 
     def tell(self, message: Any) -> None:
         """Send without waiting."""

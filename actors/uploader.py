@@ -14,13 +14,13 @@ from actors.messages import Enqueue, MarkSynced, Push, RelayUp, SetAside
 from actors.outbox_store import BATCH_ROOM
 from actors.poison import cut, screen
 from actors.ports import Mailbox
-from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
-from runtime.errors import RelayError, RelayRejected
-from runtime.logsafe import quote
-from runtime.mailbox import take_waiting
-from runtime.relay_client import RelayClient, RelayTarget, batch_body
-from runtime.supervisor import SupervisedActor
-from runtime.sync_state import SyncState
+from runtime.core.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
+from runtime.core.errors import RelayError, RelayRejected
+from runtime.core.logsafe import quote
+from runtime.core.mailbox import take_waiting
+from runtime.core.relay_client import RelayClient, RelayTarget, batch_body
+from runtime.core.supervisor import SupervisedActor
+from runtime.core.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from relay_app.auth import token_sha256 as sha
-from runtime.config import (
+from runtime.core.config import (
     AgentConfig,
     CacheConfig,
     ClusterConfig,

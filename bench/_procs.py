@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 LISTEN_RE = re.compile(r"listening on (https?://\S+)")
-# A node also says where its agent sockets are (runtime.daemon).
+# A node also says where its agent sockets are (runtime.node.daemon).
 SOCKETS_RE = re.compile(r"agent sockets in (unix:\S+)")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,7 +128,7 @@ def start_node(
     config_dir: Path, node_id: str, data: Path, relay_url: str, log: Path, *extra: str
 ) -> Daemon:
     """`commander-node` as its own process, quick to notice the relay is back and to stop."""
-    args = ["-m", "runtime.daemon", "--config", str(config_dir), "--node-id", node_id,
+    args = ["-m", "runtime.node.daemon", "--config", str(config_dir), "--node-id", node_id,
             "--data-dir", str(data), "--relay-url", relay_url, "--listen", "127.0.0.1:0",
             "--probe-interval", "0.2", "--shutdown-upload-seconds", "1", *extra]  # fmt: skip
     return Daemon(args, log)

@@ -1,7 +1,7 @@
 """HTTP server cost per request: `python -m bench http_front [--quick]`.
 
 The same Bottle app (parse a small JSON body, answer 201 with JSON) served in its own
-process by the relay's front (`runtime.http_front`) and by cheroot (the server it
+process by the relay's front (`runtime.core.http_front`) and by cheroot (the server it
 replaced), beside a floor: a bare asyncio protocol answering a fixed response without
 parsing anything. Requests go over one keep-alive connection, paced 20 ms apart (the
 50 msgs/s load) and back to back; the figure is the server process's CPU per request
@@ -163,8 +163,8 @@ def _serve(kind: str, tls_dir: str | None) -> int:
         return 0
     app = _app()
     if kind.startswith("front"):
-        from runtime.tls import load_server_context
-        from runtime.wsgi import serve_in_thread
+        from runtime.core.tls import load_server_context
+        from runtime.core.wsgi import serve_in_thread
 
         context = None
         if kind == "front-tls" and tls_dir is not None:

@@ -41,9 +41,9 @@ from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
 from bench._procs import start_relay
 from bench._stats import percentile
 from relay_app.auth import token_sha256 as sha
-from runtime.agent import AgentHandle
-from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
-from runtime.node import Node, NodeOptions
+from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
+from runtime.node.agent import AgentHandle
+from runtime.node.node import Node, NodeOptions
 
 NODES = tuple(f"n{k}" for k in range(1, 6))
 AGENTS_PER_NODE = 5

@@ -24,10 +24,10 @@ from bench._cluster import free_port, write_config_dir
 from bench._procs import start_relay
 from bench._stats import percentile
 from bench.load import TOKENS, load_cluster
-from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
-from runtime.envelope import MessageEnvelope, encode_content
-from runtime.node import Node, NodeOptions
-from runtime.sqlite import connect, migrate, transaction
+from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
+from runtime.core.envelope import MessageEnvelope, encode_content
+from runtime.core.sqlite import connect, migrate, transaction
+from runtime.node.node import Node, NodeOptions
 
 NODE = "bench-node"
 # Writes with write-through on, and their raw floor, are this far apart. An idle thread

@@ -33,8 +33,8 @@ from bench._proc_stats import rss_mb
 from bench._procs import Daemon
 from bench._stats import percentile
 from relay_app.passwords import hash_password
-from runtime.envelope import MessageEnvelope
-from runtime.token_files import token_sha256
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.token_files import token_sha256
 
 NODE = "node-a"
 AGENT = "a1"

@@ -46,10 +46,10 @@ from actors.messages import Enqueue, GetOutboxStats, ListUnsynced, MarkSynced, T
 from actors.outbox import OutboxActor
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from bench._procs import start_relay
-from runtime.backoff import Backoff
-from runtime.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
-from runtime.relay_client import RelayClient, RelayTarget
-from runtime.sync_state import SyncState
+from runtime.core.backoff import Backoff
+from runtime.core.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
+from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.sync_state import SyncState
 
 NODE = "node-a"
 BATCH = 500

@@ -74,7 +74,7 @@ def fill(path_dir: Path, count: int) -> Path:
     """Create the database with `count` messages and a complete full-text index."""
     from relay_app.inbox.writer import index_pending
     from relay_app.stores.sqlite import SqliteStore
-    from runtime.envelope import encode_content, new_msg_id
+    from runtime.core.envelope import encode_content, new_msg_id
 
     store = SqliteStore(path_dir, synchronous="OFF")
     store.close()
@@ -135,7 +135,7 @@ def _wsgi_getter(data_dir: Path) -> tuple[Callable[[str], tuple[str, float]], Ca
     from relay_app.ingest import Ingest
     from relay_app.passwords import hash_password
     from relay_app.stores.sqlite import SqliteStore
-    from runtime.config import ClusterConfig, RelaySettings
+    from runtime.core.config import ClusterConfig, RelaySettings
 
     settings = RelaySettings(data_dir=str(data_dir), min_free_bytes=0,
                              operator_password_hash=hash_password("bench"))  # fmt: skip

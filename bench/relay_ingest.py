@@ -178,7 +178,7 @@ class _Client:
 
 
 def _message(i: int) -> dict[str, Any]:
-    from runtime.envelope import MessageEnvelope
+    from runtime.core.envelope import MessageEnvelope
 
     env = MessageEnvelope.new(
         agent_id=f"agent-{i % AGENTS}",
@@ -243,7 +243,7 @@ def _raw_rate(path: Path, count: int) -> float:
     from relay_app.stores.sqlite import INSERT_MESSAGE
     from relay_app.stores.sqlite_schema import MIGRATIONS
     from relay_app.validate import message_row
-    from runtime import sqlite as rsqlite
+    from runtime.core import sqlite as rsqlite
 
     conn = rsqlite.connect(path / "raw.db", synchronous="FULL")
     rsqlite.migrate(conn, MIGRATIONS)

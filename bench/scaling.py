@@ -41,7 +41,7 @@ import orjson
 from bench._relay_http import NODE, Client, node_headers, operator_client, start_relay_on
 from bench._stats import percentile
 from relay_app.store import MessageRow, StoreMessages
-from runtime.envelope import MessageEnvelope, encode_content, new_msg_id
+from runtime.core.envelope import MessageEnvelope, encode_content, new_msg_id
 
 CHUNK = 5000
 BATCH = 500
@@ -89,7 +89,7 @@ def fill(data_dir: Path, have: int, want: int, rng: random.Random, timeline: Tim
     """Add rows through the store's own writer until `want` are stored; return the seconds."""
     from relay_app.inbox.writer import index_pending
     from relay_app.stores.sqlite import SqliteStore
-    from runtime.sqlite import connect
+    from runtime.core.sqlite import connect
 
     words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9)))
              for _ in range(5000)]  # fmt: skip

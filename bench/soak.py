@@ -2,7 +2,7 @@
 
     python -m bench soak [--quick] [--minutes M]     (COMMANDER_SOAK_MINUTES, default 30)
 
-The relay and two nodes run as real processes (`relay_app.cli serve`, `runtime.daemon`);
+The relay and two nodes run as real processes (`relay_app.cli serve`, `runtime.node.daemon`);
 four agents (two per node) write known ids and contents through the nodes' loopback
 endpoint at 20 messages a second each, and a write counts as acknowledged only when the
 node answered 201 (the ideas of tests/delivery/test_oracle.py).
@@ -44,8 +44,8 @@ from bench._cluster import cluster, free_port, write_config_dir
 from bench._partition import Partition
 from bench._proc_stats import RssSampler
 from bench._procs import Daemon, start_node, start_relay
-from runtime.envelope import decode_content
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.core.envelope import decode_content
+from runtime.node.unix_http import BASE_URL, unix_session
 
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
 RATE_PER_AGENT = 20.0

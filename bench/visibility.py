@@ -28,8 +28,8 @@ import requests
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_relay
 from bench._stats import percentile
-from runtime.config import SyncConfig
-from runtime.node import Node, NodeOptions
+from runtime.core.config import SyncConfig
+from runtime.node.node import Node, NodeOptions
 
 HEADERS = {"X-Commander-Node": "node-b", "Authorization": f"Bearer {TOKENS['node-b']}"}
 

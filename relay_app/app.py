@@ -43,8 +43,8 @@ from relay_app.validate import (
     page_request,
     status_request,
 )
-from runtime.config import ClusterConfig
-from runtime.http_query import decoded_query
+from runtime.core.config import ClusterConfig
+from runtime.core.http_query import decoded_query
 
 
 class _Relay:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from relay_app.errors import Unauthorized
 from relay_app.refusals import REFUSALS
-from runtime.config import ClusterConfig
-from runtime.logsafe import quote
-from runtime.token_files import WatchedTable, read_sha256_table
-from runtime.token_files import token_sha256 as token_sha256  # noqa: PLC0414 - re-exported
+from runtime.core.config import ClusterConfig
+from runtime.core.logsafe import quote
+from runtime.core.token_files import WatchedTable, read_sha256_table
+from runtime.core.token_files import token_sha256 as token_sha256  # noqa: PLC0414 - re-exported
 
 logger = logging.getLogger(__name__)
 

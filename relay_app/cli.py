@@ -31,11 +31,11 @@ from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
-from runtime import notify
-from runtime.config import ID_RE, ClusterConfig, RelaySettings, load_config
-from runtime.errors import ConfigError, ConfigProblem
-from runtime.signals import install_signal_handlers
-from runtime.token_files import (
+from runtime.core import notify
+from runtime.core.config import ID_RE, ClusterConfig, RelaySettings, load_config
+from runtime.core.errors import ConfigError, ConfigProblem
+from runtime.core.signals import install_signal_handlers
+from runtime.core.token_files import (
     new_token,
     token_sha256,
     write_for_service,

@@ -29,7 +29,7 @@ from relay_app.http import ClientBody, content_length
 from relay_app.multipart import boundary_of, iter_parts
 from relay_app.store import FileRecord
 from relay_app.validate import check_id
-from runtime.envelope import new_msg_id
+from runtime.core.envelope import new_msg_id
 
 # Room for the form's boundaries, part headers and small fields around the file.
 MULTIPART_OVERHEAD = 64 * 1024

@@ -18,8 +18,8 @@ import bottle
 import orjson
 
 from relay_app.errors import BadRequest, PayloadTooLarge, RelayAppError, UnsupportedMedia
-from runtime.logsafe import quote
-from runtime.wsgi_bridge import read_at_most
+from runtime.core.logsafe import quote
+from runtime.core.wsgi_bridge import read_at_most
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def parse_json(body: bytes) -> Any:
 def refuse_oversized(cap: int) -> Callable[[], None]:
     """A before_request hook: 413 at once for a declared body over `cap` bytes.
 
-    It runs before authentication and routing; under `runtime.http_front` the front
+    It runs before authentication and routing; under `runtime.core.http_front` the front
     refuses such a body first, and this keeps the rule under any other WSGI server.
     """
 

@@ -19,7 +19,7 @@ from relay_app.store import (
     WriteOp,
     WriteResult,
 )
-from runtime.mailbox import take_waiting
+from runtime.core.mailbox import take_waiting
 
 logger = logging.getLogger(__name__)
 

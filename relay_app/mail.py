@@ -6,7 +6,7 @@ answer is `{"messages": [...], "cursor": <row id of the last one>}`, oldest firs
 recipient must be one of the node's own agents or their roles (relay_app.owners): a node
 token never reads another node's agents' mail (403 naming the recipient).
 
-While there is nothing new the request is parked (runtime.park): the HTTP front awaits
+While there is nothing new the request is parked (runtime.core.park): the HTTP front awaits
 its bell on the event loop, so a waiting node holds no worker thread. Each poll has its
 own bell in the MailRoom, rung only by a commit of messages to one of its recipients,
 so a message wakes the polls it concerns, not every node's.
@@ -24,8 +24,8 @@ import bottle
 from relay_app.errors import BadRequest, Forbidden
 from relay_app.http import json_response
 from relay_app.store import MessageRow, MessageStore
-from runtime.http_query import decoded_query
-from runtime.park import Bell, long_poll
+from runtime.core.http_query import decoded_query
+from runtime.core.park import Bell, long_poll
 
 MAX_WAIT = 30.0
 MAX_RECIPIENTS = 200

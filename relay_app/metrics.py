@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
-from runtime.park import PARK_KEY
+from runtime.core.park import PARK_KEY
 
 DB_RELATIVE = Path("messages") / "cluster_messages.db"
 EXACT_ROUTES = frozenset(
@@ -207,7 +207,7 @@ class MetricsMiddleware:
 
     def _record(self, environ: dict[str, Any], status: int, seconds: float) -> None:
         if environ.get(PARK_KEY) is not None:
-            return  # a long poll parked (runtime.park): its answer comes in a later run
+            return  # a long poll parked (runtime.core.park): its answer comes in a later run
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         route = route_of(path)
         self.requests.labels(route, method_of(method), status_of(status)).inc()

@@ -22,7 +22,7 @@ import orjson
 
 from relay_app.inbox.forwarded import Proxies
 from relay_app.refusals import REFUSALS
-from runtime.config import RelaySettings
+from runtime.core.config import RelaySettings
 
 logger = logging.getLogger(__name__)
 

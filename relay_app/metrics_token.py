@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.token_files import new_token, token_sha256, write_private
+from runtime.core.token_files import new_token, token_sha256, write_private
 
 
 def add_command(sub: Any) -> None:

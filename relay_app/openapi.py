@@ -15,7 +15,7 @@ from relay_app.mail import MAX_MAIL, MAX_RECIPIENT_CHARS, MAX_RECIPIENTS, MAX_WA
 from relay_app.openapi_inbox import INBOX_SCHEMES, inbox_paths
 from relay_app.store import FILTER_FIELDS, MESSAGE_STATUSES
 from relay_app.validate import MAX_FILTER_VALUES, MAX_LIMIT, MAX_PARAM_CHARS, MAX_STATUS_AGENTS
-from runtime.api_schemas import (
+from runtime.core.api_schemas import (
     EXAMPLE_MSG_ID,
     Schema,
     document_operation,
@@ -27,7 +27,7 @@ from runtime.api_schemas import (
     metrics_operation,
     parameter,
 )
-from runtime.config import RelaySettings
+from runtime.core.config import RelaySettings
 
 VERSION = "0.1.0"
 NODE_AUTH: list[dict[str, list[str]]] = [{"nodeId": [], "nodeToken": []}]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from relay_app.inbox.pages import MAX_ROW_ID, UPDATES_PATH
 from relay_app.inbox.sessions import COOKIE
-from runtime.api_schemas import Schema, error_responses, json_body, parameter
+from runtime.core.api_schemas import Schema, error_responses, json_body, parameter
 
 OPERATOR: list[dict[str, list[str]]] = [{"operatorSession": []}]
 INBOX_SCHEMES: dict[str, Schema] = {

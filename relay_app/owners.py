@@ -31,9 +31,9 @@ from pathlib import Path
 from relay_app.errors import Forbidden
 from relay_app.refusals import NODE_REFUSALS
 from relay_app.store import MessageRow
-from runtime.config import AgentConfig, ClusterConfig, load_agents
-from runtime.errors import ConfigError, ConfigProblem
-from runtime.logsafe import quote
+from runtime.core.config import AgentConfig, ClusterConfig, load_agents
+from runtime.core.errors import ConfigError, ConfigProblem
+from runtime.core.logsafe import quote
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import hmac
 import os
 from pathlib import Path
 
-from runtime.config import ClusterConfig
-from runtime.errors import ConfigError, ConfigProblem
+from runtime.core.config import ClusterConfig
+from runtime.core.errors import ConfigError, ConfigProblem
 
 # scrypt's "interactive" cost (16 MiB, tens of ms): slow for guessing, fine for logins.
 SCRYPT_N = 2**14

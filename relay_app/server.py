@@ -16,9 +16,9 @@ from relay_app.metrics import MetricsMiddleware
 from relay_app.metrics_auth import MetricsGate
 from relay_app.store import MessageStore
 from relay_app.stores.sqlite import SqliteStore
-from runtime.config import ClusterConfig, RelaySettings
-from runtime.tls import server_context
-from runtime.wsgi import FrontLimits, ServerHandle, serve_in_thread
+from runtime.core.config import ClusterConfig, RelaySettings
+from runtime.core.tls import server_context
+from runtime.core.wsgi import FrontLimits, ServerHandle, serve_in_thread
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from relay_app.tls import Issued, TlsFileError, certificate_days_left, init_ca, issue
-from runtime.config import ID_RE, ClusterConfig
-from runtime.config_files import config_path
+from runtime.core.config import ID_RE, ClusterConfig
+from runtime.core.config_files import config_path
 
 logger = logging.getLogger("commander-relay")
 

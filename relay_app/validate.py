@@ -20,7 +20,7 @@ from relay_app.store import (
     StoreMessages,
     StoreStatus,
 )
-from runtime.envelope import (
+from runtime.core.envelope import (
     FORBIDDEN_TEXT,
     ID_RULE,
     PRIORITIES,
@@ -28,7 +28,7 @@ from runtime.envelope import (
     encode_json,
     is_id,
 )
-from runtime.errors import InvalidMessage
+from runtime.core.errors import InvalidMessage
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from runtime.client import NodeClient
+from runtime.node.client import NodeClient
 from tests.test_systemd_units import parse_unit, values
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from relay_app.inbox.routes import routes
 from relay_app.inbox.service import Inbox
 from relay_app.ingest import Ingest
 from relay_app.store import MessageStore
-from runtime.config import ClusterConfig
+from runtime.core.config import ClusterConfig
 
 CONFIG_KEY = "commander.inbox"
 STATUS_PATH = "/sync/status"

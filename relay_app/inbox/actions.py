@@ -31,8 +31,8 @@ from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
 from relay_app.store import Audit, StoreMessages
 from relay_app.validate import message_row
-from runtime.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
-from runtime.errors import InvalidMessage
+from runtime.core.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
+from runtime.core.errors import InvalidMessage
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from runtime.envelope import MAX_TEXT, PRIORITIES, is_id
+from runtime.core.envelope import MAX_TEXT, PRIORITIES, is_id
 
 # status= values: "inbox" is everything not archived.
 VIEWS = ("inbox", "unread", "acknowledged", "archived", "all")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from relay_app.inbox.sessions import Session, Sessions
 from relay_app.inbox.throttle import LoginThrottle
 from relay_app.inbox.verifier import PasswordVerifier, VerifierBusy
-from runtime.logsafe import quote
+from runtime.core.logsafe import quote
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from relay_app.inbox.budget import QueryTooSlow, budgeted, budgeted_count, withi
 from relay_app.inbox.filters import PAGE_SIZE, Cursor, InboxView
 from relay_app.inbox.search import SearchQuery, parse_search
 from relay_app.inbox.thread import Post, thread_of
-from runtime import sqlite as rsqlite
-from runtime.envelope import decode_content
+from runtime.core import sqlite as rsqlite
+from runtime.core.envelope import decode_content
 
 COLUMNS = (
     "m.id, m.msg_id, m.timestamp, m.agent_id, m.node_id, m.task_id, m.sender, m.recipient,"

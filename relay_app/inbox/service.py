@@ -22,7 +22,7 @@ from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
 from relay_app.passwords import operator_password_hash
 from relay_app.store import MessageStore
-from runtime.config import ClusterConfig
+from runtime.core.config import ClusterConfig
 
 
 class Inbox:

@@ -18,8 +18,8 @@ from relay_app.errors import RelayAppError
 from relay_app.inbox.search import content_text
 from relay_app.ingest import Ingest
 from relay_app.store import Audit, IndexEntries, RecordAudit, SetStatuses
-from runtime import sqlite as rsqlite
-from runtime.envelope import decode_content
+from runtime.core import sqlite as rsqlite
+from runtime.core.envelope import decode_content
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from relay_app.store import (
     WriteResult,
 )
 from relay_app.stores.sqlite_schema import MIGRATIONS
-from runtime import sqlite as rsqlite
-from runtime.envelope import decode_json
+from runtime.core import sqlite as rsqlite
+from runtime.core.envelope import decode_json
 
 DB_RELATIVE_PATH = Path("messages") / "cluster_messages.db"
 

@@ -1,7 +1,7 @@
 """The cluster database schema: named DDL and the one list of migrations.
 
 `MIGRATIONS[n]` takes the database from `PRAGMA user_version` n to n + 1 (see
-`runtime.sqlite.migrate`). Append new migrations at the end (full-text search,
+`runtime.core.sqlite.migrate`). Append new migrations at the end (full-text search,
 inbox indexes, ...); never edit one that has shipped.
 """
 
@@ -20,7 +20,7 @@ CREATE TABLE messages (
     sender TEXT,
     recipient TEXT,
     role TEXT,
-    content BLOB NOT NULL,  -- gzip-compressed JSON (runtime.envelope.encode_content)
+    content BLOB NOT NULL,  -- gzip-compressed JSON (runtime.core.envelope.encode_content)
     synced INTEGER NOT NULL DEFAULT 1,  -- a relay row is the synced copy; kept for parity
     node_id TEXT NOT NULL,
     agent_id TEXT NOT NULL,

@@ -23,8 +23,8 @@ from actors.messages import (
     Query,
     Write,
 )
-from runtime.envelope import MessageEnvelope
-from runtime.errors import CacheFull, InvalidMessage
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.errors import CacheFull, InvalidMessage
 
 
 def msg(i: int = 0, *, ts: float | None = None, size: int = 10, **fields: Any) -> MessageEnvelope:

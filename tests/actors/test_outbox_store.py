@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from actors.outbox_store import OutboxStore
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 
 
 def envs(count: int) -> list[MessageEnvelope]:

@@ -13,7 +13,7 @@ from actors.cache_store import CacheStore
 from actors.messages import Query
 from actors.outbox_store import OutboxStore
 from actors.poison import poison_reason
-from runtime.envelope import MessageEnvelope, encode_content
+from runtime.core.envelope import MessageEnvelope, encode_content
 
 
 def env(i: int, **changes: Any) -> MessageEnvelope:

@@ -13,7 +13,7 @@ from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_node, start_relay
 from relay_app.inbox.sessions import COOKIE
 from relay_app.passwords import hash_password
-from runtime.token_files import agent_hashes_path, token_sha256, write_sha256_table
+from runtime.core.token_files import agent_hashes_path, token_sha256, write_sha256_table
 
 NODE = "node-a"
 AGENT = "a1"
@@ -21,7 +21,7 @@ OPERATOR_PASSWORD = "contract-test-password"
 NODE_HEADERS = {"X-Commander-Node": NODE, "Authorization": f"Bearer {TOKENS[NODE]}"}
 # The same credentials per security scheme of the relay's document.
 NODE_AUTH = {"nodeId": {"api_key": NODE}, "nodeToken": {"bearer": TOKENS[NODE]}}
-# a1's token for the node's loopback TCP door (runtime.node_doors).
+# a1's token for the node's loopback TCP door (runtime.node.doors).
 AGENT_TOKEN = "contract-token-of-a1"
 AGENT_HEADERS = {"Authorization": f"Bearer {AGENT_TOKEN}"}
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from runtime.envelope import new_msg_id
+from runtime.core.envelope import new_msg_id
 from tests.contract.conftest import NODE, NODE_HEADERS, Live
 
 

@@ -12,9 +12,9 @@ import requests
 
 from bench._cluster import TOKENS, cluster
 from relay_app.server import RelayServer
-from runtime.logsafe import LIMIT, quote
-from runtime.relay_client import RelayTarget
-from runtime.remote import RemoteReader
+from runtime.core.logsafe import LIMIT, quote
+from runtime.core.relay_client import RelayTarget
+from runtime.node.remote import RemoteReader
 from tests.contract.conftest import AGENT, AGENT_HEADERS, NODE, NODE_HEADERS, Live, operator_cookie
 
 FORGED = "FORGED 2026-12-01 00:00:00 CRITICAL commander.node: all data lost"

@@ -19,11 +19,11 @@ from relay_app.ingest import Ingest
 from relay_app.openapi import relay_document
 from relay_app.server import RelayServer
 from relay_app.store import MessageStore
-from runtime import node_http
-from runtime.config import ClusterConfig, RelaySettings
-from runtime.node import Node, NodeOptions
-from runtime.node_http import create_node_app
-from runtime.openapi import node_document
+from runtime.core.config import ClusterConfig, RelaySettings
+from runtime.node import http as node_http
+from runtime.node.http import create_node_app
+from runtime.node.node import Node, NodeOptions
+from runtime.node.openapi import node_document
 from tests.contract.conftest import (
     AGENT,
     AGENT_HEADERS,

@@ -12,9 +12,9 @@ import requests
 
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from relay_app.server import RelayServer
-from runtime.config import ClusterConfig
-from runtime.envelope import decode_content
-from runtime.node import Node, NodeOptions
+from runtime.core.config import ClusterConfig
+from runtime.core.envelope import decode_content
+from runtime.node.node import Node, NodeOptions
 
 
 def start_relay(

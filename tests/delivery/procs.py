@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import FAST_SYNC
 from bench._procs import Daemon, start_node, start_relay
-from runtime.client import NodeAdmin
+from runtime.node.client import NodeAdmin
 from tests.delivery.harness import cluster, free_port, write_config_dir
 
 # The production default: a frozen relay then holds each HTTP call this long.

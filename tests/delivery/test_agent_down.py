@@ -11,9 +11,9 @@ import requests
 from actors.cache_store import cache_path
 from actors.outbox_store import outbox_path
 from bench._cluster import TOKENS
-from runtime.client import NodeAdmin, NodeClient
-from runtime.errors import ActorUnavailable, CommanderError
-from runtime.node import Node, NodeOptions
+from runtime.core.errors import ActorUnavailable, CommanderError
+from runtime.node.client import NodeAdmin, NodeClient
+from runtime.node.node import Node, NodeOptions
 from tests.delivery.harness import cluster, relay_get, start_relay, wait_for
 from tests.delivery.procs import agent_status, metric, relay_and_node_dirs, scrape
 

@@ -17,10 +17,10 @@ import pytest
 from actors.outbox_store import OutboxStore
 from actors.uploader import split_batches
 from relay_app.server import RelayServer
-from runtime.config import load_config
-from runtime.envelope import MAX_BATCH_BYTES, MAX_CONTENT_BYTES, MessageEnvelope
-from runtime.errors import ConfigError
-from runtime.relay_client import RelayClient, RelayTarget
+from runtime.core.config import load_config
+from runtime.core.envelope import MAX_BATCH_BYTES, MAX_CONTENT_BYTES, MessageEnvelope
+from runtime.core.errors import ConfigError
+from runtime.core.relay_client import RelayClient, RelayTarget
 from tests.relay_app.helpers import NODE_A, TOKENS, make_config
 
 

@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay_app.store import MessageQuery
-from runtime.client import NodeClient
-from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
-from runtime.envelope import (
+from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
+from runtime.core.envelope import (
     INT_MAX,
     INT_MIN,
     MAX_CONTENT_BYTES,
@@ -39,11 +38,12 @@ from runtime.envelope import (
     TIMESTAMP_MIN,
     MessageEnvelope,
 )
-from runtime.errors import InvalidMessage
-from runtime.node import Node, NodeOptions
-from runtime.node_doors import Door, with_door
-from runtime.node_http import create_node_app
-from runtime.wsgi import serve_unix_in_thread
+from runtime.core.errors import InvalidMessage
+from runtime.core.wsgi import serve_unix_in_thread
+from runtime.node.client import NodeClient
+from runtime.node.doors import Door, with_door
+from runtime.node.http import create_node_app
+from runtime.node.node import Node, NodeOptions
 from tests.relay_app.inbox.harness import NODES, Relay, start_relay
 
 NODE = "node-a"

@@ -8,8 +8,8 @@ from pathlib import Path
 import requests
 
 from bench._procs import start_node, start_relay
-from runtime.client import NodeAdmin, NodeClient
-from runtime.config import ClusterConfig
+from runtime.core.config import ClusterConfig
+from runtime.node.client import NodeAdmin, NodeClient
 from tests.delivery.harness import cluster, free_port, relay_get, wait_for, write_config_dir
 from tests.delivery.procs import SYNC
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from bench._procs import Daemon, start_node, start_relay
-from runtime.client import NodeClient
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.node.client import NodeClient
+from runtime.node.unix_http import BASE_URL, unix_session
 from tests.delivery.harness import cluster, free_port, relay_rows, wait_for, write_config_dir
 
 CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "40"))

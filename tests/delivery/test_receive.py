@@ -14,8 +14,8 @@ import requests
 
 from bench._cluster import TOKENS, free_port
 from bench._procs import Daemon, start_node, start_relay
-from runtime.client import NodeClient
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
+from runtime.node.client import NodeClient
 from tests.contract.conftest import OPERATOR_PASSWORD, write_cluster
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')

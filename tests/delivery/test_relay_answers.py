@@ -22,13 +22,13 @@ from actors.cache import CacheActor
 from actors.messages import Drain, GetOutboxStats, GetStats, OutboxStats, RetryFailed, Write
 from actors.outbox import OutboxActor
 from relay_app.server import RelayServer
-from runtime.agent import AgentHandle
-from runtime.backoff import Backoff
-from runtime.config import SyncConfig
-from runtime.envelope import MessageEnvelope
-from runtime.node import Node, NodeOptions
-from runtime.relay_client import RelayTarget
-from runtime.sync_state import SyncState
+from runtime.core.backoff import Backoff
+from runtime.core.config import SyncConfig
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.relay_client import RelayTarget
+from runtime.core.sync_state import SyncState
+from runtime.node.agent import AgentHandle
+from runtime.node.node import Node, NodeOptions
 from tests.delivery.harness import (
     TOKENS,
     cluster,

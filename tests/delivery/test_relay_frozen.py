@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from runtime.client import NodeAdmin, NodeClient
+from runtime.node.client import NodeAdmin, NodeClient
 from tests.delivery.harness import relay_get, wait_for
 from tests.delivery.procs import metric, relay_and_node_dirs, scrape, timed_get
 

@@ -11,9 +11,9 @@ import requests
 
 from actors.cache_store import INSERT, MIGRATIONS, cache_path
 from actors.messages import GetOutboxStats, GetStats
-from runtime.client import NodeAdmin, NodeClient
-from runtime.envelope import encode_content, new_msg_id
-from runtime.sqlite import connect, migrate
+from runtime.core.envelope import encode_content, new_msg_id
+from runtime.core.sqlite import connect, migrate
+from runtime.node.client import NodeAdmin, NodeClient
 from tests.delivery.harness import cluster, free_port, relay_get, start_node, start_relay, wait_for
 from tests.delivery.procs import agent_status, metric, relay_and_node_dirs, scrape
 

@@ -15,11 +15,11 @@ from actors.messages import Enqueue, GetOutboxStats, GetStats, RetryFailed, Tick
 from actors.outbox import OutboxActor
 from actors.outbox_store import OutboxStore
 from relay_app.server import RelayServer
-from runtime.backoff import Backoff
-from runtime.envelope import MessageEnvelope
-from runtime.node import Node
-from runtime.relay_client import RelayTarget
-from runtime.sync_state import SyncState
+from runtime.core.backoff import Backoff
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.relay_client import RelayTarget
+from runtime.core.sync_state import SyncState
+from runtime.node.node import Node
 from tests.delivery.harness import (
     TOKENS,
     cluster,

@@ -12,7 +12,7 @@ import pytest
 
 from bench._cluster import cluster, write_config_dir
 from bench._procs import Daemon, start_node
-from runtime.client import NodeClient
+from runtime.node.client import NodeClient
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import requests
 
 from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_node, start_relay
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.node.unix_http import BASE_URL, unix_session
 
 pytestmark = pytest.mark.slow
 

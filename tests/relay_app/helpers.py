@@ -15,8 +15,8 @@ import requests
 from bench._procs import Daemon
 from relay_app.auth import token_sha256 as sha
 from relay_app.server import RelayServer
-from runtime.config import AgentConfig, ClusterConfig, NodeEntry, RelaySettings
-from runtime.envelope import MessageEnvelope
+from runtime.core.config import AgentConfig, ClusterConfig, NodeEntry, RelaySettings
+from runtime.core.envelope import MessageEnvelope
 
 NODE_A = "node-a"
 NODE_B = "node-b"

@@ -12,8 +12,8 @@ import yaml
 from bench._procs import Daemon
 from relay_app.errors import Forbidden
 from relay_app.owners import AgentOwners
-from runtime.config import load_config
-from runtime.token_files import token_sha256 as sha
+from runtime.core.config import load_config
+from runtime.core.token_files import token_sha256 as sha
 from tests.relay_app.helpers import (
     NODE_A,
     TOKENS,

@@ -17,7 +17,7 @@ from bench._procs import Daemon
 from relay_app.auth import token_sha256
 from relay_app.cli import listen_address, load_relay_config, main
 from relay_app.passwords import hash_password, verify_password
-from runtime.token_files import write_private
+from runtime.core.token_files import write_private
 from tests.relay_app.helpers import NODE_A, TOKENS, write_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from relay_app.stores.sqlite import MAX_PAGE_BYTES
-from runtime.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
+from runtime.core.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
 from tests.relay_app.helpers import NodeClient, batch, message, row_counts
 from tests.relay_app.test_bad_input import MULTIPART, form
 
@@ -192,7 +192,7 @@ def test_a_page_of_large_messages_is_cut_by_bytes_and_next_resumes_it(
 def test_a_message_whose_sender_is_not_its_agent_is_refused_403_and_nothing_stored(
     node_a: NodeClient, data_dir: Path
 ) -> None:
-    # A node's agents write only as themselves (runtime.agent); a node that forges the
+    # A node's agents write only as themselves (runtime.node.agent); a node that forges the
     # sender (a stolen token, a patched node) must not name the operator or another agent.
     forged = message(sender="operator")
     refused = [node_a.send(forged), node_a.send_batch(batch([message(), forged], "b-1"))]

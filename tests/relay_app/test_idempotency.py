@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from relay_app.server import RelayServer
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 from tests.relay_app.helpers import (
     NODE_A,
     TOKENS,

@@ -12,7 +12,7 @@ import requests
 
 from bench._procs import Daemon
 from relay_app.server import RelayServer
-from runtime.config import AgentConfig
+from runtime.core.config import AgentConfig
 from tests.relay_app.conftest import RelayFactory
 from tests.relay_app.helpers import NODE_A, NODE_B, TOKENS, NodeClient, make_config, message
 

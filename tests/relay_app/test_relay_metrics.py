@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench._cluster import TOKENS, cluster
 from relay_app.metrics import route_of
 from relay_app.server import RelayServer
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 
 HEADERS = {"X-Commander-Node": "node-a", "Authorization": f"Bearer {TOKENS['node-a']}"}
 

@@ -15,8 +15,8 @@ from bench._procs import Daemon
 from relay_app.auth import UNAUTHORIZED
 from relay_app.metrics_auth import is_loopback, presented_token, warn_if_metrics_open
 from relay_app.refusals import RefusalLog
-from runtime.config import RelaySettings
-from runtime.token_files import token_sha256
+from runtime.core.config import RelaySettings
+from runtime.core.token_files import token_sha256
 from tests.relay_app.helpers import NODE_A, TOKENS, message, relay_daemon, write_config
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"

@@ -22,8 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from relay_app.cli import load_relay_config
 from relay_app.tls_cli import warn_about_tls
-from runtime.cli import check_config_main
-from runtime.tls import load_server_context
+from runtime.core.check_config import main as check_config_main
+from runtime.core.tls import load_server_context
 from tests.relay_app.helpers import write_config
 from tests.relay_app.tls_helpers import make_ca, relay_cli, use_tls
 

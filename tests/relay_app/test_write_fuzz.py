@@ -13,7 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.envelope import DEFAULT_PRIORITY, WIRE_FIELDS
+from runtime.core.envelope import DEFAULT_PRIORITY, WIRE_FIELDS
 from tests.relay_app.helpers import NodeClient, message
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pykka
 
-from runtime.errors import SupervisorGaveUp
-from runtime.signals import install_signal_handlers
-from runtime.supervisor import ChildSpec, SupervisedActor, Supervisor
+from runtime.core.errors import SupervisorGaveUp
+from runtime.core.signals import install_signal_handlers
+from runtime.core.supervisor import ChildSpec, SupervisedActor, Supervisor
 
 
 class Child(SupervisedActor):

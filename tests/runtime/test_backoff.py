@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.backoff import Backoff
+from runtime.core.backoff import Backoff
 
 
 def test_ceilings_double_until_retry_max_then_stay() -> None:

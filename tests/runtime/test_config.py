@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import check_config_main
-from runtime.config import ClusterConfig, load_config
-from runtime.config_files import unreadable_files
-from runtime.errors import ConfigError
-from runtime.sizing import MIB, cache_bytes
+from runtime.core.check_config import main as check_config_main
+from runtime.core.config import ClusterConfig, load_config
+from runtime.core.config_files import unreadable_files
+from runtime.core.errors import ConfigError
+from runtime.core.sizing import MIB, cache_bytes
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 

@@ -13,8 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._procs import Daemon
-from runtime.client import NodeClient
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.node.client import NodeClient
+from runtime.node.unix_http import BASE_URL, unix_session
 
 NODE = "node-a"
 
@@ -49,7 +49,7 @@ def start_node(tmp_path: Path, env: dict[str, str] | None = None) -> Daemon:
         write_config(config)
     args = [
         "-m",
-        "runtime.daemon",
+        "runtime.node.daemon",
         "--config",
         str(config),
         "--node-id",
@@ -139,7 +139,7 @@ def test_a_bad_start_exits_2_with_a_message(tmp_path: Path, bad: str) -> None:
     args = [
         sys.executable,
         "-m",
-        "runtime.daemon",
+        "runtime.node.daemon",
         "--config",
         str(tmp_path / "config"),
         "--node-id",

@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import FAST_SYNC, TOKENS, cluster, free_port, write_config_dir
 from bench._procs import Daemon, start_node, start_relay
-from runtime.client import NodeAdmin, NodeClient
-from runtime.config import CacheConfig
-from runtime.errors import CacheFull
+from runtime.core.config import CacheConfig
+from runtime.core.errors import CacheFull
+from runtime.node.client import NodeAdmin, NodeClient
 from tests.delivery.harness import relay_rows, wait_for
 
 CACHE_LIMIT = 200_000

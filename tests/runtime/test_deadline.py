@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from runtime.errors import RelayUnavailable
-from runtime.relay_client import RelayClient, RelayTarget
+from runtime.core.errors import RelayUnavailable
+from runtime.core.relay_client import RelayClient, RelayTarget
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

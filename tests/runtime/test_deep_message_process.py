@@ -8,8 +8,8 @@ from pathlib import Path
 
 import requests
 
-from runtime.client import NodeClient
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.node.client import NodeClient
+from runtime.node.unix_http import BASE_URL, unix_session
 from tests.runtime.test_daemon import start_node
 
 DEEP_254 = b'{"content": ' + b"[" * 254 + b"1" + b"]" * 254 + b"}"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runtime.envelope import MessageEnvelope, decode_content, encode_content, new_msg_id
-from runtime.errors import InvalidMessage
+from runtime.core.envelope import MessageEnvelope, decode_content, encode_content, new_msg_id
+from runtime.core.errors import InvalidMessage
 
 
 def test_msg_ids_are_uuid7_and_ordered_by_time() -> None:

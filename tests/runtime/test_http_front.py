@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from runtime.wsgi import FrontLimits, ServerHandle, serve_in_thread
+from runtime.core.wsgi import FrontLimits, ServerHandle, serve_in_thread
 
 Start = Callable[..., Any]
 

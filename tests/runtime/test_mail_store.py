@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.envelope import MessageEnvelope
-from runtime.mail_store import MailStore, mail_path
-from runtime.node import Node, NodeOptions
+from runtime.core.envelope import MessageEnvelope
+from runtime.node.mail_store import MailStore, mail_path
+from runtime.node.node import Node, NodeOptions
 from tests.runtime.test_node import NODE, cluster
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from actors.cache import CacheActor
 from actors.messages import Get, MarkSynced, Write
-from runtime.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
-from runtime.envelope import MessageEnvelope
-from runtime.errors import SupervisorGaveUp
-from runtime.node import Node, NodeOptions
-from runtime.supervisor import ChildSpec, Supervisor
+from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.errors import SupervisorGaveUp
+from runtime.core.supervisor import ChildSpec, Supervisor
+from runtime.node.node import Node, NodeOptions
 
 NODE = "node-a"
 

@@ -23,10 +23,10 @@ import pytest
 import requests
 
 from bench._procs import REPO, Daemon
-from runtime.client import NodeAdmin, NodeClient
-from runtime.errors import CommanderError, InvalidMessage
-from runtime.token_files import agent_hashes_path, token_sha256, write_sha256_table
-from runtime.unix_http import BASE_URL, unix_session
+from runtime.core.errors import CommanderError, InvalidMessage
+from runtime.core.token_files import agent_hashes_path, token_sha256, write_sha256_table
+from runtime.node.client import NodeAdmin, NodeClient
+from runtime.node.unix_http import BASE_URL, unix_session
 from tests.runtime.test_daemon import NODE, write_config
 
 TOKENS = {"a1": "token-of-a1", "a2": "token-of-a2"}
@@ -41,7 +41,7 @@ def start(tmp_path: Path, *extra: str) -> Daemon:
         write_config(config)
         hashes = {agent: token_sha256(token) for agent, token in TOKENS.items()}
         write_sha256_table(agent_hashes_path(config), hashes)
-    args = ["-m", "runtime.daemon", "--config", str(config), "--node-id", NODE,
+    args = ["-m", "runtime.node.daemon", "--config", str(config), "--node-id", NODE,
             "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", *extra]  # fmt: skip
     return Daemon(args, tmp_path / "node.log")
 
@@ -51,7 +51,7 @@ def run_node(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "config"
     if not config.exists():
         write_config(config)
-    args = [sys.executable, "-m", "runtime.daemon", "--config", str(config), "--node-id", NODE,
+    args = [sys.executable, "-m", "runtime.node.daemon", "--config", str(config), "--node-id", NODE,
             "--data-dir", str(tmp_path / "data"), *extra]  # fmt: skip
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
 
@@ -325,7 +325,7 @@ def test_a_write_from_another_unix_user_is_refused(tmp_path: Path, other_user: s
 def test_agent_token_makes_a_private_token_the_running_node_takes(node: Daemon) -> None:
     config = Path(node.args[node.args.index("--config") + 1])
     token_file = config.parent / "a2.token"
-    command = [sys.executable, "-m", "runtime.daemon", "agent-token", "a2", "--config",
+    command = [sys.executable, "-m", "runtime.node.daemon", "agent-token", "a2", "--config",
                str(config), "--token-file", str(token_file)]  # fmt: skip
     made = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     assert made.returncode == 0, made.stderr
@@ -337,7 +337,7 @@ def test_agent_token_makes_a_private_token_the_running_node_takes(node: Daemon) 
                         headers={"Authorization": f"Bearer {TOKENS['a2']}"})  # fmt: skip
     assert old.status_code == 401  # the token it replaced
     status = subprocess.run(
-        [sys.executable, "-m", "runtime.daemon", "status", "--socket-dir",
+        [sys.executable, "-m", "runtime.node.daemon", "status", "--socket-dir",
          node.sockets.removeprefix("unix:")], cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
@@ -348,7 +348,7 @@ def test_agent_token_gives_the_token_file_to_the_agents_user(
     tmp_path: Path, other_user: str
 ) -> None:
     token_file = tmp_path / "t"
-    command = [sys.executable, "-m", "runtime.daemon", "agent-token", "a1", "--config",
+    command = [sys.executable, "-m", "runtime.node.daemon", "agent-token", "a1", "--config",
                str(tmp_path / "config"), "--token-file", str(token_file), "--owner"]  # fmt: skip
     made = subprocess.run([*command, other_user], cwd=REPO, capture_output=True, check=False)
     assert made.returncode == 0, made.stderr

@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from actors.cache_store import cache_path
-from runtime.envelope import MAX_DEPTH, MessageEnvelope
-from runtime.errors import InvalidMessage
-from runtime.node import Node, NodeOptions
-from runtime.node_doors import Door, with_door
-from runtime.node_http import create_node_app
-from runtime.wsgi import ServerHandle, serve_in_thread
+from runtime.core.envelope import MAX_DEPTH, MessageEnvelope
+from runtime.core.errors import InvalidMessage
+from runtime.core.wsgi import ServerHandle, serve_in_thread
+from runtime.node.doors import Door, with_door
+from runtime.node.http import create_node_app
+from runtime.node.node import Node, NodeOptions
 from tests.runtime.test_node import NODE, cluster
 
 

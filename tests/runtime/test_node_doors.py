@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from runtime.loopback import HostRule
-from runtime.node_doors import UNAUTHORIZED, WRONG_PEER, AgentTokens, Door, refusal
-from runtime.node_serve import DoorError, plan_doors
-from runtime.peer_cred import PEER_UID
-from runtime.token_files import token_sha256, write_sha256_table
+from runtime.core.loopback import HostRule
+from runtime.core.peer_cred import PEER_UID
+from runtime.core.token_files import token_sha256, write_sha256_table
+from runtime.node.doors import UNAUTHORIZED, WRONG_PEER, AgentTokens, Door, refusal
+from runtime.node.serve import DoorError, plan_doors
 
 LOOPBACK = ["localhost", "LocalHost:8002", "localhost.", "localhost:", "127.0.0.1",
             "127.0.0.1.", "127.255.0.9:80", "[::1]", "[::1]:8002", "[0:0:0:0:0:0:0:1]",

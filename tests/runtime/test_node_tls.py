@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._cluster import cluster, free_port, write_config_dir
 from bench._procs import REPO, Daemon, start_relay
-from runtime.client import NodeAdmin, NodeClient
+from runtime.node.client import NodeAdmin, NodeClient
 from tests.delivery.harness import relay_rows, wait_for
 from tests.relay_app.tls_helpers import make_ca, use_tls
 
@@ -71,7 +71,7 @@ def tls_relay(tmp_path: Path) -> Iterator[TlsRelay]:
 
 def start_node(tls: TlsRelay, data: Path, log: Path, *extra: str) -> Daemon:
     """`commander-node` finding the relay and its CA in relay.yaml (no --relay-url)."""
-    args = ["-m", "runtime.daemon", "--config", str(tls.config), "--node-id", "node-a",
+    args = ["-m", "runtime.node.daemon", "--config", str(tls.config), "--node-id", "node-a",
             "--data-dir", str(data), "--probe-interval", "0.2",
             "--shutdown-upload-seconds", "1", *extra]  # fmt: skip
     return Daemon(args, log)
@@ -124,7 +124,7 @@ def outbox_depth(node: Daemon) -> int:
 
 def node_exit(tls: TlsRelay, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run `commander-node` until it exits (it should, at once); its code and output."""
-    command = [sys.executable, "-m", "runtime.daemon", "--config", str(tls.config),
+    command = [sys.executable, "-m", "runtime.node.daemon", "--config", str(tls.config),
                "--node-id", "node-a", "--data-dir", str(tmp_path / "n"), *extra]  # fmt: skip
     return subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
@@ -183,7 +183,7 @@ def test_a_node_says_when_its_relay_url_sends_the_token_in_clear(tmp_path: Path)
     config = write_config_dir(tmp_path / "config", cluster(tmp_path / "relay", relay_port=9))
     log = tmp_path / "node.log"
     node = Daemon(
-        ["-m", "runtime.daemon", "--config", str(config), "--node-id", "node-a",
+        ["-m", "runtime.node.daemon", "--config", str(config), "--node-id", "node-a",
          "--data-dir", str(tmp_path / "node"), "--relay-url", "http://192.0.2.1:9"],
         log,
     )  # fmt: skip

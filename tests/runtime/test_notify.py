@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import notify
+from runtime.core import notify
 
 WAIT = 2.0  # seconds to wait for a datagram that must arrive
 
@@ -159,7 +159,7 @@ def test_a_child_process_that_inherited_the_watchdog_does_not_ping(
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "30000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    code = "from runtime.notify import watchdog_interval; print(watchdog_interval())"
+    code = "from runtime.core.notify import watchdog_interval; print(watchdog_interval())"
     child = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

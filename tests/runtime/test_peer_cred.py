@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import requests
 
-from runtime.peer_cred import PEER_GID, PEER_PID, PEER_UID, PeerCred, peer_cred
-from runtime.unix_http import BASE_URL, unix_session
-from runtime.wsgi import serve_in_thread, serve_unix_in_thread
+from runtime.core.peer_cred import PEER_GID, PEER_PID, PEER_UID, PeerCred, peer_cred
+from runtime.core.wsgi import serve_in_thread, serve_unix_in_thread
+from runtime.node.unix_http import BASE_URL, unix_session
 
 
 def peer_keys(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from runtime.client import NodeClient
-from runtime.errors import InvalidMessage
-from runtime.node import Node, NodeOptions
-from runtime.node_doors import Door, with_door
-from runtime.node_http import create_node_app
-from runtime.query_filters import QUERY_FILTERS, make_query
-from runtime.wsgi import ServerHandle, serve_in_thread
+from runtime.core.errors import InvalidMessage
+from runtime.core.wsgi import ServerHandle, serve_in_thread
+from runtime.node.client import NodeClient
+from runtime.node.doors import Door, with_door
+from runtime.node.http import create_node_app
+from runtime.node.node import Node, NodeOptions
+from runtime.node.query_filters import QUERY_FILTERS, make_query
 from tests.runtime.test_node import NODE, cluster
 
 

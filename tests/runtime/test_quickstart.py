@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from runtime.quickstart import node_port, refusal_reasons
+from runtime.quickstart.run import node_port, refusal_reasons
 from tests.runtime.quickstart_procs import QUICKSTART, quickstart, quickstart_env
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.signals import install_signal_handlers
+from runtime.core.signals import install_signal_handlers
 
 WAIT = 5.0  # seconds for something that must happen
 SCRIPT = Path(__file__).with_name("supervised_child.py")

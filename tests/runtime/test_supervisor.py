@@ -15,8 +15,8 @@ from typing import Any
 import pykka
 import pytest
 
-from runtime.errors import ActorUnavailable, SupervisorGaveUp
-from runtime.supervisor import ChildSpec, Restart, SupervisedActor, Supervisor
+from runtime.core.errors import ActorUnavailable, SupervisorGaveUp
+from runtime.core.supervisor import ChildSpec, Restart, SupervisedActor, Supervisor
 
 WAIT = 3.0  # seconds for something that must happen
 

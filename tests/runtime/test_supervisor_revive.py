@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runtime.errors import ActorUnavailable
-from runtime.supervisor import ChildSpec, Supervisor
+from runtime.core.errors import ActorUnavailable
+from runtime.core.supervisor import ChildSpec, Supervisor
 from tests.runtime.test_supervisor import Factory, Journal, Ping, wait_until
 
 

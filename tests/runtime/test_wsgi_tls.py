@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from relay_app.tls import init_ca, issue
-from runtime.tls import load_server_context
-from runtime.wsgi import FrontLimits, ServerHandle, serve_in_thread
+from runtime.core.tls import load_server_context
+from runtime.core.wsgi import FrontLimits, ServerHandle, serve_in_thread
 
 
 def echo_scheme(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

@@ -20,9 +20,9 @@ from relay_app.inbox.service import Inbox
 from relay_app.ingest import Ingest
 from relay_app.passwords import hash_password
 from relay_app.stores.sqlite import SqliteStore
-from runtime.config import ClusterConfig, NodeEntry, RelaySettings
-from runtime.envelope import MessageEnvelope
-from runtime.wsgi import ServerHandle, serve_in_thread
+from runtime.core.config import ClusterConfig, NodeEntry, RelaySettings
+from runtime.core.envelope import MessageEnvelope
+from runtime.core.wsgi import ServerHandle, serve_in_thread
 
 OPERATOR = "operator"
 PASSWORD = "correct horse battery staple"

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 from tests.relay_app.inbox.browser import Browser, login, wait_for
 from tests.relay_app.inbox.harness import OPERATOR, PASSWORD, Relay, start_relay
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from relay_app.inbox import writer
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 from tests.relay_app.inbox.harness import ODD_SEARCHES, OPERATOR, Relay, start_relay
 
 

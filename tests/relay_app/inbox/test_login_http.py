@@ -11,7 +11,7 @@ import requests
 
 from relay_app.inbox.throttle import LoginThrottle, ThrottlePolicy
 from relay_app.tls import init_ca, issue
-from runtime.tls import load_server_context
+from runtime.core.tls import load_server_context
 from tests.relay_app.inbox.harness import OPERATOR, PASSWORD, PASSWORD_HASH, Relay, start_relay
 
 

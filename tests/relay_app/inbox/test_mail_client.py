@@ -9,7 +9,7 @@ import time
 import pytest
 
 from relay_app.inbox.preview import preview_text
-from runtime.envelope import MessageEnvelope
+from runtime.core.envelope import MessageEnvelope
 from tests.relay_app.inbox.harness import OPERATOR, Relay
 
 

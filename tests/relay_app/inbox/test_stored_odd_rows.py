@@ -18,7 +18,7 @@ import orjson
 import pytest
 import requests
 
-from runtime.envelope import MAX_DEPTH
+from runtime.core.envelope import MAX_DEPTH
 from tests.relay_app.helpers import wait_until
 from tests.relay_app.inbox.harness import Relay
 

@@ -1,0 +1,7 @@
+"""`python -m runtime.quickstart`."""
+
+import sys
+
+from runtime.quickstart.run import main
+
+sys.exit(main())

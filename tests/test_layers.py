@@ -36,8 +36,8 @@ SQL = re.compile(r"\A\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WI
 
 def layer_of(module: str) -> str | None:
     """The layer a dotted module name belongs to, or None outside the three packages."""
-    top = module.split(".")[0]
     parts = module.split(".")
+    top = parts[0]
     if top == "actors":
         return "actors"
     if top == "relay_app":
@@ -103,9 +103,12 @@ def sql_outside_stores() -> list[str]:
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
                 if "sqlite3" in names:
                     found.append(f"{where} imports sqlite3")
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if SQL.match(node.value):
-                    found.append(f"{where} holds SQL: {node.value.strip()[:40]!r}")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and SQL.match(node.value)
+            ):
+                found.append(f"{where} holds SQL: {node.value.strip()[:40]!r}")
     return found
 
 
@@ -130,9 +133,9 @@ def test_tests_do_not_import_private_bench_modules() -> None:
     private = []
     for path in sorted((REPO / "tests").rglob("*.py")):
         for line, name in imported("tests.x", path, ast.parse(path.read_text())):
-            if name.startswith("bench.") and any(p.startswith("_") for p in name.split(".")[1:]):
-                if not name.startswith("bench.__main__"):
-                    private.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+            private_parts = [p for p in name.split(".")[1:] if p.startswith("_")]
+            if name.startswith("bench.") and private_parts not in ([], ["__main__"]):
+                private.append(f"{path.relative_to(REPO)}:{line} imports {name}")
     assert private == []
 
 

@@ -1,8 +1,8 @@
 """Errors raised by the relay; each one knows the HTTP status it answers with.
 
-Hierarchy::
+Hierarchy, under the one root `runtime.core.errors.CommanderError`::
 
-    RelayAppError                 root; `status` is the HTTP status, str(exc) the JSON error
+    RelayAppError                 `status` is the HTTP status, str(exc) the JSON error
     ├── BadRequest           400  the body or query is malformed; the text says what is wrong
     ├── Unauthorized         401  no, unknown or wrong node token
     ├── Forbidden            403  a node writing as another node, or for an agent not its own
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from runtime.core.errors import CommanderError
 
-class RelayAppError(Exception):
-    """Root of every error the relay raises on purpose."""
+
+class RelayAppError(CommanderError):
+    """Every error the relay raises on purpose to answer a request."""
 
     status: ClassVar[int] = 500
 

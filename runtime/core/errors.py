@@ -1,6 +1,7 @@
-"""Errors raised by the node runtime.
+"""Errors raised on purpose, under one root.
 
-Hierarchy::
+Hierarchy (the relay's request errors, `relay_app.errors.RelayAppError`, are one more
+branch under the root)::
 
     CommanderError
     ├── ConfigError              a config file is wrong (carries every problem found)

@@ -32,8 +32,9 @@ from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime.core import notify
-from runtime.core.config import ID_RE, ClusterConfig, RelaySettings, load_config
+from runtime.core.config import ClusterConfig, RelaySettings, load_config
 from runtime.core.errors import ConfigError, ConfigProblem
+from runtime.core.ids import ID_RULE, is_id
 from runtime.core.signals import install_signal_handlers
 from runtime.core.token_files import (
     new_token,
@@ -184,8 +185,8 @@ def _warn_if_no_tokens(config: ClusterConfig) -> None:
 
 
 def _add_node(args: argparse.Namespace) -> int:
-    if not ID_RE.match(args.node_id):
-        print("commander-relay: NODE_ID: letters, digits, '._:-' only", file=sys.stderr)
+    if not is_id(args.node_id):
+        print(f"commander-relay: NODE_ID: {ID_RULE}", file=sys.stderr)
         return 2
     hashes_file = _hashes_file(args)
     if hashes_file is None:

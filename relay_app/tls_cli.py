@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from relay_app.tls import Issued, TlsFileError, certificate_days_left, init_ca, issue
-from runtime.core.config import ID_RE, ClusterConfig
+from runtime.core.config import ClusterConfig
 from runtime.core.config_files import config_path
+from runtime.core.ids import ID_RULE, is_id
 
 logger = logging.getLogger("commander-relay")
 
@@ -61,8 +62,8 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    if not ID_RE.match(args.name):
-        print("commander-relay: NAME: letters, digits, '._:-' only", file=sys.stderr)
+    if not is_id(args.name):
+        print(f"commander-relay: NAME: {ID_RULE}", file=sys.stderr)
         return 2
     directory = Path(args.dir).absolute()
     try:

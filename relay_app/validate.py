@@ -20,15 +20,9 @@ from relay_app.store import (
     StoreMessages,
     StoreStatus,
 )
-from runtime.core.envelope import (
-    FORBIDDEN_TEXT,
-    ID_RULE,
-    PRIORITIES,
-    MessageEnvelope,
-    encode_json,
-    is_id,
-)
+from runtime.core.envelope import FORBIDDEN_TEXT, PRIORITIES, MessageEnvelope, encode_json
 from runtime.core.errors import InvalidMessage
+from runtime.core.ids import ID_RULE, is_id
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

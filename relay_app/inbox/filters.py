@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from runtime.core.envelope import MAX_TEXT, PRIORITIES, is_id
+from runtime.core.envelope import MAX_TEXT, PRIORITIES
+from runtime.core.ids import is_id
 
 # status= values: "inbox" is everything not archived.
 VIEWS = ("inbox", "unread", "acknowledged", "archived", "all")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.core.envelope import is_id
+from runtime.core.ids import is_id
 
 if TYPE_CHECKING:
     from relay_app.inbox.reader import Row

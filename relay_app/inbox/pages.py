@@ -16,8 +16,9 @@ from relay_app.inbox.reader import Arrivals, Page
 from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session
-from runtime.core.envelope import PRIORITIES, is_id
+from runtime.core.envelope import PRIORITIES
 from runtime.core.http_query import decoded_query
+from runtime.core.ids import is_id
 
 UPDATES_PATH = "/messages/api/updates"
 # Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.

@@ -38,8 +38,8 @@ from relay_app.inbox.sessions import (
     csrf_ok,
     same_origin,
 )
-from runtime.core.envelope import is_id
 from runtime.core.http_query import decoded_query
+from runtime.core.ids import is_id
 
 MAX_FORM_BYTES = 256 * 1024
 _STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(js|css)")

@@ -13,11 +13,8 @@ from typing import Any
 from runtime.core.envelope import (
     DEFAULT_PRIORITY,
     FORBIDDEN_TEXT,
-    ID_RULE,
-    ID_SCHEMA_PATTERN,
     MAX_CONTENT_BYTES,
     MAX_DEPTH,
-    MAX_ID,
     MAX_TEXT,
     PRIORITIES,
     REQUIRED_FIELDS,
@@ -25,6 +22,7 @@ from runtime.core.envelope import (
     TIMESTAMP_MIN,
     TIMESTAMP_RULE,
 )
+from runtime.core.ids import ID_RULE, ID_SCHEMA_PATTERN, MAX_ID
 
 Schema = dict[str, Any]
 

@@ -20,14 +20,15 @@ import yaml
 from runtime.core.config_keys import dangling_agents, unknown_keys
 from runtime.core.envelope import MAX_BATCH_BYTES
 from runtime.core.errors import ConfigError, ConfigProblem
+from runtime.core.ids import ID_SHAPE, is_id
 from runtime.core.sizing import ROLE_PROFILES, cache_bytes
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.
-ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 # What useradd accepts (at most 32 characters, no leading '-'), minus all-digit names,
 # which tools would take for uids.
 UNIX_USER_RE = re.compile(r"\A(?![0-9]+\Z)[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_.$-]?\Z")
+ID_EXPECTED = f"an id: {ID_SHAPE}"
 UNIX_USER_EXPECTED = "a Unix user name: letters, digits, '_.-', at most 32, not all digits"
 
 
@@ -204,10 +205,6 @@ def _is_pos_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v > 0
 
 
-def _is_id(v: Any) -> bool:
-    return isinstance(v, str) and bool(ID_RE.match(v))
-
-
 def _is_str(v: Any) -> bool:
     return isinstance(v, str) and bool(v)
 
@@ -249,9 +246,9 @@ def parse_agent(data: dict[str, Any], file: str, problems: list[ConfigProblem]) 
         if key not in data:
             r.problem(key, "a value (required)")
     unknown_keys(data, _AGENT_KEYS, file, problems)
-    agent_id = r.get(data, "agent_id", _is_id, "an id: letters, digits, '._:-'", "invalid")
+    agent_id = r.get(data, "agent_id", is_id, ID_EXPECTED, "invalid")
     role = r.get(data, "role", lambda v: v in ROLE_PROFILES, f"one of {sorted(ROLE_PROFILES)}", "")
-    node_id = r.get(data, "node_id", _is_id, "an id: letters, digits, '._:-'", "invalid")
+    node_id = r.get(data, "node_id", is_id, ID_EXPECTED, "invalid")
     c, s = r.section(data, "cache"), r.section(data, "sync")
     unknown_keys(c, _field_names(CacheConfig), file, problems, "cache.")
     unknown_keys(s, _field_names(SyncConfig), file, problems, "sync.")
@@ -303,7 +300,7 @@ def parse_node(item: Any, index: int, file: str, problems: list[ConfigProblem]) 
             r.problem(p + key, "a value (required)")
     unknown_keys(item, _field_names(NodeEntry), file, problems, p)
     return NodeEntry(
-        id=r.get(item, "id", _is_id, "an id: letters, digits, '._:-'", "invalid", p),
+        id=r.get(item, "id", is_id, ID_EXPECTED, "invalid", p),
         host=r.get(item, "host", _is_str, "a host name or address", "127.0.0.1", p),
         port=r.get(item, "port", lambda v: _is_int(v) and 0 < v < 65536, "a port 1-65535", 8001, p),
         role=r.get(item, "role", _is_str, "a role name", "agent", p),

@@ -27,18 +27,10 @@ from typing import Any
 import orjson
 
 from runtime.core.errors import InvalidMessage
+from runtime.core.ids import ID_RULE, is_id
 
 PRIORITIES = ("low", "normal", "high", "critical")
 DEFAULT_PRIORITY = "normal"
-# Ids end up in file paths and URLs: letters, digits, dot, dash, underscore, colon.
-MAX_ID = 128
-ID_REGEX = rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_ID - 1}}}"
-# `\Z`, not `$`: `$` also matches before a trailing newline ("evil\n" would pass).
-ID_PATTERN = re.compile(rf"\A{ID_REGEX}\Z")
-# The same rule for JSON Schema / OpenAPI (ECMA-262 `$` has no trailing-newline case).
-ID_SCHEMA_PATTERN = f"^{ID_REGEX}$"
-ID_RULE = f"expected 1-{MAX_ID} characters of letters, digits, '.', '_', ':' or '-'"
-ID_RULE += " starting with a letter or digit"
 
 # Text fields of the envelope (task_id, sender, recipient, role), in characters.
 MAX_TEXT = 256
@@ -349,11 +341,6 @@ def _from_fields(data: dict[str, Any], priority: Any) -> MessageEnvelope:
         role=data.get("role"),
         priority=priority,
     )
-
-
-def is_id(value: Any) -> bool:
-    """Whether `value` is a whole valid id (safe in paths, URLs, logs and headers)."""
-    return isinstance(value, str) and ID_PATTERN.match(value) is not None
 
 
 def _unknown_field_reason() -> str:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from runtime.core.config import ID_RE, SHA256_RE
+from runtime.core.config import SHA256_RE
 from runtime.core.errors import ConfigError, ConfigProblem
+from runtime.core.ids import is_id
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,7 @@ def read_sha256_table(path: Path, key: str = "id") -> dict[str, str]:
     problems = [
         ConfigProblem(file, str(name), f"{key}: 64 lowercase hex digits")
         for name, value in data.items()
-        if not (isinstance(name, str) and ID_RE.match(name))
-        or not (isinstance(value, str) and SHA256_RE.match(value))
+        if not is_id(name) or not (isinstance(value, str) and SHA256_RE.match(value))
     ]
     if problems:
         raise ConfigError(problems)

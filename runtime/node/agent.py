@@ -10,8 +10,9 @@ import pykka
 
 from actors.messages import CacheRemote, CacheStats, Get, GetStats, Write
 from runtime.core.config import AgentConfig
-from runtime.core.envelope import ID_RULE, MessageEnvelope, from_stored, is_id
+from runtime.core.envelope import MessageEnvelope, from_stored
 from runtime.core.errors import ActorUnavailable, InvalidMessage
+from runtime.core.ids import ID_RULE, is_id
 from runtime.core.relay_client import strip_relay_fields
 from runtime.core.supervisor import ChildHandle
 from runtime.node.mail_store import MailStore, next_mail

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.core.config import ID_RE
 from runtime.core.errors import CommanderError, ConfigError
+from runtime.core.ids import ID_RULE, is_id
 from runtime.core.token_files import (
     agent_hashes_path,
     new_token,
@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _agent_token(args: argparse.Namespace) -> int:
-    if not ID_RE.match(args.agent_id):
-        print("commander-node: AGENT_ID: letters, digits, '._:-' only", file=sys.stderr)
+    if not is_id(args.agent_id):
+        print(f"commander-node: AGENT_ID: {ID_RULE}", file=sys.stderr)
         return 2
     if args.owner and not _user_exists(args.owner):
         print(f"commander-node: --owner {args.owner}: no such user", file=sys.stderr)

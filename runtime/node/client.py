@@ -12,8 +12,9 @@ from typing import Any
 
 import requests
 
-from runtime.core.envelope import ID_RULE, MessageEnvelope, from_stored, is_id
+from runtime.core.envelope import MessageEnvelope, from_stored
 from runtime.core.errors import CacheFull, CommanderError, InvalidMessage
+from runtime.core.ids import ID_RULE, is_id
 from runtime.node.query_filters import check_filter_names
 from runtime.node.unix_http import BASE_URL, unix_session
 

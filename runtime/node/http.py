@@ -28,15 +28,10 @@ import bottle
 import orjson
 
 from actors.messages import RetryFailed
-from runtime.core.envelope import (
-    FORBIDDEN_TEXT,
-    ID_RULE,
-    MAX_TEXT,
-    MessageEnvelope,
-    is_id,
-)
+from runtime.core.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
 from runtime.core.errors import ActorUnavailable, CacheFull, InvalidMessage
 from runtime.core.http_query import decoded_query
+from runtime.core.ids import ID_RULE, is_id
 from runtime.core.wsgi_bridge import read_at_most
 from runtime.node.doors import DoorCheck
 from runtime.node.mail import install_mail_routes

@@ -10,7 +10,6 @@ rejects as invalid are kept with status 'failed' until an operator retries.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import orjson
 
-from runtime.core.envelope import GZIP_LEVEL, MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
+from runtime.core.envelope import MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
 from runtime.core.sqlite import connect, migrate, transaction
+from runtime.core.wire import batch_gzip, batch_messages, message_json
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class OutboxStore:
             batch_id, room, space = self._open_batch()
             chunk: list[tuple[str, bytes]] = []
             for env in fresh:
-                wire = orjson.dumps(env.to_wire())
+                wire = message_json(env)
                 if room == 0 or len(wire) + 1 > space:
                     self._join(batch_id, chunk)
                     batch_id, room, space = self._new_batch(now), self.batch_size, BATCH_ROOM
@@ -194,10 +194,8 @@ class OutboxStore:
             (batch_id,),
         ).fetchall()
         wires = [w for _, w in rows if isinstance(w, bytes)]
-        # The messages are already JSON: splice them into the body instead of re-encoding.
-        head = orjson.dumps({"batch_id": batch_id, "node_id": self.node_id})[:-1]
-        body = head + b',"messages":[' + b",".join(wires) + b"]}"
-        payload = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        # The messages are already JSON: spliced into the body, not encoded again.
+        payload = batch_gzip(batch_id, self.node_id, wires)
         with transaction(self.conn):
             # A row without its wire (a bug, an old version) leaves the batch uncovered:
             # the outbox's sweep sends that message again from messages.db.
@@ -245,7 +243,7 @@ class OutboxStore:
         row = self.conn.execute(
             "SELECT payload, created_at FROM outbox WHERE batch_id = ?", (batch_id,)
         ).fetchone()
-        messages = _payload_messages(row[0] if row else None)
+        messages = batch_messages(row[0] if row else None)
         covered = [
             r[0]
             for r in self.conn.execute(
@@ -272,10 +270,10 @@ class OutboxStore:
 
     def _add_frozen(self, messages: list[dict[str, object]], created_at: float) -> None:
         batch_id = new_msg_id(self.clock())
-        body = orjson.dumps({"batch_id": batch_id, "node_id": self.node_id, "messages": messages})
+        payload = batch_gzip(batch_id, self.node_id, map(orjson.dumps, messages))
         self.conn.execute(
             "INSERT INTO outbox (batch_id, payload, created_at, message_count) VALUES (?, ?, ?, ?)",
-            (batch_id, gzip.compress(body, GZIP_LEVEL, mtime=0), created_at, len(messages)),
+            (batch_id, payload, created_at, len(messages)),
         )
         self.conn.executemany(
             "INSERT INTO outbox_messages (msg_id, batch_id) VALUES (?, ?)",
@@ -296,18 +294,6 @@ class OutboxStore:
             "SELECT status, COUNT(*), COALESCE(SUM(message_count), 0) FROM outbox GROUP BY status"
         ).fetchall()
         return {status: (int(b), int(m)) for status, b, m in rows}
-
-
-def _payload_messages(payload: object) -> list[dict[str, object]] | None:
-    """The messages of a frozen payload, or None when it does not read back as a batch."""
-    try:
-        doc = orjson.loads(gzip.decompress(payload))  # type: ignore[arg-type]
-    except (TypeError, ValueError, OSError, EOFError):
-        return None
-    messages = doc.get("messages") if isinstance(doc, dict) else None
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        return None
-    return messages
 
 
 def _ids(messages: list[dict[str, object]]) -> list[object]:

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from actors.messages import Enqueue, MarkSynced, Push, RelayUp, SetAside
 from actors.outbox_store import BATCH_ROOM
 from actors.poison import cut, screen
 from actors.ports import Mailbox
-from runtime.core.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
+from runtime.core.envelope import MessageEnvelope, new_msg_id
 from runtime.core.errors import RelayError, RelayRejected
 from runtime.core.logsafe import quote
 from runtime.core.mailbox import take_waiting
-from runtime.core.relay_client import RelayClient, RelayTarget, batch_body
+from runtime.core.relay_client import RelayClient, RelayTarget
 from runtime.core.supervisor import SupervisedActor
 from runtime.core.sync_state import SyncState
+from runtime.core.wire import batch_gzip, message_json
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +111,8 @@ class UploaderActor(SupervisedActor):
             client.push_message(envelopes[0])
             return
         batch_id = new_msg_id()
-        body = batch_body(batch_id, self._node_id, envelopes)
-        client.push_batch(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), batch_id)
+        body = batch_gzip(batch_id, self._node_id, map(message_json, envelopes))
+        client.push_batch(body, batch_id)
 
 
 def split_batches(
@@ -124,7 +122,7 @@ def split_batches(
     batches: list[list[MessageEnvelope]] = []
     used = 0
     for env in envelopes:
-        size = len(orjson.dumps(env.to_wire())) + 1
+        size = len(message_json(env)) + 1
         if not batches or len(batches[-1]) >= count or used + size > room:
             batches.append([])
             used = 0

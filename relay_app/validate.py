@@ -23,6 +23,7 @@ from relay_app.store import (
 from runtime.core.envelope import FORBIDDEN_TEXT, PRIORITIES, MessageEnvelope, encode_json
 from runtime.core.errors import InvalidMessage
 from runtime.core.ids import ID_RULE, is_id
+from runtime.core.wire import BATCH_FIELDS
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -34,7 +35,6 @@ MAX_PARAM_CHARS = 256
 SQL_INT_MIN = -(2**63)
 SQL_INT_MAX = 2**63 - 1
 MAX_PAGE = 10**12
-BATCH_FIELDS = ("batch_id", "node_id", "messages")
 AGENT_NUMBERS = (
     "cache_bytes_used",
     "cache_max_bytes",

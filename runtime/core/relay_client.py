@@ -21,6 +21,7 @@ import requests
 from runtime.core.deadline import DeadlineSession
 from runtime.core.envelope import MessageEnvelope, from_stored
 from runtime.core.errors import InvalidMessage, RelayRejected, RelayUnavailable, RelayUntrusted
+from runtime.core.wire import message_json
 
 RETRYABLE = {401, 408, 429, 507}
 
@@ -62,7 +63,7 @@ class RelayClient:
 
     def push_message(self, envelope: MessageEnvelope) -> None:
         """POST /sync/message; returns once the relay has committed it."""
-        answer = self._post("/sync/message", orjson.dumps(envelope.to_wire()), {})
+        answer = self._post("/sync/message", message_json(envelope), {})
         _expect_ack(answer, "/sync/message", {"status": "stored", "msg_id": envelope.msg_id})
 
     def push_batch(self, gzip_body: bytes, batch_id: str) -> None:
@@ -178,10 +179,3 @@ def strip_relay_fields(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in ("received_at", "status", "id")}
     return data
-
-
-def batch_body(batch_id: str, node_id: str, envelopes: list[MessageEnvelope]) -> bytes:
-    """Return the JSON body of POST /sync/messages (uncompressed)."""
-    return orjson.dumps(
-        {"batch_id": batch_id, "node_id": node_id, "messages": [e.to_wire() for e in envelopes]}
-    )

@@ -18,7 +18,6 @@ import argparse
 import getpass
 import logging
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,11 +30,10 @@ from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
-from runtime.core import notify
+from runtime.core import daemon
 from runtime.core.config import ClusterConfig, RelaySettings, load_config
 from runtime.core.errors import ConfigError, ConfigProblem
 from runtime.core.ids import ID_RULE, is_id
-from runtime.core.signals import install_signal_handlers
 from runtime.core.token_files import (
     new_token,
     token_sha256,
@@ -147,29 +145,23 @@ def _serve(args: argparse.Namespace) -> int:
     warn_about_agents(config)
     warn_if_metrics_open(config.relay, host)
     warn_about_tls(config, host)
-    stop = threading.Event()
-    install_signal_handlers(stop.set)
+    stop = daemon.stop_on_signals()
     relay = RelayServer(config, host=host, port=port)
     try:
         relay.start()
     except OSError as exc:
         print(f"commander-relay: cannot start on {host}:{port}: {exc}", file=sys.stderr)
-        return 1
-    watchdog = notify.Watchdog(relay.healthy)
-    try:
-        print(f"commander-relay listening on {relay.url}", flush=True)
-        notify.ready()
-        watchdog.start()
-        while not stop.wait(1.0):
-            if not relay.healthy():
-                logger.error("the HTTP server or the IngestActor stopped; exiting")
-                return 1
-    finally:
-        notify.stopping()
-        watchdog.stop()
-        relay.stop()
-    logger.info("stopped cleanly")
-    return 0
+        return daemon.EXIT_FAILED
+    print(f"commander-relay listening on {relay.url}", flush=True)
+    service = daemon.Service(
+        healthy=relay.healthy,
+        failure=lambda: None if relay.healthy() else "the HTTP server or the IngestActor stopped",
+        shutdown=(("relay", relay.stop),),
+    )
+    code = daemon.run(stop, service)
+    if code == daemon.EXIT_OK:
+        logger.info("stopped cleanly")
+    return code
 
 
 def _warn_if_no_tokens(config: ClusterConfig) -> None:

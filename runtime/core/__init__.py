@@ -29,6 +29,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "supervised": ("ChildSpec", "Restart", "SupervisedActor"),
         "child": ("ChildHandle",),
         "wsgi": ("ServerHandle", "serve_in_thread", "serve_unix_in_thread"),
+        "daemon": ("Service", "run", "stop_on_signals"),
+        "wire": ("batch_gzip", "message_json"),
         "relay_client": ("RelayClient", "RelayTarget"),
     },
 )

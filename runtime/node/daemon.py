@@ -2,11 +2,12 @@
 
 Also `commander-node agent-token|status|retry-failed ...` (runtime.node.cli).
 
-Start-up order: config, node actors, HTTP endpoint, READY=1. Shutdown (SIGTERM,
-SIGINT or the supervisor giving up) runs it backwards: STOPPING=1, stop taking
-writes, one last upload attempt, actors stopped in reverse order, databases
-closed. Exit 0 on a requested stop, 1 when the supervisor gave up or the port is taken,
-2 on bad config, a socket path the node cannot use or an agent's `unix_user` unknown here.
+Start-up order: config, node actors, HTTP endpoint, then the kernel's run loop
+(runtime.core.daemon: READY=1, watchdog). Shutdown (SIGTERM, SIGINT or the node's
+supervisor giving up) runs it backwards: STOPPING=1, stop taking writes, one last
+upload attempt, actors stopped in reverse order, databases closed. Exit 0 on a
+requested stop, 1 when the supervisor gave up or the port is taken, 2 on bad config,
+a socket path the node cannot use or an agent's `unix_user` unknown here.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from actors.messages import OutboxStats, RelayUp
-from runtime.core import notify
+from runtime.core import daemon
 from runtime.core.config import ClusterConfig, load_config
-from runtime.core.errors import ActorUnavailable, ConfigError, SupervisorGaveUp
-from runtime.core.signals import install_signal_handlers
+from runtime.core.errors import ActorUnavailable, ConfigError
 from runtime.core.token_files import agent_hashes_path
 from runtime.core.wsgi import FrontLimits
 from runtime.node import cli as node_cli
@@ -115,26 +114,26 @@ def serve(argv: Sequence[str]) -> int:
         token = read_token(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return daemon.EXIT_CONFIG
     except OSError as exc:
         print(f"cannot read token file {args.token_file}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return daemon.EXIT_CONFIG
     if args.node_id not in {n.id for n in config.nodes} and not config.agents_on(args.node_id):
         print(
             f"node {args.node_id!r} is neither in relay.yaml nor named by any agent",
             file=sys.stderr,
         )
-        return 2
+        return daemon.EXIT_CONFIG
     try:
         plan = door_plan(args, config)
     except (DoorError, ConfigError) as exc:
         print(f"commander-node: {exc}", file=sys.stderr)
-        return 2
+        return daemon.EXIT_CONFIG
     try:
         node = build_node(args, config, token)
     except ConfigError as exc:  # the relay URL, or the CA file it is verified against
         print(exc, file=sys.stderr)
-        return 2
+        return daemon.EXIT_CONFIG
     return run(node, args, plan)
 
 
@@ -156,9 +155,7 @@ def door_plan(args: argparse.Namespace, config: ClusterConfig) -> DoorPlan:
 
 def run(node: Node, args: argparse.Namespace, plan: DoorPlan) -> int:
     """Start everything, wait for a stop request, stop everything in reverse order."""
-    stop = threading.Event()
-    gave_up: list[SupervisorGaveUp] = []
-    install_signal_handlers(stop.set)
+    stop = daemon.stop_on_signals()
     from runtime.node.metrics import NodeMetrics  # noqa: PLC0415 - prometheus_client only for the daemon
 
     node.start()
@@ -170,24 +167,26 @@ def run(node: Node, args: argparse.Namespace, plan: DoorPlan) -> int:
         print(f"commander-node: cannot listen: {exc}", file=sys.stderr)
         node.stop()
         # A socket file in the way (not a socket, or another node's) is the operator's to
-        # fix (2: no restart); a port still taken may free itself (1: systemd retries).
-        return 2 if isinstance(exc, ValueError) else 1
-    watchdog = notify.Watchdog(node.healthy)
-    try:
-        watchdog.start()
-        notify.ready()
-        _say_where(node.node_id, doors, plan)
-        while not stop.wait(0.5):
-            if node.supervisor.gave_up:
-                gave_up.append(SupervisorGaveUp("restart intensity exceeded"))
-                break
-    finally:
-        notify.stopping()
-        watchdog.stop()
-        doors.stop()  # stop taking writes first
-        last_upload(node, args.shutdown_upload_seconds)
-        node.stop()
-    return 1 if gave_up else 0
+        # fix (no restart); a port still taken may free itself (systemd retries).
+        return daemon.EXIT_CONFIG if isinstance(exc, ValueError) else daemon.EXIT_FAILED
+    _say_where(node.node_id, doors, plan)
+    service = daemon.Service(
+        healthy=node.healthy,
+        failure=lambda: _gave_up(node),
+        shutdown=(
+            ("doors", doors.stop),  # stop taking writes first
+            ("last upload", lambda: last_upload(node, args.shutdown_upload_seconds)),
+            ("node", node.stop),
+        ),
+    )
+    return daemon.run(stop, service)
+
+
+def _gave_up(node: Node) -> str | None:
+    """Why the node must exit: its own supervisor gave up (an agent down is no reason)."""
+    if node.supervisor.gave_up:
+        return f"node {node.node_id}: its supervisor gave up (restart intensity exceeded)"
+    return None
 
 
 def _say_where(node_id: str, doors: OpenDoors, plan: DoorPlan) -> None:

@@ -6,6 +6,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from runtime.core.config import SyncConfig
+
+# The defaults are an agent's `sync:` defaults, written down once, in SyncConfig.
+_SYNC = SyncConfig()
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -14,9 +19,9 @@ class Backoff:
     `retry_max` is the attempt after which the ceiling stops growing; retries never stop.
     """
 
-    base: float = 2.0
-    retry_max: int = 10
-    cap: float = 60.0
+    base: float = _SYNC.retry_backoff_base
+    retry_max: int = _SYNC.retry_max
+    cap: float = _SYNC.retry_cap_seconds
     rng: Callable[[], float] = field(default=random.random, compare=False)
 
     def ceiling(self, attempt: int) -> float:
@@ -27,3 +32,8 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """A random delay in [0, ceiling(attempt))."""
         return self.rng() * self.ceiling(attempt)
+
+
+def sync_backoff(sync: SyncConfig) -> Backoff:
+    """The backoff an agent's `sync:` section asks for."""
+    return Backoff(sync.retry_backoff_base, sync.retry_max, sync.retry_cap_seconds)

@@ -8,28 +8,28 @@ Files (the design's schema, plus optional keys with defaults):
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runtime.core.config_checks import (
+    AGENT_OPTIONAL_KEYS,
+    CACHE_KEYS,
+    ID_EXPECTED,
+    NODE_OPTIONAL_KEYS,
+    RELAY_KEYS,
+    SYNC_KEYS,
+    Keys,
+    is_port,
+    is_str,
+)
 from runtime.core.config_keys import dangling_agents, unknown_keys
-from runtime.core.envelope import MAX_BATCH_BYTES
 from runtime.core.errors import ConfigError, ConfigProblem
-from runtime.core.ids import ID_SHAPE, is_id
+from runtime.core.ids import is_id
 from runtime.core.sizing import ROLE_PROFILES, cache_bytes
-
-# `\Z`, not `$`: `$` also matches before a trailing newline.
-SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
-# What useradd accepts (at most 32 characters, no leading '-'), minus all-digit names,
-# which tools would take for uids.
-UNIX_USER_RE = re.compile(r"\A(?![0-9]+\Z)[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_.$-]?\Z")
-ID_EXPECTED = f"an id: {ID_SHAPE}"
-UNIX_USER_EXPECTED = "a Unix user name: letters, digits, '_.-', at most 32, not all digits"
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,25 @@ class _Reader:
             return default
         return value
 
+    def values(self, data: dict[str, Any], keys: Keys, cls: type, prefix: str = "") -> Any:
+        """Each key's value if it passes its check, else the dataclass field's default."""
+        defaults = field_defaults(cls)
+        return {
+            key: self.get(data, key, check, expected, defaults[key], prefix)
+            for key, (check, expected) in keys.items()
+        }
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The default of each field of a dataclass that has one: the one source of defaults."""
+    found: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            found[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            found[f.name] = f.default_factory()
+    return found
+
 
 def _field_names(cls: type) -> frozenset[str]:
     """The keys a file may hold for this dataclass: its fields."""
@@ -191,30 +210,6 @@ def _field_names(cls: type) -> frozenset[str]:
 
 # `source` is where the agent was read from, not a key of its file.
 _AGENT_KEYS = frozenset(f.name for f in fields(AgentConfig)) - {"source"}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_pos_int(v: Any) -> bool:
-    return _is_int(v) and v > 0
-
-
-def _is_pos_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str) and bool(v)
-
-
-def _is_unix_user(v: Any) -> bool:
-    return isinstance(v, str) and bool(UNIX_USER_RE.match(v))
-
-
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool)
 
 
 def _load_yaml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any] | None:
@@ -252,40 +247,14 @@ def parse_agent(data: dict[str, Any], file: str, problems: list[ConfigProblem]) 
     c, s = r.section(data, "cache"), r.section(data, "sync")
     unknown_keys(c, _field_names(CacheConfig), file, problems, "cache.")
     unknown_keys(s, _field_names(SyncConfig), file, problems, "sync.")
-    cache = CacheConfig(
-        max_bytes=r.get(c, "max_bytes", _is_pos_int, "a positive integer", None, "cache."),
-        retention_days=r.get(c, "retention_days", _is_pos_num, "a positive number", 30.0, "cache."),
-        compression=r.get(c, "compression", _is_bool, "true or false", True, "cache."),
-    )
-    sync = SyncConfig(
-        batch_size=r.get(s, "batch_size", _is_pos_int, "a positive integer", 500, "sync."),
-        interval_seconds=r.get(
-            s, "interval_seconds", _is_pos_num, "a positive number", 5.0, "sync."
-        ),
-        retry_max=r.get(s, "retry_max", _is_pos_int, "a positive integer", 10, "sync."),
-        retry_backoff_base=r.get(
-            s,
-            "retry_backoff_base",
-            lambda v: _is_pos_num(v) and v >= 1,
-            "a number >= 1",
-            2.0,
-            "sync.",
-        ),
-        retry_cap_seconds=r.get(
-            s, "retry_cap_seconds", _is_pos_num, "a positive number", 300.0, "sync."
-        ),
-        timeout_seconds=r.get(s, "timeout_seconds", _is_pos_num, "a positive number", 5.0, "sync."),
-    )
     return AgentConfig(
         agent_id=agent_id,
         role=role or "commander",
         node_id=node_id,
-        enabled=r.get(data, "enabled", _is_bool, "true or false", True),
-        context_tokens=r.get(data, "context_tokens", _is_pos_int, "a positive integer", None),
-        cache=cache,
-        sync=sync,
-        unix_user=r.get(data, "unix_user", _is_unix_user, UNIX_USER_EXPECTED, None),
+        cache=CacheConfig(**r.values(c, CACHE_KEYS, CacheConfig, "cache.")),
+        sync=SyncConfig(**r.values(s, SYNC_KEYS, SyncConfig, "sync.")),
         source=file,
+        **r.values(data, AGENT_OPTIONAL_KEYS, AgentConfig),
     )
 
 
@@ -301,59 +270,10 @@ def parse_node(item: Any, index: int, file: str, problems: list[ConfigProblem]) 
     unknown_keys(item, _field_names(NodeEntry), file, problems, p)
     return NodeEntry(
         id=r.get(item, "id", is_id, ID_EXPECTED, "invalid", p),
-        host=r.get(item, "host", _is_str, "a host name or address", "127.0.0.1", p),
-        port=r.get(item, "port", lambda v: _is_int(v) and 0 < v < 65536, "a port 1-65535", 8001, p),
-        role=r.get(item, "role", _is_str, "a role name", "agent", p),
-        sync_enabled=r.get(item, "sync_enabled", _is_bool, "true or false", True, p),
-        sync_endpoint=r.get(item, "sync_endpoint", _is_url, "an http(s) URL", None, p),
-        token_sha256=r.get(item, "token_sha256", _is_sha, "64 lowercase hex digits", None, p),
+        host=r.get(item, "host", is_str, "a host name or address", "127.0.0.1", p),
+        port=r.get(item, "port", is_port, "a port 1-65535", 8001, p),
+        **r.values(item, NODE_OPTIONAL_KEYS, NodeEntry, p),
     )
-
-
-def _is_url(v: Any) -> bool:
-    return isinstance(v, str) and v.startswith(("http://", "https://"))
-
-
-def _is_sha(v: Any) -> bool:
-    return isinstance(v, str) and bool(SHA256_RE.match(v))
-
-
-def _is_address_list(v: Any) -> bool:
-    if not isinstance(v, list):
-        return False
-    try:
-        for item in v:
-            ipaddress.ip_address(item)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-_RELAY_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "data_dir": (_is_str, "a directory path"),
-    "host": (_is_str, "a host name or address"),
-    "port": (lambda v: _is_int(v) and 0 < v < 65536, "a port 1-65535"),
-    # Smaller, and a node's full batch (or its largest single message) is refused for good.
-    "max_body_bytes": (
-        lambda v: _is_int(v) and v >= MAX_BATCH_BYTES,
-        f"an integer of at least {MAX_BATCH_BYTES} (the largest batch a node sends)",
-    ),
-    "max_batch_messages": (_is_pos_int, "a positive integer"),
-    "max_file_bytes": (_is_pos_int, "a positive integer"),
-    "min_free_bytes": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "synchronous": (lambda v: v in ("FULL", "NORMAL", "EXTRA"), "FULL, NORMAL or EXTRA"),
-    "token_hashes_file": (_is_str, "a file path"),
-    "operator_user": (_is_str, "a user name"),
-    "operator_password_hash": (_is_str, "a hash from `commander-relay hash-password`"),
-    "execute_webhook": (_is_url, "an http(s) URL"),
-    "threads": (_is_pos_int, "a positive integer"),
-    "operator_password_file": (_is_str, "a file path"),
-    "tls_cert_file": (_is_str, "a file path"),
-    "tls_key_file": (_is_str, "a file path"),
-    "ca_file": (_is_str, "a file path"),
-    "trusted_proxies": (_is_address_list, "a list of IP addresses"),
-    "metrics_token_sha256": (_is_sha, "64 lowercase hex digits"),
-}
 
 
 def parse_relay_settings(
@@ -363,13 +283,9 @@ def parse_relay_settings(
     r = _Reader(file, problems)
     section = r.section(data, "relay")
     for key in section:
-        if key not in _RELAY_KEYS:
-            r.problem(f"relay.{key}", f"one of {sorted(_RELAY_KEYS)}", key)
-    defaults = RelaySettings()
-    values = {
-        key: r.get(section, key, check, expected, getattr(defaults, key), "relay.")
-        for key, (check, expected) in _RELAY_KEYS.items()
-    }
+        if key not in RELAY_KEYS:
+            r.problem(f"relay.{key}", f"one of {sorted(RELAY_KEYS)}", key)
+    values = r.values(section, RELAY_KEYS, RelaySettings, "relay.")
     if isinstance(values["trusted_proxies"], list):
         values["trusted_proxies"] = tuple(values["trusted_proxies"])
     # A certificate without its key (or the reverse) cannot serve HTTPS: say so, not plain HTTP.
@@ -397,13 +313,13 @@ def load_topology(
     entries = tuple(n for n in nodes if n is not None)
     _check_unique([n.id for n in entries], str(path), "nodes[].id", problems)
     relay = parse_relay_settings(data, str(path), problems)
-    storage = next((n for n in entries if n.role == "storage"), None)
-    endpoint = storage.sync_endpoint if storage else None
-    if relay.tls_cert_file and endpoint and not endpoint.startswith("https://"):
+    if relay.tls_cert_file:  # any node's endpoint may be where some node sends
         expected = "an https:// URL, since relay.tls_cert_file is set"
-        problems.append(
-            ConfigProblem(str(path), "nodes[storage].sync_endpoint", expected, endpoint)
-        )
+        problems += [
+            ConfigProblem(str(path), f"nodes[{i}].sync_endpoint", expected, n.sync_endpoint)
+            for i, n in enumerate(nodes)
+            if n and n.sync_endpoint and not n.sync_endpoint.startswith("https://")
+        ]
     return entries, relay
 
 

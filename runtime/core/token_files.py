@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from runtime.core.config import SHA256_RE
+from runtime.core.config_checks import SHA256_RE
 from runtime.core.errors import ConfigError, ConfigProblem
 from runtime.core.ids import is_id
 

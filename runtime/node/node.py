@@ -31,7 +31,7 @@ from actors.metrics import AgentFigures, AgentSources, MetricsActor, collect_fig
 from actors.outbox import OutboxActor
 from actors.outbox_store import outbox_path
 from actors.uploader import UploaderActor
-from runtime.core.backoff import Backoff
+from runtime.core.backoff import sync_backoff
 from runtime.core.config import AgentConfig, ClusterConfig, load_config
 from runtime.core.envelope import MessageEnvelope
 from runtime.core.errors import SupervisorGaveUp
@@ -220,7 +220,12 @@ class Node:
         self.stop()
 
     def _relay_target(self) -> RelayTarget | None:
-        url = relay_url(self.config, self.options.relay_url)
+        entry = next((n for n in self.config.nodes if n.id == self.node_id), None)
+        if entry is not None and not entry.sync_enabled:
+            # Said by the operator in relay.yaml: it wins over --relay-url and the token.
+            logger.warning("sync_enabled is false for node %s: messages stay local", self.node_id)
+            return None
+        url = relay_url(self.config, self.options.relay_url, self.node_id)
         if url is None or self.options.token is None:
             logger.warning("no relay URL or token for node %s: messages stay local", self.node_id)
             return None
@@ -311,9 +316,7 @@ class Node:
         self, agent: AgentConfig, cache: ChildHandle, sync: SyncState, board: AgentBoard
     ) -> Callable[[], Any]:
         path = outbox_path(self.options.data_dir, agent.agent_id)
-        backoff = Backoff(
-            agent.sync.retry_backoff_base, agent.sync.retry_max, agent.sync.retry_cap_seconds
-        )
+        backoff = sync_backoff(agent.sync)
         target = self._timed_target(agent)
 
         def start() -> Any:

@@ -161,6 +161,9 @@ class OutboxStats:
     failed_messages: int
     next_attempt_at: float
     consecutive_failures: int
+    # Failed attempts of the batch next in line, from outbox.db: unlike
+    # consecutive_failures, it survives restarts and a relay that came back.
+    head_batch_attempts: int
 
 
 # --- UploaderActor --------------------------------------------------------

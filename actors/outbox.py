@@ -85,6 +85,7 @@ class OutboxActor(SupervisedActor):
         self._store: OutboxStore | None = None
         self._client: RelayClient | None = None
         self._failures = 0
+        self._head_attempts = 0  # of the batch next in line, as outbox.db counts them
         self._next_attempt = 0.0
         self._drain_scheduled = False
         self._swept_to = 0
@@ -207,6 +208,7 @@ class OutboxActor(SupervisedActor):
         if now < self._next_attempt:
             return "backing off"
         batch = self.store.next_pending()
+        self._head_attempts = 0 if batch is None else batch.retry_count
         if batch is None:
             return "empty"
         try:
@@ -214,7 +216,9 @@ class OutboxActor(SupervisedActor):
         except RelayUnavailable as exc:
             return self._retry_later(batch.batch_id, exc, now)
         except RelayRejected as exc:
+            self._head_attempts = 0  # split, dissolved or set aside: another batch is next
             return self._rejected(batch, exc)
+        self._head_attempts = 0
         self._cache.tell(MarkSynced(batch.msg_ids))
         self.store.acked(batch.batch_id)
         self._sync.success(self._clock(), len(batch.msg_ids))
@@ -248,6 +252,7 @@ class OutboxActor(SupervisedActor):
 
     def _retry_later(self, batch_id: str, exc: RelayUnavailable, now: float) -> str:
         self._failures += 1
+        self._head_attempts += 1
         self._sync.failure(cut(str(exc)))
         delay = self._backoff.delay(self._failures)
         self._next_attempt = now + delay
@@ -265,7 +270,13 @@ class OutboxActor(SupervisedActor):
             # Not transient either: no byte (and no token) is sent until the CA is fixed.
             logger.error("%s; nothing sent, next attempt in %.2fs", quote(exc), delay)
         else:
-            logger.warning("relay unavailable (%s); next attempt in %.2fs", quote(exc), delay)
+            logger.warning(
+                "relay unavailable (%s); batch %s failed %d times, next attempt in %.2fs",
+                quote(exc),
+                batch_id,
+                self._head_attempts,
+                delay,
+            )
         return "retry"
 
     def _sweep(self, grace: float) -> int:
@@ -301,6 +312,7 @@ class OutboxActor(SupervisedActor):
             failed_messages=failed[1],
             next_attempt_at=self._next_attempt,
             consecutive_failures=self._failures,
+            head_batch_attempts=self._head_attempts,
         )
 
 

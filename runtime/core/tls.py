@@ -132,15 +132,19 @@ def _no_passphrase() -> bytes:
     raise ValueError("the key is encrypted; the relay needs it unencrypted (mode 0600/0640)")
 
 
-def relay_url(config: ClusterConfig, override: str | None = None) -> str | None:
-    """The relay's base URL for a node: `override`, else from the storage node's entry.
+def relay_url(
+    config: ClusterConfig, override: str | None = None, node_id: str | None = None
+) -> str | None:
+    """The relay's base URL for node `node_id`: `override`, else from relay.yaml.
 
-    The entry's `sync_endpoint` (the design's `.../sync/messages`) loses its sync path;
-    without one, its host and port, over https when relay.yaml gives the relay a
-    certificate. A plain http URL to a relay that has one is refused: the node's token
-    would cross the network in clear (and the relay would answer 400 anyway).
+    From relay.yaml: the node's own entry's `sync_endpoint` (a node that reaches the
+    relay by another address), else the storage node's, each without its sync path
+    (`.../sync/messages`); else the storage node's host and port, over https when
+    relay.yaml gives the relay a certificate. A plain http URL to a relay that has one
+    is refused: the node's token would cross the network in clear (and the relay would
+    answer 400 anyway).
     """
-    url = override or _from_storage_node(config)
+    url = override or _own_endpoint(config, node_id) or _from_storage_node(config)
     if url is None:
         return None
     url = url.rstrip("/")
@@ -157,16 +161,26 @@ def is_loopback_url(url: str) -> bool:
     return is_loopback(host, bracketed=":" in host)
 
 
+def _own_endpoint(config: ClusterConfig, node_id: str | None) -> str | None:
+    entry = next((n for n in config.nodes if n.id == node_id), None)
+    return _base_url(entry.sync_endpoint) if entry and entry.sync_endpoint else None
+
+
+def _base_url(endpoint: str) -> str:
+    """A `sync_endpoint` without its sync path: the relay's base URL."""
+    url = endpoint.rstrip("/")
+    for suffix in ("/sync/messages", "/sync/message", "/sync"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
 def _from_storage_node(config: ClusterConfig) -> str | None:
     storage = config.storage_node()
     if storage is None:
         return None
     if storage.sync_endpoint:
-        url = storage.sync_endpoint.rstrip("/")
-        for suffix in ("/sync/messages", "/sync/message", "/sync"):
-            if url.endswith(suffix):
-                return url[: -len(suffix)]
-        return url
+        return _base_url(storage.sync_endpoint)
     scheme = "https" if config.relay.tls_cert_file else "http"
     host = f"[{storage.host}]" if ":" in storage.host else storage.host
     return f"{scheme}://{host}:{storage.port}"

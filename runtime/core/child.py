@@ -1,7 +1,13 @@
-"""ChildHandle: the stable handle callers keep on a supervised child, across its restarts."""
+"""ChildHandle: the stable handle callers keep on a supervised child, across its restarts.
+
+A `tell` never waits: while the child restarts, told messages wait in the handle, in
+order, and go to the next incarnation before anything told after it. An `ask` waits
+for the answer (its timeout), across a restart if need be.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -11,6 +17,8 @@ import pykka
 
 from runtime.core.errors import ActorUnavailable
 from runtime.core.supervised import ActorExit, ChildSpec
+
+logger = logging.getLogger(__name__)
 
 # How often a waiting ask rechecks whether its actor is gone for good.
 _POLL_SECONDS = 0.05
@@ -31,6 +39,8 @@ class ChildHandle:
         self._down: str | None = None  # why its group is down until the supervisor revives it
         self._incarnations = 0
         self._recent: deque[float] = deque()  # times of this child's recent restarts
+        self._pending: deque[Any] = deque()  # told while no incarnation runs, oldest first
+        self._dropped = 0  # tells dropped: the pending ones were too many, or it went down
 
     def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send a message and wait for the answer, across a restart if need be."""
@@ -44,26 +54,32 @@ class ChildHandle:
         return future
 
     def tell(self, message: Any) -> None:
-        """Send a message without waiting for an answer; waits for a restarting child."""
-        deadline = time.monotonic() + self._call_timeout
-        while True:
-            ref, _ = self._wait_up(deadline, self._call_timeout)
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                continue  # died since _wait_up looked; wait for the next incarnation
-            return
+        """Send a message without waiting; while the child restarts it waits here, in order.
+
+        ActorUnavailable if the child is stopped for good or down; past `pending_tells`
+        waiting messages it is dropped and counted (`dropped_tells`).
+        """
+        with self._cond:
+            self._check_reachable()
+            if not self._pending and self._ref is not None and _sent(self._ref, message):
+                return
+            if len(self._pending) < self.spec.pending_tells:
+                self._pending.append(message)
+                return
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                logger.warning(
+                    "child %r restarting with %d tells waiting: dropped %d so far",
+                    self.name,
+                    len(self._pending),
+                    self._dropped,
+                )
 
     def try_tell(self, message: Any) -> bool:
         """Send without waiting if the child is up right now; False (message dropped) if not."""
-        current = self._current()
-        if current is None:
-            return False
-        try:
-            current[0].tell(message)
-        except pykka.ActorDeadError:
-            return False
-        return True
+        with self._cond:
+            # Behind tells still waiting for the incarnation, this one would overtake them.
+            return not self._pending and self._ref is not None and _sent(self._ref, message)
 
     def is_alive(self) -> bool:
         """True while the current incarnation runs."""
@@ -74,6 +90,12 @@ class ChildHandle:
         """Why the child is down until its supervisor revives it, or None."""
         with self._cond:
             return self._down
+
+    @property
+    def dropped_tells(self) -> int:
+        """Tells dropped so far: too many waited for a restart, or the child went down."""
+        with self._cond:
+            return self._dropped
 
     @property
     def restarts(self) -> int:
@@ -87,14 +109,18 @@ class ChildHandle:
                 return self._ref, self._exit
             return None
 
+    def _check_reachable(self) -> None:
+        """ActorUnavailable if the child is stopped for good or down; call with the lock."""
+        if self._closed is not None:
+            raise ActorUnavailable(f"child {self.name!r} is stopped: {self._closed}")
+        if self._down is not None:
+            # Fail at once: a caller must not wait out a long revival backoff.
+            raise ActorUnavailable(f"child {self.name!r} is down: {self._down}")
+
     def _wait_up(self, deadline: float, timeout: float) -> tuple[pykka.ActorRef[Any], ActorExit]:
         with self._cond:
             while True:
-                if self._closed is not None:
-                    raise ActorUnavailable(f"child {self.name!r} is stopped: {self._closed}")
-                if self._down is not None:
-                    # Fail at once: a caller must not wait out a long revival backoff.
-                    raise ActorUnavailable(f"child {self.name!r} is down: {self._down}")
+                self._check_reachable()
                 if self._ref is not None and self._ref.is_alive():
                     return self._ref, self._exit
                 remaining = deadline - time.monotonic()
@@ -109,23 +135,46 @@ class ChildHandle:
             self._ref, self._exit = ref, actor_exit
             self._incarnations += 1
             self._down = None
+            # Under the lock: nothing told from now on can overtake what waited.
+            while ref is not None and self._pending and _sent(ref, self._pending[0]):
+                self._pending.popleft()
             self._cond.notify_all()
 
     def _suspend(self, reason: str) -> None:
         with self._cond:
             self._down = reason
+            self._drop_pending(f"it is down: {reason}")
             self._cond.notify_all()
 
     def _close(self, reason: str, *, ok: bool = False) -> None:
         with self._cond:
             if self._closed is None:
                 self._closed, self._closed_ok = reason, ok
+            self._drop_pending(f"it is stopped: {reason}")
             self._cond.notify_all()
+
+    def _drop_pending(self, why: str) -> None:
+        """Drop (and count) the tells waiting for an incarnation that will not come soon."""
+        if self._pending:
+            logger.warning(
+                "child %r: %d told messages dropped, %s", self.name, len(self._pending), why
+            )
+            self._dropped += len(self._pending)
+            self._pending.clear()
 
     def _healthy(self) -> bool:
         with self._cond:
             # A child that ended normally for good is done, not dead.
             return self._closed_ok if self._closed is not None else self.is_alive()
+
+
+def _sent(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell `ref` if its incarnation still runs; False if it is gone."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
 
 
 class _NeverHandledError(Exception):

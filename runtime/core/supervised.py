@@ -31,6 +31,9 @@ class ChildSpec:
     name: str
     start: Callable[[], pykka.ActorRef[Any]]
     restart: Restart = Restart.PERMANENT
+    # Tells that wait, in order, for the next incarnation while the child restarts; past
+    # this many the newest are dropped and counted (a sender never waits).
+    pending_tells: int = 1000
 
 
 class ActorExit:

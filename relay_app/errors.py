@@ -12,6 +12,7 @@ Hierarchy, under the one root `runtime.core.errors.CommanderError`::
     ├── PayloadTooLarge      413  body, decompressed body, batch or file over its limit
     ├── UnsupportedMedia     415  a Content-Type or Content-Encoding the relay does not read
     ├── StoreUnavailable     503  the store failed for a reason that is not the client's
+    ├── QueryTooSlow         503  a read ran past the time budget its caller gave the store
     └── StorageFull          507  free space below the floor or SQLite reports the disk full
 
 Handlers raise these; `relay_app.http` turns them into `{"error": "..."}` responses.
@@ -81,6 +82,12 @@ class UnsupportedMedia(RelayAppError):
 
 class StoreUnavailable(RelayAppError):
     """The store failed for a server-side reason; the client may retry later."""
+
+    status = 503
+
+
+class QueryTooSlow(RelayAppError):
+    """A read ran out of its time budget and was stopped; a narrower one may answer."""
 
     status = 503
 

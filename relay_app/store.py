@@ -1,16 +1,24 @@
-"""The relay's storage interface: what the HTTP layer and the IngestActor need, nothing more.
+"""The relay's storage interface: the only door to the cluster's data.
 
-Writes are requests (`StoreMessages`, `StoreStatus`, `StoreFile`) that the IngestActor
-hands to a `StoreWriter` in groups, one transaction per group. Reads go straight to the
-`MessageStore` from the HTTP threads. `relay_app.stores.sqlite` implements both; another
-database only has to implement these two protocols.
+Writes are requests (`StoreMessages`, `StoreStatus`, `StoreFile`, the inbox's ops in
+`relay_app.store_inbox`, `IndexEntries` in `relay_app.store_search`, the session ops in
+`relay_app.store_sessions`) that the IngestActor hands to a `StoreWriter` in groups, one
+transaction per group. Reads go straight to the `MessageStore` from the HTTP threads: the
+node API's here, the inbox's through `MessageStore.inbox`, sessions through
+`MessageStore.sessions`. `relay_app.stores.sqlite` implements them all; another database
+implements the same protocols and passes the same contract suite
+(tests/relay_app/store_contract). Nothing crossing them is an engine's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
+
+from relay_app.store_inbox import InboxStore, RecordAudit, SetStatuses
+from relay_app.store_search import IndexEntries
+from relay_app.store_sessions import EndSession, ExtendSession, OpenSession, SessionStore, SetFlash
 
 MESSAGE_STATUSES = ("unread", "acknowledged", "archived")
 # Query parameter -> message field, for the equality filters of GET /query/messages.
@@ -82,55 +90,30 @@ class StoreFile:
     record: FileRecord
 
 
-AUDIT_ACTIONS = ("acknowledge", "execute", "archive", "restore", "follow_up")
-
-
-@dataclass(frozen=True, slots=True)
-class Audit:
-    """Who did an inbox action (one of AUDIT_ACTIONS), and when."""
-
-    action: str
-    user: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SetStatuses:
-    """Move messages to `status`, only from one of `from_statuses` (a repeat changes nothing).
-
-    With `audit`, each message that changed gets an audit entry in the same transaction.
-    """
-
-    msg_ids: tuple[str, ...]
-    status: str
-    from_statuses: tuple[str, ...]
-    audit: Audit | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecordAudit:
-    """Add audit entries under `audit`: (msg_id, detail) each; detail names the other
-    message of an execute (the follow-up) or of a follow-up (the report)."""
-
-    audit: Audit
-    entries: tuple[tuple[str, str | None], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class IndexEntries:
-    """Add prepared full-text entries (row id, text) for rows after `after_id` up to `up_to_id`.
-
-    Prepared outside the writer (decoding content is the slow part); applied only if the
-    index still stops at `after_id`, so a repeated or overtaken op changes nothing.
-    """
-
-    after_id: int
-    up_to_id: int
-    entries: tuple[tuple[int, str], ...]
-
-
-WriteOp = StoreMessages | StoreStatus | StoreFile | SetStatuses | IndexEntries | RecordAudit
-WRITE_OPS = (StoreMessages, StoreStatus, StoreFile, SetStatuses, IndexEntries, RecordAudit)
+WriteOp = (
+    StoreMessages
+    | StoreStatus
+    | StoreFile
+    | SetStatuses
+    | RecordAudit
+    | IndexEntries
+    | OpenSession
+    | ExtendSession
+    | EndSession
+    | SetFlash
+)
+WRITE_OPS = (
+    StoreMessages,
+    StoreStatus,
+    StoreFile,
+    SetStatuses,
+    RecordAudit,
+    IndexEntries,
+    OpenSession,
+    ExtendSession,
+    EndSession,
+    SetFlash,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +154,21 @@ class MessagePage:
     has_more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    """What /metrics reads of the store at scrape time."""
+
+    messages_stored: int  # every message the store ever held (ids are never reused)
+    database_bytes: int  # the store's size on disk
+    # node_id -> when the relay received its last status report
+    last_reports: dict[str, float] = field(default_factory=dict)
+
+
+# Called after new messages commit, with the recipients of the committed rows (those
+# without a recipient left out); cheap and non-blocking, from the writer's thread.
+StoredListener = Callable[[frozenset[str]], None]
+
+
 class StoreWriter(Protocol):
     """The single writer; used only by the IngestActor's thread."""
 
@@ -184,8 +182,20 @@ class StoreWriter(Protocol):
 class MessageStore(Protocol):
     """The cluster store: a writer factory for the IngestActor, and reads for everyone."""
 
+    @property
+    def inbox(self) -> InboxStore:
+        """The inbox's reads."""
+
+    @property
+    def sessions(self) -> SessionStore:
+        """The operator sessions' read."""
+
     def open_writer(self) -> StoreWriter:
         """Open the writer (called in the thread that will use it)."""
+
+    def on_stored(self, listener: StoredListener) -> None:
+        """Call `listener` after every commit of new messages, whichever relay wrote them:
+        how parked mail polls and the full-text indexer learn of news without polling."""
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
         """Return one page of messages matching the query, plus the total count."""
@@ -207,6 +217,9 @@ class MessageStore(Protocol):
 
     def get_file(self, file_id: str) -> FileRecord | None:
         """Return a file's metadata, or None."""
+
+    def figures(self) -> StoreFigures:
+        """The figures /metrics exports."""
 
     def close(self) -> None:
         """Release every read connection."""

@@ -6,8 +6,9 @@ token and are refused with a 403 page otherwise.
 
 from __future__ import annotations
 
-from relay_app.inbox.pages import MAX_ROW_ID, UPDATES_PATH
+from relay_app.inbox.pages import UPDATES_PATH
 from relay_app.inbox.sessions import COOKIE
+from relay_app.store_inbox import MAX_ROW_ID
 from runtime.core.api_schemas import Schema, error_responses, json_body, parameter
 
 OPERATOR: list[dict[str, list[str]]] = [{"operatorSession": []}]

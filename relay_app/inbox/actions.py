@@ -26,10 +26,11 @@ import requests
 
 from relay_app.diskspace import SpaceGate
 from relay_app.errors import BadRequest, Conflict
-from relay_app.inbox.reader import InboxReader, Row
+from relay_app.inbox.reader import InboxReader
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
-from relay_app.store import Audit, StoreMessages
+from relay_app.store import StoreMessages
+from relay_app.store_inbox import Audit, InboxRow
 from relay_app.validate import message_row
 from runtime.core.envelope import FORBIDDEN_TEXT, MAX_TEXT, MessageEnvelope
 from runtime.core.errors import InvalidMessage
@@ -100,7 +101,7 @@ class Actions:
         outcome = Outcome(action, len(ids))
         audit = Audit(action, user, self._clock())
         if action == "execute":
-            self._execute(ids, audit, outcome)
+            self._execute_reports(ids, audit, outcome)
         elif action in _MOVES:
             status, from_statuses = _MOVES[action]
             outcome.changed = self._writer.set_status(ids, status, from_statuses, audit)
@@ -108,7 +109,7 @@ class Actions:
             raise ValueError(f"unknown action {action!r}")
         return outcome
 
-    def _execute(self, ids: list[str], audit: Audit, outcome: Outcome) -> None:
+    def _execute_reports(self, ids: list[str], audit: Audit, outcome: Outcome) -> None:
         reports = [row for row in map(self._reader.message, ids) if row is not None]
         follow_ups = [follow_up(row, audit.user, audit.at) for row in reports]
         if follow_ups:
@@ -158,7 +159,7 @@ class Actions:
         return None
 
 
-def follow_up(report: Row, user: str, now: float) -> dict[str, Any]:
+def follow_up(report: InboxRow, user: str, now: float) -> dict[str, Any]:
     """The follow-up task message (wire form) for a report, addressed to its agent.
 
     It quotes the report's content; when quoting breaks the envelope rule (a report at
@@ -175,7 +176,7 @@ def follow_up(report: Row, user: str, now: float) -> dict[str, Any]:
         raise BadRequest(f"report {report.msg_id!r} cannot be executed: {exc}") from exc
 
 
-def _follow_up(report: Row, user: str, now: float, quote: dict[str, Any]) -> dict[str, Any]:
+def _follow_up(report: InboxRow, user: str, now: float, quote: dict[str, Any]) -> dict[str, Any]:
     task_id = report.task_id if _is_text(report.task_id) else None
     envelope = MessageEnvelope(
         msg_id=str(uuid.uuid5(EXECUTE_NAMESPACE, report.msg_id)),

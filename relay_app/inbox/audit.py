@@ -1,13 +1,14 @@
 """The inbox's audit trail as the detail page shows it: who did what to a message, when.
 
-Written by the actions through the IngestActor (`relay_app.store.Audit`, table
-`inbox_audit`); read here from the inbox's read connections.
+Written by the actions through the IngestActor (`relay_app.store_inbox.Audit`); read
+through `InboxStore.audit_trail`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from relay_app.store_inbox import InboxStore
 
 # The detail page shows the newest entries; a message acted on more often says so.
 SHOWN = 50
@@ -40,17 +41,7 @@ class AuditEntry:
         return "open the follow-up" if self.action == "execute" else "open the report"
 
 
-def trail(
-    conn: sqlite3.Connection, msg_id: str, limit: int = SHOWN
-) -> tuple[list[AuditEntry], int]:
+def trail(store: InboxStore, msg_id: str, limit: int = SHOWN) -> tuple[list[AuditEntry], int]:
     """The newest `limit` entries of a message, newest first, and how many it has in all."""
-    rows = conn.execute(
-        "SELECT action, user_name, at, detail FROM inbox_audit WHERE msg_id = ?"
-        " ORDER BY id DESC LIMIT ?",
-        (msg_id, limit),
-    ).fetchall()
-    total = len(rows)
-    if total == limit:
-        found = conn.execute("SELECT COUNT(*) FROM inbox_audit WHERE msg_id = ?", (msg_id,))
-        total = int(found.fetchone()[0])
-    return [AuditEntry(str(a), str(u), float(t), d) for a, u, t, d in rows], total
+    records, total = store.audit_trail(msg_id, limit)
+    return [AuditEntry(r.action, r.user, r.at, r.detail) for r in records], total

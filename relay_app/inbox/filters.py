@@ -8,17 +8,17 @@ sense is dropped (and named in `problems`), the rest of the view still works.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from relay_app.store_inbox import INBOX_VIEWS, Cursor
 from runtime.core.envelope import MAX_TEXT, PRIORITIES
 from runtime.core.ids import is_id
 
-# status= values: "inbox" is everything not archived.
-VIEWS = ("inbox", "unread", "acknowledged", "archived", "all")
+# status= values: "inbox" is everything not archived, "all" everything.
+VIEWS = INBOX_VIEWS
 PRESETS: dict[str, float] = {
     "15m": 15 * 60,
     "1h": 3600,
@@ -28,33 +28,9 @@ PRESETS: dict[str, float] = {
     "30d": 30 * 86400,
 }
 PAGE_SIZE = 50
-_CURSOR = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)_(\d{1,19})")
-# Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
-MAX_ROW_ID = 2**63 - 1
 # Times a filter may name: dates of years 2 to 9998, so every one renders back as a date.
 EARLIEST = -62_104_060_800.0
 LATEST = 253_370_678_400.0
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """A keyset position: the (timestamp, id) of a row; pages are strictly before/after it."""
-
-    timestamp: float
-    id: int
-
-    def encode(self) -> str:
-        """The URL form `<timestamp>_<id>`."""
-        return f"{self.timestamp!r}_{self.id}"
-
-    @staticmethod
-    def decode(text: str) -> Cursor | None:
-        """Parse the URL form; None when malformed."""
-        match = _CURSOR.fullmatch(text.strip())
-        if match is None:
-            return None
-        ts, row_id = float(match.group(1)), int(match.group(2))
-        return Cursor(ts, row_id) if math.isfinite(ts) and row_id <= MAX_ROW_ID else None
 
 
 @dataclass(frozen=True, slots=True)

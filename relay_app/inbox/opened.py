@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from runtime.core.ids import is_id
 
 if TYPE_CHECKING:
-    from relay_app.inbox.reader import Row
     from relay_app.inbox.service import Inbox
+    from relay_app.store_inbox import InboxRow
 
 
-def mark_read(inbox: Inbox, row: Row, user: str) -> Row:
+def mark_read(inbox: Inbox, row: InboxRow, user: str) -> InboxRow:
     """Opening an unread message acknowledges it, as the operator (audited like the button).
 
     The inbox's statuses are unread / acknowledged / archived: "acknowledged" is read.
@@ -24,7 +24,7 @@ def mark_read(inbox: Inbox, row: Row, user: str) -> Row:
     return inbox.reader.message(row.msg_id) or row
 
 
-def links(inbox: Inbox, row: Row) -> dict[str, Any]:
+def links(inbox: Inbox, row: InboxRow) -> dict[str, Any]:
     """The follow-up Execute made of this report, and the report this follow-up answers."""
     origin = None
     content = row.content if isinstance(row.content, dict) else {}

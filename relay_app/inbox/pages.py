@@ -8,21 +8,20 @@ from urllib.parse import quote
 
 import bottle
 
+from relay_app.errors import QueryTooSlow
 from relay_app.inbox import opened, render
-from relay_app.inbox.budget import QueryTooSlow
 from relay_app.inbox.charts import bars
 from relay_app.inbox.filters import PRESETS, VIEWS, parse_view
-from relay_app.inbox.reader import Arrivals, Page
+from relay_app.inbox.reader import Page
 from relay_app.inbox.search import parse_search, terms_pattern
 from relay_app.inbox.service import Inbox
 from relay_app.inbox.sessions import Session
+from relay_app.store_inbox import MAX_ROW_ID, Arrivals
 from runtime.core.envelope import PRIORITIES
 from runtime.core.http_query import decoded_query
 from runtime.core.ids import is_id
 
 UPDATES_PATH = "/messages/api/updates"
-# Row ids are SQLite INTEGERs: a larger number bound into a query raises OverflowError.
-MAX_ROW_ID = 2**63 - 1
 # A live update reports the statuses of at most this many listed rows (the top of the list).
 MAX_SHOWN = 200
 
@@ -185,7 +184,7 @@ def _chrome(inbox: Inbox, session: Session, nav: str) -> dict[str, Any]:
     return {
         "session": session,
         "counts": inbox.reader.counts(),
-        "flash": session.take_flash(),
+        "flash": inbox.sessions.take_flash(session),
         "nav": nav,
     }
 

@@ -16,7 +16,8 @@ import orjson
 
 from relay_app.inbox import nodes as node_format
 from relay_app.inbox.preview import preview_text
-from relay_app.inbox.search import content_text, highlight, snippet
+from relay_app.inbox.search import highlight, snippet
+from relay_app.store_search import content_text
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"

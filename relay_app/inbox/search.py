@@ -1,17 +1,19 @@
-"""Full-text search for the inbox: safe FTS5 queries, the indexed text, escaped highlighting.
+"""Full-text search for the inbox: the search box parsed safely, and escaped highlighting.
 
 Whatever a person types becomes an FTS5 query built only from double-quoted strings of
 word characters, joined by AND, OR and NOT: no input can reach FTS5's own syntax, so no
-input can make a query fail. Highlighting splits the raw text on the search terms,
-escapes every piece and only then adds `<mark>`: FTS5's `snippet()` does not escape.
+input can make a query fail (`relay_app.store_search` holds the parsed form and the
+indexed text). Highlighting splits the raw text on the search terms, escapes every
+piece and only then adds `<mark>`: FTS5's `snippet()` does not escape.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+
+from relay_app.store_search import SearchQuery, Term
 
 # Bounds on what one search may cost: the live page repeats it every second. A prefix
 # term expands to every indexed word it begins, so short prefixes and many of them are
@@ -20,52 +22,8 @@ MAX_QUERY_CHARS = 200
 MAX_TERMS = 8
 MAX_PREFIX_TERMS = 3
 MIN_PREFIX_CHARS = 3
-# How much of one message's text the index sees; longer content is still shown in full.
-MAX_INDEXED_CHARS = 64 * 1024
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """One search term: its words (a phrase when several), prefix match, or excluded."""
-
-    words: tuple[str, ...]
-    prefix: bool = False
-    negated: bool = False
-
-    def fts(self) -> str:
-        """The term as an FTS5 string: quoted, so it is always a plain phrase."""
-        return '"' + " ".join(self.words) + '"' + ("*" if self.prefix else "")
-
-
-@dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """A parsed search box: groups of alternatives (OR inside, AND between) and exclusions.
-
-    `notes` say what of the typed text was cut or searched differently, for the page.
-    """
-
-    groups: tuple[tuple[Term, ...], ...]
-    excluded: tuple[Term, ...] = ()
-    notes: tuple[str, ...] = field(default=(), compare=False)
-
-    def match(self) -> str:
-        """The FTS5 MATCH expression; for exclusions alone, that of the rows to leave out."""
-        if not self.groups:
-            return " OR ".join(t.fts() for t in self.excluded)
-        parts = []
-        for group in self.groups:
-            alternatives = " OR ".join(t.fts() for t in group)
-            parts.append(f"({alternatives})" if len(group) > 1 else alternatives)
-        expression = " AND ".join(parts)
-        for term in self.excluded:
-            expression += f" NOT {term.fts()}"
-        return expression
-
-    def terms(self) -> list[Term]:
-        """The positive terms, for highlighting."""
-        return [term for group in self.groups for term in group]
 
 
 class _Parse:
@@ -153,26 +111,6 @@ def _term(phrase: str | None, raw: str | None) -> Term | None:
     if not words:
         return None
     return Term(words, prefix=prefix and len(words) == 1, negated=negated)
-
-
-def content_text(content: Any, limit: int = MAX_INDEXED_CHARS) -> str:
-    """The searchable text of a message's content: its string, number and bool values."""
-    parts: list[str] = []
-    size = 0
-    stack = [content]
-    while stack and size < limit:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(reversed(list(value.values())))
-        elif isinstance(value, list):
-            stack.extend(reversed(value))
-        elif isinstance(value, str):
-            parts.append(value)
-            size += len(value) + 1
-        elif value is not None:
-            parts.append(str(value).lower() if isinstance(value, bool) else str(value))
-            size += len(parts[-1]) + 1
-    return "\n".join(parts)[:limit]
 
 
 def terms_pattern(terms: list[Term]) -> re.Pattern[str] | None:

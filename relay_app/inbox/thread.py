@@ -8,13 +8,10 @@ of them, newest last. Replies to a reply join the thread too.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from relay_app.stores.sqlite import content_json
+from relay_app.store_inbox import InboxStore
 
 REPLY_SCAN = 200
 
@@ -32,28 +29,14 @@ class Post:
     content: Any
 
 
-def thread_of(conn: sqlite3.Connection, msg_id: str) -> list[Post]:
+def thread_of(store: InboxStore, msg_id: str) -> list[Post]:
     """The posts answering `msg_id` (or one another), in the order they were stored."""
-    root = conn.execute("SELECT id, agent_id FROM messages WHERE msg_id = ?", (msg_id,)).fetchone()
-    if root is None:
-        return []
-    rows = conn.execute(
-        "SELECT msg_id, agent_id, sender, recipient, timestamp, content FROM messages"
-        " WHERE id > ? AND (agent_id = ? OR recipient = ?) ORDER BY id LIMIT ?",
-        (root[0], root[1], root[1], REPLY_SCAN),
-    )
     known, posts = {msg_id}, []
-    for found, agent_id, sender, recipient, timestamp, blob in rows:
-        content = _parsed(blob)
-        answered = content.get("in_reply_to") if isinstance(content, dict) else None
+    for m in store.later_messages(msg_id, REPLY_SCAN):
+        answered = m.content.get("in_reply_to") if isinstance(m.content, dict) else None
         if isinstance(answered, str) and answered in known:
-            known.add(found)
-            posts.append(Post(found, agent_id, sender, recipient, timestamp, answered, content))
+            known.add(m.msg_id)
+            posts.append(
+                Post(m.msg_id, m.agent_id, m.sender, m.recipient, m.timestamp, answered, m.content)
+            )
     return posts
-
-
-def _parsed(blob: Any) -> Any:
-    try:
-        return orjson.loads(content_json(blob))
-    except orjson.JSONDecodeError:
-        return None

@@ -62,7 +62,7 @@
   <h2>Files</h2>
   <ul class="files">
   % for f in files:
-    <li><a href="/messages/files/{{f['file_id']}}">{{f['filename'] or f['file_id']}}</a> <span class="muted">{{size(f['size'])}} · sha256 {{f['sha256'][:12]}}…</span></li>
+    <li><a href="/messages/files/{{f.file_id}}">{{f.filename or f.file_id}}</a> <span class="muted">{{size(f.size)}} · sha256 {{f.sha256[:12]}}…</span></li>
   % end
   </ul>
   % end

@@ -79,7 +79,7 @@ def test_the_detail_page_shows_the_trail_escaped(inbox_relay: Relay) -> None:
 
 
 def test_an_operator_name_is_escaped_on_the_page(inbox_relay: Relay) -> None:
-    from relay_app.store import Audit
+    from relay_app.store_inbox import Audit
 
     report = inbox_relay.send(agent_id="scout-1").msg_id
     hostile = "<script>alert(1)</script>"

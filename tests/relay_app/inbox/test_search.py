@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from relay_app.inbox.search import content_text, highlight, parse_search, snippet, terms_pattern
+from relay_app.inbox.search import highlight, parse_search, snippet, terms_pattern
+from relay_app.store_search import content_text
 from tests.relay_app.inbox.harness import ODD_SEARCHES
 
 

@@ -1,0 +1,134 @@
+"""The inbox's smaller reads on SQLite: one message, its thread, audit trail and files,
+executions, the charts' buckets, the status counts and the facet lists."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from relay_app.store_inbox import AttachedFile, AuditRecord, InboxRow, ThreadMessage
+from relay_app.stores.sqlite_rows import INBOX_COLUMNS, inbox_row, parsed_content
+
+# The columns a facet lists (their values are bound nowhere: the SQL names them).
+FACET_COLUMNS = frozenset({"agent_id", "node_id", "role"})
+
+
+def message(conn: sqlite3.Connection, msg_id: str) -> InboxRow | None:
+    """One message by msg_id, or None."""
+    found = conn.execute(f"SELECT {INBOX_COLUMNS} FROM messages m WHERE m.msg_id = ?", (msg_id,))
+    row = found.fetchone()
+    return None if row is None else inbox_row(row)
+
+
+def later_messages(conn: sqlite3.Connection, msg_id: str, limit: int) -> list[ThreadMessage]:
+    """Up to `limit` messages stored after `msg_id` that its agent sent or received."""
+    root = conn.execute("SELECT id, agent_id FROM messages WHERE msg_id = ?", (msg_id,)).fetchone()
+    if root is None:
+        return []
+    rows = conn.execute(
+        "SELECT msg_id, agent_id, sender, recipient, timestamp, content FROM messages"
+        " WHERE id > ? AND (agent_id = ? OR recipient = ?) ORDER BY id LIMIT ?",
+        (root[0], root[1], root[1], limit),
+    )
+    return [
+        ThreadMessage(found, agent_id, sender, recipient, timestamp, parsed_content(blob))
+        for found, agent_id, sender, recipient, timestamp, blob in rows
+    ]
+
+
+def audit_trail(conn: sqlite3.Connection, msg_id: str, limit: int) -> tuple[list[AuditRecord], int]:
+    """The newest `limit` entries of a message, newest first, and how many it has in all."""
+    rows = conn.execute(
+        "SELECT action, user_name, at, detail FROM inbox_audit WHERE msg_id = ?"
+        " ORDER BY id DESC LIMIT ?",
+        (msg_id, limit),
+    ).fetchall()
+    total = len(rows)
+    if total == limit:
+        found = conn.execute("SELECT COUNT(*) FROM inbox_audit WHERE msg_id = ?", (msg_id,))
+        total = int(found.fetchone()[0])
+    return [AuditRecord(str(a), str(u), float(t), d) for a, u, t, d in rows], total
+
+
+def attached_files(conn: sqlite3.Connection, msg_id: str) -> list[AttachedFile]:
+    """The files its own agent attached to a message.
+
+    Any node may name any msg_id in an upload (the file may arrive before its message):
+    a file of another agent is not this message's.
+    """
+    rows = conn.execute(
+        "SELECT f.file_id, f.filename, f.size, f.sha256 FROM files f"
+        " JOIN messages m ON m.msg_id = f.msg_id"
+        " AND m.node_id = f.node_id AND m.agent_id = f.agent_id"
+        " WHERE f.msg_id = ? ORDER BY f.received_at",
+        (msg_id,),
+    ).fetchall()
+    return [AttachedFile(f, n, int(s), h) for f, n, s, h in rows]
+
+
+def executed(conn: sqlite3.Connection, msg_ids: Sequence[str]) -> dict[str, str]:
+    """report msg_id -> its follow-up's msg_id, for the reports Execute was run on."""
+    if not msg_ids:
+        return {}
+    marks = ",".join("?" * len(msg_ids))
+    rows = conn.execute(
+        "SELECT msg_id, detail FROM inbox_audit"
+        f" WHERE action = 'execute' AND detail IS NOT NULL AND msg_id IN ({marks})",
+        list(msg_ids),
+    )
+    return {str(m): str(d) for m, d in rows}
+
+
+def volume(conn: sqlite3.Connection, start: float, bucket_s: float, buckets: int) -> list[int]:
+    """Messages per bucket by report time (one range scan of its index)."""
+    counts = [0] * buckets
+    rows = conn.execute(
+        "SELECT CAST((timestamp - ?) / ? AS INTEGER) AS b, COUNT(*) FROM messages"
+        " WHERE timestamp >= ? AND timestamp < ? GROUP BY b",
+        (start, bucket_s, start, start + buckets * bucket_s),
+    )
+    for bucket, n in rows:
+        if 0 <= bucket < buckets:
+            counts[bucket] = int(n)
+    return counts
+
+
+def node_volume(
+    conn: sqlite3.Connection, start: float, bucket_s: float, buckets: int
+) -> dict[str, list[int]]:
+    """Messages per node per bucket (one range scan, grouped)."""
+    found: dict[str, list[int]] = {}
+    rows = conn.execute(
+        "SELECT node_id, CAST((timestamp - ?) / ? AS INTEGER) AS b, COUNT(*) FROM messages"
+        " WHERE timestamp >= ? AND timestamp < ? GROUP BY node_id, b",
+        (start, bucket_s, start, start + buckets * bucket_s),
+    )
+    for node_id, bucket, n in rows:
+        counts = found.setdefault(str(node_id), [0] * buckets)
+        if 0 <= bucket < buckets:
+            counts[bucket] = int(n)
+    return found
+
+
+def status_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Messages per status (exact, kept by triggers)."""
+    rows = conn.execute("SELECT status, n FROM inbox_counts").fetchall()
+    return {status: int(n) for status, n in rows}
+
+
+def unread(conn: sqlite3.Connection) -> int:
+    """The number of unread messages (kept by triggers)."""
+    found = conn.execute("SELECT n FROM inbox_counts WHERE status = 'unread'").fetchone()
+    return int(found[0]) if found else 0
+
+
+def distinct(conn: sqlite3.Connection, column: str, limit: int) -> list[str]:
+    """Up to `limit` distinct values of a column, in order (an index skip-scan)."""
+    if column not in FACET_COLUMNS:
+        raise ValueError(f"not a facet column: {column!r}")
+    sql = (
+        f"WITH RECURSIVE d(v) AS (SELECT MIN({column}) FROM messages UNION ALL"
+        f" SELECT (SELECT MIN({column}) FROM messages WHERE {column} > d.v) FROM d"
+        " WHERE d.v IS NOT NULL) SELECT v FROM d WHERE v IS NOT NULL LIMIT ?"
+    )
+    return [str(v) for (v,) in conn.execute(sql, (limit,))]

@@ -12,9 +12,7 @@ import pykka
 from relay_app.errors import RelayAppError, StorageFull, StoreUnavailable
 from relay_app.store import (
     WRITE_OPS,
-    MessageRow,
     MessageStore,
-    StoreMessages,
     StoreWriter,
     WriteOp,
     WriteResult,
@@ -114,17 +112,6 @@ class Ingest:
         """Wrap a started IngestActor."""
         self._ref = ref
         self._timeout = timeout
-        self._on_stored: list[Callable[[], None]] = []
-        self._on_rows: list[Callable[[Sequence[MessageRow]], None]] = []
-
-    def on_stored(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (cheap, non-blocking) in the submitting thread after new messages
-        commit: how the inbox's indexer learns there is work without polling."""
-        self._on_stored.append(callback)
-
-    def on_stored_rows(self, callback: Callable[[Sequence[MessageRow]], None]) -> None:
-        """Like `on_stored`, with the rows of the request (some may have been known)."""
-        self._on_rows.append(callback)
 
     @classmethod
     def start(cls, store: MessageStore, *, clock: Callable[[], float] = time.time) -> Ingest:
@@ -143,11 +130,6 @@ class Ingest:
             # One error instance may answer a whole group: raise a fresh one per caller.
             raise type(reply)(str(reply))
         assert isinstance(reply, WriteResult)
-        if reply.inserted and isinstance(op, StoreMessages):
-            for callback in self._on_stored:
-                callback()
-            for rows_callback in self._on_rows:
-                rows_callback(op.rows)
         return reply
 
     @property

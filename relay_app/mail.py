@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import bottle
 
 from relay_app.errors import BadRequest, Forbidden
 from relay_app.http import json_response
-from relay_app.store import MessageRow, MessageStore
+from relay_app.store import MessageStore
 from runtime.core.http_query import decoded_query
 from runtime.core.park import Bell, long_poll
 
@@ -51,11 +51,11 @@ class MailRoom:
                 self._waiting.setdefault(recipient, weakref.WeakSet()).add(bell)
         return bell
 
-    def ring(self, rows: Sequence[MessageRow]) -> None:
-        """After a commit: wake the polls waiting for these rows' recipients."""
+    def ring(self, recipients: Iterable[str]) -> None:
+        """After a commit of mail to `recipients`: wake the polls waiting for them."""
         bells: set[Bell] = set()
         with self._lock:
-            for recipient in {row.recipient for row in rows if row.recipient}:
+            for recipient in recipients:
                 waiting = self._waiting.get(recipient)
                 if waiting is not None:
                     bells.update(waiting)

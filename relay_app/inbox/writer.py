@@ -2,24 +2,21 @@
 the IngestActor.
 
 The IngestActor stays the only writer of the cluster database. Indexing decodes each new
-message's gzip content here, in the ticker's thread, and hands the writer only the prepared
-entries (`IndexEntries`), so the writer's transaction stays short.
+message's gzip content here, in the indexer's thread, and hands the writer only the
+prepared entries (`IndexEntries`), so the writer's transaction stays short.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from relay_app.errors import RelayAppError
-from relay_app.inbox.search import content_text
 from relay_app.ingest import Ingest
-from relay_app.store import Audit, IndexEntries, RecordAudit, SetStatuses
-from runtime.core import sqlite as rsqlite
-from runtime.core.envelope import decode_content
+from relay_app.store import MessageStore
+from relay_app.store_inbox import Audit, RecordAudit, SetStatuses
+from relay_app.store_search import IndexEntries
 
 logger = logging.getLogger(__name__)
 
@@ -34,53 +31,24 @@ INDEX_FALLBACK_S = 5.0
 MAX_CHUNKS_PER_PASS = 5
 
 
-def prepare_index(conn: sqlite3.Connection, limit: int = INDEX_CHUNK) -> IndexEntries | None:
+def prepare_index(store: MessageStore, limit: int = INDEX_CHUNK) -> IndexEntries | None:
     """Read the next `limit` unindexed messages and decode them into an IndexEntries op."""
-    start = int(
-        conn.execute("SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'").fetchone()[0]
-    )
-    rows = conn.execute(
-        "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?", (start, limit)
-    ).fetchall()
-    if not rows:
-        return None
-    entries = tuple((row_id, _text(blob)) for row_id, blob in rows)
-    return IndexEntries(after_id=start, up_to_id=rows[-1][0], entries=entries)
-
-
-def index_pending(conn: sqlite3.Connection, limit: int = INDEX_CHUNK) -> int:
-    """Index the next chunk directly on `conn` (offline use: filling a benchmark database)."""
-    op = prepare_index(conn, limit)
-    if op is None:
-        return 0
-    with rsqlite.transaction(conn):
-        conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)", op.entries)
-        conn.execute(
-            "UPDATE inbox_state SET value = ? WHERE key = 'fts_indexed_id'", (op.up_to_id,)
-        )
-    return len(op.entries)
-
-
-def _text(blob: bytes) -> str:
-    try:
-        return content_text(decode_content(blob))
-    except Exception:  # an undecodable blob is indexed as empty, not retried forever
-        logger.warning("message content cannot be decoded; indexed as empty")
-        return ""
+    chunk = store.inbox.unindexed(limit)
+    return None if chunk is None else chunk.entries()
 
 
 class InboxWriter:
     """Status changes and indexing, submitted to the IngestActor; an indexer thread keeps
-    the full-text index up, woken by the ingest when messages are stored."""
+    the full-text index up, woken by the store when messages are stored."""
 
-    def __init__(self, path: Path, ingest: Ingest) -> None:
-        """Open a read connection for the indexer and start its thread."""
+    def __init__(self, store: MessageStore, ingest: Ingest) -> None:
+        """Start the indexer's thread; the store's commits of new messages wake it."""
+        self._store = store
         self._ingest = ingest
-        self._reader = rsqlite.connect(path, read_only=True, check_same_thread=False)
         self._lock = threading.Lock()  # the indexer and tests may both ask for a pass
         self._news = threading.Event()
         self._stop = threading.Event()
-        ingest.on_stored(self._news.set)
+        store.on_stored(lambda _recipients: self._news.set())
         self._thread = threading.Thread(target=self._index_loop, name="inbox-fts", daemon=True)
         self._thread.start()
 
@@ -105,11 +73,11 @@ class InboxWriter:
         with self._lock:
             for _ in range(MAX_CHUNKS_PER_PASS):
                 try:
-                    op = prepare_index(self._reader, INDEX_CHUNK)
+                    op = prepare_index(self._store, INDEX_CHUNK)
                     if op is None:
                         return False
                     self._ingest.submit(op)
-                except (RelayAppError, sqlite3.Error) as exc:
+                except RelayAppError as exc:
                     logger.warning("full-text indexing failed (retried on the next pass): %s", exc)
                     return False
                 if len(op.entries) < INDEX_CHUNK:
@@ -134,9 +102,7 @@ class InboxWriter:
             self._ingest.submit(RecordAudit(audit, tuple(entries)))
 
     def stop(self) -> None:
-        """Stop the indexer thread, then close the read connection."""
+        """Stop the indexer thread."""
         self._stop.set()
         self._news.set()
         self._thread.join(timeout=10)
-        with self._lock:
-            self._reader.close()

@@ -1,12 +1,15 @@
-"""The cluster store on SQLite: one writer connection, a pool of read-only readers (WAL)."""
+"""The cluster store on SQLite: one writer connection, one pool of read-only readers (WAL).
+
+`SqliteStore` is the engine's one entry point. The node API's reads and the writer of
+messages, status reports and files live here; the inbox's reads, its writes, the
+full-text index and sessions each live in the module named for them, beside this one.
+"""
 
 from __future__ import annotations
 
-import queue
+import logging
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +19,41 @@ from relay_app.errors import Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
     FILTER_FIELDS,
     FileRecord,
-    IndexEntries,
     MessagePage,
     MessageQuery,
     MessageRow,
-    RecordAudit,
-    SetStatuses,
+    StoredListener,
+    StoreFigures,
     StoreFile,
     StoreMessages,
     StoreStatus,
     WriteOp,
     WriteResult,
 )
+from relay_app.store_inbox import RecordAudit, SetStatuses
+from relay_app.store_search import IndexEntries
+from relay_app.store_sessions import SessionOp
+from relay_app.stores import sqlite_actions, sqlite_fts, sqlite_sessions
+from relay_app.stores.sqlite_inbox import SqliteInbox
+from relay_app.stores.sqlite_pool import ReadPool
+from relay_app.stores.sqlite_rows import (
+    CONTENT_INDEX,
+    MESSAGE_COLUMNS,
+    agents,
+    content_json,
+    message_dict,
+)
 from relay_app.stores.sqlite_schema import MIGRATIONS
+from relay_app.stores.sqlite_sessions import SqliteSessions
 from runtime.core import sqlite as rsqlite
-from runtime.core.envelope import decode_json
+
+logger = logging.getLogger(__name__)
 
 DB_RELATIVE_PATH = Path("messages") / "cluster_messages.db"
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
     " content, node_id, agent_id, priority, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-MESSAGE_COLUMNS = (
-    "id, msg_id, timestamp, agent_id, node_id, task_id, sender, recipient, role, priority,"
-    " content, received_at, status"
 )
 UPSERT_STATUS = (
     "INSERT INTO node_status (node_id, sent_at, received_at, agents) VALUES (?,?,?,?)"
@@ -51,9 +64,7 @@ INSERT_FILE = (
     "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
     " received_at) VALUES (?,?,?,?,?,?,?,?,?)"
 )
-INSERT_AUDIT = "INSERT INTO inbox_audit (msg_id, action, user_name, at, detail) VALUES (?,?,?,?,?)"
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
-FTS_MARK = "SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'"
 # Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
 IN_CHUNK = 500
 # A time window holding at most this many messages is read through the timestamp index.
@@ -62,25 +73,31 @@ NARROW_WINDOW = 5000
 # messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory; a
 # page costs about four times its size while it is encoded and sent).
 MAX_PAGE_BYTES = 4 * 1024 * 1024
-CONTENT_INDEX = 10  # of `content` in MESSAGE_COLUMNS
 FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
 
 
 class SqliteWriter:
     """The one writing connection; every `write` call is one transaction."""
 
-    def __init__(self, path: Path, synchronous: str, max_page_count: int | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str,
+        max_page_count: int | None,
+        listeners: Sequence[StoredListener] = (),
+    ) -> None:
         """Open the connection; `max_page_count` caps the file size (tests of a full disk)."""
         self._conn = rsqlite.connect(path, synchronous=synchronous)
         if max_page_count is not None:
             self._conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+        self._listeners = listeners
 
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
-        """Apply every op in one transaction, or none of them."""
+        """Apply every op in one transaction, or none of them; then tell the listeners."""
         conn = self._conn
         try:
             with rsqlite.transaction(conn):
-                return [self._apply(op, received_at) for op in ops]
+                results = [self._apply(op, received_at) for op in ops]
         except sqlite3.Error as exc:
             # COMMIT itself can fail (the WAL cannot grow) and leave the transaction open.
             if conn.in_transaction:
@@ -90,53 +107,32 @@ class SqliteWriter:
                     "the cluster database is full (disk or page limit); nothing was stored"
                 ) from exc
             raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
+        self._tell(ops, results)
+        return results
+
+    def _tell(self, ops: Sequence[WriteOp], results: Sequence[WriteResult]) -> None:
+        """Call the listeners once for the commit, if it stored new messages."""
+        stored = [op for op, r in zip(ops, results, strict=True)
+                  if isinstance(op, StoreMessages) and r.inserted]  # fmt: skip
+        if not stored:
+            return
+        recipients = frozenset(row.recipient for op in stored for row in op.rows if row.recipient)
+        for listener in self._listeners:
+            try:
+                listener(recipients)
+            except Exception:  # a listener's bug must not turn a commit into an error
+                logger.exception("a stored-messages listener failed")
 
     def _apply(self, op: WriteOp, received_at: float) -> WriteResult:
         if isinstance(op, StoreMessages):
             return self._store_messages(op, received_at)
         if isinstance(op, StoreStatus):
-            agents = orjson.dumps(list(op.agents)).decode()
-            self._conn.execute(UPSERT_STATUS, (op.node_id, op.sent_at, received_at, agents))
+            agents_json = orjson.dumps(list(op.agents)).decode()
+            self._conn.execute(UPSERT_STATUS, (op.node_id, op.sent_at, received_at, agents_json))
             return WriteResult(inserted=1)
-        if isinstance(op, SetStatuses):
-            return WriteResult(inserted=self._set_statuses(op))
-        if isinstance(op, IndexEntries):
-            return WriteResult(inserted=self._index(op))
-        if isinstance(op, RecordAudit):
-            return WriteResult(inserted=self._audit(op))
-        return self._store_file(op, received_at)
-
-    def _set_statuses(self, op: SetStatuses) -> int:
-        changed: list[str] = []
-        allowed = ",".join("?" * len(op.from_statuses))
-        for i in range(0, len(op.msg_ids), IN_CHUNK):
-            ids = op.msg_ids[i : i + IN_CHUNK]
-            cursor = self._conn.execute(
-                f"UPDATE messages SET status = ? WHERE msg_id IN ({','.join('?' * len(ids))})"
-                f" AND status IN ({allowed}) RETURNING msg_id",
-                (op.status, *ids, *op.from_statuses),
-            )
-            changed.extend(row[0] for row in cursor.fetchall())
-        if op.audit is not None:
-            self._audit(RecordAudit(op.audit, tuple((m, None) for m in changed)))
-        return len(changed)
-
-    def _audit(self, op: RecordAudit) -> int:
-        a = op.audit
-        self._conn.executemany(
-            INSERT_AUDIT, [(m, a.action, a.user, a.at, detail) for m, detail in op.entries]
-        )
-        return len(op.entries)
-
-    def _index(self, op: IndexEntries) -> int:
-        mark = self._conn.execute(FTS_MARK).fetchone()[0]
-        if int(mark) != op.after_id:
-            return 0  # indexed already, by an op that overtook this one
-        self._conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)", op.entries)
-        self._conn.execute(
-            "UPDATE inbox_state SET value = ? WHERE key = 'fts_indexed_id'", (op.up_to_id,)
-        )
-        return len(op.entries)
+        if isinstance(op, StoreFile):
+            return self._store_file(op, received_at)
+        return WriteResult(inserted=_apply_elsewhere(self._conn, op))
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         conn = self._conn
@@ -214,30 +210,18 @@ class SqliteStore:
             rsqlite.migrate(conn, MIGRATIONS)
         finally:
             conn.close()
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._pool = ReadPool(self.path)
+        self._listeners: list[StoredListener] = []
+        self.inbox = SqliteInbox(self._pool)
+        self.sessions = SqliteSessions(self._pool)
 
     def open_writer(self) -> SqliteWriter:
         """Open the writer connection in the calling thread."""
-        return SqliteWriter(self.path, self._synchronous, self._max_page_count)
+        return SqliteWriter(self.path, self._synchronous, self._max_page_count, self._listeners)
 
-    @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        """Lend a read-only connection; one read transaction, so counts match pages."""
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = rsqlite.connect(self.path, read_only=True, check_same_thread=False)
-            with self._lock:
-                self._all.append(conn)
-        try:
-            with rsqlite.transaction(conn, "DEFERRED"):
-                yield conn
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"reading the cluster database failed: {exc}") from exc
-        finally:
-            self._idle.put(conn)
+    def on_stored(self, listener: StoredListener) -> None:
+        """Call `listener` after each commit of new messages (from the writer's thread)."""
+        self._listeners.append(listener)
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
         """Return one page of messages and the total matching the filters."""
@@ -247,7 +231,7 @@ class SqliteStore:
         if query.after_id is not None:
             keyset = f" AND id {'<' if query.descending else '>'} ?"
             keyset_params = [query.after_id]
-        with self._reader() as conn:
+        with self._pool.read() as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM messages WHERE {where}", params)
             count = int(total.fetchone()[0])
             hint = _time_index_hint(conn, query)
@@ -266,11 +250,11 @@ class SqliteStore:
 
     def get_message(self, msg_id: str) -> dict[str, Any] | None:
         """Return one message, or None."""
-        with self._reader() as conn:
+        with self._pool.read() as conn:
             row = conn.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE msg_id = ?", (msg_id,)
             ).fetchone()
-        return None if row is None else _message_dict(row)
+        return None if row is None else message_dict(row)
 
     def mail_after(
         self, recipients: Sequence[str], after_id: int, limit: int
@@ -281,36 +265,56 @@ class SqliteStore:
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE recipient IN ({marks}) AND id > ?"
             " ORDER BY id LIMIT ?"
         )
-        with self._reader() as conn:
+        with self._pool.read() as conn:
             rows = conn.execute(sql, [*recipients, after_id, limit + 1])
             page, _ = _bounded_page(rows, limit)
         return page
 
     def node_statuses(self) -> list[dict[str, Any]]:
         """Return every node's last report, by node id."""
-        with self._reader() as conn:
+        with self._pool.read() as conn:
             rows = conn.execute(
                 "SELECT node_id, sent_at, received_at, agents FROM node_status ORDER BY node_id"
             ).fetchall()
         return [
-            {"node_id": n, "sent_at": s, "received_at": r, "agents": _agents(a)}
+            {"node_id": n, "sent_at": s, "received_at": r, "agents": agents(a)}
             for n, s, r, a in rows
         ]
 
     def get_file(self, file_id: str) -> FileRecord | None:
         """Return a file's metadata, or None."""
-        with self._reader() as conn:
+        with self._pool.read() as conn:
             row = conn.execute(
                 f"SELECT {FILE_COLUMNS} FROM files WHERE file_id = ?", (file_id,)
             ).fetchone()
         return None if row is None else FileRecord(*row)
 
+    def figures(self) -> StoreFigures:
+        """Messages ever stored, the file's size with its WAL, each node's last report."""
+        with self._pool.read() as conn:
+            stored = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+            reports = conn.execute("SELECT node_id, received_at FROM node_status").fetchall()
+        files = (self.path, Path(f"{self.path}-wal"))
+        size = sum(p.stat().st_size for p in files if p.exists())
+        last = {str(n): float(r) for n, r in reports if isinstance(r, int | float)}
+        return StoreFigures(int(stored), size, last)
+
     def close(self) -> None:
         """Close every read connection (the writer is closed by its owner)."""
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        self._pool.close()
+
+
+def _apply_elsewhere(
+    conn: sqlite3.Connection, op: SetStatuses | RecordAudit | IndexEntries | SessionOp
+) -> int:
+    """Hand an op to the module owning its tables; return the rows it changed."""
+    if isinstance(op, SetStatuses):
+        return sqlite_actions.set_statuses(conn, op)
+    if isinstance(op, RecordAudit):
+        return sqlite_actions.record_audit(conn, op)
+    if isinstance(op, IndexEntries):
+        return sqlite_fts.apply(conn, op)
+    return sqlite_sessions.apply(conn, op)
 
 
 def _time_index_hint(conn: sqlite3.Connection, query: MessageQuery) -> str:
@@ -375,51 +379,5 @@ def _bounded_page(
             return page, True
         raw = content_json(row[CONTENT_INDEX])
         size += len(raw)
-        page.append((row[0], _message_dict(row, raw)))
+        page.append((row[0], message_dict(row, raw)))
     return page, False
-
-
-def _message_dict(row: Sequence[Any], raw: bytes | None = None) -> dict[str, Any]:
-    """Turn a row of MESSAGE_COLUMNS into the wire dict plus received_at and status.
-
-    `content` is an orjson.Fragment of the stored JSON (`raw`, when already read).
-    """
-    (_, msg_id, ts, agent_id, node_id, task_id, sender, recipient, role, priority, content,
-     received_at, status) = row  # fmt: skip
-    return {
-        "msg_id": msg_id,
-        "timestamp": ts,
-        "agent_id": agent_id,
-        "node_id": node_id,
-        "task_id": task_id,
-        "sender": sender,
-        "recipient": recipient,
-        "role": role,
-        "priority": priority,
-        "content": orjson.Fragment(content_json(content) if raw is None else raw),
-        "received_at": received_at,
-        "status": status,
-    }
-
-
-def _agents(stored: Any) -> list[dict[str, Any]]:
-    """A report's agents as stored; what no version should have stored reads as none."""
-    try:
-        agents = orjson.loads(stored)
-    except (orjson.JSONDecodeError, TypeError):
-        return []
-    return [a for a in agents if isinstance(a, dict)] if isinstance(agents, list) else []
-
-
-def content_json(blob: Any) -> bytes:
-    """The stored JSON of a row's content, for a response to pass through unparsed.
-
-    Passing the bytes through keeps any nesting a row holds (an older version stored
-    deeper content than orjson can encode) from breaking the response, and saves the
-    CPU of a parse and a dump. A blob that cannot be inflated becomes a JSON note.
-    """
-    try:
-        raw = decode_json(blob)
-    except Exception as exc:  # whatever an old row holds, the read still answers
-        return orjson.dumps({"error": f"content cannot be decoded: {exc}"})
-    return raw if raw.strip() else b"null"

@@ -38,7 +38,7 @@ CREATE TABLE messages (
     node_id TEXT NOT NULL,
     agent_id TEXT NOT NULL
 )"""
-# The design writes these INDEX lines inside CREATE TABLE, which SQLite rejects.
+# Separate statements: SQLite has no INDEX clause inside CREATE TABLE.
 CREATE_IDX_TASK = "CREATE INDEX idx_task ON messages (task_id)"
 CREATE_IDX_TIMESTAMP = "CREATE INDEX idx_timestamp ON messages (timestamp)"
 # (synced, timestamp) serves both "oldest unsynced" and "oldest synced to evict".

@@ -1,9 +1,11 @@
 """Config files parsed once into frozen dataclasses, every problem reported at once.
 
-Files (the design's schema, plus optional keys with defaults):
+Files (every key and its default: README.md, "Configuration"):
 - `<config_dir>/relay.yaml`: the cluster topology (`nodes:`) and optional `relay:`
   settings for the storage host;
 - `<config_dir>/agents/<agent_id>.yaml`: one agent each.
+
+A key's default is its dataclass field's default and is written nowhere else.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class SyncConfig:
     interval_seconds: float = 5.0
     retry_max: int = 10
     retry_backoff_base: float = 2.0
-    # Not in the design: the largest delay between retries, and the HTTP timeout.
+    # The largest delay between retries, in seconds; retries never stop.
     retry_cap_seconds: float = 300.0
+    # Seconds each socket operation of a request to the relay may wait (a request: twice).
     timeout_seconds: float = 5.0
 
 

@@ -40,7 +40,7 @@ class RelayTarget:
 
 
 class RelayClient:
-    """Talks to one relay with keep-alive; not thread-safe by design."""
+    """Talks to one relay with keep-alive; one per thread (its Session is not shared)."""
 
     def __init__(self, target: RelayTarget) -> None:
         self.target = target

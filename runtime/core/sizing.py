@@ -9,15 +9,15 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class RoleProfile:
-    """The design's defaults for one agent role."""
+    """The cache sizing defaults of one agent role."""
 
     base_bytes: int
     context_tokens: int
     scale_bytes_per_1k: float
 
 
-# The design's "Recommended Defaults" table (MB and GB read as MiB and GiB, which
-# is what reproduces its totals: 2 GiB + 32 x 2 MiB = 2.06 GiB).
+# Per role: base size, context window, bytes per 1,000 tokens. Sizes are in MiB and GiB
+# (a recruiter: 2 GiB + 32 x 2 MiB = 2.06 GiB).
 ROLE_PROFILES: dict[str, RoleProfile] = {
     "commander": RoleProfile(100 * MIB, 32_000, 0.5 * MIB),
     "recruiter": RoleProfile(2048 * MIB, 32_000, 2 * MIB),

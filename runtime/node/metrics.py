@@ -1,8 +1,9 @@
 """The node's Prometheus metrics: one explicit registry, state read at scrape time.
 
-The design's names exactly: cache_bytes_used{node,agent}, outbox_queue_depth{node,agent},
-sync_lag_seconds{node}, sync_failures_total{node}; plus what an operator needs
-(commander_* names). htpc_write_throughput_bytes is the relay's.
+These four names are a contract with existing dashboards and alert rules and never
+change: cache_bytes_used{node,agent}, outbox_queue_depth{node,agent},
+sync_lag_seconds{node}, sync_failures_total{node}; the rest is commander_*.
+htpc_write_throughput_bytes is the relay's.
 """
 
 from __future__ import annotations

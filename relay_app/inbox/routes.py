@@ -140,12 +140,13 @@ def _actions(inbox: Inbox) -> bottle.HTTPResponse:
     back = pages.safe_back(_first(form, "back"))
     action, msg_ids = _chosen(form)
     if action not in ACTIONS or not msg_ids:
-        session.flash = "Select at least one message, then choose an action."
-        return render.redirect(back)
-    try:
-        session.flash = inbox.actions.run(action, msg_ids, session.user).notice()
-    except RelayAppError as exc:
-        session.flash = f"Nothing changed: {exc}"
+        notice = "Select at least one message, then choose an action."
+    else:
+        try:
+            notice = inbox.actions.run(action, msg_ids, session.user).notice()
+        except RelayAppError as exc:
+            notice = f"Nothing changed: {exc}"
+    inbox.sessions.flash(session, notice)
     return render.redirect(back)
 
 
@@ -180,7 +181,11 @@ def _login(inbox: Inbox) -> bottle.HTTPResponse:
     if not same_origin(environ):
         return _forbidden("Logins are accepted only from this relay's own page.")
     address = inbox.proxies.client(environ)
-    attempt = inbox.logins.attempt(_first(form, "user"), _first(form, "password"), address)
+    try:
+        attempt = inbox.logins.attempt(_first(form, "user"), _first(form, "password"), address)
+    except RelayAppError as exc:  # the password was right, but no session could be stored
+        text = f"The relay cannot keep a login right now ({exc}); retry later."
+        return _login_form(inbox, text, exc.status, _first(form, "next"))
     environ[LOGIN_OUTCOME_KEY] = attempt.outcome  # counted by relay_app.metrics
     next_url = _first(form, "next")
     if attempt.outcome in ("throttled", "busy"):

@@ -101,6 +101,19 @@ CREATE TABLE inbox_audit (
 """
 INBOX_AUDIT_INDEX = "CREATE INDEX idx_inbox_audit_msg ON inbox_audit (msg_id, id)"
 
+# Operator sessions (relay_app.store_sessions), so a restart or another relay keeps a login.
+# By the sha256 of the cookie token: a copy of the database holds no usable cookie.
+CREATE_INBOX_SESSIONS = """
+CREATE TABLE inbox_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires REAL NOT NULL,
+    flash TEXT NOT NULL DEFAULT ''  -- the one-time notice of the next page
+) WITHOUT ROWID
+"""
+INBOX_SESSIONS_INDEX = "CREATE INDEX idx_inbox_sessions_expires ON inbox_sessions (expires)"
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -159,4 +172,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # 5: the inbox's audit trail: who acknowledged, executed, archived or restored what.
     (CREATE_INBOX_AUDIT, INBOX_AUDIT_INDEX),
+    # 6: operator sessions.
+    (CREATE_INBOX_SESSIONS, INBOX_SESSIONS_INDEX),
 ]

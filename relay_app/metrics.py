@@ -4,7 +4,8 @@ Names: htpc_write_throughput_bytes_total (bytes ingested, the design's name),
 commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route}
 (route, method and status from fixed sets: `route_of`, `method_of`, `status_of`),
 commander_relay_writes_refused_total{reason}, commander_relay_logins_total{outcome}
-(success, failure, throttled, busy), and, read at scrape time,
+(success, failure, throttled, busy), and, read at scrape time from the store's figures
+(`MessageStore.figures`) and the disk,
 commander_relay_messages_stored, commander_relay_database_bytes,
 commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node}.
 """
@@ -12,7 +13,6 @@ commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{no
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,11 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from relay_app.errors import RelayAppError
 from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
+from relay_app.store import MessageStore, StoreFigures
 from runtime.core.park import PARK_KEY
 
-DB_RELATIVE = Path("messages") / "cluster_messages.db"
+# Route labels: the relay's routes (relay_app.app) and the inbox's (relay_app.inbox.routes).
+# A path without parameters is its own label; one with a parameter is labelled by the
+# route's fixed prefix and "*"; any other path is "other".
 EXACT_ROUTES = frozenset(
     {
         "/sync/messages",
@@ -40,11 +44,24 @@ EXACT_ROUTES = frozenset(
         "/metrics",
         "/openapi.json",
         "/messages",
-        "/login",
-        "/logout",
+        "/messages/",
+        "/messages/nodes",
+        "/messages/actions",
+        "/messages/login",
+        "/messages/logout",
+        "/messages/badge.js",
+        "/messages/badge",
+        "/messages/api/updates",
+        "/api/unread_count",
     }
 )
-PREFIX_ROUTES = ("/query/messages/", "/files/", "/messages/", "/api/", "/static/")
+PREFIX_ROUTES = (
+    "/query/messages/",
+    "/files/",
+    "/messages/m/",
+    "/messages/files/",
+    "/messages/static/",
+)
 # A label value per distinct method, path or status a client invents would grow /metrics
 # without bound: labels take values from these fixed sets only.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -82,26 +99,29 @@ def route_of(path: str) -> str:
 
 
 class RelayCollector(Collector):
-    """Reads the database and the disk at scrape time."""
+    """Reads the store's figures and the disk at scrape time."""
 
-    def __init__(self, data_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: MessageStore, data_dir: str | Path, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
         self._data_dir = Path(data_dir)
         self._clock = clock
 
     def collect(self) -> Iterator[Any]:
         """Yield the gauges."""
-        db = self._data_dir / DB_RELATIVE
-        size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+        figures = self._figures()
         yield GaugeMetricFamily(
-            "commander_relay_database_bytes", "Cluster database size.", value=size
+            "commander_relay_database_bytes", "Cluster database size.", value=figures.database_bytes
         )
         free = shutil.disk_usage(self._data_dir).free if self._data_dir.exists() else 0
         yield GaugeMetricFamily(
             "commander_relay_free_disk_bytes", "Free bytes on the data disk.", value=free
         )
-        stored, reports = self._read(db)
         yield GaugeMetricFamily(
-            "commander_relay_messages_stored", "Messages in the cluster database.", value=stored
+            "commander_relay_messages_stored",
+            "Messages in the cluster database.",
+            value=figures.messages_stored,
         )
         ages = GaugeMetricFamily(
             "commander_relay_node_last_report_age_seconds",
@@ -109,32 +129,25 @@ class RelayCollector(Collector):
             labels=["node"],
         )
         now = self._clock()
-        for node_id, received_at in reports:
+        for node_id, received_at in figures.last_reports.items():
             ages.add_metric([node_id], max(0.0, now - received_at))
         yield ages
 
-    @staticmethod
-    def _read(db: Path) -> tuple[int, list[tuple[str, float]]]:
-        if not db.exists():
-            return 0, []
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    def _figures(self) -> StoreFigures:
+        """The store's figures; zeros when it cannot answer (a scrape still gets the rest)."""
         try:
-            stored = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-            reports = conn.execute("SELECT node_id, received_at FROM node_status").fetchall()
-        except sqlite3.Error:
-            return 0, []
-        finally:
-            conn.close()
-        return int(stored), [(str(n), float(r)) for n, r in reports]
+            return self._store.figures()
+        except RelayAppError:
+            return StoreFigures(0, 0)
 
 
 class MetricsMiddleware:
     """Wraps the relay's WSGI app: counts and times requests, answers GET /metrics itself."""
 
-    def __init__(self, app: WsgiApp, data_dir: str | Path) -> None:
+    def __init__(self, app: WsgiApp, store: MessageStore, data_dir: str | Path) -> None:
         self.app = app
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RelayCollector(data_dir))
+        self.registry.register(RelayCollector(store, data_dir))
         self.requests = Counter(
             "commander_relay_requests",
             "HTTP responses by route, method and status.",

@@ -169,7 +169,7 @@ def own_sender(row: MessageRow, where: str) -> None:
     as themselves; a forged sender would speak as the operator or another node's agent)."""
     if row.sender is not None and row.sender != row.agent_id:
         raise Forbidden(
-            f"{where}.sender is {row.sender!r}, but the message is agent {row.agent_id!r}'s;"
+            f"{where}.sender: {row.sender!r} is not the message's agent {row.agent_id!r};"
             " an agent writes only as itself"
         )
 

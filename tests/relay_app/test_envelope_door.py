@@ -198,7 +198,7 @@ def test_a_message_whose_sender_is_not_its_agent_is_refused_403_and_nothing_stor
     refused = [node_a.send(forged), node_a.send_batch(batch([message(), forged], "b-1"))]
     for response in refused:
         assert response.status_code == 403, response.text
-        assert "sender is 'operator'" in response.json()["error"]
+        assert "sender: 'operator' is not the message's agent" in response.json()["error"]
     assert "messages[1].sender" in refused[1].json()["error"]
     assert row_counts(data_dir)["messages"] == 0
     assert node_a.send(message(sender="agent-1")).status_code == 200

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._report import machine, render
+from bench.tools.report import machine, render
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = (

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import ssl
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.support import cpu_seconds
 
 # cheroot only where the `bench` extra is installed.
 KINDS = ("floor", "front", "front-tls", "cheroot")[: 4 if find_spec("cheroot") else 3]
@@ -84,19 +85,19 @@ def _one_round(kind: str, count: int, tls_dir: Path) -> tuple[float, float, floa
         port = int(proc.stdout.readline())
         conn = _connection(kind, port, tls_dir)
         _requests(conn, 50, 0.0)  # warm up
-        before = _cpu_seconds(proc.pid)
+        before = cpu_seconds(proc.pid)
         latencies = _requests(conn, count, 0.02)
-        paced = (_cpu_seconds(proc.pid) - before) / count * 1000
-        before = _cpu_seconds(proc.pid)
+        paced = (cpu_seconds(proc.pid) - before) / count * 1000
+        before = cpu_seconds(proc.pid)
         _requests(conn, count, 0.0)
-        burst = (_cpu_seconds(proc.pid) - before) / count * 1000
+        burst = (cpu_seconds(proc.pid) - before) / count * 1000
         conn.close()
-        before = _cpu_seconds(proc.pid)
+        before = cpu_seconds(proc.pid)
         for _ in range(FRESH):
             fresh_conn = _connection(kind, port, tls_dir)
             _requests(fresh_conn, 1, 0.0)
             fresh_conn.close()
-        fresh = (_cpu_seconds(proc.pid) - before) / FRESH * 1000
+        fresh = (cpu_seconds(proc.pid) - before) / FRESH * 1000
         return paced, burst, fresh, latencies
     finally:
         proc.kill()
@@ -123,12 +124,6 @@ def _requests(conn: http.client.HTTPConnection, count: int, pace: float) -> list
         if pace:
             time.sleep(pace)
     return latencies
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _report(results: dict[str, dict[str, list[float]]]) -> list[str]:

@@ -36,14 +36,20 @@ from pathlib import Path
 
 import requests
 
-from bench._cluster import free_port, write_config_dir
-from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
-from bench._procs import start_relay
-from bench._stats import percentile
+from bench.tools.stats import percentile
 from relay_app.auth import token_sha256 as sha
 from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.node.agent import AgentHandle
 from runtime.node.node import Node, NodeOptions
+from tests.support import (
+    CpuWindow,
+    RssSampler,
+    free_port,
+    peak_rss_mb,
+    rss_mb,
+    start_relay,
+    write_config_dir,
+)
 
 NODES = tuple(f"n{k}" for k in range(1, 6))
 AGENTS_PER_NODE = 5

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from actors.cache_store import INSERT, MIGRATIONS
-from bench._cluster import free_port, write_config_dir
-from bench._procs import start_relay
-from bench._stats import percentile
 from bench.load import TOKENS, load_cluster
+from bench.tools.stats import percentile
 from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.core.envelope import MessageEnvelope, encode_content
 from runtime.core.sqlite import connect, migrate, transaction
 from runtime.node.node import Node, NodeOptions
+from tests.support import free_port, start_relay, write_config_dir
 
 NODE = "bench-node"
 # Writes with write-through on, and their raw floor, are this far apart. An idle thread

@@ -29,12 +29,11 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 import yaml
 
-from bench._proc_stats import rss_mb
-from bench._procs import Daemon
-from bench._stats import percentile
+from bench.tools.stats import percentile
 from relay_app.passwords import hash_password
 from runtime.core.envelope import MessageEnvelope
 from runtime.core.token_files import token_sha256
+from tests.support import Daemon, rss_mb
 
 NODE = "node-a"
 AGENT = "a1"

@@ -44,12 +44,11 @@ import orjson
 
 from actors.messages import Enqueue, GetOutboxStats, ListUnsynced, MarkSynced, Tick
 from actors.outbox import OutboxActor
-from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench._procs import start_relay
 from runtime.core.backoff import Backoff
 from runtime.core.envelope import GZIP_LEVEL, MessageEnvelope, new_msg_id
 from runtime.core.relay_client import RelayClient, RelayTarget
 from runtime.core.sync_state import SyncState
+from tests.support import TOKENS, cluster, free_port, start_relay, write_config_dir
 
 NODE = "node-a"
 BATCH = 500

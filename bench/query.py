@@ -5,7 +5,7 @@
 Fills a relay database once (cached in .bench-cache/query-<N>/, reused while the schema
 version matches), then times each request inside the relay's WSGI app (routing, session,
 SQL, template: everything but the network), p50 and p99.
-Then, beside Datasette serving the same database file (bench/_datasette.py), the same
+Then, beside Datasette serving the same database file (bench/tools/datasette.py), the same
 views timed at the client over HTTP on both: the relay's pages and Datasette's JSON API
 with the equivalent filters and `_search` (--no-datasette skips this part).
 Last line: {"inbox_p99_ms", "filter_p99_ms", "search_p99_ms", "datasette_filter_p99_ms",
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._stats import percentile
+from bench.tools.stats import percentile
 
 CACHE_DIR = Path(".bench-cache")
 FULL = 1_000_000
@@ -183,7 +183,7 @@ def _beside_datasette(data_dir: Path, runs: int) -> dict[str, Any]:
     """The relay's views over HTTP beside Datasette's JSON API on the same file."""
     import tempfile
 
-    from bench._datasette import compare
+    from bench.tools.datasette import compare
 
     groups = {"inbox": INBOX, "filter": FILTERS, "search": SEARCHES}
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:

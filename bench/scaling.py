@@ -38,8 +38,8 @@ from typing import Any
 
 import orjson
 
-from bench._relay_http import NODE, Client, node_headers, operator_client, start_relay_on
-from bench._stats import percentile
+from bench.tools.relay_http import NODE, Client, node_headers, operator_client, start_relay_on
+from bench.tools.stats import percentile
 from relay_app.store import MessageRow, StoreMessages
 from runtime.core.envelope import MessageEnvelope, encode_content, new_msg_id
 

@@ -40,12 +40,18 @@ from typing import Any
 
 import requests
 
-from bench._cluster import cluster, free_port, write_config_dir
-from bench._partition import Partition
-from bench._proc_stats import RssSampler
-from bench._procs import Daemon, start_node, start_relay
 from runtime.core.envelope import decode_content
 from runtime.node.unix_http import BASE_URL, unix_session
+from tests.support import (
+    Daemon,
+    Partition,
+    RssSampler,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    write_config_dir,
+)
 
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
 RATE_PER_AGENT = 20.0

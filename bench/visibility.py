@@ -25,11 +25,10 @@ from pathlib import Path
 
 import requests
 
-from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench._procs import Daemon, start_relay
-from bench._stats import percentile
+from bench.tools.stats import percentile
 from runtime.core.config import SyncConfig
 from runtime.node.node import Node, NodeOptions
+from tests.support import TOKENS, Daemon, cluster, free_port, start_relay, write_config_dir
 
 HEADERS = {"X-Commander-Node": "node-b", "Authorization": f"Bearer {TOKENS['node-b']}"}
 

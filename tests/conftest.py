@@ -8,8 +8,8 @@ from pathlib import Path
 import pykka
 import pytest
 
-from bench._procs import Daemon
 from tests.relay_app.helpers import relay_daemon, write_config
+from tests.support import Daemon
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ import pytest
 import requests
 
 from runtime.node.client import NodeClient
+from tests.support import free_port
 from tests.test_systemd_units import parse_unit, values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,12 +64,6 @@ def _must_run_here() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true requires the production steps test to run: it {reason}")
     pytest.skip(f"the production steps test {reason}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -136,7 +130,7 @@ def scratch() -> Iterator[Scratch]:
         (root / existing).mkdir(parents=True)
     (root / "root").mkdir(mode=0o700)
     try:
-        yield Scratch(root, _free_port(), _free_port())
+        yield Scratch(root, free_port(), free_port())
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if not existed and _user_exists():

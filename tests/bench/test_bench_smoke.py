@@ -1,25 +1,22 @@
-"""Fast checks of the benchmark entry points: they import, their parsers work, helpers hold.
+"""Fast checks of the benchmark entry points: they import, their parsers work, tools hold.
 
-No benchmark runs here (they take minutes); `make bench` runs them.
+No benchmark runs here (they take minutes); `make bench` runs them. The process helpers
+the benchmarks share with the tests are checked in tests/test_support.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import threading
-import time
 from typing import Any
 
 import pytest
 
 from bench import __main__ as dispatcher
-from bench import _report, soak
-from bench._datasette import datasette_url
-from bench._partition import Partition
-from bench._proc_stats import CpuWindow, RssSampler, peak_rss_mb, rss_mb
+from bench import soak
 from bench.scaling import label
+from bench.tools import report
+from bench.tools.datasette import datasette_url
+from tests.support import RssSampler
 
 BENCHMARKS = dispatcher.available()
 
@@ -87,7 +84,7 @@ def test_the_report_marks_met_missed_and_missing_figures() -> None:
         "scaling": {"at": {"10k": {"api_p99_ms": 1.5, "api_slowest": "/query/messages 1 ms"}}},
     }
     runs = {"local_write": {"command": "python -m bench local_write", "exit": 0, "seconds": 3.0}}
-    page = _report.render(results, runs, quick=True)
+    page = report.render(results, runs, quick=True)
     assert "| `local_write` | Local write p99, agent API (ask), µs | 800 | ≤ 1000 |" in page
     assert "| 2.00 | met |" in page  # local write p99 beside its raw floor
     assert "### `local_write` p50_us = 300 (target ratio ≤ 1.5)" in page  # ratio 3 missed
@@ -107,58 +104,5 @@ def test_soak_memory_is_summed_up_per_minute_and_after_warm_up() -> None:
     assert growth["peak_mb"] == 41.0
 
 
-def test_stat_helpers_read_this_process() -> None:
-    window = CpuWindow(os.getpid()).start()
-    busy_until = time.process_time() + 0.05  # /proc counts in clock ticks (10 ms)
-    while time.process_time() < busy_until:
-        pass
-    window.stop()
-    assert window.cpu_s > 0
-    assert 0 < rss_mb(os.getpid()) <= peak_rss_mb(os.getpid())
+def test_sizes_are_labelled_in_thousands_and_millions() -> None:
     assert (label(10_000), label(100_000), label(1_000_000)) == ("10k", "100k", "1m")
-
-
-def _echo_server() -> tuple[socket.socket, int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                while data := conn.recv(1024):
-                    conn.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server, server.getsockname()[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_a_partition_forwards_then_cuts_then_heals() -> None:
-    server, upstream = _echo_server()
-    partition = Partition(_free_port(), upstream)
-    partition.heal()
-    try:
-        with socket.create_connection(("127.0.0.1", partition.port), timeout=5) as conn:
-            conn.sendall(b"ping")
-            assert conn.recv(16) == b"ping"
-            partition.cut()
-            assert conn.recv(16) == b""  # the forwarded connection was reset
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", partition.port), timeout=5).close()
-        partition.heal()
-        with socket.create_connection(("127.0.0.1", partition.port), timeout=5) as conn:
-            conn.sendall(b"again")
-            assert conn.recv(16) == b"again"
-    finally:
-        partition.cut()
-        server.close()

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench._procs import Daemon, start_node, start_relay
 from relay_app.inbox.sessions import COOKIE
 from relay_app.passwords import hash_password
 from runtime.core.token_files import agent_hashes_path, token_sha256, write_sha256_table
+from tests.support import (
+    TOKENS,
+    Daemon,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    write_config_dir,
+)
 
 NODE = "node-a"
 AGENT = "a1"

@@ -10,12 +10,12 @@ from urllib.parse import quote as urlquote
 import pytest
 import requests
 
-from bench._cluster import TOKENS, cluster
 from relay_app.server import RelayServer
 from runtime.core.logsafe import LIMIT, quote
 from runtime.core.relay_client import RelayTarget
 from runtime.node.remote import RemoteReader
 from tests.contract.conftest import AGENT, AGENT_HEADERS, NODE, NODE_HEADERS, Live, operator_cookie
+from tests.support import TOKENS, cluster
 
 FORGED = "FORGED 2026-12-01 00:00:00 CRITICAL commander.node: all data lost"
 HOSTILE = f"evil\n{FORGED}\r\n{FORGED}\x1b[31m\x1b[2J" + "x" * 20_000

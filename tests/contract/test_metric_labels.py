@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._cluster import cluster
 from relay_app.metrics import METHODS, OTHER_METHOD, method_of, status_of
 from relay_app.server import RelayServer
+from tests.support import cluster
 
 # Each request: a method the app does not serve and a path nobody has seen, under these
 # templates. The front refuses a method HTTP parsers do not know (the "Z..." ones); the

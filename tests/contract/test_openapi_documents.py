@@ -14,7 +14,6 @@ import schemathesis
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
-from bench._cluster import cluster
 from relay_app.ingest import Ingest
 from relay_app.openapi import relay_document
 from relay_app.server import RelayServer
@@ -32,6 +31,7 @@ from tests.contract.conftest import (
     Live,
     operator_cookie,
 )
+from tests.support import cluster
 
 # Answered by relay_app.metrics.MetricsMiddleware in front of the Bottle app.
 MIDDLEWARE_ROUTES = {("GET", "/metrics")}

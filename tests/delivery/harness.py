@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench._cluster import TOKENS, cluster, free_port, write_config_dir
 from relay_app.server import RelayServer
 from runtime.core.config import ClusterConfig
 from runtime.core.envelope import decode_content
 from runtime.node.node import Node, NodeOptions
+from tests.support import TOKENS
 
 
 def start_relay(
@@ -58,16 +57,3 @@ def relay_rows(data_dir: Path) -> dict[str, list[Any]]:
         return rows
     finally:
         conn.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> float:
-    """Poll until predicate() is true; return the seconds it took, or fail."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-__all__ = ["TOKENS", "cluster", "free_port", "write_config_dir"]

@@ -12,10 +12,16 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._cluster import FAST_SYNC
-from bench._procs import Daemon, start_node, start_relay
 from runtime.node.client import NodeAdmin
-from tests.delivery.harness import cluster, free_port, write_config_dir
+from tests.support import (
+    FAST_SYNC,
+    Daemon,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    write_config_dir,
+)
 
 # The production default: a frozen relay then holds each HTTP call this long.
 SYNC = dataclasses.replace(FAST_SYNC, timeout_seconds=5.0)

@@ -10,12 +10,12 @@ import requests
 
 from actors.cache_store import cache_path
 from actors.outbox_store import outbox_path
-from bench._cluster import TOKENS
 from runtime.core.errors import ActorUnavailable, CommanderError
 from runtime.node.client import NodeAdmin, NodeClient
 from runtime.node.node import Node, NodeOptions
-from tests.delivery.harness import cluster, relay_get, start_relay, wait_for
+from tests.delivery.harness import relay_get, start_relay
 from tests.delivery.procs import agent_status, metric, relay_and_node_dirs, scrape
+from tests.support import TOKENS, cluster, wait_for
 
 
 def corrupt(db: Path) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import requests
 
-from bench._procs import start_node, start_relay
 from runtime.core.config import ClusterConfig
 from runtime.node.client import NodeAdmin, NodeClient
-from tests.delivery.harness import cluster, free_port, relay_get, wait_for, write_config_dir
+from tests.delivery.harness import relay_get
 from tests.delivery.procs import SYNC
+from tests.support import cluster, free_port, start_node, start_relay, wait_for, write_config_dir
 
 
 def moved(config: ClusterConfig, agent_id: str, node_id: str) -> ClusterConfig:

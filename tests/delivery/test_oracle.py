@@ -19,10 +19,18 @@ from typing import Any
 import pytest
 import requests
 
-from bench._procs import Daemon, start_node, start_relay
 from runtime.node.client import NodeClient
 from runtime.node.unix_http import BASE_URL, unix_session
-from tests.delivery.harness import cluster, free_port, relay_rows, wait_for, write_config_dir
+from tests.delivery.harness import relay_rows
+from tests.support import (
+    Daemon,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    wait_for,
+    write_config_dir,
+)
 
 CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "40"))
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from actors.messages import GetOutboxStats
-from tests.delivery.harness import cluster, free_port, relay_rows, start_node, start_relay, wait_for
+from tests.delivery.harness import relay_rows, start_node, start_relay
+from tests.support import cluster, free_port, wait_for
 
 PARTITION_SECONDS = float(os.environ.get("COMMANDER_PARTITION_SECONDS", "30"))
 

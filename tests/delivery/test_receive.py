@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._cluster import TOKENS, free_port
-from bench._procs import Daemon, start_node, start_relay
 from runtime.core.envelope import MessageEnvelope
 from runtime.node.client import NodeClient
 from tests.contract.conftest import OPERATOR_PASSWORD, write_cluster
+from tests.support import TOKENS, Daemon, free_port, start_node, start_relay
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 

@@ -29,16 +29,9 @@ from runtime.core.relay_client import RelayTarget
 from runtime.core.sync_state import SyncState
 from runtime.node.agent import AgentHandle
 from runtime.node.node import Node, NodeOptions
-from tests.delivery.harness import (
-    TOKENS,
-    cluster,
-    free_port,
-    relay_rows,
-    start_node,
-    start_relay,
-    wait_for,
-)
+from tests.delivery.harness import relay_rows, start_node, start_relay
 from tests.delivery.scripted_relay import Answer, ScriptedRelay
+from tests.support import TOKENS, cluster, free_port, wait_for
 
 # Small backoff and a short HTTP deadline keep each case to a few seconds.
 SYNC = SyncConfig(

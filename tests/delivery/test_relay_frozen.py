@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from runtime.node.client import NodeAdmin, NodeClient
-from tests.delivery.harness import relay_get, wait_for
+from tests.delivery.harness import relay_get
 from tests.delivery.procs import metric, relay_and_node_dirs, scrape, timed_get
+from tests.support import wait_for
 
 BUDGET = 1.0
 # Longer than the HTTP timeout (5 s) and the status report interval (5 s) together.

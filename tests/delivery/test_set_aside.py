@@ -14,8 +14,9 @@ from actors.messages import GetOutboxStats, GetStats
 from runtime.core.envelope import encode_content, new_msg_id
 from runtime.core.sqlite import connect, migrate
 from runtime.node.client import NodeAdmin, NodeClient
-from tests.delivery.harness import cluster, free_port, relay_get, start_node, start_relay, wait_for
+from tests.delivery.harness import relay_get, start_node, start_relay
 from tests.delivery.procs import agent_status, metric, relay_and_node_dirs, scrape
+from tests.support import cluster, free_port, wait_for
 
 
 def nested(depth: int) -> Any:

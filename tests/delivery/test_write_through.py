@@ -20,16 +20,8 @@ from runtime.core.envelope import MessageEnvelope
 from runtime.core.relay_client import RelayTarget
 from runtime.core.sync_state import SyncState
 from runtime.node.node import Node
-from tests.delivery.harness import (
-    TOKENS,
-    cluster,
-    free_port,
-    relay_get,
-    relay_rows,
-    start_node,
-    start_relay,
-    wait_for,
-)
+from tests.delivery.harness import relay_get, relay_rows, start_node, start_relay
+from tests.support import TOKENS, cluster, free_port, wait_for
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench._cluster import cluster, write_config_dir
-from bench._procs import Daemon, start_node
 from runtime.node.client import NodeClient
+from tests.support import Daemon, cluster, start_node, write_config_dir
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._cluster import TOKENS, cluster, free_port, write_config_dir
-from bench._procs import Daemon, start_node, start_relay
 from runtime.node.unix_http import BASE_URL, unix_session
+from tests.support import (
+    TOKENS,
+    Daemon,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    write_config_dir,
+)
 
 pytestmark = pytest.mark.slow
 

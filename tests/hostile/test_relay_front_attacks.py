@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench._procs import Daemon
 from relay_app.stores.sqlite import MAX_PAGE_BYTES
 from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message
+from tests.support import Daemon
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,17 +11,16 @@ from typing import Any
 
 import requests
 
-from bench._procs import Daemon
 from relay_app.auth import token_sha256 as sha
 from relay_app.server import RelayServer
 from runtime.core.config import AgentConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.core.envelope import MessageEnvelope
+from tests.support import TOKENS, Daemon
 
 NODE_A = "node-a"
 NODE_B = "node-b"
 # The agents write_config gives each node (message() writes as agent-1).
 AGENTS = {NODE_A: ("agent-1", "agent-2"), NODE_B: ("agent-b1",)}
-TOKENS = {NODE_A: "token-of-node-a-0123456789", NODE_B: "token-of-node-b-9876543210"}
 TABLES = ("messages", "batches", "node_status", "files")
 
 
@@ -144,16 +142,6 @@ def write_config(root: Path) -> Path:
         "relay:\n  min_free_bytes: 0\n"
     )
     return root / "relay.yaml"
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    """Poll `predicate` until true or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ import pytest
 import requests
 import yaml
 
-from bench._procs import Daemon
 from relay_app.errors import Forbidden
 from relay_app.owners import AgentOwners
 from runtime.core.config import load_config
@@ -21,9 +20,9 @@ from tests.relay_app.helpers import (
     batch,
     message,
     row_counts,
-    wait_until,
     write_config,
 )
+from tests.support import Daemon, wait_for
 
 NOTHING = {"messages": 0, "batches": 0, "node_status": 0, "files": 0, "files_on_disk": 0}
 
@@ -164,8 +163,10 @@ def test_the_relay_accepts_an_agent_added_while_it_runs(
 ) -> None:
     assert node_a.send(message(agent_id="agent-new")).status_code == 403
     agent_file(tmp_path / "config", "agent-new", NODE_A)
-    accepted = wait_until(lambda: node_a.send(message(agent_id="agent-new")).status_code == 200)
-    assert accepted, f"still refused; see {relay_process.log_path}"
+    wait_for(
+        lambda: node_a.send(message(agent_id="agent-new")).status_code == 200,
+        what=f"agent-new accepted (see {relay_process.log_path})",
+    )
 
 
 def test_a_strangers_flood_of_bad_tokens_does_not_hide_a_nodes_403_from_the_log(

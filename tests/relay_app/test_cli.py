@@ -13,12 +13,12 @@ import pytest
 import requests
 import yaml
 
-from bench._procs import Daemon
 from relay_app.auth import token_sha256
 from relay_app.cli import listen_address, load_relay_config, main
 from relay_app.passwords import hash_password, verify_password
 from runtime.core.token_files import write_private
 from tests.relay_app.helpers import NODE_A, TOKENS, write_config
+from tests.support import Daemon
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import requests
 
-from bench._procs import Daemon
-from tests.relay_app.helpers import NODE_A, TOKENS, batch, message, wait_until, write_config
+from tests.relay_app.helpers import NODE_A, TOKENS, batch, message, write_config
+from tests.support import Daemon, wait_for
 
 SENDERS = 3
 BATCH_SIZE = 50
@@ -63,7 +63,7 @@ def test_every_acked_batch_survives_kill_9_whole(tmp_path: Path) -> None:
     for thread in stream.threads:
         thread.start()
     try:
-        assert wait_until(lambda: len(stream.acked) >= 60, timeout=30)
+        wait_for(lambda: len(stream.acked) >= 60, timeout=30)
     finally:
         relay.kill()  # SIGKILL while the senders are mid-request
         for thread in stream.threads:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._procs import Daemon
+from tests.support import Daemon
 
 pytestmark = pytest.mark.slow
 

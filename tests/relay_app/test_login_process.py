@@ -14,10 +14,9 @@ import pytest
 import requests
 import yaml
 
-from bench._proc_stats import rss_mb
-from bench._procs import REPO, Daemon
 from relay_app.passwords import hash_password
 from tests.relay_app.helpers import write_config
+from tests.support import REPO, Daemon, rss_mb
 
 PASSWORD = "a long operator passphrase"
 HASH = hash_password(PASSWORD)

@@ -10,11 +10,11 @@ from typing import Any
 
 import requests
 
-from bench._procs import Daemon
 from relay_app.server import RelayServer
 from runtime.core.config import AgentConfig
 from tests.relay_app.conftest import RelayFactory
 from tests.relay_app.helpers import NODE_A, NODE_B, TOKENS, NodeClient, make_config, message
+from tests.support import Daemon
 
 
 def _headers(node_id: str) -> dict[str, str]:

@@ -8,10 +8,10 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._cluster import TOKENS, cluster
 from relay_app.metrics import route_of
 from relay_app.server import RelayServer
 from runtime.core.envelope import MessageEnvelope
+from tests.support import TOKENS, cluster
 
 HEADERS = {"X-Commander-Node": "node-a", "Authorization": f"Bearer {TOKENS['node-a']}"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._procs import Daemon
 from tests.relay_app.helpers import write_config
+from tests.support import Daemon
 
 WAIT = 10.0  # seconds for a datagram that must arrive, on a loaded machine
 

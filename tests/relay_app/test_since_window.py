@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import requests
 
-from bench._cluster import TOKENS, cluster
 from relay_app.server import RelayServer
 from relay_app.store import MessageQuery
 from relay_app.stores.sqlite import NARROW_WINDOW, _time_index_hint
 from runtime.core.envelope import MessageEnvelope
+from tests.support import TOKENS, cluster
 
 HEADERS = {"X-Commander-Node": "node-a", "Authorization": f"Bearer {TOKENS['node-a']}"}
 COUNT = NARROW_WINDOW + 1000

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._procs import Daemon
 from relay_app.auth import UNAUTHORIZED
 from relay_app.metrics_auth import is_loopback, presented_token, warn_if_metrics_open
 from relay_app.refusals import RefusalLog
 from runtime.core.config import RelaySettings
 from runtime.core.token_files import token_sha256
 from tests.relay_app.helpers import NODE_A, TOKENS, message, relay_daemon, write_config
+from tests.support import Daemon
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._procs import Daemon
 from relay_app.passwords import hash_password
 from tests.relay_app.helpers import relay_daemon, write_config
 from tests.relay_app.tls_helpers import make_ca, use_tls
+from tests.support import Daemon
 
 pytestmark = pytest.mark.slow
 

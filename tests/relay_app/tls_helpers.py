@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._procs import REPO
+from tests.support import REPO
 
 
 def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:

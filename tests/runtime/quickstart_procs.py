@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench._cluster import free_port
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = [sys.executable, "-m", "runtime.quickstart", "--config", str(REPO / "config")]

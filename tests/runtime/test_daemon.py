@@ -12,9 +12,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._procs import Daemon
 from runtime.node.client import NodeClient
 from runtime.node.unix_http import BASE_URL, unix_session
+from tests.support import Daemon
 
 NODE = "node-a"
 

@@ -19,12 +19,21 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._cluster import FAST_SYNC, TOKENS, cluster, free_port, write_config_dir
-from bench._procs import Daemon, start_node, start_relay
 from runtime.core.config import CacheConfig
 from runtime.core.errors import CacheFull
 from runtime.node.client import NodeAdmin, NodeClient
-from tests.delivery.harness import relay_rows, wait_for
+from tests.delivery.harness import relay_rows
+from tests.support import (
+    FAST_SYNC,
+    TOKENS,
+    Daemon,
+    cluster,
+    free_port,
+    start_node,
+    start_relay,
+    wait_for,
+    write_config_dir,
+)
 
 CACHE_LIMIT = 200_000
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench._procs import REPO, Daemon
 from runtime.core.errors import CommanderError, InvalidMessage
 from runtime.core.token_files import agent_hashes_path, token_sha256, write_sha256_table
 from runtime.node.client import NodeAdmin, NodeClient
 from runtime.node.unix_http import BASE_URL, unix_session
 from tests.runtime.test_daemon import NODE, write_config
+from tests.support import REPO, Daemon
 
 TOKENS = {"a1": "token-of-a1", "a2": "token-of-a2"}
 JSON = {"Content-Type": "application/json"}

@@ -22,11 +22,10 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._cluster import cluster, free_port, write_config_dir
-from bench._procs import REPO, Daemon, start_relay
 from runtime.node.client import NodeAdmin, NodeClient
-from tests.delivery.harness import relay_rows, wait_for
+from tests.delivery.harness import relay_rows
 from tests.relay_app.tls_helpers import make_ca, use_tls
+from tests.support import REPO, Daemon, cluster, free_port, start_relay, wait_for, write_config_dir
 
 pytestmark = pytest.mark.slow
 

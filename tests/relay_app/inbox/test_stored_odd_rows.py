@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from runtime.core.envelope import MAX_DEPTH
-from tests.relay_app.helpers import wait_until
 from tests.relay_app.inbox.harness import Relay
+from tests.support import wait_for
 
 AGENT = "agent-old"
 
@@ -96,15 +96,12 @@ def odd(inbox_relay: Relay) -> tuple[Relay, requests.Session]:
     insert(inbox_relay.store.path, old_rows())
     insert_reports(inbox_relay.store.path)
     inbox_relay.inbox.writer.index_soon()
-    wait_until(lambda: _indexed(inbox_relay), timeout=10)
+    wait_for(lambda: _indexed(inbox_relay), timeout=10)
     return inbox_relay, inbox_relay.operator()
 
 
 def _indexed(relay: Relay) -> bool:
-    with relay.store._reader() as conn:
-        top = conn.execute("SELECT MAX(id) FROM messages").fetchone()[0]
-        done = conn.execute("SELECT value FROM inbox_state").fetchone()[0]
-    return bool(int(done) >= top)
+    return relay.store.inbox.unindexed(1) is None
 
 
 INBOX_PAGES = [

@@ -14,9 +14,8 @@ from urllib.parse import urlencode, urlsplit
 
 import yaml
 
-from bench._cluster import TOKENS
-from bench._procs import Daemon
 from relay_app.auth import token_sha256 as sha
+from tests.support import TOKENS, Daemon
 
 NODE = "node-a"
 PASSWORD = "bench-operator-password"

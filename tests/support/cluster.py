@@ -1,8 +1,7 @@
-"""A two-node cluster config with node tokens, for the benchmarks and the delivery tests."""
+"""A two-node cluster config with node tokens, and writing it as a config directory."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ FAST_SYNC = SyncConfig(
     retry_cap_seconds=1.0,
     timeout_seconds=2.0,
 )
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the relay restarts on the same one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cluster(

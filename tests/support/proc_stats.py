@@ -1,4 +1,4 @@
-"""CPU time and memory of another process, read from /proc (Linux), for load and soak."""
+"""CPU time and memory of another process, read from /proc (Linux)."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from bench._cluster import free_port
-from bench._relay_http import Client, node_headers, operator_client, start_relay_on
-from bench._stats import percentile
+from bench.tools.relay_http import Client, node_headers, operator_client, start_relay_on
+from bench.tools.stats import percentile
+from tests.support import free_port
 
 TABLE = "/cluster_messages/messages.json"
 PAGE = 50

@@ -1,6 +1,6 @@
 """Start project daemons as real OS processes on 127.0.0.1 and wait for them to listen.
 
-Used by the benchmarks and by the tests that are about processes.
+Used by the tests that are about processes and by the benchmarks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 LISTEN_RE = re.compile(r"listening on (https?://\S+)")
 # A node also says where its agent sockets are (runtime.node.daemon).
 SOCKETS_RE = re.compile(r"agent sockets in (unix:\S+)")
-REPO = Path(__file__).resolve().parents[1]
+# The checkout: daemons run from it, so `python -m relay_app.cli` imports this tree.
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Daemon:

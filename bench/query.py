@@ -130,7 +130,7 @@ def _cached(cache_dir: Path, count: int) -> Path:
 def _wsgi_getter(data_dir: Path) -> tuple[Callable[[str], tuple[str, float]], Callable[[], None]]:
     """A function timing one GET inside the app, and a function to stop everything."""
     from relay_app.app import create_app
-    from relay_app.inbox import install_inbox
+    from relay_app.inbox import inbox_of
     from relay_app.inbox.sessions import COOKIE
     from relay_app.ingest import Ingest
     from relay_app.passwords import hash_password
@@ -143,7 +143,7 @@ def _wsgi_getter(data_dir: Path) -> tuple[Callable[[str], tuple[str, float]], Ca
     store = SqliteStore(data_dir)
     ingest = Ingest.start(store)
     app = create_app(store, config, ingest=ingest)
-    inbox = install_inbox(app, store, config, ingest)
+    inbox = inbox_of(app)
     session = inbox.logins.attempt("operator", "bench", "127.0.0.1").session
     assert session is not None
 

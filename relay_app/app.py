@@ -16,7 +16,7 @@ from urllib.parse import quote
 import bottle
 
 from relay_app.auth import NODE_HEADER, TokenBook
-from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
+from relay_app.diskspace import SpaceGate
 from relay_app.errors import NotFound, StorageFull, Unauthorized
 from relay_app.files import MULTIPART_OVERHEAD, receive_file
 from relay_app.http import (
@@ -51,7 +51,7 @@ class _Relay:
     """The state the routes share: store, writer handle, limits, tokens, disk gate."""
 
     def __init__(
-        self, store: MessageStore, config: ClusterConfig, ingest: Ingest, free_bytes: FreeBytes
+        self, store: MessageStore, config: ClusterConfig, ingest: Ingest, gate: SpaceGate
     ) -> None:
         self.store = store
         self.ingest = ingest
@@ -60,7 +60,7 @@ class _Relay:
         self.tokens = TokenBook(config)
         self.proxies = Proxies(config.relay.trusted_proxies)  # who the client is, for the log
         self.owners = AgentOwners(config)
-        self.gate = SpaceGate(free_bytes, config.relay.min_free_bytes)
+        self.gate = gate
         # Each commit of new messages wakes the nodes' parked mail polls it concerns.
         self.mail_room = MailRoom()
         ingest.on_stored_rows(self.mail_room.ring)
@@ -109,10 +109,12 @@ def create_app(
     config: ClusterConfig,
     *,
     ingest: Ingest,
-    free_bytes: FreeBytes | None = None,
+    gate: SpaceGate | None = None,
 ) -> bottle.Bottle:
-    """Build the relay's Bottle app over `store`, writing through `ingest`."""
-    relay = _Relay(store, config, ingest, free_bytes or free_bytes_of(config.relay.data_dir))
+    """Build the relay's Bottle app over `store`, writing through `ingest`, guarded by `gate`."""
+    # One free-space gate for the node API, the file door and the inbox's actions alike.
+    gate = gate or SpaceGate.of(config.relay)
+    relay = _Relay(store, config, ingest, gate)
     app = bottle.Bottle()
     app.config["json.enable"] = False  # every route returns bytes it encoded itself
     app.install(relay_errors)
@@ -121,7 +123,7 @@ def create_app(
     install_error_pages(app)
     for method, path, handler in _routes(relay):
         app.route(path, method, handler)
-    install_inbox(app, store, config, ingest, free_bytes=free_bytes)  # /messages for operators
+    install_inbox(app, store, config, ingest, gate=gate)  # /messages for operators
     return app
 
 

@@ -1,4 +1,8 @@
-"""The free-space floor of the data directory: below it, writes get 507 before they start."""
+"""The free-space floor of the data directory: below it, writes get 507 before they start.
+
+A relay has one `SpaceGate`; its node API, its file door and its inbox's actions all ask
+that one, so they refuse at the same floor and one probe (or test) governs them all.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relay_app.errors import StorageFull
+from runtime.core.config import RelaySettings
 
 FreeBytes = Callable[[], int]
 
@@ -25,6 +30,11 @@ class SpaceGate:
         self._free_bytes = free_bytes
         self.floor = floor
 
+    @classmethod
+    def of(cls, settings: RelaySettings, free_bytes: FreeBytes | None = None) -> SpaceGate:
+        """The gate of a relay: its data directory (or `free_bytes`) against min_free_bytes."""
+        return cls(free_bytes or free_bytes_of(settings.data_dir), settings.min_free_bytes)
+
     def free(self) -> int:
         """Bytes free right now."""
         return self._free_bytes()
@@ -38,7 +48,3 @@ class SpaceGate:
                 f"{incoming} more would cross the floor of {self.floor} (relay.min_free_bytes)."
                 " Nothing was stored; retry once room is made"
             )
-
-    def ok(self) -> bool:
-        """Whether free space is at or above the floor."""
-        return self._free_bytes() >= self.floor

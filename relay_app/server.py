@@ -9,7 +9,7 @@ from types import TracebackType
 import bottle
 
 from relay_app.app import create_app
-from relay_app.diskspace import FreeBytes
+from relay_app.diskspace import FreeBytes, SpaceGate
 from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
 from relay_app.metrics import MetricsMiddleware
@@ -45,7 +45,9 @@ class RelayServer:
         self.host = host
         self.port = port
         self._store = store
-        self._free_bytes = free_bytes
+        # The relay's one free-space gate, which the API, the file door and the inbox all ask;
+        # `free_bytes` replaces the data directory's probe (tests fill a disk at will).
+        self.gate = SpaceGate.of(config.relay, free_bytes)
         self._ingest: Ingest | None = None
         self._http: ServerHandle | None = None
         self._app: bottle.Bottle | None = None
@@ -92,7 +94,7 @@ class RelayServer:
 
     def make_app(self, store: MessageStore, ingest: Ingest) -> bottle.Bottle:
         """The relay's Bottle app; a subclass may add routes (the benchmark's HTTP floor)."""
-        return create_app(store, self.config, ingest=ingest, free_bytes=self._free_bytes)
+        return create_app(store, self.config, ingest=ingest, gate=self.gate)
 
     def healthy(self) -> bool:
         """Whether the HTTP server and the IngestActor are both running."""

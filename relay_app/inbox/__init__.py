@@ -1,7 +1,8 @@
 """The /messages inbox the relay serves to operators (see `relay_app.inbox.routes`).
 
-`install_inbox(app, store, config, ingest)` adds its routes to the relay's Bottle app and
-starts its writer; `app.close()` (Bottle closes plugins) stops it again.
+`install_inbox(app, store, config, ingest, gate=...)` adds its routes to the relay's Bottle
+app and starts its writer; `app.close()` (Bottle closes plugins) stops it again, and
+`inbox_of(app)` finds it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import bottle
 
-from relay_app.diskspace import FreeBytes
+from relay_app.diskspace import SpaceGate
 from relay_app.inbox.routes import routes
 from relay_app.inbox.service import Inbox
 from relay_app.ingest import Ingest
@@ -64,16 +65,24 @@ def install_inbox(
     config: ClusterConfig,
     ingest: Ingest,
     *,
-    free_bytes: FreeBytes | None = None,
+    gate: SpaceGate,
     clock: Callable[[], float] = time.time,
 ) -> Inbox:
     """Add the inbox to `app` (once) and return the running `Inbox`."""
     existing = app.config.get(CONFIG_KEY)
     if isinstance(existing, Inbox):
         return existing
-    inbox = Inbox(store, config, ingest, free_bytes=free_bytes, clock=clock)
+    inbox = Inbox(store, config, ingest, gate=gate, clock=clock)
     app.config[CONFIG_KEY] = inbox
     app.install(InboxPlugin(inbox))
     for method, path, handler in routes(inbox):
         app.route(path, method, handler)
+    return inbox
+
+
+def inbox_of(app: bottle.Bottle) -> Inbox:
+    """The `Inbox` that `install_inbox` (called by `create_app`) added to `app`."""
+    inbox = app.config.get(CONFIG_KEY)
+    if not isinstance(inbox, Inbox):
+        raise LookupError("this app has no inbox: build it with relay_app.app.create_app")
     return inbox

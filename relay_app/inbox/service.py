@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relay_app.diskspace import FreeBytes, SpaceGate, free_bytes_of
+from relay_app.diskspace import SpaceGate
 from relay_app.inbox.actions import Actions
 from relay_app.inbox.activity import THROUGHPUT_BUCKETS
 from relay_app.inbox.charts import sparkline
@@ -34,7 +34,7 @@ class Inbox:
         config: ClusterConfig,
         ingest: Ingest,
         *,
-        free_bytes: FreeBytes | None = None,
+        gate: SpaceGate,
         clock: Callable[[], float] = time.time,
         throttle: ThrottlePolicy | None = None,
     ) -> None:
@@ -53,9 +53,7 @@ class Inbox:
         # Parts read the clock through this object, so tests can move time for all of them.
         self.clock = clock
         now = self.now
-        self.gate = SpaceGate(
-            free_bytes or free_bytes_of(settings.data_dir), settings.min_free_bytes
-        )
+        self.gate = gate  # the relay's one gate, shared with its node API
         self.reader = InboxReader(path, now)
         self.writer = InboxWriter(path, ingest)
         self.lag_history = LagHistory()

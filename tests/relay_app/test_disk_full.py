@@ -7,6 +7,7 @@ from pathlib import Path
 
 import requests
 
+from relay_app.diskspace import SpaceGate
 from relay_app.server import RelayServer
 from relay_app.stores.sqlite import SqliteStore
 from tests.relay_app.conftest import RelayFactory
@@ -19,6 +20,8 @@ from tests.relay_app.helpers import (
     row_counts,
     stored_msg_ids,
 )
+from tests.relay_app.inbox.harness import Relay as InboxRelay
+from tests.relay_app.inbox.harness import start_relay as start_inbox_relay
 
 GIB = 1024**3
 
@@ -66,6 +69,40 @@ def test_below_the_free_space_floor_every_write_gets_507_and_reads_still_work(
         assert client.get("/healthz").json()["writes_accepted"]
     finally:
         client.close()
+
+
+def test_one_gate_refuses_node_writes_files_and_inbox_actions_alike(tmp_path: Path) -> None:
+    disk = FakeDisk(10 * GIB)
+    gate = SpaceGate(disk, floor=GIB)  # the inbox harness's config says no floor at all
+    relay = start_inbox_relay(tmp_path / "relay", gate=gate)
+    try:
+        assert relay.inbox.gate is gate
+        report = relay.send(agent_id="scout-1")
+        operator = relay.operator()
+        act = {"csrf": relay.csrf(operator), "action": "execute", "msg_id": [report.msg_id]}
+        node = relay.node()
+        disk.free = GIB - 1
+        refused = [
+            node.post(f"{relay.url}/sync/message", json=message().to_wire(), timeout=10),
+            node.post(f"{relay.url}/sync/files", data={"agent_id": "a-1"}, files={"f": b"x"}),
+        ]
+        page = operator.post(f"{relay.url}/messages/actions", data=act, timeout=10)
+        assert [r.status_code for r in refused] == [507, 507]
+        assert all("(relay.min_free_bytes)" in r.json()["error"] for r in refused)
+        assert "Nothing changed" in page.text
+        assert "(relay.min_free_bytes)" in page.text
+        assert _follow_ups(relay) == 0
+        disk.free = GIB
+        assert operator.post(f"{relay.url}/messages/actions", data=act, timeout=10).ok
+        assert _follow_ups(relay) == 1
+    finally:
+        relay.stop()
+
+
+def _follow_ups(relay: InboxRelay) -> int:
+    """The operator's follow-ups stored so far, as a node reads them."""
+    answer = relay.node().get(f"{relay.url}/query/messages", params={"agent": "operator"})
+    return int(answer.json()["total"])
 
 
 def test_the_real_free_space_probe_is_used_by_default(

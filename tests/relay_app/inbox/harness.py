@@ -6,7 +6,6 @@ import hashlib
 import re
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import bottle
 import requests
 
 from relay_app.app import create_app
-from relay_app.inbox import install_inbox
+from relay_app.diskspace import SpaceGate
+from relay_app.inbox import inbox_of
 from relay_app.inbox.service import Inbox
 from relay_app.ingest import Ingest
 from relay_app.passwords import hash_password
@@ -171,7 +171,7 @@ def start_relay(
     *,
     webhook: str | None = None,
     password_hash: str | None = PASSWORD_HASH,
-    free_bytes: Callable[[], int] | None = None,
+    gate: SpaceGate | None = None,
     trusted_proxies: tuple[str, ...] = (),
     ssl_context: ssl.SSLContext | None = None,
 ) -> Relay:
@@ -194,10 +194,11 @@ def start_relay(
     config = ClusterConfig(nodes=nodes, relay=settings, agents=(), config_dir=str(data_dir))
     store = SqliteStore(data_dir)
     ingest = Ingest.start(store)
-    probe = free_bytes or (lambda: 100 * 1024**3)
-    app = create_app(store, config, ingest=ingest, free_bytes=probe)
+    # Unless the test brings its own gate, a disk with room to spare whatever this one has.
+    gate = gate or SpaceGate(lambda: 100 * 1024**3, settings.min_free_bytes)
+    app = create_app(store, config, ingest=ingest, gate=gate)
     clock = Clock()
-    inbox = install_inbox(app, store, config, ingest, free_bytes=probe)
+    inbox = inbox_of(app)
     inbox.clock = clock
     http = serve_in_thread(app, "127.0.0.1", 0, name="test-relay", ssl_context=ssl_context)
     return Relay(http.url, store, ingest, app, inbox, http, clock)

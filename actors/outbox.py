@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from runtime.core.errors import RelayRejected, RelayUnavailable, RelayUntrusted
 from runtime.core.logsafe import quote
 from runtime.core.mailbox import take_waiting
 from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.sqlite import DatabaseError, is_damaged, move_aside
 from runtime.core.supervisor import SupervisedActor
 from runtime.core.sync_state import SyncState
 
@@ -43,8 +43,6 @@ DRAIN_THRESHOLD = 100
 SWEEP_PAGE = 1000
 MAX_ENQUEUE_GROUP = 500
 SWEEP_MAX_PAGES = 200
-# SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not busy or out of space.
-CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class OutboxActor(SupervisedActor):
@@ -109,10 +107,10 @@ class OutboxActor(SupervisedActor):
         """
         try:
             return OutboxStore(self._path, **self._store_args)
-        except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in CORRUPT_CODES:
+        except DatabaseError as exc:
+            if not is_damaged(exc):
                 raise
-            moved = _move_aside(Path(self._path), self._clock())
+            moved = move_aside(Path(self._path), self._clock())
             logger.error("agent %s: damaged outbox.db moved to %s: %s", self.agent_id, moved, exc)
         return OutboxStore(self._path, **self._store_args)
 
@@ -321,16 +319,6 @@ class _Recover:
     """To self at start: enqueue the unsynced messages written up to `cutoff`."""
 
     cutoff: float
-
-
-def _move_aside(path: Path, now: float) -> Path:
-    """Rename a damaged database (and its WAL and shared-memory files) out of the way."""
-    target = path.with_name(f"{path.name}.damaged-{int(now)}")
-    for suffix in ("-wal", "-shm", ""):
-        part = path.with_name(path.name + suffix)
-        if part.exists():
-            part.rename(target.with_name(target.name + suffix))
-    return target
 
 
 _HANDLERS: dict[type, Callable[[OutboxActor, Any], Any]] = {

@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# What any of the project's databases raises, named here so callers need not import sqlite3.
+DatabaseError = sqlite3.Error
+# SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not busy or out of space.
+DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -74,3 +78,18 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     """Tell whether SQLite refused a write because the disk or the page limit is full."""
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether a database error says the file itself is damaged (not busy or out of space)."""
+    return getattr(exc, "sqlite_errorcode", None) in DAMAGED_CODES
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Rename a damaged database (and its WAL and shared-memory files) out of the way."""
+    target = path.with_name(f"{path.name}.damaged-{int(now)}")
+    for suffix in ("-wal", "-shm", ""):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(target.with_name(target.name + suffix))
+    return target

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 import threading
 
 from runtime.core.errors import CommanderError
 from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.sqlite import DatabaseError
 from runtime.node.mail_store import MailStore
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class MailPoller:
                 try:
                     self.poll_once(client, self._wait)
                     delay = RETRY_BASE
-                except (CommanderError, OSError, ValueError, sqlite3.Error) as exc:
+                except (CommanderError, OSError, ValueError, DatabaseError) as exc:
                     logger.warning("mail poll failed (next in %.1fs): %s", delay, exc)
                     self._stopped.wait(delay)
                     delay = min(RETRY_CAP, delay * 2)

@@ -72,8 +72,8 @@ def _content(rng: random.Random, vocabulary: list[str], i: int) -> Any:
 
 def fill(path_dir: Path, count: int) -> Path:
     """Create the database with `count` messages and a complete full-text index."""
-    from relay_app.inbox.writer import index_pending
     from relay_app.stores.sqlite import SqliteStore
+    from relay_app.stores.sqlite_fts import index_pending
     from runtime.core.envelope import encode_content, new_msg_id
 
     store = SqliteStore(path_dir, synchronous="OFF")

@@ -6,7 +6,7 @@ One relay database grows from size to size. Filling is not timed through HTTP (a
 POSTs would take the whole run): rows go in through the store's own write path, the
 same `SqliteWriter.write` the IngestActor calls (executemany into every index, triggers
 included, synchronous FULL), 5,000 rows a transaction, and the full-text index is brought
-up to date with the inbox writer's own `index_pending`. No ANALYZE is run, since the relay
+up to date with the SQLite store's own `index_pending`. No ANALYZE is run, since the relay
 never runs one: query plans are the ones production gets.
 
 At each size a relay process serves the database and, from one keep-alive client:
@@ -87,8 +87,8 @@ def rows(
 
 def fill(data_dir: Path, have: int, want: int, rng: random.Random, timeline: Timeline) -> float:
     """Add rows through the store's own writer until `want` are stored; return the seconds."""
-    from relay_app.inbox.writer import index_pending
     from relay_app.stores.sqlite import SqliteStore
+    from relay_app.stores.sqlite_fts import index_pending
     from runtime.core.sqlite import connect
 
     words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9)))

@@ -63,7 +63,7 @@ class _Relay:
         self.gate = gate
         # Each commit of new messages wakes the nodes' parked mail polls it concerns.
         self.mail_room = MailRoom()
-        ingest.on_stored_rows(self.mail_room.ring)
+        store.on_stored(self.mail_room.ring)
         # Set when SQLite last reported the database full, cleared by the next commit.
         self.db_full = False
 

@@ -38,13 +38,8 @@ class Inbox:
         clock: Callable[[], float] = time.time,
         throttle: ThrottlePolicy | None = None,
     ) -> None:
-        """Open the inbox over the store's SQLite file (the inbox needs SQLite: FTS5).
-
-        ConfigError when the operator password file is missing or broken.
-        """
-        path = getattr(store, "path", None)
-        if not isinstance(path, Path):
-            raise TypeError("the /messages inbox needs the SQLite store (relay_app.stores.sqlite)")
+        """Open the inbox over the store; ConfigError when the operator password file is
+        missing or broken."""
         settings = config.relay
         password_hash = operator_password_hash(config)  # first: a ConfigError opens nothing
         self.store = store
@@ -54,11 +49,11 @@ class Inbox:
         self.clock = clock
         now = self.now
         self.gate = gate  # the relay's one gate, shared with its node API
-        self.reader = InboxReader(path, now)
-        self.writer = InboxWriter(path, ingest)
+        self.reader = InboxReader(store.inbox, now)
+        self.writer = InboxWriter(store, ingest)
         self.lag_history = LagHistory()
         self.proxies = Proxies(settings.trusted_proxies)
-        self.sessions = Sessions(now)
+        self.sessions = Sessions(store.sessions, ingest, now)
         self.logins = Logins(
             settings.operator_user, password_hash, self.sessions, LoginThrottle(throttle, now)
         )
@@ -103,7 +98,6 @@ class Inbox:
         return {"unread": self.reader.unread_count()}
 
     def close(self) -> None:
-        """Stop the password checks and the writer, close the read connections."""
+        """Stop the password checks and the indexer (the store closes its own readers)."""
         self.logins.close()
         self.writer.stop()
-        self.reader.close()

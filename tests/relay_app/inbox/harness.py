@@ -131,10 +131,7 @@ class Relay:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.inbox.writer.index_soon()
-            with self.store._reader() as conn:
-                top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-                done = conn.execute("SELECT value FROM inbox_state").fetchone()[0]
-            if done >= top:
+            if self.store.inbox.unindexed(1) is None:
                 return
             time.sleep(0.05)
         raise AssertionError("the full-text index did not catch up")

@@ -128,7 +128,7 @@ class CacheActor(SupervisedActor):
         ]
         if committed and self._on_commit is not None:
             # Not now: the uploader would wake and take the GIL before the writer hears its
-            # reply (p50 0.7 ms instead of 0.25 with write-through on). pykka answers
+            # reply, slowing every write with write-through on (docs/benchmarks.md). pykka answers
             # `first` when this returns; the message to self comes next. If the actor dies
             # first, the messages are committed and unsynced: the outbox's sweep sends them.
             self.actor_ref.tell(_Committed(tuple(committed)))

@@ -18,7 +18,8 @@ giving visibility under load (those polls are part of the relay's measured load)
 5 minutes of load (1 minute with --quick), after a warm-up that is not counted.
 
 Last line: {"relay_cpu_pct", "relay_rss_mb", "cpu_us_per_msg", "visible_p99_ms", ...}.
-Targets: relay_cpu_pct < 5, relay_rss_mb < 50 (the design's storage-host figures).
+Targets, the relay's budget on the storage host at this load: relay_cpu_pct < 5 (percent
+of one core), relay_rss_mb < 50.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The relay's Prometheus metrics: a WSGI middleware that times every request and serves /metrics.
 
-Names: htpc_write_throughput_bytes_total (bytes ingested, the design's name),
+Names: htpc_write_throughput_bytes_total (bytes ingested; fixed, as dashboards use it),
 commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route}
 (route, method and status from fixed sets: `route_of`, `method_of`, `status_of`),
 commander_relay_writes_refused_total{reason}, commander_relay_logins_total{outcome}

@@ -20,7 +20,7 @@ import yaml
 
 RULES = Path(__file__).resolve().parents[1] / "config/prometheus/alerts.yml"
 
-# Names that exist by design (decisions.md) or are agreed with the metrics' exporters.
+# The metric names the exporters promise (runtime/node/metrics.py, relay_app/metrics.py).
 KNOWN_METRICS = {
     "cache_bytes_used",
     "outbox_queue_depth",

@@ -170,10 +170,11 @@ NOTES: dict[str, str] = {
         "POSTs paced 20 ms apart over 25 keep-alive connections): cheroot workers (HTTP "
         "parsing, Bottle, validation, response) 0.69-0.83 ms, IngestActor (one row into 15 "
         "indexes, FULL commit) 0.55-0.63 ms, cheroot's selector 0.13-0.17 ms, FTS indexer "
-        "0.03 ms. synchronous=NORMAL takes about 0.3 ms off the commit (the fsync), but "
-        "decisions.md makes FULL the default; pinning the relay to one CPU takes about 10% "
-        "off. Fixed on the way: cheroot kept only 10 idle keep-alive connections, so past the "
-        "tenth uploader every message opened a new TCP connection (now 256); the FTS indexer "
+        "0.03 ms. synchronous=NORMAL takes about 0.3 ms off the commit (the fsync), but FULL "
+        "is the default so that a message acknowledged to a node survives a power cut; "
+        "pinning the relay to one CPU takes about 10% off. Fixed on the way: cheroot kept "
+        "only 10 idle keep-alive connections, so past the tenth uploader every message "
+        "opened a new TCP connection (now 256); the FTS indexer "
         "polled at 5 Hz and committed up to 5 times a second (now woken by the ingest, one "
         "pass per 0.25 s of news). What would close it: fewer requests per message (a node "
         "sending its agents' messages over one streamed connection, or batching them with a "
@@ -283,7 +284,7 @@ SCALING_QUERIES = ("api_p99_ms", "since_p99_ms", "inbox_p99_ms", "search_p99_ms"
 
 
 def scaling_misses(results: Results) -> list[str]:
-    """The corpus sizes at which some query's p99 is over the design's 50 ms."""
+    """The corpus sizes at which some query's p99 is over its target (QUERY_TARGET_MS)."""
     at = results.get("scaling", {}).get("at", {})
     return [
         size

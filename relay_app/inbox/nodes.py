@@ -1,4 +1,4 @@
-"""Node health for the inbox: green / yellow / red per node, and the design's alerts.
+"""Node health for the inbox: green / yellow / red per node, and the dashboard's alerts.
 
 A node's colour comes from its reported sync lag (the age of its oldest message not yet
 acknowledged by the relay), the age of its last report (a silent node turns red), full
@@ -61,7 +61,7 @@ class NodeHealth:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A banner on the inbox: the design's wording first."""
+    """A banner on the inbox: its fixed title first, then what it is about."""
 
     title: str
     detail: str
@@ -126,7 +126,7 @@ def _agent(data: dict[str, Any]) -> AgentHealth:
 
 
 def alerts(nodes: Iterable[NodeHealth], free_bytes: int | None, floor: int) -> list[Alert]:
-    """The design's dashboard alerts: Sync lag, Node X cache full, HTPC storage critical."""
+    """The dashboard's alerts: Sync lag, Node X cache full, HTPC storage critical."""
     found: list[Alert] = []
     if free_bytes is not None and free_bytes < max(HTPC_CRITICAL_BYTES, 2 * floor):
         detail = f"{size(free_bytes)} free on the relay's data directory (writes stop below "

@@ -40,10 +40,10 @@ class ThrottlePolicy:
     # by someone sharing their address waits at most this long between tries.
     max_delay_s: float = 300.0
     forget_after_s: float = 3600.0
-    # About 130 bytes an entry: 10,000 addresses stay under 2 MB.
+    # Bounds the memory the remembered addresses take (docs/benchmarks.md).
     max_addresses: int = 10_000
-    # One scrypt hash costs about 45 ms of one core here: 5 a second is under a quarter
-    # of a core, whoever asks; the one operator never logs in that often.
+    # Bounds the CPU all logins together spend hashing to a small share of one core
+    # (docs/benchmarks.md), whoever asks; the one operator never logs in that often.
     hashes_per_s: float = 5.0
     hash_burst: float = 10.0
     known_addresses: int = 16

@@ -1,10 +1,11 @@
 """Password checks on one dedicated thread behind a bounded queue.
 
 scrypt takes a 16 MiB buffer per hash. Hashed in the HTTP worker threads, every worker
-that ever took a login kept such a buffer in its own glibc malloc arena (100 failed
-logins: 37 MB -> 422 MB), and 16 workers hashing at once left none for ingest. Here
-one thread hashes, so the buffer lives in one arena whatever thread took the request;
-a full queue is refused at once (`VerifierBusy`) instead of parking more workers.
+that ever took a login kept such a buffer in its own glibc malloc arena (memory grew
+with every worker: docs/benchmarks.md), and 16 workers hashing at once left none for
+ingest. Here one thread hashes, so the buffer lives in one arena whatever thread took
+the request; a full queue is refused at once (`VerifierBusy`) instead of parking more
+workers.
 
 That arena keeps the one buffer from the second hash on (about 16 MiB, for the relay's
 life: glibc mmaps the first, then raises its mmap threshold past that size, and returns a
@@ -23,9 +24,9 @@ from relay_app.passwords import verify_password
 
 logger = logging.getLogger(__name__)
 
-# Attempts waiting for the hashing thread: with the throttle's budget (5 hashes a second
-# of about 45 ms each) the queue is nearly always empty; 4 absorbs a burst, and at most
-# 5 worker threads ever wait on it.
+# Attempts waiting for the hashing thread: with the throttle's budget (5 hashes a second,
+# each far shorter than that second) the queue is nearly always empty; 4 absorbs a burst,
+# and at most 5 worker threads ever wait on it.
 QUEUE_SIZE = 4
 # A worker waits at most this long for its answer (the queue's worth of hashes, with room
 # for a loaded machine) before answering "busy".

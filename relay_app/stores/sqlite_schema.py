@@ -7,7 +7,7 @@ inbox indexes, ...); never edit one that has shipped.
 
 from __future__ import annotations
 
-# The design's columns (id .. synced) plus what the cluster needs to know about a
+# A node cache's columns (id .. synced) plus what the cluster needs to know about a
 # message: which node and agent sent it, its priority, its inbox status and when the
 # relay stored it. AUTOINCREMENT keeps ids from ever being reused, so the keyset
 # cursor of GET /query/messages stays valid across deletes.

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # asyncio gives each TLS connection a receive buffer of SSLProtocol.max_size (256 KiB),
-# allocated and zeroed up front: 1,000 idle TLS connections held 290 MB of the relay
-# (its unit allows 512). A TLS record is at most 16 KiB; 32 KiB takes two per read.
+# allocated and zeroed up front: idle TLS connections alone would take much of the
+# 512 MB the relay's unit allows (docs/benchmarks.md). A TLS record is at most 16 KiB;
+# 32 KiB takes two per read.
 # Only the relay's and the node's fronts use asyncio's TLS in these processes.
 RECEIVE_BUFFER = 32 * 1024
 sslproto.SSLProtocol.max_size = min(sslproto.SSLProtocol.max_size, RECEIVE_BUFFER)

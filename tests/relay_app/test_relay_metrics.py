@@ -1,4 +1,4 @@
-"""The relay's /metrics: valid exposition, the design's name, refusals and node report ages."""
+"""The relay's /metrics: valid exposition, htpc_write_throughput, refusals, node report ages."""
 
 from __future__ import annotations
 

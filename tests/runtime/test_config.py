@@ -1,4 +1,4 @@
-"""Config loading: the design's schema, defaults, sizing and every error class."""
+"""Config loading: relay.yaml and agents/*.yaml keys, defaults, sizing and every error class."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_the_example_config_in_the_repository_loads() -> None:
         ("reasoner", 64_000, 564),
     ],
 )
-def test_sizing_reproduces_the_design_table(role: str, tokens: int | None, total_mib: int) -> None:
+def test_each_role_gets_its_cache_size(role: str, tokens: int | None, total_mib: int) -> None:
     assert cache_bytes(role, tokens) == total_mib * MIB
 
 

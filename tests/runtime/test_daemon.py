@@ -114,7 +114,7 @@ def test_bad_requests_get_clear_4xx_and_the_node_stays_up(tmp_path: Path) -> Non
     assert node.terminate() == 0
 
 
-def test_metrics_expose_the_design_names_with_labels(tmp_path: Path) -> None:
+def test_metrics_expose_the_fixed_names_with_their_labels(tmp_path: Path) -> None:
     node = start_node(tmp_path)
     NodeClient(node.sockets, "a1").write("hello")
     text = requests.get(node.url + "/metrics", timeout=10).text

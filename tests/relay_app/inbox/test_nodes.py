@@ -1,4 +1,4 @@
-"""Node colours and the design's alerts."""
+"""Node colours and the dashboard's alerts (sync lag, a node's cache full, storage critical)."""
 
 from __future__ import annotations
 

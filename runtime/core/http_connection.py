@@ -98,8 +98,7 @@ class Connection(asyncio.Protocol):
         """Admit the connection (or drop it), then wait for its first request."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if not self.front.admit(self):
-            transport.abort()
+        if not self.front.admit(self):  # refused: dropped already
             return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:  # no Nagle: answers go out whole

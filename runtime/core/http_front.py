@@ -95,9 +95,10 @@ class Front:
         return Connection(self) if self.tls is None else TlsGate(self, self.tls)
 
     def admit(self, connection: Held) -> bool:
-        """Make room for a new connection if at the limit; False to refuse it."""
+        """Make room for a new connection if at the limit; False: refused, and dropped."""
         full = len(self.connections) >= self.limits.max_connections
         if self.closing or (full and not self._evict_one()):
+            connection.abort()
             return False
         self.connections[connection] = None
         return True

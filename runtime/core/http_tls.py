@@ -75,8 +75,7 @@ class TlsGate(asyncio.Protocol):
         """Admit it, then wait (without reading) for its first byte."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if not self.front.admit(self):
-            transport.abort()
+        if not self.front.admit(self):  # refused: dropped already
             return
         self.timer = self._loop.call_later(self.front.limits.head_timeout, self.abort)
         # Not paused here: on Python 3.11.2 (Debian 12's) the transport starts reading

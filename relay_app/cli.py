@@ -56,12 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*COMMANDS, "-h", "--help"):
         args.insert(0, "serve")
-    parsed = _parser().parse_args(args)
-    try:
-        return int(parsed.run(parsed))
-    except ConfigError as exc:
-        print(f"commander-relay: configuration problem:\n{exc}", file=sys.stderr)
-        return 2
+    return daemon.run_command("commander-relay", _parser().parse_args(args))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,12 +14,15 @@ order, each even when one before it failed. Exit codes, as systemd units expect 
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runtime.core import notify
+from runtime.core.errors import ConfigError
 from runtime.core.signals import install_signal_handlers
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "Service",
     "ShutdownStep",
     "run",
+    "run_command",
     "shut_down",
     "stop_on_signals",
 ]
@@ -101,3 +105,17 @@ def shut_down(steps: Sequence[ShutdownStep]) -> bool:
             logger.exception("shutdown step %r failed", name)
             ok = False
     return ok
+
+
+def run_command(
+    prog: str, args: argparse.Namespace, failures: tuple[type[Exception], ...] = ()
+) -> int:
+    """Run the subcommand `args.run` chose; bad config exits 2 and `failures` exit 1, on stderr."""
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"{prog}: configuration problem:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except failures as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

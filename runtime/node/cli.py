@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.core.errors import CommanderError, ConfigError
+from runtime.core import daemon
+from runtime.core.errors import CommanderError
 from runtime.core.ids import ID_RULE, is_id
 from runtime.core.token_files import (
     agent_hashes_path,
@@ -40,14 +41,7 @@ DEFAULT_SOCKET_DIR = "/run/commander-node"
 def main(argv: Sequence[str]) -> int:
     """Run one admin command; return the exit status."""
     args = _parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except ConfigError as exc:
-        print(f"commander-node: configuration problem:\n{exc}", file=sys.stderr)
-        return 2
-    except (CommanderError, OSError) as exc:
-        print(f"commander-node: {exc}", file=sys.stderr)
-        return 1
+    return daemon.run_command("commander-node", args, (CommanderError, OSError))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.core.envelope import MessageEnvelope, decode_content, encode_content
 from runtime.core.errors import CacheFull, InvalidMessage
-from runtime.core.sqlite import connect, is_disk_full, migrate, transaction
+from runtime.core.sqlite import connect, filter_terms, is_disk_full, migrate, transaction
 
 CREATE_MESSAGES = """
 CREATE TABLE messages (
@@ -311,19 +311,10 @@ class CacheStore:
         At most `q.limit` messages and about QUERY_BYTES of content: a caller that gets
         fewer than it asked for continues with `since` at the last timestamp.
         """
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (
-            ("task_id", q.task_id),
-            ("sender", q.sender),
-            ("recipient", q.recipient),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if q.since is not None:
-            where.append("timestamp >= ?")
-            args.append(q.since)
+        where, args = filter_terms(
+            (("task_id", q.task_id), ("sender", q.sender), ("recipient", q.recipient)),
+            since=q.since,
+        )
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {COLUMNS} FROM messages {clause} ORDER BY timestamp, id LIMIT ?"
         cursor = self.conn.execute(sql, [*args, max(0, min(q.limit, 10_000))])

@@ -327,13 +327,7 @@ def _time_index_hint(conn: sqlite3.Connection, query: MessageQuery) -> str:
     """
     if query.since is None and query.until is None:
         return ""
-    bounds, params = [], []
-    if query.since is not None:
-        bounds.append("timestamp >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        bounds.append("timestamp < ?")
-        params.append(query.until)
+    bounds, params = rsqlite.filter_terms(since=query.since, until=query.until)
     probe = conn.execute(
         "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY idx_messages_timestamp"
         f" WHERE {' AND '.join(bounds)} LIMIT ?)",
@@ -354,13 +348,8 @@ def _where(query: MessageQuery) -> tuple[str, list[Any]]:
         else:
             clauses.append(f"{column} IN ({','.join('?' * len(values))})")
         params.extend(values)
-    if query.since is not None:
-        clauses.append("timestamp >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("timestamp < ?")
-        params.append(query.until)
-    return " AND ".join(clauses) or "1", params
+    bounds, times = rsqlite.filter_terms(since=query.since, until=query.until)
+    return " AND ".join(clauses + bounds) or "1", params + times
 
 
 def _bounded_page(

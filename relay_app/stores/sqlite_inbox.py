@@ -27,6 +27,7 @@ from relay_app.stores import sqlite_inbox_details as details
 from relay_app.stores.sqlite_budget import budgeted, budgeted_count, within
 from relay_app.stores.sqlite_pool import ReadPool
 from relay_app.stores.sqlite_rows import INBOX_COLUMNS, inbox_row
+from runtime.core.sqlite import filter_terms
 
 FTS_JOIN = "messages_fts f CROSS JOIN messages m ON m.id = f.rowid"  # FTS drives the loop
 
@@ -193,22 +194,19 @@ def conditions(query: InboxQuery, *, plus: bool = False) -> tuple[list[str], lis
     elif query.status != "all":
         where.append(f"{p}m.status = ?")
         params.append(query.status)
-    for column, value in (
+    fields = (
         ("role", query.role),
         ("agent_id", query.agent_id),
         ("node_id", query.node_id),
         ("priority", query.priority),
-    ):
-        if value is not None:
-            where.append(f"{p}m.{column} = ?")
-            params.append(value)
-    if query.since is not None:
-        where.append(f"{p}m.timestamp >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        where.append(f"{p}m.timestamp < ?")
-        params.append(query.until)
-    return where, params
+    )
+    terms, values = filter_terms(
+        ((f"{p}m.{column}", value) for column, value in fields),
+        since=query.since,
+        until=query.until,
+        timestamp=f"{p}m.timestamp",
+    )
+    return where + terms, params + values
 
 
 def searched(search: SearchQuery) -> tuple[str, str, list[str], list[Any]]:

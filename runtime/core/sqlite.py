@@ -8,9 +8,10 @@ migrations, one transaction each, tracked in `PRAGMA user_version`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # What any of the project's databases raises, named here so callers need not import sqlite3.
@@ -93,3 +94,30 @@ def move_aside(path: Path, now: float) -> Path:
         if part.exists():
             part.rename(target.with_name(target.name + suffix))
     return target
+
+
+def filter_terms(
+    equal: Iterable[tuple[str, object]] = (),
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    timestamp: str = "timestamp",
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms and their bound values: `column = ?` for each pair whose value is set,
+    then `timestamp >= since` and `timestamp < until` where given.
+
+    Column names are pasted into the SQL: callers pass constants only.
+    """
+    terms: list[str] = []
+    values: list[Any] = []
+    for column, value in equal:
+        if value is not None:
+            terms.append(f"{column} = ?")
+            values.append(value)
+    if since is not None:
+        terms.append(f"{timestamp} >= ?")
+        values.append(since)
+    if until is not None:
+        terms.append(f"{timestamp} < ?")
+        values.append(until)
+    return terms, values

@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -159,7 +159,7 @@ def _walk(value: Any, depth: int) -> bool:
             raise _Refusal(f"nesting deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
             return _walk_object(value, depth) and kind is dict
-        return _walk_array(value, depth) and kind is list
+        return _walk_items(enumerate(value), depth) and kind is list
     plain = _plain(value)  # a subclass (IntEnum, ...) is stored as its plain value
     if plain is None:
         raise _Refusal(f"{kind.__name__} is not a JSON value")
@@ -184,26 +184,28 @@ def _encode_plain(value: Any) -> Any:
 
 
 def _walk_object(value: dict[Any, Any], depth: int) -> bool:
+    keys_plain = True
+
+    def checked() -> Iterator[tuple[str, Any]]:
+        """The items in order, each key refused as it is reached if it is not a string."""
+        nonlocal keys_plain
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _Refusal(f"object key {key!r} is not a string")
+            keys_plain = keys_plain and type(key) is str
+            yield key, item
+
+    return _walk_items(checked(), depth) and keys_plain
+
+
+def _walk_items(items: Iterable[tuple[str | int, Any]], depth: int) -> bool:
+    """Walk an object's or array's items; a refusal names the key or index it came from."""
     plain = True
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise _Refusal(f"object key {key!r} is not a string")
-        plain = plain and type(key) is str
+    for where, item in items:
         try:
             plain = _walk(item, depth + 1) and plain
         except _Refusal as exc:
-            exc.path.append(f"[{key[:40]!r}]")
-            raise
-    return plain
-
-
-def _walk_array(value: list[Any] | tuple[Any, ...], depth: int) -> bool:
-    plain = True
-    for index, item in enumerate(value):
-        try:
-            plain = _walk(item, depth + 1) and plain
-        except _Refusal as exc:
-            exc.path.append(f"[{index}]")
+            exc.path.append(f"[{where[:40]!r}]" if isinstance(where, str) else f"[{where}]")
             raise
     return plain
 

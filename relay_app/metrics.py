@@ -12,10 +12,8 @@ commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{no
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -102,11 +100,21 @@ class RelayCollector(Collector):
     """Reads the store's figures and the disk at scrape time."""
 
     def __init__(
-        self, store: MessageStore, data_dir: str | Path, clock: Callable[[], float] = time.time
+        self,
+        store: MessageStore,
+        free_bytes: Callable[[], int],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._data_dir = Path(data_dir)
+        self._free_bytes = free_bytes
         self._clock = clock
+
+    def _free(self) -> int:
+        """Free bytes as the relay's gate sees them; 0 while the data disk cannot be read."""
+        try:
+            return self._free_bytes()
+        except OSError:
+            return 0
 
     def collect(self) -> Iterator[Any]:
         """Yield the gauges."""
@@ -114,9 +122,10 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "commander_relay_database_bytes", "Cluster database size.", value=figures.database_bytes
         )
-        free = shutil.disk_usage(self._data_dir).free if self._data_dir.exists() else 0
         yield GaugeMetricFamily(
-            "commander_relay_free_disk_bytes", "Free bytes on the data disk.", value=free
+            "commander_relay_free_disk_bytes",
+            "Free bytes on the data disk.",
+            value=self._free(),
         )
         yield GaugeMetricFamily(
             "commander_relay_messages_stored",
@@ -144,10 +153,10 @@ class RelayCollector(Collector):
 class MetricsMiddleware:
     """Wraps the relay's WSGI app: counts and times requests, answers GET /metrics itself."""
 
-    def __init__(self, app: WsgiApp, store: MessageStore, data_dir: str | Path) -> None:
+    def __init__(self, app: WsgiApp, store: MessageStore, free_bytes: Callable[[], int]) -> None:
         self.app = app
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RelayCollector(store, data_dir))
+        self.registry.register(RelayCollector(store, free_bytes))
         self.requests = Counter(
             "commander_relay_requests",
             "HTTP responses by route, method and status.",

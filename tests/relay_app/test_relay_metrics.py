@@ -40,7 +40,7 @@ def test_ingest_refusals_and_reports_show_in_metrics(tmp_path: Path) -> None:
         assert ok.status_code == 200
         report = {"node_id": "node-a", "sent_at": 1.0, "agents": []}
         requests.post(f"{relay.url}/sync/status", json=report, headers=HEADERS, timeout=5)
-        free["bytes"] = 0
+        free["bytes"] = 4096
         refused = requests.post(f"{relay.url}/sync/message", json=body, headers=HEADERS, timeout=5)
         assert refused.status_code == 507
         families = scrape(relay.url)
@@ -49,7 +49,8 @@ def test_ingest_refusals_and_reports_show_in_metrics(tmp_path: Path) -> None:
         assert value(families, "commander_relay_messages_stored") == 1
         assert value(families, "commander_relay_requests", route="/sync/message", status="507") == 1
         assert value(families, "commander_relay_node_last_report_age_seconds", node="node-a") >= 0
-        assert value(families, "commander_relay_free_disk_bytes") > 0
+        # The figure the relay's one free-space gate refused by, not a second reading.
+        assert value(families, "commander_relay_free_disk_bytes") == 4096
         assert "commander_relay_request_seconds" in families
 
 

@@ -26,6 +26,7 @@ from runtime.core.api_schemas import (
     json_body,
     metrics_operation,
     parameter,
+    with_malformed,
 )
 from runtime.core.config import RelaySettings
 
@@ -58,7 +59,7 @@ def relay_document(settings: RelaySettings) -> dict[str, Any]:
             '`{"error": "..."}` naming the field at fault.',
         },
         "servers": [{"url": "http://127.0.0.1:8001", "description": "make run"}],
-        "paths": {**_node_paths(settings), **inbox_paths()},
+        "paths": with_malformed({**_node_paths(settings), **inbox_paths()}),
         "components": {"schemas": _schemas(settings), "securitySchemes": _schemes()},
     }
 

@@ -190,7 +190,8 @@ def page_request(params: Mapping[str, Sequence[str]]) -> PageRequest:
         after_id, descending, page = decode_cursor(cursor)
         return PageRequest(_with(base, after_id=after_id, descending=descending), page)
     page = _int_param(params, "page", 1)
-    order = _single(params, "order") or "desc"
+    order = _single(params, "order")
+    order = "desc" if order is None else order  # `order=` (empty) is refused, not a default
     if order not in ("asc", "desc"):
         raise BadRequest("order: expected 'asc' or 'desc'")
     query = _with(base, offset=(page - 1) * limit, descending=order == "desc")

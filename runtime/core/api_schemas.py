@@ -138,10 +138,28 @@ def json_body(schema: Schema, description: str, example: Any = None) -> Schema:
     return {"description": description, "content": {"application/json": media}}
 
 
+MALFORMED = "The request breaks HTTP/1.1 (a control character in a header, say)."
+
+
 def error_responses(statuses: dict[int, str]) -> dict[str, Schema]:
     """Documented refusals: each status with its meaning and the Error schema."""
     ref = {"$ref": "#/components/schemas/Error"}
     return {str(code): json_body(ref, text) for code, text in statuses.items()}
+
+
+def with_malformed(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """`paths` with a 400 on every operation that names none: the HTTP front answers any
+    request whose head breaks HTTP/1.1 before a route sees it."""
+    malformed = error_responses({400: MALFORMED})
+    return {
+        path: {
+            method: operation
+            if "400" in operation["responses"]
+            else {**operation, "responses": {**operation["responses"], **malformed}}
+            for method, operation in item.items()
+        }
+        for path, item in paths.items()
+    }
 
 
 def parameter(name: str, where: str, schema: Schema, description: str, **extra: Any) -> Schema:

@@ -24,6 +24,7 @@ from runtime.core.api_schemas import (
     parameter,
     priority_schema,
     text_schema,
+    with_malformed,
 )
 
 VERSION = "0.1.0"
@@ -60,21 +61,23 @@ def node_document(
             "loopback TCP, where an agent's routes need its bearer token.",
         },
         "servers": [{"url": "http://127.0.0.1:8002", "description": "default --listen"}],
-        "paths": {
-            "/agents/{agent_id}/messages": {
-                "post": _write(agent, max_body),
-                "get": _query(agent, max_limit),
-            },
-            "/agents/{agent_id}/messages/{msg_id}": {"get": _read(agent)},
-            "/agents/{agent_id}/status": {"get": _agent_status(agent)},
-            "/agents/{agent_id}/inbox": {"get": _inbox(agent)},
-            "/agents/{agent_id}/inbox/ack": {"post": _ack(agent)},
-            "/status": {"get": _status()},
-            "/outbox/retry-failed": {"post": _retry_failed()},
-            "/healthz": {"get": _healthz()},
-            "/metrics": {"get": _refused_at_the_door(metrics_operation())},
-            "/openapi.json": {"get": _refused_at_the_door(document_operation())},
-        },
+        "paths": with_malformed(
+            {
+                "/agents/{agent_id}/messages": {
+                    "post": _write(agent, max_body),
+                    "get": _query(agent, max_limit),
+                },
+                "/agents/{agent_id}/messages/{msg_id}": {"get": _read(agent)},
+                "/agents/{agent_id}/status": {"get": _agent_status(agent)},
+                "/agents/{agent_id}/inbox": {"get": _inbox(agent)},
+                "/agents/{agent_id}/inbox/ack": {"post": _ack(agent)},
+                "/status": {"get": _status()},
+                "/outbox/retry-failed": {"post": _retry_failed()},
+                "/healthz": {"get": _healthz()},
+                "/metrics": {"get": _refused_at_the_door(metrics_operation())},
+                "/openapi.json": {"get": _refused_at_the_door(document_operation())},
+            }
+        ),
         "components": {"schemas": _schemas(), "securitySchemes": _security()},
     }
 

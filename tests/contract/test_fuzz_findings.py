@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 import requests
 
 from runtime.core.envelope import new_msg_id
-from tests.contract.conftest import NODE, NODE_HEADERS, Live
+from tests.contract.conftest import AGENT, NODE, NODE_HEADERS, Live
 
 
 def _message(**fields: Any) -> dict[str, Any]:
@@ -52,3 +53,32 @@ def test_metrics_answers_405_naming_get_to_any_other_method(live: Live, method: 
     assert response.headers["Allow"] == "GET, HEAD"
     assert "error" in response.json()
     assert requests.head(live.relay.url + "/metrics", timeout=30).status_code == 200
+
+
+def _raw_get(url: str, path: str, authorization: str) -> bytes:
+    """The answer's status line to a GET whose Authorization value is sent byte for byte."""
+    host, port = url.split("//")[1].split(":")
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1"))
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_a_control_character_in_a_header_is_a_documented_400_on_every_operation(
+    live: Live,
+) -> None:
+    """The fuzzer sent `Authorization: Bearer \\x01…` to GET /agents/a1/status: the front
+    answered 400, which that operation did not document. Every operation documents it now."""
+    assert _raw_get(live.node.url, f"/agents/{AGENT}/status", "Bearer \x01x") == (
+        b"HTTP/1.1 400 Bad Request"
+    )
+    assert _raw_get(live.relay.url, "/query/messages", "Bearer \x7f") == b"HTTP/1.1 400 Bad Request"
+    for url in (live.node.url, live.relay.url):
+        document = requests.get(url + "/openapi.json", timeout=30).json()
+        undocumented = [
+            f"{method.upper()} {path}"
+            for path, item in document["paths"].items()
+            for method, operation in item.items()
+            if "400" not in operation["responses"]
+        ]
+        assert undocumented == [], url

@@ -211,6 +211,7 @@ QUERY_CASES = [
     ({"since": "yesterday"}, "since"),
     ({"until": "inf"}, "until"),
     ({"order": "sideways"}, "order"),
+    ({"order": ""}, "order"),
     ({"next": "not-a-cursor"}, "next"),
     ({"priority": "urgent"}, "priority"),
     ({"status": "deleted"}, "status"),

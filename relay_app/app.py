@@ -46,6 +46,10 @@ from relay_app.validate import (
 from runtime.core.config import ClusterConfig
 from runtime.core.http_query import decoded_query
 
+# The WSGI environ key where a write leaves how many messages it newly stored, for
+# relay_app.metrics (a repeat of a known msg_id stores nothing).
+STORED_KEY = "commander.messages_stored"
+
 
 class _Relay:
     """The state the routes share: store, writer handle, limits, tokens, disk gate."""
@@ -101,6 +105,8 @@ class _Relay:
             self.db_full = True
             raise
         self.db_full = False
+        if isinstance(op, StoreMessages):
+            bottle.request.environ[STORED_KEY] = result.inserted
         return result
 
 

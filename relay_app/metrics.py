@@ -3,6 +3,9 @@
 Names: htpc_write_throughput_bytes_total (bytes ingested; fixed, as dashboards use it),
 commander_relay_requests_total{route,method,status}, commander_relay_request_seconds{route}
 (route, method and status from fixed sets: `route_of`, `method_of`, `status_of`),
+commander_relay_messages_ingested_total (messages newly stored), the process collector's
+process_cpu_seconds_total and process_resident_memory_bytes (CPU per message is
+rate(process_cpu_seconds_total) / rate(commander_relay_messages_ingested_total)),
 commander_relay_writes_refused_total{reason}, commander_relay_logins_total{outcome}
 (success, failure, throttled, busy), and, read at scrape time from the store's figures
 (`MessageStore.figures`) and the disk,
@@ -16,10 +19,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from relay_app.app import STORED_KEY
 from relay_app.errors import RelayAppError
 from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
@@ -173,6 +183,13 @@ class MetricsMiddleware:
         self.ingested = Counter(
             "htpc_write_throughput_bytes", "Bytes of messages ingested.", registry=self.registry
         )
+        self.stored = Counter(
+            "commander_relay_messages_ingested",
+            "Messages newly stored by this relay (repeats of known msg_ids not counted).",
+            registry=self.registry,
+        )
+        # process_cpu_seconds_total and resident memory: CPU per message is their ratio.
+        ProcessCollector(registry=self.registry)
         self.refused = Counter(
             "commander_relay_writes_refused",
             "Writes refused, by reason.",
@@ -239,5 +256,6 @@ class MetricsMiddleware:
         if route.startswith("/sync/message") and method == "POST":
             if 200 <= status < 300:
                 self.ingested.inc(int(environ.get("CONTENT_LENGTH") or 0))
+                self.stored.inc(environ.get(STORED_KEY, 0))
             elif status in REFUSALS:
                 self.refused.labels(REFUSALS[status]).inc()

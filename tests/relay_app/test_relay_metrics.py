@@ -58,3 +58,28 @@ def test_routes_are_bounded_labels() -> None:
     assert route_of("/query/messages/0190-abc") == "/query/messages/*"
     assert route_of("/sync/messages") == "/sync/messages"
     assert route_of("/../../etc/passwd") == "other"
+
+
+def test_messages_stored_and_cpu_seconds_give_the_cost_of_a_message(tmp_path: Path) -> None:
+    """Messages newly stored count once (a repeat stores nothing) beside the process's CPU."""
+    with RelayServer(cluster(tmp_path / "relay"), host="127.0.0.1", port=0) as relay:
+        first = MessageEnvelope.new(agent_id="a1", node_id="node-a", content={"x": 1}).to_wire()
+        batch = {
+            "batch_id": "b-1",
+            "node_id": "node-a",
+            "messages": [
+                first,
+                *(
+                    MessageEnvelope.new(agent_id="a1", node_id="node-a", content={"n": n}).to_wire()
+                    for n in range(3)
+                ),
+            ],
+        }
+        for url, body in ((f"{relay.url}/sync/message", first),) * 2 + (
+            (f"{relay.url}/sync/messages", batch),
+        ):
+            assert requests.post(url, json=body, headers=HEADERS, timeout=5).status_code == 200
+        families = scrape(relay.url)
+        assert value(families, "commander_relay_messages_ingested") == 4
+        assert value(families, "process_cpu_seconds") > 0
+        assert value(families, "process_resident_memory_bytes") > 0

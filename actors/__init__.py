@@ -1,4 +1,4 @@
-"""One agent's actors on a node: its cache, its outbox, its uploader, and the node's metrics.
+"""A node's actors: each agent's cache and outbox, the node's uploader and metrics.
 
 They stand on the kernel (`runtime.core`) and talk through the messages of `actors.messages`.
 """
@@ -10,7 +10,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "cache": ("CacheActor",),
         "outbox": ("OutboxActor",),
-        "uploader": ("UploaderActor",),
+        "uploader": ("UploaderActor", "UploadRoute"),
         "metrics": ("MetricsActor",),
         "cache_store": ("CacheStore",),
         "outbox_store": ("OutboxStore",),

@@ -1,16 +1,19 @@
 """A node: the supervised actors of every agent configured on one machine.
 
 Per agent, in start order: CacheActor (owns messages.db), OutboxActor (owns
-outbox.db, retries), UploaderActor (write-through). A commit in the cache is
-told to the uploader; what the uploader cannot deliver goes to the outbox.
-Per node: one MailPoller long-polls the relay for every agent's mail into the
+outbox.db, retries). Per node: one UploaderActor (write-through) for every agent,
+so messages committed while a push is in flight share the next request; a commit
+in any cache is told to it, and what it cannot deliver goes to that agent's
+outbox. One MailPoller long-polls the relay for every agent's mail into the
 MailStore (runtime.node.mail_store), which `AgentHandle.receive` reads.
 
 Each agent has its own supervisor: past its restart intensity that agent is down
 (its asks fail at once, /status and /metrics say so) and is started again after a
 growing delay, while the other agents and the process go on. What a restart
 cannot fix in one agent's data must not cost every other agent its node. Only the
-MetricsActor's supervisor gives up for the whole node, as before.
+MetricsActor's supervisor gives up for the whole node, as before. The uploader has a
+supervisor of its own that revives it like an agent: while it is down, the outboxes'
+sweeps deliver everything, late but whole.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from actors.messages import Maintain, Push, Tick
 from actors.metrics import AgentFigures, AgentSources, MetricsActor, collect_figures
 from actors.outbox import OutboxActor
 from actors.outbox_store import outbox_path
-from actors.uploader import UploaderActor
+from actors.uploader import UploaderActor, UploadRoute
 from runtime.core.backoff import sync_backoff
 from runtime.core.config import AgentConfig, ClusterConfig, load_config
 from runtime.core.envelope import MessageEnvelope
@@ -78,14 +81,13 @@ class AgentActors:
     config: AgentConfig
     cache: ChildHandle
     outbox: ChildHandle
-    uploader: ChildHandle
     sync: SyncState
     supervisor: Supervisor
     board: AgentBoard
 
 
 class Node:
-    """Runs the cache, outbox and uploader actors of every agent of one node."""
+    """Runs every agent's cache and outbox, and the node's uploader, metrics and mail."""
 
     def __init__(
         self,
@@ -112,6 +114,8 @@ class Node:
         self.agents: dict[str, AgentHandle] = {}
         self.actors: dict[str, AgentActors] = {}
         self.metrics_actor: ChildHandle
+        self.uploader: ChildHandle | None = None
+        self.uploader_supervisor = self._revived_supervisor(f"uploader:{node_id}")
         self.target = self._relay_target()
         self.mail: MailStore | None = None
         self.mail_poller: MailPoller | None = None
@@ -132,6 +136,10 @@ class Node:
         self.mail = MailStore(mail_path(self.options.data_dir), "NORMAL")
         for agent in agents:
             self._add_agent(agent)
+        if self.target is not None and agents:
+            self.uploader = self.uploader_supervisor.add(
+                ChildSpec("uploader", self._uploader_factory(agents), Restart.PERMANENT)
+            )
         self.metrics_actor = self.supervisor.add(
             ChildSpec("metrics", self._metrics_factory(), Restart.PERMANENT)
         )
@@ -141,6 +149,7 @@ class Node:
         self.ticker.every(report, "status-report", _periodic(self.metrics_actor, Tick()))
         for actors in self.actors.values():
             actors.supervisor.start()
+        self.uploader_supervisor.start()
         self.supervisor.start()
         self.ticker.start()
         self._start_mail(agents)
@@ -154,6 +163,7 @@ class Node:
             self.mail_poller.stop()
         self.ticker.stop()
         self.supervisor.stop()
+        self.uploader_supervisor.stop()
         for actors in reversed(self.actors.values()):
             actors.supervisor.stop()
         if self.mail is not None:
@@ -183,6 +193,7 @@ class Node:
         return (
             self._started
             and self.supervisor.healthy()
+            and self.uploader_supervisor.running()
             and all(a.supervisor.running() for a in self.actors.values())
         )
 
@@ -200,6 +211,7 @@ class Node:
     def restart_counts(self) -> dict[str, int]:
         """Restarts so far of every supervised actor, by name."""
         counts = dict(self.supervisor.restart_counts())
+        counts.update(self.uploader_supervisor.restart_counts())
         for actors in self.actors.values():
             counts.update(actors.supervisor.restart_counts())
         return counts
@@ -249,10 +261,7 @@ class Node:
 
         cache = child("cache", self._cache_factory(agent))
         outbox = child("outbox", self._outbox_factory(agent, cache, sync, board))
-        uploader = child("uploader", self._uploader_factory(agent, cache, outbox, sync))
-        self.actors[agent.agent_id] = AgentActors(
-            agent, cache, outbox, uploader, sync, supervisor, board
-        )
+        self.actors[agent.agent_id] = AgentActors(agent, cache, outbox, sync, supervisor, board)
         timed = self._timed_target(agent)  # a read-through keeps to the agent's timeout too
         remote = RemoteReader(timed) if timed is not None else None
         self.agents[agent.agent_id] = AgentHandle(
@@ -272,9 +281,13 @@ class Node:
         )
 
     def _agent_supervisor(self, agent_id: str) -> Supervisor:
+        return self._revived_supervisor(f"agent:{agent_id}")
+
+    def _revived_supervisor(self, name: str) -> Supervisor:
+        """A supervisor that never gives up for the node: past its intensity it revives later."""
         base, cap = self.options.agent_revive_base, self.options.agent_revive_cap
         return Supervisor(
-            f"agent:{agent_id}",
+            name,
             max_restarts=self.options.max_restarts,
             within_seconds=self.options.within_seconds,
             call_timeout=self.options.call_timeout,
@@ -293,10 +306,11 @@ class Node:
     def _cache_factory(self, agent: AgentConfig) -> Callable[[], Any]:
         path = cache_path(self.options.data_dir, agent.agent_id)
 
-        # Bound late: the uploader's handle exists only after the cache is added.
+        # Bound late: the uploader's handle exists only after every agent is added.
         def on_commit(envelopes: Sequence[MessageEnvelope]) -> None:
             # Never wait for an uploader that is restarting: the outbox's sweep sends these.
-            self.actors[agent.agent_id].uploader.try_tell(Push(tuple(envelopes)))
+            if self.uploader is not None:
+                self.uploader.try_tell(Push(tuple(envelopes)))
 
         def start() -> Any:
             return CacheActor.start(
@@ -337,19 +351,23 @@ class Node:
 
         return start
 
-    def _uploader_factory(
-        self, agent: AgentConfig, cache: ChildHandle, outbox: ChildHandle, sync: SyncState
-    ) -> Callable[[], Any]:
-        target = self._timed_target(agent)
+    def _uploader_factory(self, agents: Sequence[AgentConfig]) -> Callable[[], Any]:
+        """One uploader for every agent of the node."""
+        # It waits as long and sends as much as the most patient, largest agent setting.
+        routes = {
+            a.agent_id: UploadRoute(x.cache, x.outbox, x.sync)
+            for a in agents
+            if (x := self.actors.get(a.agent_id)) is not None
+        }
+        target = self._timed_target(max(agents, key=lambda a: a.sync.timeout_seconds))
+        batch_size = max(a.sync.batch_size for a in agents)
 
         def start() -> Any:
             return UploaderActor.start(
                 node_id=self.node_id,
-                cache=cache,
-                outbox=outbox,
+                routes=routes,
                 target=target,
-                sync_state=sync,
-                batch_size=agent.sync.batch_size,
+                batch_size=batch_size,
                 probe_interval=self.options.probe_interval,
             )
 

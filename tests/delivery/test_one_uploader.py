@@ -1,0 +1,106 @@
+"""One uploader per node: what its agents write while a push is in flight shares one request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors.messages import GetOutboxStats
+from relay_app.server import RelayServer
+from tests.delivery.harness import relay_get, start_node, start_relay
+from tests.support import Partition, cluster, free_port, wait_for
+
+SYNC_ROUTES = ("/sync/message", "/sync/messages")
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[RelayServer]:
+    server = start_relay(cluster(tmp_path / "relay"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def link(relay: RelayServer) -> Iterator[Partition]:
+    """A forwarder between the node and the relay, whose delay makes pushes last."""
+    proxy = Partition(free_port(), int(relay.url.rsplit(":", 1)[1]))
+    proxy.heal()
+    yield proxy
+    proxy.cut()
+
+
+def sync_posts(url: str) -> dict[str, float]:
+    """POSTs the relay answered on its message routes, by route."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    posts = dict.fromkeys(SYNC_ROUTES, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            route, post = sample.labels.get("route"), sample.labels.get("method") == "POST"
+            if sample.name == "commander_relay_requests_total" and route in posts and post:
+                posts[route] += sample.value
+    return posts
+
+
+def test_writes_of_two_agents_made_while_a_push_is_in_flight_share_the_next_request(
+    tmp_path: Path, relay: RelayServer, link: Partition
+) -> None:
+    url = f"http://127.0.0.1:{link.port}"
+    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", url)
+    try:
+        a1, a2 = node.agent("a1"), node.agent("a2")
+        link.delay = 0.5
+        first = a1.write("goes out alone, slowly")
+        time.sleep(0.1)  # the first push is now on the wire, held by the link
+        later = [a1.write("joins"), a2.write("joins too"), a2.write("and me")]
+        link.delay = 0.0
+        for msg_id in [first, *later]:
+            wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=10)
+        assert sync_posts(relay.url) == {"/sync/message": 1, "/sync/messages": 1}
+        wait_for(lambda: a1.stats().unsynced_count == 0 and a2.stats().unsynced_count == 0, 5)
+        for agent_id in ("a1", "a2"):
+            assert node.actors[agent_id].outbox.ask(GetOutboxStats()).pending_messages == 0
+            assert node.actors[agent_id].sync.snapshot().acked_messages_total == 2
+    finally:
+        node.stop()
+
+
+def test_an_idle_write_goes_out_at_once_in_a_request_of_its_own(
+    tmp_path: Path, relay: RelayServer
+) -> None:
+    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", relay.url)
+    try:
+        for n, agent_id in enumerate(("a1", "a2", "a1"), start=1):
+            msg_id = node.agent(agent_id).write(f"idle write {n}")
+            wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=2)
+            assert sync_posts(relay.url) == {"/sync/message": n, "/sync/messages": 0}
+    finally:
+        node.stop()
+
+
+def test_what_one_request_fails_to_deliver_goes_to_each_agents_own_outbox(
+    tmp_path: Path, relay: RelayServer, link: Partition
+) -> None:
+    url = f"http://127.0.0.1:{link.port}"
+    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", url)
+    try:
+        link.cut()
+        ids: dict[str, list[str]] = {"a1": [], "a2": []}
+        for i in range(3):
+            for agent_id, mine in ids.items():
+                mine.append(node.agent(agent_id).write({"i": i}))
+        for agent_id in ids:
+            outbox = node.actors[agent_id].outbox
+            wait_for(lambda o=outbox: o.ask(GetOutboxStats()).pending_messages == 3, 10)
+            sync = node.actors[agent_id].sync  # the uploader's failure or the outbox's retry
+            wait_for(lambda s=sync: s.snapshot().failures_total >= 1, 10)
+        link.heal()
+        for msg_id in [*ids["a1"], *ids["a2"]]:
+            wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=20)
+        wait_for(lambda: all(node.agent(a).stats().unsynced_count == 0 for a in ids), 10)
+    finally:
+        node.stop()

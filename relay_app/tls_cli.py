@@ -14,9 +14,11 @@ import ipaddress
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from relay_app.tls import Issued, TlsFileError, certificate_days_left, init_ca, issue
+if TYPE_CHECKING:
+    from relay_app.tls import Issued
 from runtime.core.config import ClusterConfig
 from runtime.core.config_files import config_path
 from runtime.core.ids import ID_RULE, is_id
@@ -50,8 +52,8 @@ def add_tls_commands(sub: Any) -> None:
 def _init(args: argparse.Namespace) -> int:
     directory = Path(args.dir).absolute()
     try:
-        made = init_ca(directory, force=args.force)
-    except (TlsFileError, OSError) as exc:
+        made = _tls().init_ca(directory, force=args.force)
+    except (_tls().TlsFileError, OSError) as exc:
         return _fail(exc)
     print(f"CA certificate: {made.cert}  (public: copy it to every node)")
     print(f"CA key:         {made.key}  (mode 0600: keep it on this machine only)")
@@ -68,10 +70,10 @@ def _issue(args: argparse.Namespace) -> int:
     directory = Path(args.dir).absolute()
     try:
         key_file = Path(args.key_file).absolute() if args.key_file else None
-        made = issue(
+        made = _tls().issue(
             directory, args.name, args.host, force=args.force, group=args.group, key_file=key_file
         )
-    except (TlsFileError, OSError) as exc:
+    except (_tls().TlsFileError, OSError) as exc:
         return _fail(exc)
     _print_issued(made, args.host, args.group, directory)
     return 0
@@ -111,7 +113,7 @@ def warn_about_tls(config: ClusterConfig, host: str) -> None:
             )
         return
     try:
-        hosts, days = certificate_days_left(config_path(config, cert))
+        hosts, days = _tls().certificate_days_left(config_path(config, cert))
     except (OSError, ValueError):  # already loaded by the server: only the summary failed
         return
     if days < RENEW_DAYS:
@@ -129,3 +131,12 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _tls() -> ModuleType:
+    """relay_app.tls, imported on first use."""
+    # It loads the cryptography package, megabytes of resident memory that a relay serving
+    # plain HTTP would carry for nothing.
+    import relay_app.tls  # noqa: PLC0415
+
+    return relay_app.tls

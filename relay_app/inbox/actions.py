@@ -22,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-import requests
 
 from relay_app.diskspace import SpaceGate
 from relay_app.errors import BadRequest, Conflict
 from relay_app.inbox.reader import InboxReader
+from relay_app.inbox.webhook import post_json
 from relay_app.inbox.writer import InboxWriter
 from relay_app.ingest import Ingest
 from relay_app.store import StoreMessages
@@ -143,19 +143,13 @@ class Actions:
     def _post_webhook(self, message: dict[str, Any]) -> str | None:
         if not self._webhook:
             return None
-        try:
-            response = requests.post(
-                self._webhook,
-                data=orjson.dumps(message),
-                headers={"Content-Type": "application/json"},
-                timeout=WEBHOOK_TIMEOUT_S,
-            )
-        except requests.RequestException as exc:
-            logger.warning("execute webhook failed: %s", exc)
-            return f"webhook not reached ({type(exc).__name__}); the follow-up is stored"
-        if response.status_code >= 300:
-            logger.warning("execute webhook answered %s", response.status_code)
-            return f"webhook answered {response.status_code}; the follow-up is stored"
+        status = post_json(self._webhook, orjson.dumps(message), WEBHOOK_TIMEOUT_S)
+        if isinstance(status, Exception):
+            logger.warning("execute webhook failed: %s", status)
+            return f"webhook not reached ({type(status).__name__}); the follow-up is stored"
+        if status >= 300:
+            logger.warning("execute webhook answered %s", status)
+            return f"webhook answered {status}; the follow-up is stored"
         return None
 
 

@@ -30,15 +30,36 @@ SUBMIT_TIMEOUT_S = 30.0
 Reply = WriteResult | RelayAppError
 
 
+class GroupCounts:
+    """Transactions committed and the write requests they held; read by the metrics."""
+
+    def __init__(self) -> None:
+        # Written by the actor's thread only; an int read from another thread is whole.
+        self.transactions = 0
+        self.requests = 0
+
+    def committed(self, requests: int) -> None:
+        """Count one committed transaction holding `requests` write requests."""
+        self.transactions += 1
+        self.requests += requests
+
+
 class IngestActor(pykka.ThreadingActor):
     """Owns the store's writer; answers each write request only after its group committed."""
 
-    def __init__(self, store: MessageStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: MessageStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        counts: GroupCounts | None = None,
+    ) -> None:
         """Remember the store; the writer opens in `on_start`, in the actor's thread."""
         super().__init__()
         self._store = store
         self._clock = clock
         self._writer: StoreWriter | None = None
+        self._counts = counts or GroupCounts()
 
     def on_start(self) -> None:
         """Open the writer connection in the actor's own thread."""
@@ -96,7 +117,9 @@ class IngestActor(pykka.ThreadingActor):
     def _write_once(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         assert self._writer is not None, "IngestActor used before on_start"
         try:
-            return self._writer.write(ops, self._clock())
+            results = self._writer.write(ops, self._clock())
+            self._counts.committed(len(ops))
+            return results
         except RelayAppError:
             raise
         except Exception as exc:
@@ -108,15 +131,22 @@ class IngestActor(pykka.ThreadingActor):
 class Ingest:
     """The HTTP threads' handle on the IngestActor: submit a write, get its result or error."""
 
-    def __init__(self, ref: pykka.ActorRef[IngestActor], timeout: float = SUBMIT_TIMEOUT_S):
-        """Wrap a started IngestActor."""
+    def __init__(
+        self,
+        ref: pykka.ActorRef[IngestActor],
+        timeout: float = SUBMIT_TIMEOUT_S,
+        counts: GroupCounts | None = None,
+    ):
+        """Wrap a started IngestActor; `counts` is the one it was started with."""
         self._ref = ref
         self._timeout = timeout
+        self.counts = counts or GroupCounts()
 
     @classmethod
     def start(cls, store: MessageStore, *, clock: Callable[[], float] = time.time) -> Ingest:
         """Start an IngestActor on `store` and return its handle."""
-        return cls(IngestActor.start(store, clock=clock))
+        counts = GroupCounts()
+        return cls(IngestActor.start(store, clock=clock, counts=counts), counts=counts)
 
     def submit(self, op: WriteOp) -> WriteResult:
         """Store `op`; return after the commit, or raise the RelayAppError that stopped it."""
@@ -131,6 +161,11 @@ class Ingest:
             raise type(reply)(str(reply))
         assert isinstance(reply, WriteResult)
         return reply
+
+    def queued(self) -> int:
+        """Messages waiting at the IngestActor: requests that will share the next commit."""
+        inbox: Any = self._ref.actor_inbox  # pykka 4's ThreadingActor inbox is a queue.Queue
+        return int(inbox.qsize())
 
     @property
     def alive(self) -> bool:

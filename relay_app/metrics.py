@@ -26,13 +26,14 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from relay_app.app import STORED_KEY
 from relay_app.errors import RelayAppError
 from relay_app.inbox.login import LOGIN_OUTCOME_KEY
 from relay_app.inbox.login import OUTCOMES as LOGIN_OUTCOMES
+from relay_app.ingest import Ingest
 from relay_app.store import MessageStore, StoreFigures
 from runtime.core.park import PARK_KEY
 
@@ -160,13 +161,47 @@ class RelayCollector(Collector):
             return StoreFigures(0, 0)
 
 
+class GroupCollector(Collector):
+    """The IngestActor's group commits: requests per transaction is their ratio."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self._counts = ingest.counts
+        self._queued = ingest.queued
+
+    def collect(self) -> Iterator[Any]:
+        """Yield the counters and the queue."""
+        yield CounterMetricFamily(
+            "commander_relay_transactions",
+            "Write transactions committed (one fsync each with synchronous=FULL).",
+            value=self._counts.transactions,
+        )
+        yield CounterMetricFamily(
+            "commander_relay_write_requests",
+            "Write requests committed; several overlapping requests share one transaction.",
+            value=self._counts.requests,
+        )
+        yield GaugeMetricFamily(
+            "commander_relay_ingest_queued",
+            "Write requests waiting for the one writer right now.",
+            value=self._queued(),
+        )
+
+
 class MetricsMiddleware:
     """Wraps the relay's WSGI app: counts and times requests, answers GET /metrics itself."""
 
-    def __init__(self, app: WsgiApp, store: MessageStore, free_bytes: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        store: MessageStore,
+        free_bytes: Callable[[], int],
+        ingest: Ingest | None = None,
+    ) -> None:
         self.app = app
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RelayCollector(store, free_bytes))
+        if ingest is not None:
+            self.registry.register(GroupCollector(ingest))
         self.requests = Counter(
             "commander_relay_requests",
             "HTTP responses by route, method and status.",

@@ -76,7 +76,7 @@ class RelayServer:
             app = self.make_app(self._store, self._ingest)
             self._app = app
             # The gate answers /metrics 401 without the metrics token, before it is counted.
-            metered = MetricsMiddleware(app, self._store, self.gate.free)
+            metered = MetricsMiddleware(app, self._store, self.gate.free, self._ingest)
             served = MetricsGate(metered, settings)
             self._http = serve_in_thread(
                 served,

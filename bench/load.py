@@ -33,9 +33,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.tools.stats import percentile
 from relay_app.auth import token_sha256 as sha
@@ -57,6 +59,7 @@ AGENTS_PER_NODE = 5
 RATE_PER_AGENT = 2.0
 TOKENS = {n: f"load-token-of-{n}-0123456789abcdef" for n in NODES}
 PROBE_NODE, PROBE_AGENT = "n1", "n1a0"
+MAX_PROBE_RATE = 10.0
 CONTENT_TEXT = "found a lead: ACME corp, contact through the site form; score follows. "
 
 
@@ -76,22 +79,37 @@ def load_cluster(data_dir: Path, relay_port: int) -> ClusterConfig:
     )
 
 
-class Writers:
-    """The agents' writes at a steady pace in two threads: the probe agent, and all others."""
+@dataclass(frozen=True)
+class Pace:
+    """What the agents write: messages a second per agent, and the text each carries."""
 
-    def __init__(self, agents: list[AgentHandle], probe: AgentHandle, relay_url: str) -> None:
-        self.agents = agents
+    rate_per_agent: float = RATE_PER_AGENT
+    text: str = CONTENT_TEXT
+
+
+class Writers:
+    """The agents' writes at a steady pace: one thread per node, and the probe agent."""
+
+    def __init__(
+        self, agents: list[AgentHandle], probe: AgentHandle, relay_url: str, pace: Pace
+    ) -> None:
         self.probe = probe
         self.relay_url = relay_url
+        self.pace = pace
         self.stop = threading.Event()
-        self.counts = {"paced": 0, "probe": 0}
+        self.counts: dict[str, int] = {"probe": 0}
         self.probe_gets = 0  # the probe's polls are relay load too: reported beside the CPU
         self.late = 0
         self.visible: list[float] = []
-        self.threads = [
-            threading.Thread(target=self._paced, name="load-writers"),
-            threading.Thread(target=self._probe, name="load-probe"),
-        ]
+        by_node: dict[str, list[AgentHandle]] = {}
+        for agent in agents:
+            by_node.setdefault(agent.config.node_id, []).append(agent)
+        self.threads = [threading.Thread(target=self._probe, name="load-probe")]
+        for node_id, mine in by_node.items():
+            self.counts[node_id] = 0
+            self.threads.append(
+                threading.Thread(target=self._paced, args=(node_id, mine), name=f"load-{node_id}")
+            )
 
     @property
     def written(self) -> int:
@@ -99,25 +117,25 @@ class Writers:
         return sum(self.counts.values())
 
     def start(self) -> Writers:
-        """Start both threads."""
+        """Start every thread."""
         for thread in self.threads:
             thread.start()
         return self
 
     def finish(self) -> None:
-        """Stop writing and wait for both threads."""
+        """Stop writing and wait for every thread."""
         self.stop.set()
         for thread in self.threads:
             thread.join(30)
 
-    def _paced(self) -> None:
-        """Round-robin over the agents at RATE_PER_AGENT each; late writes catch up."""
-        step = 1 / (RATE_PER_AGENT * len(self.agents))
+    def _paced(self, node_id: str, agents: list[AgentHandle]) -> None:
+        """Round-robin over one node's agents at the pace each; late writes catch up."""
+        step = 1 / (self.pace.rate_per_agent * len(agents))
         due, seq = time.monotonic(), 0
         while not self.stop.is_set():
-            agent = self.agents[seq % len(self.agents)]
-            agent.write({"seq": seq, "text": CONTENT_TEXT, "score": seq % 97 / 97})
-            self.counts["paced"] += 1
+            agent = agents[seq % len(agents)]
+            agent.write({"seq": seq, "text": self.pace.text, "score": seq % 97 / 97})
+            self.counts[node_id] += 1
             seq += 1
             due += step
             delay = due - time.monotonic()
@@ -127,12 +145,13 @@ class Writers:
                 self.late += 1
 
     def _probe(self) -> None:
-        """Write every 1/RATE_PER_AGENT s and time until the relay returns the message."""
+        """Write at the agents' pace (at most 10 a second) and time until the relay has it."""
         headers = {"X-Commander-Node": PROBE_NODE, "Authorization": f"Bearer {TOKENS[PROBE_NODE]}"}
         session = requests.Session()
+        period = 1 / min(self.pace.rate_per_agent, MAX_PROBE_RATE)
         due, seq = time.monotonic(), 0
         while not self.stop.is_set():
-            msg_id = self.probe.write({"seq": seq, "text": CONTENT_TEXT, "probe": True})
+            msg_id = self.probe.write({"seq": seq, "text": self.pace.text, "probe": True})
             written = time.perf_counter()
             self.counts["probe"] += 1
             url = f"{self.relay_url}/query/messages/{msg_id}"
@@ -145,9 +164,22 @@ class Writers:
                 time.sleep(0.0005)
             self.visible.append(time.perf_counter() - written)
             seq += 1
-            due += 1 / RATE_PER_AGENT
+            due += period
             self.stop.wait(max(0.0, due - time.monotonic()))
         session.close()
+
+
+def sync_requests(relay_url: str) -> float:
+    """POSTs the relay has answered on its message routes (from its /metrics)."""
+    text = requests.get(f"{relay_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "commander_relay_requests_total"
+        and sample.labels.get("route") in ("/sync/message", "/sync/messages")
+        and sample.labels.get("method") == "POST"
+    )
 
 
 def stored(db: Path) -> int:
@@ -159,7 +191,9 @@ def stored(db: Path) -> int:
         conn.close()
 
 
-def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, object]:
+def run(
+    tmp: Path, minutes: float, warmup_s: float, idle_s: float, pace: Pace | None = None
+) -> dict[str, object]:
     """Idle floor, then the load; return the figures."""
     port = free_port()
     config = load_cluster(tmp / "relay", port)
@@ -181,14 +215,16 @@ def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, 
             nodes.append(Node(config, node_id, options).start())
         handles = [n.agent(a.agent_id) for n in nodes for a in config.agents_on(n.node_id)]
         probe = next(h for h in handles if h.agent_id == PROBE_AGENT)
-        writers = Writers([h for h in handles if h is not probe], probe, relay_url).start()
+        others = [h for h in handles if h is not probe]
+        writers = Writers(others, probe, relay_url, pace or Pace()).start()
         time.sleep(warmup_s)
         written0, visible0, stored0 = writers.written, len(writers.visible), stored(db)
-        gets0 = writers.probe_gets
+        gets0, posts0 = writers.probe_gets, sync_requests(relay_url)
         window = CpuWindow(pid).start()
         time.sleep(minutes * 60)
         window.stop()
         stored1, written1, gets1 = stored(db), writers.written, writers.probe_gets
+        posts1 = sync_requests(relay_url)
         visible = writers.visible[visible0:]
         writers.finish()
         all_stored = _wait_stored(db, writers.written, 60)
@@ -206,6 +242,7 @@ def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, 
         "relay_cpu_pct": round(window.pct, 2),
         "relay_rss_mb": round(peak, 1),
         "cpu_us_per_msg": round(window.cpu_s * 1e6 / msgs, 1) if msgs else None,
+        "requests_per_msg": round((posts1 - posts0) / msgs, 3) if msgs else None,
         "relay_sys_share": round(window.sys_s / window.cpu_s, 2) if window.cpu_s else None,
         "visible_p99_ms": round(percentile(visible, 99) * 1000, 2),
         "visible_p50_ms": round(percentile(visible, 50) * 1000, 2),
@@ -218,6 +255,7 @@ def run(tmp: Path, minutes: float, warmup_s: float, idle_s: float) -> dict[str, 
         "stored_in_window": msgs,
         "written_total": writers.written if writers else 0,
         "stored_total": all_stored,
+        "lost": (writers.written if writers else 0) - all_stored,
         "late_writes": writers.late if writers else 0,
         "window_s": round(window.wall_s, 1),
         "nodes": len(NODES),

@@ -265,7 +265,12 @@ def _paging() -> list[Schema]:
         parameter("until", "query", number, "Only messages before this timestamp."),
         parameter("limit", "query", positive, f"Page size (capped at {MAX_LIMIT})."),
         parameter("page", "query", positive, "Page number (offset paging)."),
-        parameter("order", "query", {"enum": ["asc", "desc"]}, "By arrival; default desc."),
+        parameter(
+            "order",
+            "query",
+            {"enum": ["asc", "desc"]},
+            "By report time, then arrival; default desc.",
+        ),
         parameter("next", "query", {"type": "string"}, "Cursor from the previous page."),
     ]
 

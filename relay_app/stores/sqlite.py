@@ -8,6 +8,7 @@ full-text index and sessions each live in the module named for them, beside this
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -67,8 +68,6 @@ INSERT_FILE = (
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
 # Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
 IN_CHUNK = 500
-# A time window holding at most this many messages is read through the timestamp index.
-NARROW_WINDOW = 5000
 # Content bytes in one page of GET /query/messages past which the page is cut (1000
 # messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory; a
 # page costs about four times its size while it is encoded and sent).
@@ -224,20 +223,21 @@ class SqliteStore:
         self._listeners.append(listener)
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
-        """Return one page of messages and the total matching the filters."""
+        """Return one page of messages and the total matching the filters.
+
+        Pages run in the inbox's order, report time then id (newest first by default), so
+        the (column, timestamp) index of a filter gives both the rows and their order. The
+        keyset cursor is a row id: the row's own timestamp places it in that order.
+        """
         where, params = _where(query)
         order = "DESC" if query.descending else "ASC"
-        keyset, keyset_params = "", []
-        if query.after_id is not None:
-            keyset = f" AND id {'<' if query.descending else '>'} ?"
-            keyset_params = [query.after_id]
         with self._pool.read() as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM messages WHERE {where}", params)
             count = int(total.fetchone()[0])
-            hint = _time_index_hint(conn, query)
+            keyset, keyset_params = _keyset(conn, query)
             sql = (
-                f"SELECT {MESSAGE_COLUMNS} FROM messages{hint} WHERE {where}{keyset}"
-                f" ORDER BY id {order} LIMIT ? OFFSET ?"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}{keyset}"
+                f" ORDER BY timestamp {order}, id {order} LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [*params, *keyset_params, query.limit + 1, query.offset])
             page, has_more = _bounded_page(rows, query.limit)
@@ -317,23 +317,21 @@ def _apply_elsewhere(
     return sqlite_sessions.apply(conn, op)
 
 
-def _time_index_hint(conn: sqlite3.Connection, query: MessageQuery) -> str:
-    """Drive a narrow time window from the timestamp index.
+def _keyset(conn: sqlite3.Connection, query: MessageQuery) -> tuple[str, list[Any]]:
+    """The terms that keep a page strictly past the cursor's row in (timestamp, id) order.
 
-    Left alone, SQLite walks the table in id order and filters on the timestamp: when few
-    rows fall in the window (a node polling `since` the newest message) it reads the whole
-    table. A bounded probe of the index tells whether the window is narrow; if so, reading
-    it through the index and sorting its few rows by id is cheaper by orders of magnitude.
+    A cursor names a row id. Its timestamp is read back; a row since deleted is placed at
+    the timestamp of the nearest row stored before it, so the walk goes on from about there.
     """
-    if query.since is None and query.until is None:
-        return ""
-    bounds, params = rsqlite.filter_terms(since=query.since, until=query.until)
-    probe = conn.execute(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY idx_messages_timestamp"
-        f" WHERE {' AND '.join(bounds)} LIMIT ?)",
-        [*params, NARROW_WINDOW + 1],
-    )
-    return " INDEXED BY idx_messages_timestamp" if int(probe.fetchone()[0]) <= NARROW_WINDOW else ""
+    if query.after_id is None:
+        return "", []
+    found = conn.execute(
+        "SELECT timestamp FROM messages WHERE id <= ? ORDER BY id DESC LIMIT 1", (query.after_id,)
+    ).fetchone()
+    ts = float(found[0]) if found else -math.inf
+    if query.descending:
+        return " AND timestamp <= ? AND (timestamp < ? OR id < ?)", [ts, ts, query.after_id]
+    return " AND timestamp >= ? AND (timestamp > ? OR id > ?)", [ts, ts, query.after_id]
 
 
 def _where(query: MessageQuery) -> tuple[str, list[Any]]:

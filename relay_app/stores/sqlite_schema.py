@@ -32,9 +32,8 @@ CREATE TABLE messages (
 )
 """
 
-# One index per equality filter of GET /query/messages. SQLite appends the rowid to
-# every index entry, so `WHERE agent_id = ? AND id < ? ORDER BY id DESC` walks
-# idx_messages_agent in order without sorting.
+# Migration 1's indexes: one per equality filter of GET /query/messages, when its order
+# was the row id. Migration 7 replaced the filter ones with (column, timestamp) indexes.
 MESSAGE_INDEXES = (
     "CREATE INDEX idx_messages_task ON messages (task_id)",
     "CREATE INDEX idx_messages_timestamp ON messages (timestamp)",
@@ -114,6 +113,33 @@ CREATE TABLE inbox_sessions (
 """
 INBOX_SESSIONS_INDEX = "CREATE INDEX idx_inbox_sessions_expires ON inbox_sessions (expires)"
 
+# What a stored message is written into since migration 7, besides the table itself:
+# every index on `messages` (SQLite ends each entry with the rowid, so an index on
+# (column, timestamp) gives the shared order (timestamp, id) after an equality on the
+# column) and the counter triggers, which keep the badge and the status counts O(1).
+ONE_ORDER_INDEXES = (
+    "sqlite_autoindex_messages_1",  # msg_id UNIQUE: a repeat is known by it
+    "idx_messages_timestamp",  # no filter, or only since/until; the charts
+    "idx_messages_recipient",  # mail: a recipient's messages in arrival (id) order
+    "idx_messages_task_ts",
+    "idx_inbox_agent_ts",
+    "idx_inbox_node_ts",
+    "idx_inbox_role_ts",
+    "idx_inbox_priority_ts",
+    "idx_inbox_status_ts",
+    "idx_inbox_live",  # the inbox's default view: every message not archived
+)
+COUNTER_TRIGGERS = ("inbox_count_insert", "inbox_count_update", "inbox_count_delete")
+# The single-column filter indexes of the id order that migration 7 drops.
+ID_ORDER_INDEXES = (
+    "idx_messages_task",
+    "idx_messages_agent",
+    "idx_messages_node",
+    "idx_messages_role",
+    "idx_messages_priority",
+    "idx_messages_status",
+)
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -174,4 +200,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (CREATE_INBOX_AUDIT, INBOX_AUDIT_INDEX),
     # 6: operator sessions.
     (CREATE_INBOX_SESSIONS, INBOX_SESSIONS_INDEX),
+    # 7: one order for the node API and the inbox, report time then id, so one index
+    # per filter serves both (ONE_ORDER_INDEXES); the id-ordered duplicates go.
+    (
+        *(f"DROP INDEX IF EXISTS {name}" for name in ID_ORDER_INDEXES),
+        "CREATE INDEX IF NOT EXISTS idx_messages_task_ts ON messages (task_id, timestamp)",
+    ),
 ]

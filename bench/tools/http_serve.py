@@ -70,6 +70,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # a worker process is reaped by init, not by us
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -198,7 +198,11 @@ class MessageStore(Protocol):
         how parked mail polls and the full-text indexer learn of news without polling."""
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
-        """Return one page of messages matching the query, plus the total count."""
+        """Return one page of messages matching the query, plus the total count.
+
+        Pages run by report time, then id (the inbox's order): newest first unless
+        `descending` is False. A cursor names a row and the page starts strictly past it.
+        """
 
     def get_message(self, msg_id: str) -> dict[str, Any] | None:
         """Return one message as a wire dict plus received_at and status, or None.

@@ -137,6 +137,28 @@ def test_keyset_pages_skip_and_repeat_no_row_while_rows_are_added(
     assert len(set(seen)) == len(seen)
 
 
+@pytest.mark.parametrize("descending", [True, False])
+def test_pages_run_by_report_time_whatever_order_the_rows_were_stored_in(
+    store: MessageStore, writer: StoreWriter, descending: bool
+) -> None:
+    stored = [row(T0 + t) for t in (50, 10, 30, 30, 20)]  # two share a time: the id decides
+    put(writer, stored)
+    expected = [r.msg_id for r in sorted(stored, key=lambda r: r.timestamp)]
+    if descending:  # ties too: the larger id first
+        expected.reverse()
+    whole = store.query_messages(MessageQuery(descending=descending))
+    assert ids(whole.messages) == expected
+    seen: list[object] = []
+    after: int | None = None
+    while True:
+        page = store.query_messages(MessageQuery(limit=2, after_id=after, descending=descending))
+        seen += ids(page.messages)
+        if not page.has_more:
+            break
+        after = page.last_id
+    assert seen == expected
+
+
 def test_a_page_counts_every_match_and_says_whether_more_follow(
     store: MessageStore, writer: StoreWriter
 ) -> None:

@@ -60,8 +60,8 @@ def message_row(data: Any, node_id: str, where: str = "message") -> MessageRow:
         raise BadRequest(f"{where}.{exc.field}: {exc.reason}") from exc
     if env.node_id != node_id:
         raise Forbidden(
-            f"{where}.node_id is {env.node_id!r}, but the request is authenticated as "
-            f"node {node_id!r}; a node may only store its own messages"
+            f"{where}.node_id: {env.node_id!r} is not {node_id!r}, the node this request is"
+            " authenticated as; a node may only store its own messages"
         )
     return MessageRow(
         env.msg_id,
@@ -103,7 +103,7 @@ def own_node(claimed: str, node_id: str, where: str) -> None:
     """403 unless the node named in the body is the authenticated node."""
     if claimed != node_id:
         raise Forbidden(
-            f"{where} is {claimed!r}, but the request is authenticated as node {node_id!r}"
+            f"{where}: {claimed!r} is not {node_id!r}, the node this request is authenticated as"
         )
 
 

@@ -34,6 +34,7 @@ ORDER = (
     "query",
     "scaling",
     "load",
+    "sustained",
     "soak",
 )
 ALWAYS_QUICK = {"soak"}

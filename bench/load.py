@@ -85,10 +85,13 @@ class Pace:
 
     rate_per_agent: float = RATE_PER_AGENT
     text: str = CONTENT_TEXT
+    # The nodes' caches: FULL as in production, or NORMAL where the nodes only generate load
+    # and an fsync per local write would cap the rate they can drive on a small machine.
+    node_synchronous: str = "FULL"
 
 
 class Writers:
-    """The agents' writes at a steady pace: one thread per node, and the probe agent."""
+    """The agents' writes at a steady pace: one thread per agent, as agents run."""
 
     def __init__(
         self, agents: list[AgentHandle], probe: AgentHandle, relay_url: str, pace: Pace
@@ -101,14 +104,12 @@ class Writers:
         self.probe_gets = 0  # the probe's polls are relay load too: reported beside the CPU
         self.late = 0
         self.visible: list[float] = []
-        by_node: dict[str, list[AgentHandle]] = {}
-        for agent in agents:
-            by_node.setdefault(agent.config.node_id, []).append(agent)
         self.threads = [threading.Thread(target=self._probe, name="load-probe")]
-        for node_id, mine in by_node.items():
-            self.counts[node_id] = 0
+        for k, agent in enumerate(agents):
+            self.counts[agent.agent_id] = 0
+            offset = k / len(agents)  # agents start spread over one step, not all at once
             self.threads.append(
-                threading.Thread(target=self._paced, args=(node_id, mine), name=f"load-{node_id}")
+                threading.Thread(target=self._paced, args=(agent, offset), name=f"load-{k}")
             )
 
     @property
@@ -128,14 +129,13 @@ class Writers:
         for thread in self.threads:
             thread.join(30)
 
-    def _paced(self, node_id: str, agents: list[AgentHandle]) -> None:
-        """Round-robin over one node's agents at the pace each; late writes catch up."""
-        step = 1 / (self.pace.rate_per_agent * len(agents))
-        due, seq = time.monotonic(), 0
+    def _paced(self, agent: AgentHandle, offset: float) -> None:
+        """One agent's writes at its pace, each waiting for its commit; late writes catch up."""
+        step = 1 / self.pace.rate_per_agent
+        due, seq = time.monotonic() + step * offset, 0
         while not self.stop.is_set():
-            agent = agents[seq % len(agents)]
             agent.write({"seq": seq, "text": self.pace.text, "score": seq % 97 / 97})
-            self.counts[node_id] += 1
+            self.counts[agent.agent_id] += 1
             seq += 1
             due += step
             delay = due - time.monotonic()
@@ -199,6 +199,7 @@ def run(
     config = load_cluster(tmp / "relay", port)
     relay = start_relay(write_config_dir(tmp / "config", config), tmp / "relay", port, tmp / "log")
     relay_url, pid, db = relay.url, relay.proc.pid, tmp / "relay/messages/cluster_messages.db"
+    pace = pace or Pace()
     sampler = RssSampler({"relay": lambda: pid}).start()
     nodes: list[Node] = []
     writers: Writers | None = None
@@ -210,13 +211,16 @@ def run(
         rss_idle = rss_mb(pid)
         for node_id in NODES:
             options = NodeOptions(
-                data_dir=str(tmp / node_id), relay_url=relay_url, token=TOKENS[node_id]
+                data_dir=str(tmp / node_id),
+                relay_url=relay_url,
+                token=TOKENS[node_id],
+                synchronous=pace.node_synchronous,
             )
             nodes.append(Node(config, node_id, options).start())
         handles = [n.agent(a.agent_id) for n in nodes for a in config.agents_on(n.node_id)]
         probe = next(h for h in handles if h.agent_id == PROBE_AGENT)
         others = [h for h in handles if h is not probe]
-        writers = Writers(others, probe, relay_url, pace or Pace()).start()
+        writers = Writers(others, probe, relay_url, pace).start()
         time.sleep(warmup_s)
         written0, visible0, stored0 = writers.written, len(writers.visible), stored(db)
         gets0, posts0 = writers.probe_gets, sync_requests(relay_url)

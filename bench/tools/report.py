@@ -134,11 +134,12 @@ METHODS = {
     "timed at the client with equivalent queries (Datasette's `_search` gets the relay's "
     "own FTS5 expression in raw mode).",
     "load": "5 nodes x 5 agents (in this process: the relay is what is measured, and five "
-    "node interpreters would compete with it for 2 cores) writing 2 msgs/s each through "
+    "node interpreters would compete with it for 2 cores) writing 2 msgs/s each (a thread "
+    "per agent) through "
     "write-through to a relay process; CPU from /proc/<pid>/stat over the load window "
     "beside the idle relay; peak RSS is VmHWM; one agent's writes are visibility probes.",
     "sustained": "the load's cluster and method at 1,000 msgs/s in all (40 a second per "
-    "agent, one writer thread per node), each message carrying about 1 KB of text; each node "
+    "agent, one writer thread per agent), each message carrying about 1 KB of text; each node "
     "has one uploader for its agents, so writes made while a push is in flight share the next "
     "request; requests per message from the relay's own request counter.",
     "soak": "relay and two nodes as processes; relay cut off or frozen 10 s every minute, "

@@ -175,27 +175,33 @@ NOTES: dict[str, str] = {
         "UploaderActor already do with theirs."
     ),
     "load.relay_cpu_pct": (
-        "At 50 messages a second, one POST each, the relay spends 1.2-1.6 ms of CPU per "
-        "message; back to back the same request costs about 0.6 ms. Paced 20 ms apart, every "
-        "hand-off (cheroot's selector, a worker, the IngestActor, back) wakes an idle thread, "
-        "and on this 2-vCPU VM a wake costs about 65 µs of CPU before any work (a thread that "
-        "only sleeps: 19 µs a wake at 2 ms pacing, 65 µs at 20 ms), and the work then runs "
-        "cold: one store commit costs 0.26 ms of CPU at 2 ms pacing and 0.68 ms at 20 ms. "
-        "Relay CPU per message by thread (/proc/<pid>/task, names from py-spy dump, 1,500 "
-        "POSTs paced 20 ms apart over 25 keep-alive connections): cheroot workers (HTTP "
-        "parsing, Bottle, validation, response) 0.69-0.83 ms, IngestActor (one row into 15 "
-        "indexes, FULL commit) 0.55-0.63 ms, cheroot's selector 0.13-0.17 ms, FTS indexer "
-        "0.03 ms. synchronous=NORMAL takes about 0.3 ms off the commit (the fsync), but FULL "
-        "is the default so that a message acknowledged to a node survives a power cut; "
-        "pinning the relay to one CPU takes about 10% off. Fixed on the way: cheroot kept "
-        "only 10 idle keep-alive connections, so past the tenth uploader every message "
-        "opened a new TCP connection (now 256); the FTS indexer "
-        "polled at 5 Hz and committed up to 5 times a second (now woken by the ingest, one "
-        "pass per 0.25 s of news). What would close it: fewer requests per message (a node "
-        "sending its agents' messages over one streamed connection, or batching them with a "
-        "linger, which the 10 ms visibility target leaves almost no room for), an HTTP server "
-        "that does not cost a Python parse and two thread hand-offs per request, or "
-        "synchronous=NORMAL chosen explicitly by the operator. Memory is within target."
+        "At 50 messages a second each message is a request of its own (no two pushes of a "
+        "node overlap), and each request wakes four idle threads: the front's loop, a "
+        "worker, the IngestActor, the loop again. Per thread (/proc/<pid>/task): loop 0.47 "
+        "ms a message, workers 0.55 ms, IngestActor 0.33 ms, FTS indexer 0.02 ms; the app "
+        "called in process without HTTP costs a worker 0.12-0.29 ms. Issue 14 measured "
+        "granian (0.3-0.8 ms less, but no deadline on a request body: 20 stalled bodies "
+        "starve it), cut the indexes from 15 to 10 (23% less writer CPU), gave each node "
+        "one uploader and showed the group commit; the analysis and the before/after run "
+        "are in 'The storage host's footprint' below. What would close it: a server that "
+        "answers HTTP without waking Python threads per request and still bounds a body's "
+        "time, nodes batching with a linger (which the 10 ms visibility target leaves no "
+        "room for), or synchronous=NORMAL chosen by the operator."
+    ),
+    "load.cpu_us_per_msg": (
+        "The same cause as the CPU share above: one request per message at this rate, four "
+        "thread wakes a request; see 'The storage host's footprint', section 6."
+    ),
+    "sustained.cpu_us_per_msg": (
+        "One uploader per node brings this to about 0.28 requests a message (from 0.89) and "
+        "halves the CPU a message; the benchmark's own process, hosting 25 agents' caches "
+        "and 5 nodes on the relay's 2 cores, cannot generate 1,000 a second, and above that "
+        "rate each request carries more messages. See 'The storage host's footprint'."
+    ),
+    "sustained.visible_p99_ms": (
+        "The generating process saturates the 2 cores (load average above 5), so a probe's "
+        "write waits behind its own node's work before it is pushed; on a host where the "
+        "nodes run elsewhere this is the relay's commit plus one poll."
     ),
     "local_write.write_through_p99_us": (
         "Paced 5 ms apart, a write wakes idle threads, and on this VM that costs more than "
@@ -220,19 +226,19 @@ NOTES: dict[str, str] = {
     "load.visible_p99_ms": (
         "Under load the visibility probe shares the relay with 49 other writes a second; its "
         "tail follows the relay's commit tail (WAL checkpoints) and the machine's load, as in "
-        "the visibility benchmark."
+        "the visibility benchmark; the p99 of 120 probes is their worst one or two."
     ),
     "visibility.drain_msgs_per_s": (
         "The drain rate is bounded by the outbox's one-batch-at-a-time delivery per agent "
         "(send, wait for the commit, mark synced, next): see the outbox note."
     ),
     "scaling": (
-        "Each node-API filter (agent, node, role, priority, status) is served in id order by "
-        "its single-column index (migration 4 restored them after migration 3 dropped them), "
-        "and a narrow since/until window is read through the timestamp index. If a size "
-        "still misses, the slowest query is named in the table: a filter combination SQLite "
-        "has no index for reads the matching rows and sorts them; the unfiltered COUNT(*) "
-        "of every page also grows with the corpus (about 15 ms at 1M)."
+        "Each node-API filter (agent, node, role, priority, status, task) is served in report "
+        "time order by its (column, timestamp) index, the one the inbox uses too (migration "
+        "7), and a since/until window is a range of that order. If a size still misses, the "
+        "slowest query is named in the table: a filter combination SQLite has no index for "
+        "reads the matching rows and sorts them; the unfiltered COUNT(*) of every page also "
+        "grows with the corpus (about 15 ms at 1M)."
     ),
 }
 

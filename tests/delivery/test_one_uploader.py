@@ -10,10 +10,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.messages import GetOutboxStats
+from actors.messages import GetOutboxStats, Push
 from relay_app.server import RelayServer
+from runtime.node.node import Node, NodeOptions
 from tests.delivery.harness import relay_get, start_node, start_relay
-from tests.support import Partition, cluster, free_port, wait_for
+from tests.support import TOKENS, Partition, cluster, free_port, wait_for
 
 SYNC_ROUTES = ("/sync/message", "/sync/messages")
 
@@ -102,5 +103,36 @@ def test_what_one_request_fails_to_deliver_goes_to_each_agents_own_outbox(
         for msg_id in [*ids["a1"], *ids["a2"]]:
             wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=20)
         wait_for(lambda: all(node.agent(a).stats().unsynced_count == 0 for a in ids), 10)
+    finally:
+        node.stop()
+
+
+def test_an_uploader_that_keeps_failing_is_down_alone_and_the_outboxes_deliver_meanwhile(
+    tmp_path: Path, relay: RelayServer
+) -> None:
+    options = NodeOptions(
+        data_dir=str(tmp_path / "a"),
+        relay_url=relay.url,
+        token=TOKENS["node-a"],
+        agent_revive_base=2.0,
+        agent_revive_cap=2.0,
+    )
+    node = Node(cluster(tmp_path / "relay"), "node-a", options).start()
+    try:
+        assert node.uploader is not None
+        crashed = Push(("not an envelope",))  # type: ignore[arg-type]
+        uploader, supervisor = node.uploader, node.uploader_supervisor
+        for n in range(1, node.options.max_restarts + 2):
+            # One at a time: Pushes waiting together would be taken, and crash, as one.
+            uploader.tell(crashed)
+            wait_for(lambda n=n: supervisor.down or uploader.restarts >= n, timeout=10)
+        assert supervisor.down is not None
+        assert node.healthy()
+        assert node.agent_state("a1") == "up"
+        meanwhile = node.agent("a1").write("delivered by the outbox's sweep")
+        wait_for(lambda: relay_get(relay.url, meanwhile) is not None, timeout=30)
+        wait_for(lambda: node.uploader_supervisor.down is None, timeout=10)
+        after = node.agent("a2").write("written through again")
+        wait_for(lambda: relay_get(relay.url, after) is not None, timeout=5)
     finally:
         node.stop()

@@ -23,10 +23,10 @@ OVERLAPPING = 12
 class HeldWriter:
     """The real writer, whose first transaction waits until released: a slow disk."""
 
-    def __init__(self, inner: SqliteWriter) -> None:
+    def __init__(self, inner: SqliteWriter, entered: threading.Event, release: threading.Event):
         self.inner = inner
-        self.entered = threading.Event()
-        self.release = threading.Event()
+        self.entered = entered
+        self.release = release
 
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         if not self.entered.is_set():
@@ -41,11 +41,15 @@ class HeldWriter:
 class HeldStore(SqliteStore):
     """The SQLite store with a writer that holds its first commit."""
 
-    writer: HeldWriter
+    def __init__(self, data_dir: str) -> None:
+        super().__init__(data_dir)
+        # Made here, not with the writer: the IngestActor opens that in its own thread,
+        # maybe after the test has begun to wait.
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
     def open_writer(self) -> Any:
-        self.writer = HeldWriter(super().open_writer())
-        return self.writer
+        return HeldWriter(super().open_writer(), self.entered, self.release)
 
 
 def figures(url: str) -> dict[str, float]:
@@ -71,12 +75,12 @@ def test_requests_that_arrive_during_a_commit_share_the_next_transaction(
     envelopes = [message(content={"n": n}) for n in range(OVERLAPPING + 1)]
     with ThreadPoolExecutor(OVERLAPPING + 1) as pool:
         first = pool.submit(clients[0].send, envelopes[0])
-        assert store.writer.entered.wait(10)
+        assert store.entered.wait(10)
         rest = [pool.submit(c.send, e) for c, e in zip(clients[1:], envelopes[1:], strict=True)]
         # Every one of them is parsed and waiting for the writer before the first commits.
         queued = "commander_relay_ingest_queued"
         wait_for(lambda: figures(relay.url)[queued] == OVERLAPPING, timeout=10)
-        store.writer.release.set()
+        store.release.set()
         answers = [first.result(30), *(f.result(30) for f in rest)]
     assert [a.status_code for a in answers] == [200] * (OVERLAPPING + 1)
     assert commit_counts(relay.url) == (2, OVERLAPPING + 1)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import http.client
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -28,9 +26,8 @@ from typing import Any
 
 import orjson
 
-NODE = "bench-node"
-# The node writes for these agents, named in the relay's topology like any cluster's.
-AGENTS = 4
+from bench.tools.http_serve import AGENTS, NODE, write_relay_config
+
 BATCH = 500
 
 
@@ -52,7 +49,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(tmp: Path, singles: int, warm_batches: int, batches: int) -> dict[str, Any]:
-    token = _write_config(tmp)
+    token = write_relay_config(tmp)
     proc, port = _start_relay(tmp)
     try:
         headers = {
@@ -82,22 +79,6 @@ def _run(tmp: Path, singles: int, warm_batches: int, batches: int) -> dict[str, 
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "batches": batches,
     }
-
-
-def _write_config(tmp: Path) -> str:
-    """relay.yaml for one node and its agents (on 127.0.0.1); return the node's token."""
-    token = secrets.token_urlsafe(32)
-    (tmp / "agents").mkdir(exist_ok=True)
-    for i in range(AGENTS):
-        (tmp / "agents" / f"agent-{i}.yaml").write_text(
-            f'agent_id: "agent-{i}"\nrole: "recruiter"\nnode_id: "{NODE}"\n'
-        )
-    (tmp / "relay.yaml").write_text(
-        f'nodes:\n  - id: "{NODE}"\n    host: "127.0.0.1"\n    port: 1\n'
-        f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
-        "relay:\n  min_free_bytes: 0\n"
-    )
-    return token
 
 
 def _start_relay(tmp: Path) -> tuple[subprocess.Popen[str], int]:

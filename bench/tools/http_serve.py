@@ -38,6 +38,7 @@ INSTALLED = tuple(k for k in SERVERS if k not in ("cheroot", "granian") or find_
 THREADS = 16
 HEAD_TIMEOUT_S = 10
 NODE = "bench-node"
+# The node writes for these agents, named in the relay's topology like any cluster's.
 AGENTS = 4
 FIXED = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n"
 FIXED_BODY = b'{"status":"stored"}'

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit test-deps browser-deps promtool bench load soak clean
+.PHONY: run test lint typecheck unit test-deps browser-deps postgres-deps promtool bench load soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 ## make test: set up and run lint, type checks and every test.
 test: $(STAMP) test-deps lint typecheck unit
 
-test-deps: browser-deps promtool
+test-deps: browser-deps postgres-deps promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,6 +42,22 @@ browser-deps:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else \
 			echo "chromium/chromedriver missing and not root: browser tests will be skipped"; \
+		fi; \
+	fi
+
+# The PostgreSQL store's tests start a throwaway server of their own from Debian's
+# packages: install them when root and missing, without the package's own cluster.
+postgres-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+			echo "installing postgresql (the PostgreSQL tests start a throwaway server)"; \
+			mkdir -p /etc/postgresql-common && \
+			{ [ -e /etc/postgresql-common/createcluster.conf ] || \
+			  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; } && \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "PostgreSQL missing and not root: its tests are skipped here (they fail under CI)"; \
 		fi; \
 	fi
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.relay_app.helpers import relay_daemon, write_config
 from tests.support import Daemon
+from tests.support.postgres import PostgresMissing, ThrowawayPostgres
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +26,24 @@ def relay_process(tmp_path: Path) -> Iterator[Daemon]:
     """`commander-relay serve` as its own process on 127.0.0.1, stopped after the test."""
     with relay_daemon(write_config(tmp_path / "config"), tmp_path) as daemon:
         yield daemon
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL for the whole run; its tests fail under CI without it."""
+    try:
+        server = ThrowawayPostgres()
+    except PostgresMissing as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{exc} (`make test` installs it when run as root)")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: ThrowawayPostgres) -> str:
+    """A new empty database on the throwaway server, for one test."""
+    return postgres_server.create_database()

@@ -8,6 +8,8 @@
 - `waiting`: `wait_for`, polling a condition until a deadline.
 - `proc_stats`: CPU and memory of another process from /proc.
 - `partition`: a TCP forwarder that cuts and heals connections (`Partition`).
+- `postgres`: a throwaway PostgreSQL server (`ThrowawayPostgres`; the `postgres_server`
+  and `postgres_dsn` fixtures of tests/conftest.py).
 
 `bench` imports this package; nothing here imports `bench`.
 """

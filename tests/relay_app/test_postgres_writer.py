@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -229,14 +230,60 @@ def test_three_writers_with_overlapping_messages_store_each_exactly_once(
 def test_writers_inserting_shared_ids_in_opposite_orders_retry_their_deadlock(
     postgres_dsn: str,
 ) -> None:
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        name = conn.info.dbname
-        conn.execute(f"ALTER DATABASE {name} SET deadlock_timeout = '20ms'")  # fast detection
-    pool = [row(T0 + i, msg_id=f"m-{i:04d}") for i in range(200)]
-    plans = [[pool[:100], pool[100:]], [pool[::-1][:100], pool[::-1][100:]]]
+    fast_deadlock_detection(postgres_dsn)
+    pool = [row(T0 + i, msg_id=f"m-{i:04d}") for i in range(600)]
+    rounds = [pool[i : i + 200] for i in range(0, 600, 200)]
+    plans = [rounds, [batch[::-1] for batch in rounds]]
     results = write_concurrently(postgres_dsn, plans)
     assert sum(r.inserted for rs in results for r in rs) == len(pool)
     assert stored_ids(postgres_dsn) == sorted(r.msg_id for r in pool)
+
+
+def test_a_write_that_loses_a_deadlock_is_run_again(postgres_dsn: str) -> None:
+    """Another session holds m-2 and then asks for m-1, which the writer holds while it
+    waits for m-2: the writer (the only one quick to detect it) is the victim, retries
+    once the other commits, and finds both stored."""
+    fast_deadlock_detection(postgres_dsn)
+    store = PostgresStore(postgres_dsn)
+    results: list[list[WriteResult]] = []
+    with psycopg.connect(postgres_dsn, autocommit=True) as other:
+        other.execute("SET deadlock_timeout = '10s'")
+        with other.transaction():
+            other.execute("INSERT INTO messages (msg_id, timestamp, content, node_id, agent_id,"
+                          " received_at, search) VALUES ('m-2', 0, '', %s, 'agent-1', 0, '')",
+                          (NODE_A,))  # fmt: skip
+            writer = store.open_writer()
+            thread = threading.Thread(
+                target=lambda: results.append(writer.write([put(R1, R2)], T0))
+            )
+            thread.start()
+            wait_for_a_lock_wait(other)
+            other.execute("INSERT INTO messages (msg_id, timestamp, content, node_id, agent_id,"
+                          " received_at, search) VALUES ('m-1', 0, '', %s, 'agent-1', 0, '')",
+                          (NODE_A,))  # fmt: skip
+        thread.join(timeout=30)
+        writer.close()
+    assert results == [[WR(0)]]
+    assert stored_ids(postgres_dsn) == ["m-1", "m-2"]
+
+
+def fast_deadlock_detection(dsn: str) -> None:
+    """Sessions of this database look for deadlocks after 20 ms instead of a second."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET deadlock_timeout = '20ms'")
+
+
+def wait_for_a_lock_wait(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Return once another session of this database waits for a lock."""
+    for _ in range(500):
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if waiting and waiting[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the writer never waited for the lock")
 
 
 def versions(dsn: str) -> list[tuple[object, ...]]:

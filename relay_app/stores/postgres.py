@@ -66,9 +66,13 @@ DEADLOCK_ATTEMPTS = 3
 
 def search_text(blob: bytes) -> str:
     """A stored content's text for `messages.search`: what SQLite's index gets
-    (`relay_app.store_search.searchable`), without NULs (PostgreSQL text cannot hold
-    them) and without diacritics, as FTS5's `remove_diacritics` does."""
-    text = searchable(blob).replace("\x00", " ")
+    (`relay_app.store_search.searchable`), folded here as FTS5's tokenizer folds it.
+
+    Lower case and diacritics are folded in Python, not by the database, so the index does
+    not depend on the database's locale (in the C locale PostgreSQL lowercases ASCII
+    only); a query must be folded the same way. NULs go: PostgreSQL text cannot hold them.
+    """
+    text = searchable(blob).replace("\x00", " ").lower()
     if text.isascii():
         return text
     decomposed = unicodedata.normalize("NFKD", text)
@@ -89,13 +93,13 @@ class PostgresWriter:
 
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         """Apply every op in one transaction, or none of them."""
-        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        lost: pg_errors.DeadlockDetected | None = None
+        for _ in range(DEADLOCK_ATTEMPTS):
             try:
                 return self._write_once(ops, received_at)
             except pg_errors.DeadlockDetected as exc:
-                if attempt == DEADLOCK_ATTEMPTS:
-                    raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                lost = exc
+        raise StoreUnavailable(f"the cluster database failed: {lost}") from lost
 
     def _write_once(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         if self._conn.closed or self._conn.broken:

@@ -41,7 +41,9 @@ R3 = row(T0 + 2, msg_id="m-3")
 R1_OTHER_CONTENT = R1._replace(content=encode_content({"text": "changed"}))
 R1_OTHER_AGENT = R1._replace(agent_id="agent-2")
 R1_OTHER_NODE = R1._replace(node_id=NODE_B)
-ODD_TEXT = row(T0, msg_id="m-odd", content={"text": "caf\u00e9 \u0000 na\u00efve", "n": [1, True]})
+ODD_TEXT = row(
+    T0, msg_id="m-odd", content={"text": "CAF\u00c9 \u0000 na\u00efve \u0391\u0392", "n": [1, True]}
+)
 LONG_TEXT = row(T0, msg_id="m-long", content={"words": [f"w{i}" for i in range(12_000)]})
 BAD_PRIORITY = R2._replace(priority="urgent")  # past the door's check: the table refuses it
 FILE = FileRecord("f-1", "agent-1", NODE_A, "m-1", "a.txt", 3, "ab" * 32, "files/agent-1/f-1")
@@ -159,7 +161,7 @@ def test_the_search_column_holds_the_indexed_text(postgres_dsn: str) -> None:
     with psycopg.connect(postgres_dsn) as conn:
         hits = conn.execute(
             "SELECT msg_id FROM messages WHERE search @@ to_tsquery('simple', %s) ORDER BY id",
-            ("cafe & naive & true",),
+            ("cafe & naive & true & \u03b1\u03b2",),
         ).fetchall()
     assert hits == [("m-odd",)]
     assert search_text(R1.content) == "hello"
@@ -181,6 +183,21 @@ def test_a_row_the_table_refuses_fails_its_whole_write(postgres_dsn: str) -> Non
         writer.write([put(R1, BAD_PRIORITY)], T0)
     assert writer.write([put(R1)], T0) == [WR(1)]
     writer.close()
+
+
+def test_a_writer_whose_connection_broke_fails_once_then_reconnects(postgres_dsn: str) -> None:
+    writer = PostgresStore(postgres_dsn).open_writer()
+    writer.write([put(R1)], T0)
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreUnavailable):
+        writer.write([put(R2)], T0)
+    assert writer.write([put(R2)], T0) == [WR(1)]
+    writer.close()
+    assert stored_ids(postgres_dsn) == ["m-1", "m-2"]
 
 
 def write_concurrently(dsn: str, plans: list[list[list[MessageRow]]]) -> list[list[WriteResult]]:

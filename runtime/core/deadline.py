@@ -130,6 +130,8 @@ def _read_within(response: requests.Response, limit: int) -> None:
         size += len(part)
         if size > limit:
             response.close()  # the connection goes, with the rest of the answer unread
+            # The exception's traceback keeps this frame alive: let go of what was read.
+            parts.clear()
             raise requests.ConnectionError(f"answer over {limit} bytes", response=response)
         parts.append(part)
     # What `response.content` returns from now on: requests keeps the body there.

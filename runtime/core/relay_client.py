@@ -12,6 +12,9 @@ at the relay's address (a proxy, a captive portal) stored nothing, so it is retr
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +24,12 @@ import requests
 from runtime.core.deadline import DeadlineSession
 from runtime.core.envelope import MessageEnvelope, from_stored
 from runtime.core.errors import InvalidMessage, RelayRejected, RelayUnavailable, RelayUntrusted
+from runtime.core.logsafe import quote
 from runtime.core.wire import message_json
 
 RETRYABLE = {401, 408, 429, 507}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,30 @@ class RelayTarget:
     timeout: float = 5.0
     # For an https relay: the CA file its certificate must verify against; None: the system store.
     ca_file: str | None = None
+    # Other relays of the same cluster store, tried in order when this one cannot be
+    # reached or answers 5xx; after `drift_back_s` on another, the first is tried again.
+    fallbacks: tuple[str, ...] = ()
+    drift_back_s: float = 60.0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every relay's base URL, the preferred first."""
+        return (self.base_url, *self.fallbacks)
 
 
 class RelayClient:
-    """Talks to one relay with keep-alive; one per thread (its Session is not shared)."""
+    """Talks to a relay with keep-alive; one per thread (its Session is not shared).
 
-    def __init__(self, target: RelayTarget) -> None:
+    With fallbacks, a request the current relay cannot answer (a network error, a 5xx)
+    goes to the next at once: every write is idempotent, since the relays share one
+    store and the msg_id (or batch_id) decides whether it is new.
+    """
+
+    def __init__(self, target: RelayTarget, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.target = target
+        self._clock = clock
+        self._at = 0  # index into target.urls of the relay in use
+        self._moved_at = 0.0
         # A relay that trickles its answer must not hold an actor longer than this.
         self.session = DeadlineSession(2 * target.timeout)
         # Never False: an https relay is verified, against the CA file or the system store.
@@ -56,6 +79,11 @@ class RelayClient:
                 "Content-Type": "application/json",
             }
         )
+
+    @property
+    def current_url(self) -> str:
+        """The base URL of the relay in use."""
+        return self.target.urls[self._at]
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -77,14 +105,10 @@ class RelayClient:
 
     def get_message(self, msg_id: str) -> MessageEnvelope | None:
         """GET /query/messages/<msg_id>; None when the relay does not have it."""
-        url = f"{self.target.base_url}/query/messages/{msg_id}"
-        try:
-            response = self.session.get(url, timeout=self.target.timeout, verify=self._verify)
-        except requests.RequestException as exc:
-            raise _unavailable(f"GET {url}", exc) from exc
+        response = self._send("GET", f"/query/messages/{msg_id}", missing_ok=True)
+        url = response.url
         if response.status_code == 404:
             return None
-        _raise_for_status(response, url)
         try:
             # As stored: a row the relay took under an older rule still reads.
             return from_stored(strip_relay_fields(response.json()))
@@ -97,15 +121,9 @@ class RelayClient:
 
         The target's timeout must exceed `wait` (the relay answers at the end of it).
         """
-        url = f"{self.target.base_url}/sync/mail"
         params: dict[str, Any] = {"for": recipients, "after": after, "wait": wait}
-        try:
-            response = self.session.get(
-                url, params=params, timeout=self.target.timeout, verify=self._verify
-            )
-        except requests.RequestException as exc:
-            raise _unavailable(f"GET {url}", exc) from exc
-        _raise_for_status(response, url)
+        response = self._send("GET", "/sync/mail", params=params)
+        url = response.url
         try:
             data = response.json()
             return list(data["messages"]), int(data["cursor"])
@@ -113,15 +131,49 @@ class RelayClient:
             raise RelayUnavailable(f"GET {url}: not the relay's mail: {exc}") from exc
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
-        url = self.target.base_url + path
+        return self._send("POST", path, data=body, headers=headers)
+
+    def _send(
+        self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        """The request to the relay in use; if it cannot answer, to each other one in turn."""
+        urls = self.target.urls
+        if self._at and self._clock() - self._moved_at >= self.target.drift_back_s:
+            self._move(0, "back to the preferred relay")
+        error: RelayUnavailable | None = None
+        for step in range(len(urls)):
+            at = (self._at + step) % len(urls)
+            try:
+                response = self._once(method, urls[at], path, missing_ok, kwargs)
+            except RelayUnavailable as exc:
+                if exc.status is not None and exc.status < 500:
+                    raise  # this relay answered, and any other would answer the same
+                error = exc
+                continue
+            if at != self._at:
+                self._move(at, f"{urls[self._at]} failed ({error})")
+            return response
+        assert error is not None
+        raise error
+
+    def _once(
+        self, method: str, base: str, path: str, missing_ok: bool, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        url = base + path
+        what = f"{method} {path}" if method == "POST" else f"{method} {url}"
         try:
-            response = self.session.post(
-                url, data=body, headers=headers, timeout=self.target.timeout, verify=self._verify
+            response = self.session.request(
+                method, url, timeout=self.target.timeout, verify=self._verify, **kwargs
             )
         except requests.RequestException as exc:
-            raise _unavailable(f"POST {path}", exc) from exc
-        _raise_for_status(response, path)
+            raise _unavailable(what, exc) from exc
+        if not (missing_ok and response.status_code == 404):
+            _raise_for_status(response, path if method == "POST" else url)
         return response
+
+    def _move(self, at: int, why: str) -> None:
+        logger.warning("relay %s in use: %s", self.target.urls[at], quote(why))
+        self._at, self._moved_at = at, self._clock()
 
 
 def _unavailable(what: str, exc: requests.RequestException) -> RelayUnavailable:

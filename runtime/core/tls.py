@@ -132,27 +132,30 @@ def _no_passphrase() -> bytes:
     raise ValueError("the key is encrypted; the relay needs it unencrypted (mode 0600/0640)")
 
 
-def relay_url(
+def relay_urls(
     config: ClusterConfig, override: str | None = None, node_id: str | None = None
-) -> str | None:
-    """The relay's base URL for node `node_id`: `override`, else from relay.yaml.
+) -> tuple[str, ...]:
+    """The relays' base URLs for node `node_id`, the preferred first: `override`, else
+    from relay.yaml; empty when there is none.
 
-    From relay.yaml: the node's own entry's `sync_endpoint` (a node that reaches the
-    relay by another address), else the storage node's, each without its sync path
-    (`.../sync/messages`); else the storage node's host and port, over https when
-    relay.yaml gives the relay a certificate. A plain http URL to a relay that has one
-    is refused: the node's token would cross the network in clear (and the relay would
-    answer 400 anyway).
+    Several relays of one cluster store are given comma-separated (`--relay-url
+    https://a:8765,https://b:8765`). From relay.yaml: the node's own entry's
+    `sync_endpoint` (a node that reaches the relay by another address), else the storage
+    node's, each without its sync path (`.../sync/messages`); else the storage node's
+    host and port, over https when relay.yaml gives the relay a certificate. A plain http
+    URL to a relay that has one is refused: the node's token would cross the network in
+    clear (and the relay would answer 400 anyway).
     """
-    url = override or _own_endpoint(config, node_id) or _from_storage_node(config)
-    if url is None:
-        return None
-    url = url.rstrip("/")
-    if config.relay.tls_cert_file and not url.startswith("https://"):
-        source = "--relay-url" if override else relay_yaml(config)
-        expected = f"an https:// URL, since {CERT_KEY} is set"
-        raise ConfigError([ConfigProblem(source, "relay URL", expected, url)])
-    return url
+    given = override or _own_endpoint(config, node_id) or _from_storage_node(config)
+    if given is None:
+        return ()
+    urls = tuple(u.strip().rstrip("/") for u in given.split(",") if u.strip())
+    for url in urls:
+        if config.relay.tls_cert_file and not url.startswith("https://"):
+            source = "--relay-url" if override else relay_yaml(config)
+            expected = f"an https:// URL, since {CERT_KEY} is set"
+            raise ConfigError([ConfigProblem(source, "relay URL", expected, url)])
+    return urls
 
 
 def is_loopback_url(url: str) -> bool:

@@ -43,7 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--node-id", required=True, help="this node's id in the config")
     parser.add_argument("--data-dir", help="node data directory (default ./data/node/<node-id>)")
     parser.add_argument(
-        "--relay-url", help="relay base URL (default: the storage node in relay.yaml)"
+        "--relay-url",
+        help="relay base URL, or several of one cluster store comma-separated, the preferred"
+        " first (default: the storage node in relay.yaml)",
     )
     parser.add_argument(
         "--relay-ca-file",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,7 +42,7 @@ from runtime.core.logsafe import quote
 from runtime.core.relay_client import RelayTarget
 from runtime.core.supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 from runtime.core.sync_state import SyncState
-from runtime.core.tls import client_ca_file, is_loopback_url, relay_url
+from runtime.core.tls import client_ca_file, is_loopback_url, relay_urls
 from runtime.node.agent import AgentHandle
 from runtime.node.mail_poller import MailPoller
 from runtime.node.mail_store import MailStore, mail_path
@@ -237,20 +237,24 @@ class Node:
             # Said by the operator in relay.yaml: it wins over --relay-url and the token.
             logger.warning("sync_enabled is false for node %s: messages stay local", self.node_id)
             return None
-        url = relay_url(self.config, self.options.relay_url, self.node_id)
-        if url is None or self.options.token is None:
+        urls = relay_urls(self.config, self.options.relay_url, self.node_id)
+        if not urls or self.options.token is None:
             logger.warning("no relay URL or token for node %s: messages stay local", self.node_id)
             return None
         ca_file = None
-        if url.startswith("https://"):
+        if any(url.startswith("https://") for url in urls):
             ca_file = client_ca_file(self.config, self.options.relay_ca_file)
-        elif not is_loopback_url(url):
-            logger.warning(
-                "relay %s is plain HTTP: this node's token and messages cross the network in"
-                " clear (`commander-relay tls` makes a CA; give the relay an https URL)",
-                quote(url),
-            )
-        return RelayTarget(url, self.node_id, self.options.token, ca_file=ca_file)
+        for url in urls:
+            if not url.startswith("https://") and not is_loopback_url(url):
+                logger.warning(
+                    "relay %s is plain HTTP: this node's token and messages cross the network"
+                    " in clear (`commander-relay tls` makes a CA; give the relay an https URL)",
+                    quote(url),
+                )
+        primary, *fallbacks = urls
+        return RelayTarget(
+            primary, self.node_id, self.options.token, ca_file=ca_file, fallbacks=tuple(fallbacks)
+        )
 
     def _add_agent(self, agent: AgentConfig) -> None:
         sync, board = SyncState(), AgentBoard()
@@ -384,13 +388,7 @@ class Node:
     def _timed_target(self, agent: AgentConfig) -> RelayTarget | None:
         if self.target is None:
             return None
-        return RelayTarget(
-            self.target.base_url,
-            self.node_id,
-            self.target.token,
-            agent.sync.timeout_seconds,
-            self.target.ca_file,
-        )
+        return replace(self.target, timeout=agent.sync.timeout_seconds)
 
 
 def _periodic(handle: ChildHandle, message: Any) -> Callable[[], None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runtime.core.config import ClusterConfig, NodeEntry, collect_problems
-from runtime.core.tls import relay_url
+from runtime.core.tls import relay_urls
 from runtime.node.node import Node, NodeOptions
 from tests.delivery.harness import relay_rows, start_relay
 from tests.support import TOKENS, cluster, free_port, wait_for
@@ -75,12 +75,12 @@ def test_where_a_node_sends_flag_then_own_entry_then_storage_entry() -> None:
     desk = NodeEntry("desk", "10.0.0.44", 8002)
     config = replace(cluster(Path("/nonexistent")), nodes=(storage, laptop, desk))
 
-    assert relay_url(config, "http://flag:1/", "laptop") == "http://flag:1"
-    assert relay_url(config, None, "laptop") == "http://vpn:8001"
-    assert relay_url(config, None, "desk") == "http://10.0.0.42:8001"
+    assert relay_urls(config, "http://flag:1/", "laptop") == ("http://flag:1",)
+    assert relay_urls(config, None, "laptop") == ("http://vpn:8001",)
+    assert relay_urls(config, None, "desk") == ("http://10.0.0.42:8001",)
     endpoint = replace(storage, sync_endpoint="http://relay.lan:8001/sync/messages")
     config = replace(config, nodes=(endpoint, laptop, desk))
-    assert relay_url(config, None, "desk") == "http://relay.lan:8001"
+    assert relay_urls(config, None, "desk") == ("http://relay.lan:8001",)
 
 
 def test_with_tls_an_http_endpoint_on_any_entry_is_a_problem(tmp_path: Path) -> None:

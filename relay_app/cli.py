@@ -6,6 +6,7 @@
     commander-relay hash-password < password
     commander-relay metrics-token --token-file F [--force]
     commander-relay tls init --dir DIR | tls issue NAME --dir DIR --host H [--host H...]
+    commander-relay migrate --from DB_OR_DATA_DIR --to postgresql://... [--chunk-rows N]
 
 Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
 ./data/relay), which works from a checkout; with it, relay.yaml decides and flags
@@ -19,6 +20,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
+from relay_app.stores import migrate
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime.core import daemon
 from runtime.core.config import ClusterConfig, RelaySettings, load_config
@@ -48,7 +51,7 @@ DEFAULT_DATA_DIR = "./data/relay"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS = ("serve", "add-node", "hash-password", "metrics-token", "tls")
+COMMANDS = ("serve", "add-node", "hash-password", "metrics-token", "tls", "migrate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     hash_pw.set_defaults(run=_hash_password)
     metrics_token.add_command(sub)
     add_tls_commands(sub)
+    _add_migrate(sub)
     return parser
+
+
+def _add_migrate(sub: Any) -> None:
+    cmd = sub.add_parser("migrate", help="copy a SQLite corpus into PostgreSQL, then verify")
+    cmd.add_argument("--from", dest="source", required=True, help="relay database or data dir")
+    cmd.add_argument("--to", dest="target", required=True, help="postgresql:// URL")
+    cmd.add_argument(
+        "--chunk-rows", type=int, default=migrate.CHUNK_ROWS, help="rows per transaction"
+    )
+    cmd.add_argument(
+        "--pause-s", type=float, default=0.0, help="wait between chunks (spare a busy server)"
+    )
+    cmd.set_defaults(run=_migrate)
 
 
 def load_relay_config(
@@ -217,6 +234,25 @@ def _hash_password(args: argparse.Namespace) -> int:
     write_for_service(Path(args.out), hash_password(password) + "\n")
     print(f"operator password hash written to {args.out}; relay.operator_password_file names it")
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if args.chunk_rows < 1 or args.pause_s < 0:
+        print("commander-relay: --chunk-rows must be >= 1, --pause-s >= 0", file=sys.stderr)
+        return daemon.EXIT_CONFIG
+    try:
+        with (
+            closing(migrate.open_source(args.source)) as source,
+            migrate.open_target(args.target) as target,
+        ):
+            report = migrate.migrate_corpus(
+                source, target, chunk_rows=args.chunk_rows, pause_s=args.pause_s
+            )
+    except migrate.MigrateError as exc:
+        print(f"commander-relay: {exc}", file=sys.stderr)
+        return daemon.EXIT_CONFIG
+    print(f"commander-relay migrate: {report.summary()}", flush=True)
+    return daemon.EXIT_FAILED if report.differences else daemon.EXIT_OK
 
 
 if __name__ == "__main__":

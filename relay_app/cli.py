@@ -31,7 +31,6 @@ from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
-from relay_app.stores import migrate
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime.core import daemon
 from runtime.core.config import ClusterConfig, RelaySettings, load_config
@@ -97,9 +96,7 @@ def _add_migrate(sub: Any) -> None:
     cmd = sub.add_parser("migrate", help="copy a SQLite corpus into PostgreSQL, then verify")
     cmd.add_argument("--from", dest="source", required=True, help="relay database or data dir")
     cmd.add_argument("--to", dest="target", required=True, help="postgresql:// URL")
-    cmd.add_argument(
-        "--chunk-rows", type=int, default=migrate.CHUNK_ROWS, help="rows per transaction"
-    )
+    cmd.add_argument("--chunk-rows", type=int, default=2000, help="rows per transaction")
     cmd.add_argument(
         "--pause-s", type=float, default=0.0, help="wait between chunks (spare a busy server)"
     )
@@ -237,6 +234,9 @@ def _hash_password(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    # Here, not at the top: a relay on SQLite never loads psycopg (memory, start-up time).
+    from relay_app.stores import migrate  # noqa: PLC0415
+
     if args.chunk_rows < 1 or args.pause_s < 0:
         print("commander-relay: --chunk-rows must be >= 1, --pause-s >= 0", file=sys.stderr)
         return daemon.EXIT_CONFIG
@@ -251,6 +251,9 @@ def _migrate(args: argparse.Namespace) -> int:
     except migrate.MigrateError as exc:
         print(f"commander-relay: {exc}", file=sys.stderr)
         return daemon.EXIT_CONFIG
+    except migrate.MigrateInterrupted as exc:
+        print(f"commander-relay: {exc}", file=sys.stderr)
+        return daemon.EXIT_FAILED
     print(f"commander-relay migrate: {report.summary()}", flush=True)
     return daemon.EXIT_FAILED if report.differences else daemon.EXIT_OK
 

@@ -87,6 +87,10 @@ class MigrateError(CommanderError):
     """The source or the target cannot be used: the text names which and why (exit 2)."""
 
 
+class MigrateInterrupted(CommanderError):
+    """A database failed during the copy; what is committed stays, a new run resumes."""
+
+
 @dataclass
 class Report:
     """What one run copied and found."""
@@ -158,13 +162,18 @@ def migrate_corpus(
     """Copy every table the target has, move its id sequence on, then verify."""
     report = Report()
     started = time.monotonic()
-    report.copied["messages"] = copy_messages(source, target, chunk_rows, pause_s)
-    for table in OTHER_TABLES:
-        report.copied[table] = copy_table(source, target, table, chunk_rows)
-    target.execute(RESTART_IDENTITY)
-    report.seconds = time.monotonic() - started
-    report.not_copied = tables_not_copied(source)
-    report.differences, report.msg_ids_sha256 = verify(source, target)
+    try:
+        report.copied["messages"] = copy_messages(source, target, chunk_rows, pause_s)
+        for table in OTHER_TABLES:
+            report.copied[table] = copy_table(source, target, table, chunk_rows)
+        target.execute(RESTART_IDENTITY)
+        report.seconds = time.monotonic() - started
+        report.not_copied = tables_not_copied(source)
+        report.differences, report.msg_ids_sha256 = verify(source, target)
+    except (psycopg.Error, sqlite3.Error) as exc:
+        raise MigrateInterrupted(
+            f"the copy stopped ({exc}); the chunks committed stay: run it again to resume"
+        ) from exc
     return report
 
 

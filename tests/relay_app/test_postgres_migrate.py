@@ -16,6 +16,12 @@ import pytest
 
 from relay_app.cli import main
 from relay_app.store import FileRecord, StoreFile, StoreMessages, StoreStatus
+from relay_app.stores.migrate import (
+    MigrateInterrupted,
+    migrate_corpus,
+    open_source,
+    open_target,
+)
 from relay_app.stores.postgres import PostgresWriter, search_text
 from relay_app.stores.sqlite import SqliteStore
 from tests.relay_app.store_contract.corpus import NODE_A, NODE_B, T0, row
@@ -199,3 +205,18 @@ def test_a_target_that_is_not_a_postgresql_url_exits_2(
 ) -> None:
     assert migrate(source, "mysql://somewhere/db") == 2
     assert "expected a postgresql:// URL" in capsys.readouterr().err
+
+
+def test_a_target_lost_during_the_copy_says_to_run_it_again(
+    source: Path, postgres_dsn: str
+) -> None:
+    target = open_target(postgres_dsn)
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (target.info.backend_pid,))
+    src = open_source(source)
+    try:
+        with pytest.raises(MigrateInterrupted, match="run it again to resume"):
+            migrate_corpus(src, target)
+    finally:
+        src.close()
+        target.close()

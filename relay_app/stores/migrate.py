@@ -9,6 +9,11 @@ target, so running it again, after a kill or after success, converges on the sou
 At the end the identity sequence is moved past the highest id and `verify` compares
 row counts and a sha256 of all msg_ids in id order, both streamed.
 
+No relay may write to the target before the migration has finished: its inserts would
+take ids from 1 on and push aside the source rows holding them (verification says so).
+The source may still be live: a second run after the relay stopped copies what came
+meanwhile (new ids only; inbox status changes to rows already copied are not followed).
+
 The source is opened read-only. Tables the PostgreSQL schema does not have yet (the
 inbox's audit trail, sessions, counters and full-text index) are reported, not copied.
 """

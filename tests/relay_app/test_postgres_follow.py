@@ -117,6 +117,8 @@ def test_a_poller_sees_every_message_of_concurrent_writers_exactly_once(
     writers, each = 4, 40
     done = threading.Event()
     failures: list[BaseException] = []
+    committed: list[int] = []  # ids in about the order they committed
+    lock = threading.Lock()
 
     def write(n: int) -> None:
         # Each write holds its transaction open a random moment after taking its id, so
@@ -125,9 +127,11 @@ def test_a_poller_sees_every_message_of_concurrent_writers_exactly_once(
         try:
             with psycopg.connect(dsn) as conn:
                 for i in range(each):
-                    insert(conn, f"m-{n}-{i}")
+                    row_id, _ = insert(conn, f"m-{n}-{i}")
                     time.sleep(rng.uniform(0, 0.01))
                     conn.commit()
+                    with lock:
+                        committed.append(row_id)
         except BaseException as exc:  # reported by the assert below, not as a warning
             failures.append(exc)
 
@@ -147,6 +151,7 @@ def test_a_poller_sees_every_message_of_concurrent_writers_exactly_once(
     seen += follow_until(poller, cursor, writers * each - len(seen))
 
     assert not failures
+    assert committed != sorted(committed)  # the trap was there: ids committed out of order
     assert len(seen) == len(set(seen)) == writers * each
     assert set(seen) == {f"m-{n}-{i}" for n in range(writers) for i in range(each)}
 

@@ -30,7 +30,9 @@ from relay_app.store import (
 from relay_app.store_search import searchable
 from relay_app.stores.postgres_schema import migrate
 
-# One statement for all the rows of a request, in request order (ids follow it). A msg_id
+# One statement for all the rows of a request, in msg_id order: writers sharing msg_ids
+# then take their row locks in one order and cannot deadlock each other (ids follow
+# msg_id order, which for time-ordered msg_ids is the order they were made). A msg_id
 # already stored, or given twice in the request, is skipped; RETURNING names those stored.
 INSERT_MESSAGES = """
 INSERT INTO messages (msg_id, timestamp, task_id, sender, recipient, role, content,
@@ -41,7 +43,7 @@ FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::te
     %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[])
     WITH ORDINALITY AS m(msg_id, ts, task_id, sender, recipient, role, content,
         node_id, agent_id, priority, body, n)
-ORDER BY m.n
+ORDER BY m.msg_id, m.n
 ON CONFLICT (msg_id) DO NOTHING
 RETURNING msg_id
 """
@@ -59,9 +61,10 @@ INSERT_FILE = (
     " received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 )
 HOLDERS = "SELECT msg_id, node_id, agent_id FROM messages WHERE msg_id = ANY(%s)"
-# A write that lost a deadlock (two writers inserting shared msg_ids in different
-# orders) is rolled back whole and run again: every op in it is idempotent.
-DEADLOCK_ATTEMPTS = 3
+# A write that lost a deadlock (a group of several requests whose msg_ids interleave
+# with another writer's group) is rolled back whole and run again: every op in it is
+# idempotent.
+DEADLOCK_ATTEMPTS = 5
 
 
 def search_text(blob: bytes) -> str:

@@ -244,7 +244,7 @@ def test_three_writers_with_overlapping_messages_store_each_exactly_once(
     assert stored_ids(postgres_dsn) == sorted(distinct)
 
 
-def test_writers_inserting_shared_ids_in_opposite_orders_retry_their_deadlock(
+def test_writers_inserting_shared_ids_in_opposite_orders_store_each_once(
     postgres_dsn: str,
 ) -> None:
     fast_deadlock_detection(postgres_dsn)

@@ -110,6 +110,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         CREATE_FILES,
         *FILE_INDEXES,
     ),
+    # 2: following in commit order below the watermark (relay_app.stores.postgres_follow):
+    # every read after a (xact, id) cursor, and the mail of some recipients.
+    (
+        "CREATE INDEX idx_messages_follow ON messages (xact, id)",
+        "CREATE INDEX idx_messages_mail_follow ON messages (recipient, xact, id)",
+    ),
 ]
 
 CREATE_VERSIONS = """

@@ -329,4 +329,6 @@ def test_relays_opening_a_new_database_together_migrate_it_once(postgres_dsn: st
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert sorted(applied) == [0, 0, len(MIGRATIONS)]
+    # Each step is applied once, by whichever relay holds the lock when it is due.
+    assert len(applied) == 3
+    assert sum(applied) == len(MIGRATIONS)

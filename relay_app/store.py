@@ -35,6 +35,11 @@ FILTER_FIELDS = {
 }
 
 
+# What a store answers (400) for a message past the door that one of its table rules
+# refuses: nothing of the request is stored, and resending it unchanged cannot succeed.
+BROKEN_RULE = "message: refused by a rule of the store; nothing of this request was stored"
+
+
 class MessageRow(NamedTuple):
     """One validated message, content already gzip-encoded; a tuple so inserts stay cheap."""
 

@@ -18,8 +18,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
-from relay_app.errors import Conflict, StorageFull, StoreUnavailable
+from relay_app.errors import BadRequest, Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
+    BROKEN_RULE,
     MessageRow,
     StoreFile,
     StoreMessages,
@@ -114,6 +115,8 @@ class PostgresWriter:
             raise
         except pg_errors.DiskFull as exc:
             raise StorageFull("the cluster database is full (disk); nothing was stored") from exc
+        except pg_errors.CheckViolation as exc:
+            raise BadRequest(f"{BROKEN_RULE}: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
 

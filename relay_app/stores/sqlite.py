@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
-from relay_app.errors import Conflict, StorageFull, StoreUnavailable
+from relay_app.errors import BadRequest, Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
+    BROKEN_RULE,
     FILTER_FIELDS,
     FileRecord,
     MessagePage,
@@ -52,9 +53,12 @@ logger = logging.getLogger(__name__)
 
 DB_RELATIVE_PATH = Path("messages") / "cluster_messages.db"
 
+# ON CONFLICT names the one conflict that means "already stored": a row failing any other
+# rule (a CHECK) is an error, never silently skipped and acknowledged.
 INSERT_MESSAGE = (
-    "INSERT OR IGNORE INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
+    "INSERT INTO messages (msg_id, timestamp, task_id, sender, recipient, role,"
     " content, node_id, agent_id, priority, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (msg_id) DO NOTHING"
 )
 UPSERT_STATUS = (
     "INSERT INTO node_status (node_id, sent_at, received_at, agents) VALUES (?,?,?,?)"
@@ -135,18 +139,21 @@ class SqliteWriter:
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         conn = self._conn
-        # Every message goes through INSERT OR IGNORE, under a known batch_id too: msg_id alone
-        # decides what is already stored, so a reused or regrouped batch_id never drops one.
+        # Every message is inserted, under a known batch_id too: msg_id alone decides what is
+        # already stored, so a reused or regrouped batch_id never drops one.
         # rowcount sums sqlite3_changes(), which leaves out rows changed by triggers.
-        cursor = conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
+        try:
+            cursor = conn.executemany(INSERT_MESSAGE, [(*row, received_at) for row in op.rows])
+        except sqlite3.IntegrityError as exc:
+            raise BadRequest(f"{BROKEN_RULE}: {exc}") from exc
         inserted = cursor.rowcount
         if inserted < len(op.rows):
             self._refuse_foreign_ids(op.rows)
         if op.batch_id is None:
             return WriteResult(inserted=inserted)
         recorded = conn.execute(
-            "INSERT OR IGNORE INTO batches (batch_id, node_id, message_count, received_at)"
-            " VALUES (?,?,?,?)",
+            "INSERT INTO batches (batch_id, node_id, message_count, received_at)"
+            " VALUES (?,?,?,?) ON CONFLICT (batch_id) DO NOTHING",
             (op.batch_id, op.node_id, len(op.rows), received_at),
         )
         return WriteResult(inserted=inserted, repeated=recorded.rowcount == 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from relay_app.errors import Conflict, StoreUnavailable
+from relay_app.errors import BadRequest, Conflict, StoreUnavailable
 from relay_app.store import (
     FileRecord,
     MessageRow,
@@ -175,13 +175,21 @@ def test_ops_not_implemented_yet_raise_and_roll_back_their_write(postgres_dsn: s
     writer.close()
 
 
-def test_a_row_the_table_refuses_fails_its_whole_write(postgres_dsn: str) -> None:
-    """Unlike SQLite, whose INSERT OR IGNORE skips a row failing a CHECK and acks the rest
-    (the door never lets one through): PostgreSQL's ON CONFLICT covers the msg_id only."""
-    writer = PostgresStore(postgres_dsn).open_writer()
-    with pytest.raises(StoreUnavailable, match="check constraint"):
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_row_the_table_refuses_fails_its_whole_write_with_a_400(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """ON CONFLICT covers the msg_id only: a row failing a CHECK (which the door never lets
+    through) is refused with its whole request, never skipped and acknowledged."""
+    if engine == "sqlite":
+        store: SqliteStore | PostgresStore = SqliteStore(tmp_path)
+    else:
+        store = PostgresStore(request.getfixturevalue("postgres_dsn"))
+    writer = store.open_writer()
+    with pytest.raises(BadRequest, match="refused by a rule of the store"):
         writer.write([put(R1, BAD_PRIORITY)], T0)
     assert writer.write([put(R1)], T0) == [WR(1)]
+    assert writer.write([put(R1, R2)], T0) == [WR(1)]
     writer.close()
 
 

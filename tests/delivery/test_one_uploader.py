@@ -35,6 +35,15 @@ def link(relay: RelayServer) -> Iterator[Partition]:
     proxy.cut()
 
 
+@pytest.fixture
+def linked_node(tmp_path: Path, link: Partition) -> Iterator[Node]:
+    """node-a, reaching the relay only through the link."""
+    url = f"http://127.0.0.1:{link.port}"
+    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", url)
+    yield node
+    node.stop()
+
+
 def sync_posts(url: str) -> dict[str, float]:
     """POSTs the relay answered on its message routes, by route."""
     text = requests.get(f"{url}/metrics", timeout=5).text
@@ -48,26 +57,22 @@ def sync_posts(url: str) -> dict[str, float]:
 
 
 def test_writes_of_two_agents_made_while_a_push_is_in_flight_share_the_next_request(
-    tmp_path: Path, relay: RelayServer, link: Partition
+    relay: RelayServer, link: Partition, linked_node: Node
 ) -> None:
-    url = f"http://127.0.0.1:{link.port}"
-    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", url)
-    try:
-        a1, a2 = node.agent("a1"), node.agent("a2")
-        link.delay = 0.5
-        first = a1.write("goes out alone, slowly")
-        time.sleep(0.1)  # the first push is now on the wire, held by the link
-        later = [a1.write("joins"), a2.write("joins too"), a2.write("and me")]
-        link.delay = 0.0
-        for msg_id in [first, *later]:
-            wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=10)
-        assert sync_posts(relay.url) == {"/sync/message": 1, "/sync/messages": 1}
-        wait_for(lambda: a1.stats().unsynced_count == 0 and a2.stats().unsynced_count == 0, 5)
-        for agent_id in ("a1", "a2"):
-            assert node.actors[agent_id].outbox.ask(GetOutboxStats()).pending_messages == 0
-            assert node.actors[agent_id].sync.snapshot().acked_messages_total == 2
-    finally:
-        node.stop()
+    node = linked_node
+    a1, a2 = node.agent("a1"), node.agent("a2")
+    link.delay = 0.5
+    first = a1.write("goes out alone, slowly")
+    time.sleep(0.1)  # the first push is now on the wire, held by the link
+    later = [a1.write("joins"), a2.write("joins too"), a2.write("and me")]
+    link.delay = 0.0
+    for msg_id in [first, *later]:
+        wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=10)
+    assert sync_posts(relay.url) == {"/sync/message": 1, "/sync/messages": 1}
+    wait_for(lambda: a1.stats().unsynced_count == 0 and a2.stats().unsynced_count == 0, 5)
+    for agent_id in ("a1", "a2"):
+        assert node.actors[agent_id].outbox.ask(GetOutboxStats()).pending_messages == 0
+        assert node.actors[agent_id].sync.snapshot().acked_messages_total == 2
 
 
 def test_an_idle_write_goes_out_at_once_in_a_request_of_its_own(
@@ -84,27 +89,23 @@ def test_an_idle_write_goes_out_at_once_in_a_request_of_its_own(
 
 
 def test_what_one_request_fails_to_deliver_goes_to_each_agents_own_outbox(
-    tmp_path: Path, relay: RelayServer, link: Partition
+    relay: RelayServer, link: Partition, linked_node: Node
 ) -> None:
-    url = f"http://127.0.0.1:{link.port}"
-    node = start_node(cluster(tmp_path / "relay"), "node-a", tmp_path / "a", url)
-    try:
-        link.cut()
-        ids: dict[str, list[str]] = {"a1": [], "a2": []}
-        for i in range(3):
-            for agent_id, mine in ids.items():
-                mine.append(node.agent(agent_id).write({"i": i}))
-        for agent_id in ids:
-            outbox = node.actors[agent_id].outbox
-            wait_for(lambda o=outbox: o.ask(GetOutboxStats()).pending_messages == 3, 10)
-            sync = node.actors[agent_id].sync  # the uploader's failure or the outbox's retry
-            wait_for(lambda s=sync: s.snapshot().failures_total >= 1, 10)
-        link.heal()
-        for msg_id in [*ids["a1"], *ids["a2"]]:
-            wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=20)
-        wait_for(lambda: all(node.agent(a).stats().unsynced_count == 0 for a in ids), 10)
-    finally:
-        node.stop()
+    node = linked_node
+    link.cut()
+    ids: dict[str, list[str]] = {"a1": [], "a2": []}
+    for i in range(3):
+        for agent_id, mine in ids.items():
+            mine.append(node.agent(agent_id).write({"i": i}))
+    for agent_id in ids:
+        outbox = node.actors[agent_id].outbox
+        wait_for(lambda o=outbox: o.ask(GetOutboxStats()).pending_messages == 3, 10)
+        sync = node.actors[agent_id].sync  # the uploader's failure or the outbox's retry
+        wait_for(lambda s=sync: s.snapshot().failures_total >= 1, 10)
+    link.heal()
+    for msg_id in [*ids["a1"], *ids["a2"]]:
+        wait_for(lambda m=msg_id: relay_get(relay.url, m) is not None, timeout=20)
+    wait_for(lambda: all(node.agent(a).stats().unsynced_count == 0 for a in ids), 10)
 
 
 def test_an_uploader_that_keeps_failing_is_down_alone_and_the_outboxes_deliver_meanwhile(

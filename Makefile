@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit test-deps browser-deps postgres-deps promtool bench load soak clean
+.PHONY: run run-cluster test lint typecheck unit test-deps browser-deps postgres-deps promtool bench load soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ venv: $(STAMP)
 ## make run: set up and start the relay plus a node with the example agents (Ctrl-C stops).
 run: $(STAMP)
 	$(BIN)/python -m runtime.quickstart
+
+## make run-cluster: the same on PostgreSQL: a local server (data/cluster/pg), two relays
+## on it and two nodes that know both (Ctrl-C stops it all; rm -rf data/cluster resets it).
+run-cluster: $(STAMP) postgres-deps
+	$(BIN)/python -m runtime.quickstart.cluster
 
 ## make test: set up and run lint, type checks and every test.
 test: $(STAMP) test-deps lint typecheck unit

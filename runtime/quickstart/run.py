@@ -21,7 +21,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,24 @@ REPORTS = [
 ]
 
 
-def prepare(source: Path) -> tuple[Path, dict[str, Path], str]:
+@dataclass(frozen=True)
+class Site:
+    """Where one quickstart runs: its data and logs, its relays (preferred first), its sockets."""
+
+    root: Path
+    relay_urls: tuple[str, ...]
+    sockets: Path
+
+
+def prepare(
+    source: Path, root: Path = ROOT, relay_port: int = RELAY_PORT
+) -> tuple[Path, dict[str, Path], str]:
     """Copy the config with the relay on 127.0.0.1; make tokens and the operator password."""
-    config_dir = ROOT / "config"
+    config_dir = root / "config"
     if config_dir.exists():
         shutil.rmtree(config_dir)
     shutil.copytree(source, config_dir)
-    secrets_dir = ROOT / "secrets"
+    secrets_dir = root / "secrets"
     secrets_dir.mkdir(parents=True, exist_ok=True)
     topology = yaml.safe_load((config_dir / "relay.yaml").read_text())
     hashes_file = secrets_dir / "token-hashes.yaml"
@@ -80,10 +92,10 @@ def prepare(source: Path) -> tuple[Path, dict[str, Path], str]:
     for node in topology["nodes"]:
         node["host"] = "127.0.0.1"  # never the LAN addresses of the example
         if node.get("role") == "storage":
-            node["port"] = RELAY_PORT
-            node["sync_endpoint"] = f"http://127.0.0.1:{RELAY_PORT}/sync/messages"
+            node["port"] = relay_port
+            node["sync_endpoint"] = f"http://127.0.0.1:{relay_port}/sync/messages"
     topology["relay"] = {
-        "data_dir": str((ROOT / "relay").resolve()),
+        "data_dir": str((root / "relay").resolve()),
         "token_hashes_file": str(hashes_file.resolve()),
         "operator_password_hash": hash_password(password),
         "min_free_bytes": MIN_FREE_BYTES,
@@ -142,7 +154,12 @@ class Stopped(Exception):
 
 
 def wait_http(
-    url: str, proc: subprocess.Popen[bytes], name: str, stop: threading.Event, timeout: float = 30.0
+    url: str,
+    proc: subprocess.Popen[bytes],
+    name: str,
+    stop: threading.Event,
+    timeout: float = 30.0,
+    logs: Path = ROOT,
 ) -> None:
     """Wait until `url` answers, or fail naming the log to read; `stop` ends the wait."""
     import requests  # noqa: PLC0415
@@ -152,13 +169,13 @@ def wait_http(
         if stop.is_set():
             raise Stopped
         if proc.poll() is not None:
-            raise SystemExit(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
+            raise SystemExit(f"{name} exited with {proc.returncode}; see {logs / name}.log")
         try:
             requests.get(url, timeout=1)
             return
         except requests.RequestException:
             time.sleep(0.2)
-    raise SystemExit(f"{name} did not answer at {url}; see {ROOT / name}.log")
+    raise SystemExit(f"{name} did not answer at {url}; see {logs / name}.log")
 
 
 def demo_agent(
@@ -229,20 +246,33 @@ def refusal_reasons(health: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole cluster on this machine until Ctrl-C, SIGTERM or a closed output."""
-    parser = argparse.ArgumentParser(prog="make run")
-    parser.add_argument("--config", default="config", help="config directory to start from")
-    parser.add_argument("--interval", type=float, default=3.0, help="seconds between demo reports")
-    args = parser.parse_args(argv)
+    args = parser("make run").parse_args(argv)
+    return supervise(ROOT, lambda *context: _run(args, *context))
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    """The options every quickstart takes."""
+    options = argparse.ArgumentParser(prog=prog)
+    options.add_argument("--config", default="config", help="config directory to start from")
+    options.add_argument("--interval", type=float, default=3.0, help="seconds between demo reports")
+    return options
+
+
+Body = Callable[[Children, Output, threading.Event, Path], None]
+
+
+def supervise(root: Path, body: Body) -> int:
+    """Run `body(children, output, stop, sockets)`, then stop every daemon it started."""
     stop = threading.Event()
     # First of all: a signal while the daemons start must still stop them, in order.
     install_stop_signals(stop)
     output = Output(on_error=stop.set)  # nobody reads us any more: stop, as SIGPIPE would
-    ROOT.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     # Sockets under /tmp: a checkout's path may be too long for one (107 bytes at most).
     sockets = Path(tempfile.mkdtemp(prefix="commander-"))
-    children = Children(ROOT, output)
+    children = Children(root, output)
     try:
-        _run(args, children, output, stop, sockets)
+        body(children, output, stop, sockets)
     except Stopped:
         pass
     finally:
@@ -266,42 +296,55 @@ def _run(
     relay = children.start(
         ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml")], "relay"
     )
-    relay_url = f"http://127.0.0.1:{RELAY_PORT}"
-    wait_http(relay_url + "/healthz", relay, "relay", stop)
-    node_urls = _start_nodes(config_dir, tokens, config, children, (relay_url, sockets), stop)
-    _banner(output, relay_url, node_urls, password)
+    site = Site(ROOT, (f"http://127.0.0.1:{RELAY_PORT}",), sockets)
+    wait_http(site.relay_urls[0] + "/healthz", relay, "relay", stop)
+    node_urls = start_nodes(config_dir, tokens, config, children, site, stop)
+    banner(output, site, node_urls, password)
+    serve_demo(args.interval, site, node_urls, (children, output, stop), node_headers(tokens))
+
+
+def serve_demo(
+    interval: float,
+    site: Site,
+    node_urls: dict[str, NodeWhere],
+    context: tuple[Children, Output, threading.Event],
+    headers: dict[str, str],
+) -> None:
+    """Start the demo agents; watch the daemons and report progress until `stop`."""
+    children, output, stop = context
     for _, address, agents in node_urls.values():
         for agent_id in agents:
-            where = (address, agent_id, stop, args.interval, output)
+            where = (address, agent_id, stop, interval, output)
             threading.Thread(target=demo_agent, args=where, daemon=True).start()
-    headers = node_headers(tokens)
     last_report = time.monotonic()
     while not stop.wait(0.5):
         for name, proc in children.procs:
             if proc.poll() is not None:
-                output.say(f"{name} exited with {proc.returncode}; see {ROOT / name}.log")
+                output.say(f"{name} exited with {proc.returncode}; see {site.root / name}.log")
                 stop.set()
         if not stop.is_set() and time.monotonic() - last_report >= REPORT_EVERY_S:
             last_report = time.monotonic()
-            output.say(progress_line(relay_url, node_urls, headers))
+            output.say(progress_line(site.relay_urls[0], node_urls, headers))
 
 
-def _start_nodes(
+def start_nodes(
     config_dir: Path,
     tokens: dict[str, Path],
     config: Any,
     children: Children,
-    to: tuple[str, Path],
+    site: Site,
     stop: threading.Event,
 ) -> dict[str, NodeWhere]:
-    """Start every node that has agents; `to` is the relay's URL and the sockets' root."""
-    relay_url, sockets = to
+    """Start every node that has agents; each prefers the next relay of the site's list."""
     urls: dict[str, NodeWhere] = {}
+    sockets = site.sockets
     for offset, node_id in enumerate(sorted(tokens)):
         agents = [a.agent_id for a in config.agents_on(node_id)]
         if not agents:
             continue
         port = node_port(offset)
+        turn = offset % len(site.relay_urls)
+        relays = ",".join(site.relay_urls[turn:] + site.relay_urls[:turn])
         ensure_free(port, "COMMANDER_NODE_PORTS")
         proc = children.start(
             [
@@ -312,9 +355,9 @@ def _start_nodes(
                 "--node-id",
                 node_id,
                 "--data-dir",
-                str(ROOT / "nodes" / node_id),
+                str(site.root / "nodes" / node_id),
                 "--relay-url",
-                relay_url,
+                relays,
                 "--token-file",
                 str(tokens[node_id]),
                 "--listen",
@@ -325,21 +368,32 @@ def _start_nodes(
             node_id,
         )
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz", proc, node_id, stop)
+        wait_http(url + "/healthz", proc, node_id, stop, logs=site.root)
         urls[node_id] = (url, f"unix:{sockets / node_id}", agents)
     return urls
 
 
-def _banner(output: Output, relay_url: str, node_urls: dict[str, NodeWhere], password: str) -> None:
+def banner(
+    output: Output,
+    site: Site,
+    node_urls: dict[str, NodeWhere],
+    password: str,
+    notes: Sequence[str] = (),
+) -> None:
+    """Where everything is; its last line, `Logs and data:`, says that all of it answers."""
     say = output.say
     say("\nCommander storage is running (Ctrl-C stops it all).\n")
-    say(f"  Inbox:          {relay_url}/messages   (user: operator, password: {password})")
-    say(f"  Relay metrics:  {relay_url}/metrics")
+    for k, relay_url in enumerate(site.relay_urls, 1):
+        label = "Inbox:" if len(site.relay_urls) == 1 else f"Inbox {k}:"
+        say(f"  {label:<15} {relay_url}/messages   (user: operator, password: {password})")
+        say(f"  Relay metrics:  {relay_url}/metrics")
+    for note in notes:
+        say(f"  {note}")
     for node_id, (url, address, agents) in node_urls.items():
         sockets = address.removeprefix("unix:")
         say(f"  Node {node_id}: {url}/metrics  agents: {', '.join(agents)}")
         say(f"    status:       {_script('commander-node')} status --socket-dir {sockets}")
-    say(f"\n  Logs and data:  {ROOT}/\n")
+    say(f"\n  Logs and data:  {site.root}/\n")
 
 
 def _script(name: str) -> str:

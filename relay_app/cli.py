@@ -34,6 +34,7 @@ from relay_app.server import RelayServer
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime.core import daemon
 from runtime.core.config import ClusterConfig, RelaySettings, load_config
+from runtime.core.config_checks import is_store
 from runtime.core.errors import ConfigError, ConfigProblem
 from runtime.core.ids import ID_RULE, is_id
 from runtime.core.token_files import (
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="port to listen on (0: any free port)")
     serve.add_argument("--data-dir", help=f"data directory (embedded default {DEFAULT_DATA_DIR})")
+    serve.add_argument(
+        "--store", type=_store_flag, help="sqlite (default) or a postgresql:// URL (relay.store)"
+    )
     serve.add_argument("--token-hashes-file", help="YAML file of node_id: sha256(token)")
     serve.add_argument(
         "--allow-any-agent",
@@ -107,6 +111,7 @@ def load_relay_config(
     config: str | None,
     *,
     data_dir: str | None = None,
+    store: str | None = None,
     token_hashes_file: str | None = None,
     allow_any_agent: bool = False,
 ) -> ClusterConfig:
@@ -124,12 +129,21 @@ def load_relay_config(
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
+    if store is not None:
+        overrides["store"] = store
     if token_hashes_file is not None:
         # A path given on the command line is relative to where the command runs.
         overrides["token_hashes_file"] = str(Path(token_hashes_file).absolute())
     if allow_any_agent:
         overrides["allow_any_agent"] = True
     return replace(loaded, relay=replace(loaded.relay, **overrides))
+
+
+def _store_flag(value: str) -> str:
+    """--store: what relay.store accepts."""
+    if not is_store(value):
+        raise argparse.ArgumentTypeError("expected sqlite or a postgresql:// URL")
+    return value
 
 
 def listen_address(config: ClusterConfig, host: str | None, port: int | None) -> tuple[str, int]:
@@ -146,6 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_relay_config(
         args.config,
         data_dir=args.data_dir,
+        store=args.store,
         token_hashes_file=args.token_hashes_file,
         allow_any_agent=args.allow_any_agent,
     )

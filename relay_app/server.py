@@ -15,7 +15,7 @@ from relay_app.ingest import Ingest
 from relay_app.metrics import MetricsMiddleware
 from relay_app.metrics_auth import MetricsGate
 from relay_app.store import MessageStore
-from relay_app.stores.sqlite import SqliteStore
+from relay_app.stores import open_store
 from runtime.core.config import ClusterConfig, RelaySettings
 from runtime.core.tls import server_context
 from runtime.core.wsgi import FrontLimits, ServerHandle, serve_in_thread
@@ -71,7 +71,7 @@ class RelayServer:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         try:
             if self._store is None:
-                self._store = SqliteStore(settings.data_dir, synchronous=settings.synchronous)
+                self._store = open_store(settings)
             self._ingest = Ingest.start(self._store)
             app = self.make_app(self._store, self._ingest)
             self._app = app

@@ -1,40 +1,59 @@
-"""The cluster store on PostgreSQL (issue 15): so far its schema and its writer.
+"""The cluster store on PostgreSQL: one database that several relays share.
 
-`PostgresWriter` implements `StoreWriter` for messages, status reports and files with
-the semantics of `SqliteWriter`: the same results and the same errors for the same ops.
-Several relays may write at once: messages and batches go in with
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`, so msg_id alone decides, in the database,
-which relay stored a message; nothing is read first and then inserted.
+`PostgresStore` is the engine's entry point (selected by `relay.store`, a postgresql://
+URL) and `PostgresWriter` its `StoreWriter`, with the semantics of their SQLite
+namesakes: the same results and the same errors for the same ops. Several relays may
+write at once: messages and batches go in with `INSERT ... ON CONFLICT DO NOTHING
+RETURNING`, so msg_id alone decides, in the database, which relay stored a message;
+nothing is read first and then inserted. The node API's reads are in `postgres_reads`,
+the inbox's in `postgres_inbox`, sessions in `postgres_sessions`; incremental reads stop
+below a watermark (`postgres_follow`) and news travels by LISTEN/NOTIFY
+(`postgres_notify`).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from relay_app.errors import BadRequest, Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
     BROKEN_RULE,
+    FileRecord,
+    MessagePage,
+    MessageQuery,
     MessageRow,
+    StoredListener,
+    StoreFigures,
     StoreFile,
     StoreMessages,
     StoreStatus,
     WriteOp,
     WriteResult,
 )
-from relay_app.store_search import searchable
+from relay_app.store_inbox import RecordAudit, SetStatuses
+from relay_app.store_search import IndexEntries, searchable
+from relay_app.store_sessions import SessionOp
+from relay_app.stores import postgres_actions, postgres_reads, postgres_sessions
+from relay_app.stores.postgres_follow import SPAN, read_offset
+from relay_app.stores.postgres_inbox import PostgresInbox
+from relay_app.stores.postgres_notify import StoredNotifier, notify
 from relay_app.stores.postgres_schema import migrate
+from relay_app.stores.postgres_sessions import PostgresSessions
 
-# One statement for all the rows of a request, in msg_id order: writers sharing msg_ids
-# then take their row locks in one order and cannot deadlock each other (ids follow
-# msg_id order, which for time-ordered msg_ids is the order they were made). A msg_id
-# already stored, or given twice in the request, is skipped; RETURNING names those stored.
+# One statement for all the rows of a request, in the request's order, so ids follow it
+# as on SQLite (report-time ties are broken by id). Two relays storing the same msg_ids
+# in other orders at once (a node that failed over resending) can deadlock; the loser is
+# rolled back and run again (DEADLOCK_ATTEMPTS). A msg_id already stored, or given
+# twice in the request, is skipped; RETURNING names those stored.
 INSERT_MESSAGES = """
 INSERT INTO messages (msg_id, timestamp, task_id, sender, recipient, role, content,
     node_id, agent_id, priority, received_at, search)
@@ -44,9 +63,9 @@ FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::te
     %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[])
     WITH ORDINALITY AS m(msg_id, ts, task_id, sender, recipient, role, content,
         node_id, agent_id, priority, body, n)
-ORDER BY m.msg_id, m.n
+ORDER BY m.n
 ON CONFLICT (msg_id) DO NOTHING
-RETURNING msg_id
+RETURNING id, recipient
 """
 INSERT_BATCH = (
     "INSERT INTO batches (batch_id, node_id, message_count, received_at) VALUES (%s,%s,%s,%s)"
@@ -60,6 +79,9 @@ UPSERT_STATUS = (
 INSERT_FILE = (
     "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
     " received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+)
+RECORD_COMMIT = (
+    "INSERT INTO commits (xact, first_id) VALUES (pg_current_xact_id(), %s) RETURNING xact::text"
 )
 HOLDERS = "SELECT msg_id, node_id, agent_id FROM messages WHERE msg_id = ANY(%s)"
 # A write that lost a deadlock (a group of several requests whose msg_ids interleave
@@ -84,16 +106,13 @@ def search_text(blob: bytes) -> str:
 
 
 class PostgresWriter:
-    """One writing connection; every `write` call is one transaction.
-
-    Ops of the inbox, the full-text indexer and sessions are not implemented yet: they
-    raise NotImplementedError, and the transaction they are in is rolled back.
-    """
+    """One writing connection; every `write` call is one transaction."""
 
     def __init__(self, dsn: str) -> None:
         """Connect now (in the thread that will write)."""
         self._dsn = dsn
         self._conn = _connect(dsn)
+        self._news: list[tuple[int, str | None]] = []  # (id, recipient) of rows stored
 
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         """Apply every op in one transaction, or none of them."""
@@ -108,9 +127,12 @@ class PostgresWriter:
     def _write_once(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         if self._conn.closed or self._conn.broken:
             self._reconnect()
+        self._news = []
         try:
             with self._conn.transaction():
-                return [self._apply(op, received_at) for op in ops]
+                results = [self._apply(op, received_at) for op in ops]
+                self._announce()
+                return results
         except pg_errors.DeadlockDetected:
             raise
         except pg_errors.DiskFull as exc:
@@ -143,7 +165,19 @@ class PostgresWriter:
                  r.path, received_at),
             )  # fmt: skip
             return WriteResult(inserted=1)
-        raise NotImplementedError(f"{type(op).__name__} is not implemented on PostgreSQL yet")
+        return WriteResult(inserted=_apply_elsewhere(self._conn, op))
+
+    def _announce(self) -> None:
+        """Record the commit's first id, count the new messages, queue one notification."""
+        if not self._news:
+            return
+        first, last = min(i for i, _ in self._news), max(i for i, _ in self._news)
+        if last - first >= SPAN - 2:  # positions of this commit's rows would collide
+            raise StoreUnavailable("one transaction's message ids span too far; retry smaller")
+        found = self._conn.execute(RECORD_COMMIT, (first,)).fetchone()
+        postgres_actions.add_to_count(self._conn, "unread", len(self._news))
+        recipients = {recipient for _, recipient in self._news if recipient}
+        notify(self._conn, int(found[0]) if found else 0, recipients)
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         # msg_id alone decides what is already stored, under a known batch_id too, so a
@@ -151,7 +185,9 @@ class PostgresWriter:
         inserted = 0
         if op.rows:
             params = [received_at, *_columns(op.rows)]
-            inserted = len(self._conn.execute(INSERT_MESSAGES, params).fetchall())
+            stored = self._conn.execute(INSERT_MESSAGES, params).fetchall()
+            self._news += stored
+            inserted = len(stored)
         if inserted < len(op.rows):
             self._refuse_foreign_ids(op.rows)
         if op.batch_id is None:
@@ -184,24 +220,103 @@ class PostgresWriter:
 
 
 class PostgresStore:
-    """The store on one PostgreSQL database: migrations and the writer only, so far.
+    """`MessageStore` on one PostgreSQL database, shared by every relay that opens it."""
 
-    It is not yet a `MessageStore`: the reads (node API, inbox, sessions, figures) and
-    `on_stored` come with the next slices of issue 15, and are absent rather than stubbed.
-    """
-
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
         """Create or migrate the schema now, so a broken database fails at start-up."""
         self.dsn = dsn
-        with _connect(dsn) as conn:
-            self.migrations_applied = migrate(conn)
+        try:
+            with _connect(dsn) as conn:
+                self.migrations_applied = migrate(conn)
+                self._offset = read_offset(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the cluster database is unreachable: {exc}") from exc
+        # Readers check a connection before use, so a server restart costs one reconnect,
+        # not an error for each pooled connection it broke.
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            name="commander-readers",
+            open=True,
+        )
+        self._notifier = StoredNotifier(lambda: _connect(dsn))
+        self.inbox = PostgresInbox(self._pool, self._offset)
+        self.sessions = PostgresSessions(self._pool)
 
     def open_writer(self) -> PostgresWriter:
         """Open the writer connection in the calling thread."""
         return PostgresWriter(self.dsn)
 
+    def on_stored(self, listener: StoredListener) -> None:
+        """Call `listener` after any relay's commit of new messages, once they are visible."""
+        self._notifier.add(listener)
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection; a database failure becomes StoreUnavailable (503)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the cluster database is unreachable: {exc}") from exc
+
+    def query_messages(self, query: MessageQuery) -> MessagePage:
+        """One page of messages in (timestamp, id) order, and the total (as on SQLite)."""
+        with self._read() as conn:
+            return postgres_reads.query_messages(conn, query)
+
+    def get_message(self, msg_id: str) -> dict[str, Any] | None:
+        """One message, or None."""
+        with self._read() as conn:
+            return postgres_reads.get_message(conn, msg_id)
+
+    def mail_after(
+        self, recipients: Sequence[str], after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Mail to `recipients` past the position `after_id`, below the watermark."""
+        with self._read() as conn:
+            return postgres_reads.mail_after(conn, recipients, after_id, limit, self._offset)
+
+    def node_statuses(self) -> list[dict[str, Any]]:
+        """Every node's last report, by node id."""
+        with self._read() as conn:
+            return postgres_reads.node_statuses(conn)
+
+    def get_file(self, file_id: str) -> FileRecord | None:
+        """A file's metadata, or None."""
+        with self._read() as conn:
+            return postgres_reads.get_file(conn, file_id)
+
+    def figures(self) -> StoreFigures:
+        """Messages ever stored (the highest id), the database's size, the last reports."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT COALESCE(MAX(id), 0), pg_database_size(current_database()) FROM messages"
+            ).fetchone()
+            reports = conn.execute("SELECT node_id, received_at FROM node_status").fetchall()
+        stored, size = (int(found[0]), int(found[1])) if found else (0, 0)
+        return StoreFigures(stored, size, {str(n): float(r) for n, r in reports})
+
     def close(self) -> None:
-        """Nothing to release yet: the store holds no connection between calls."""
+        """Stop listening and close the readers (the writer is closed by its owner)."""
+        self._notifier.stop()
+        self._pool.close()
+
+
+def _apply_elsewhere(
+    conn: psycopg.Connection[TupleRow], op: SetStatuses | RecordAudit | IndexEntries | SessionOp
+) -> int:
+    """Hand an op to the module owning its tables; return the rows it changed."""
+    if isinstance(op, SetStatuses):
+        return postgres_actions.set_statuses(conn, op)
+    if isinstance(op, RecordAudit):
+        return postgres_actions.record_audit(conn, op)
+    if isinstance(op, IndexEntries):
+        return 0  # the search column is filled at insert: nothing to index
+    return postgres_sessions.apply(conn, op)
 
 
 def _connect(dsn: str) -> psycopg.Connection[TupleRow]:

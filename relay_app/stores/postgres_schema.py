@@ -100,6 +100,57 @@ FILE_INDEXES = (
     "CREATE INDEX idx_files_msg ON files (msg_id)",
 )
 
+# As SQLite's: the inbox's audit trail, one row per action on a message.
+CREATE_INBOX_AUDIT = """
+CREATE TABLE inbox_audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    msg_id text NOT NULL,
+    action text NOT NULL
+        CHECK (action IN ('acknowledge', 'execute', 'archive', 'restore', 'follow_up')),
+    user_name text NOT NULL,
+    at double precision NOT NULL,
+    detail text  -- execute: the follow-up's msg_id; follow_up: the report's
+)
+"""
+
+# Operator sessions by the sha256 of the cookie token, so any relay knows a login.
+CREATE_INBOX_SESSIONS = """
+CREATE TABLE inbox_sessions (
+    token_sha256 text PRIMARY KEY,
+    user_name text NOT NULL,
+    csrf text NOT NULL,
+    expires double precision NOT NULL,
+    flash text NOT NULL DEFAULT ''
+)
+"""
+
+# Messages per status, split in SHARDS rows per status: each writer adds its deltas to
+# the shard of its own connection, so relays writing at once do not queue on one row.
+# A read sums the shards of a status.
+CREATE_INBOX_COUNTS = """
+CREATE TABLE inbox_counts (
+    status text NOT NULL,
+    shard smallint NOT NULL,
+    n bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (status, shard)
+)
+"""
+COUNT_SHARDS = 16
+FILL_INBOX_COUNTS = f"""
+INSERT INTO inbox_counts (status, shard, n)
+SELECT s.status, g.shard, CASE WHEN g.shard = 0 THEN
+    (SELECT COUNT(*) FROM messages m WHERE m.status = s.status) ELSE 0 END
+FROM (VALUES ('unread'), ('acknowledged'), ('archived')) AS s(status),
+    generate_series(0, {COUNT_SHARDS - 1}) AS g(shard)
+"""
+
+# The first message id of each transaction that stored messages: a follower's position
+# counts ids from it (relay_app.stores.postgres_follow).
+CREATE_COMMITS = "CREATE TABLE commits (xact xid8 PRIMARY KEY, first_id bigint NOT NULL)"
+
+# Facts about the database itself: `mail_offset` (relay_app.stores.postgres_follow).
+CREATE_STORE_META = "CREATE TABLE store_meta (key text PRIMARY KEY, value bigint NOT NULL)"
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -115,6 +166,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (
         "CREATE INDEX idx_messages_follow ON messages (xact, id)",
         "CREATE INDEX idx_messages_mail_follow ON messages (recipient, xact, id)",
+    ),
+    # 3: what the inbox and the operators' sessions keep, each commit's first id, and
+    # the store's own facts.
+    (
+        CREATE_INBOX_AUDIT,
+        "CREATE INDEX idx_inbox_audit_msg ON inbox_audit (msg_id, id)",
+        CREATE_INBOX_SESSIONS,
+        "CREATE INDEX idx_inbox_sessions_expires ON inbox_sessions (expires)",
+        CREATE_INBOX_COUNTS,
+        FILL_INBOX_COUNTS,
+        CREATE_COMMITS,
+        CREATE_STORE_META,
     ),
 ]
 

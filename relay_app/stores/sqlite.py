@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ from relay_app.stores import sqlite_actions, sqlite_fts, sqlite_sessions
 from relay_app.stores.sqlite_inbox import SqliteInbox
 from relay_app.stores.sqlite_pool import ReadPool
 from relay_app.stores.sqlite_rows import (
-    CONTENT_INDEX,
+    FILE_COLUMNS,
     MESSAGE_COLUMNS,
     agents,
-    content_json,
+    bounded_page,
     message_dict,
 )
 from relay_app.stores.sqlite_schema import MIGRATIONS
@@ -72,11 +72,6 @@ INSERT_FILE = (
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
 # Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
 IN_CHUNK = 500
-# Content bytes in one page of GET /query/messages past which the page is cut (1000
-# messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory; a
-# page costs about four times its size while it is encoded and sent).
-MAX_PAGE_BYTES = 4 * 1024 * 1024
-FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
 
 
 class SqliteWriter:
@@ -247,7 +242,7 @@ class SqliteStore:
                 f" ORDER BY timestamp {order}, id {order} LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [*params, *keyset_params, query.limit + 1, query.offset])
-            page, has_more = _bounded_page(rows, query.limit)
+            page, has_more = bounded_page(rows, query.limit)
         return MessagePage(
             messages=[message for _, message in page],
             total=count,
@@ -274,7 +269,7 @@ class SqliteStore:
         )
         with self._pool.read() as conn:
             rows = conn.execute(sql, [*recipients, after_id, limit + 1])
-            page, _ = _bounded_page(rows, limit)
+            page, _ = bounded_page(rows, limit)
         return page
 
     def node_statuses(self) -> list[dict[str, Any]]:
@@ -355,23 +350,3 @@ def _where(query: MessageQuery) -> tuple[str, list[Any]]:
         params.extend(values)
     bounds, times = rsqlite.filter_terms(since=query.since, until=query.until)
     return " AND ".join(clauses + bounds) or "1", params + times
-
-
-def _bounded_page(
-    rows: Iterable[Sequence[Any]], limit: int
-) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
-    """Up to `limit` (row id, message), cut once their content passes MAX_PAGE_BYTES.
-
-    A page holds at least one message; a cut page says there is more, and its `next`
-    cursor resumes after its last row. Rows are read one by one, so a cut page never
-    holds the rest of the limit in memory.
-    """
-    page: list[tuple[int, dict[str, Any]]] = []
-    size = 0
-    for row in rows:
-        if len(page) == limit or size > MAX_PAGE_BYTES:
-            return page, True
-        raw = content_json(row[CONTENT_INDEX])
-        size += len(raw)
-        page.append((row[0], message_dict(row, raw)))
-    return page, False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -15,6 +15,11 @@ MESSAGE_COLUMNS = (
     " content, received_at, status"
 )
 CONTENT_INDEX = 10  # of `content` in MESSAGE_COLUMNS
+FILE_COLUMNS = "file_id, agent_id, node_id, msg_id, filename, size, sha256, path, received_at"
+# Content bytes in one page of GET /query/messages past which the page is cut (1000
+# messages of up to 1 MiB each would otherwise be a 1 GiB response held in memory; a
+# page costs about four times its size while it is encoded and sent).
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 # The inbox's columns, content last (`inbox_row`).
 INBOX_COLUMNS = (
     "m.id, m.msg_id, m.timestamp, m.agent_id, m.node_id, m.task_id, m.sender, m.recipient,"
@@ -87,3 +92,23 @@ def agents(stored: Any) -> list[dict[str, Any]]:
     except (orjson.JSONDecodeError, TypeError):
         return []
     return [a for a in found if isinstance(a, dict)] if isinstance(found, list) else []
+
+
+def bounded_page(
+    rows: Iterable[Sequence[Any]], limit: int
+) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """Up to `limit` (row id, message), cut once their content passes MAX_PAGE_BYTES.
+
+    A page holds at least one message; a cut page says there is more, and its `next`
+    cursor resumes after its last row. Rows are read one by one, so a cut page never
+    holds the rest of the limit in memory.
+    """
+    page: list[tuple[int, dict[str, Any]]] = []
+    size = 0
+    for row in rows:
+        if len(page) == limit or size > MAX_PAGE_BYTES:
+            return page, True
+        raw = content_json(row[CONTENT_INDEX])
+        size += len(raw)
+        page.append((row[0], message_dict(row, raw)))
+    return page, False

@@ -107,6 +107,10 @@ class RelaySettings:
     max_file_bytes: int = 256 * 1024 * 1024
     min_free_bytes: int = 256 * 1024 * 1024
     synchronous: str = "FULL"
+    # Where the corpus lives: "sqlite" (<data_dir>/messages/cluster_messages.db) or a
+    # postgresql:// URL shared by several relays. Keep its password out of this file,
+    # which every node gets a copy of: libpq reads it from ~/.pgpass or PGPASSFILE.
+    store: str = "sqlite"
     # A YAML file mapping node id -> sha256 hex of its token (an alternative to token_sha256).
     token_hashes_file: str | None = None
     # Operator login for the /messages page: a scrypt hash made by `commander-relay hash-password`.

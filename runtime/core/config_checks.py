@@ -56,6 +56,11 @@ def _is_url(v: Any) -> bool:
     return isinstance(v, str) and v.startswith(("http://", "https://"))
 
 
+def is_store(v: Any) -> bool:
+    """`sqlite` (the embedded default) or a PostgreSQL connection URL."""
+    return v == "sqlite" or (isinstance(v, str) and v.startswith(("postgresql://", "postgres://")))
+
+
 def _is_sha(v: Any) -> bool:
     return isinstance(v, str) and bool(SHA256_RE.match(v))
 
@@ -115,6 +120,7 @@ RELAY_KEYS: Keys = {
     "max_file_bytes": (_is_pos_int, "a positive integer"),
     "min_free_bytes": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
     "synchronous": (lambda v: v in ("FULL", "NORMAL", "EXTRA"), "FULL, NORMAL or EXTRA"),
+    "store": (is_store, "sqlite or a postgresql:// URL"),
     "token_hashes_file": (is_str, "a file path"),
     "operator_user": (is_str, "a user name"),
     "operator_password_hash": (is_str, "a hash from `commander-relay hash-password`"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relay_app.stores.sqlite import MAX_PAGE_BYTES
+from relay_app.stores.sqlite_rows import MAX_PAGE_BYTES
 from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message
 from tests.support import Daemon
 

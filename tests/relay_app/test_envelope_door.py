@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from relay_app.stores.sqlite import MAX_PAGE_BYTES
+from relay_app.stores.sqlite_rows import MAX_PAGE_BYTES
 from runtime.core.envelope import MAX_CONTENT_BYTES, MAX_DEPTH
 from tests.relay_app.helpers import NodeClient, batch, message, row_counts
 from tests.relay_app.test_bad_input import MULTIPART, form

@@ -14,18 +14,28 @@ from pathlib import Path
 import pytest
 
 from relay_app.store import MessageStore, StoreWriter
+from relay_app.stores.postgres import PostgresStore
 from relay_app.stores.sqlite import SqliteStore
 
 StoreFactory = Callable[[], MessageStore]
 
 
-def sqlite_engine(tmp_path: Path) -> StoreFactory:
+def sqlite_engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Stores on one SQLite file in tmp_path."""
     return lambda: SqliteStore(tmp_path / "relay")
 
 
+def postgres_engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Stores on one fresh database of the tests' PostgreSQL server."""
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return lambda: PostgresStore(dsn)
+
+
 # Engine name -> stores on one fresh database of that engine.
-ENGINES: dict[str, Callable[[Path], StoreFactory]] = {"sqlite": sqlite_engine}
+ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
+    "sqlite": sqlite_engine,
+    "postgres": postgres_engine,
+}
 
 
 @dataclass
@@ -51,7 +61,7 @@ class Engine:
 @pytest.fixture(params=sorted(ENGINES))
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """Each engine in turn, on a fresh database."""
-    engine = Engine(request.param, ENGINES[request.param](tmp_path))
+    engine = Engine(request.param, ENGINES[request.param](request, tmp_path))
     yield engine
     engine.close()
 

@@ -14,8 +14,13 @@ take ids from 1 on and push aside the source rows holding them (verification say
 The source may still be live: a second run after the relay stopped copies what came
 meanwhile (new ids only; inbox status changes to rows already copied are not followed).
 
-The source is opened read-only. Tables the PostgreSQL schema does not have yet (the
-inbox's audit trail, sessions, counters and full-text index) are reported, not copied.
+Copied rows get transaction id 0, and `store_meta.mail_offset` becomes the highest id
+copied: a node's mail cursor, a SQLite row id, then goes on from the same row on
+PostgreSQL, and every row stored later follows all copied rows
+(relay_app.stores.postgres_follow). The status counts are recounted at the end.
+
+The source is opened read-only. SQLite's derived tables (the full-text index, its mark,
+the counters) are not copied: PostgreSQL derives its own. Any other table is reported.
 """
 
 from __future__ import annotations
@@ -38,16 +43,17 @@ from runtime.core import sqlite as rsqlite
 from runtime.core.errors import CommanderError
 
 CHUNK_ROWS = 2000
-COPIED_TABLES = ("messages", "batches", "node_status", "files")
+COPIED_TABLES = ("messages", "batches", "node_status", "files", "inbox_audit", "inbox_sessions")
 MESSAGE_COLUMNS = (
     "id, msg_id, timestamp, task_id, sender, recipient, role, content, synced, node_id,"
     " agent_id, priority, status, received_at"
 )
 # Every column of a source row, plus its search text, as one array per column.
 INSERT_MESSAGES = f"""
-INSERT INTO messages ({MESSAGE_COLUMNS}, search)
+INSERT INTO messages ({MESSAGE_COLUMNS}, search, xact)
 SELECT m.id, m.msg_id, m.ts, m.task_id, m.sender, m.recipient, m.role, m.content, m.synced,
-    m.node_id, m.agent_id, m.priority, m.status, m.received_at, to_tsvector('simple', m.body)
+    m.node_id, m.agent_id, m.priority, m.status, m.received_at, to_tsvector('simple', m.body),
+    '0'::xid8
 FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],
     %s::text[], %s::bytea[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::text[],
     %s::float8[], %s::text[])
@@ -74,11 +80,33 @@ OTHER_TABLES: dict[str, tuple[str, str]] = {
         "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
         " received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
     ),
+    # Audit entries keep their ids, so a second run knows those it copied.
+    "inbox_audit": (
+        "SELECT id, msg_id, action, user_name, at, detail FROM inbox_audit ORDER BY id",
+        "INSERT INTO inbox_audit (id, msg_id, action, user_name, at, detail)"
+        " OVERRIDING SYSTEM VALUE VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+    ),
+    # Operators stay logged in across the move (tokens are stored hashed).
+    "inbox_sessions": (
+        "SELECT token_sha256, user_name, csrf, expires, flash FROM inbox_sessions"
+        " ORDER BY token_sha256",
+        "INSERT INTO inbox_sessions (token_sha256, user_name, csrf, expires, flash)"
+        " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+    ),
 }
-# Past the highest id, so the relays' own inserts never take a copied id.
-RESTART_IDENTITY = (
+# Past the highest ids, so the relays' own inserts never take a copied one; the position
+# offset past every copied message; the status counts of the copied rows.
+FINISH = (
     "SELECT setval(pg_get_serial_sequence('messages', 'id'), COALESCE(MAX(id), 0) + 1, false)"
-    " FROM messages"
+    " FROM messages",
+    "SELECT setval(pg_get_serial_sequence('inbox_audit', 'id'), COALESCE(MAX(id), 0) + 1,"
+    " false) FROM inbox_audit",
+    "INSERT INTO store_meta (key, value) SELECT 'mail_offset', COALESCE(MAX(id), 0)"
+    " FROM messages WHERE xact = '0' ON CONFLICT (key) DO UPDATE"
+    " SET value = GREATEST(store_meta.value, excluded.value)",
+    "UPDATE inbox_counts SET n = 0",
+    "UPDATE inbox_counts c SET n = (SELECT COUNT(*) FROM messages m WHERE m.status = c.status)"
+    " WHERE c.shard = 0",
 )
 MSG_IDS_IN_ORDER = "SELECT msg_id FROM messages ORDER BY id"
 SOURCE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
@@ -116,7 +144,7 @@ class Report:
             if not self.differences
             else "DIFFERENT: " + "; ".join(self.differences)
         )
-        tail = f"; not copied yet: {left}" if left else ""
+        tail = f"; not copied: {left}" if left else ""
         return f"copied {copied} in {self.seconds:.1f} s ({rate:.0f} messages/s); {verdict}{tail}"
 
 
@@ -171,7 +199,9 @@ def migrate_corpus(
         report.copied["messages"] = copy_messages(source, target, chunk_rows, pause_s)
         for table in OTHER_TABLES:
             report.copied[table] = copy_table(source, target, table, chunk_rows)
-        target.execute(RESTART_IDENTITY)
+        with target.transaction():
+            for statement in FINISH:
+                target.execute(statement)
         report.seconds = time.monotonic() - started
         report.not_copied = tables_not_copied(source)
         report.differences, report.msg_ids_sha256 = verify(source, target)

@@ -16,13 +16,15 @@ import pytest
 
 from relay_app.cli import main
 from relay_app.store import FileRecord, StoreFile, StoreMessages, StoreStatus
+from relay_app.store_inbox import Audit, SetStatuses
+from relay_app.store_sessions import OpenSession, SessionRecord
 from relay_app.stores.migrate import (
     MigrateInterrupted,
     migrate_corpus,
     open_source,
     open_target,
 )
-from relay_app.stores.postgres import PostgresWriter, search_text
+from relay_app.stores.postgres import PostgresStore, PostgresWriter, search_text
 from relay_app.stores.sqlite import SqliteStore
 from tests.relay_app.store_contract.corpus import NODE_A, NODE_B, T0, row
 from tests.support.procs import REPO
@@ -34,6 +36,7 @@ COLUMNS = (
     " agent_id, priority, status, received_at"
 )
 KILL_AFTER_ROWS = 60
+MAIL_TO = "agent-2"
 
 
 @pytest.fixture
@@ -45,14 +48,22 @@ def source(tmp_path: Path) -> Path:
     for start in range(0, MESSAGES, PER_BATCH):
         node = NODE_A if start % (2 * PER_BATCH) else NODE_B
         rows = tuple(
-            row(T0 + i, node=node, msg_id=f"m-{i}", content={"text": f"word{i} caf\u00e9"})
+            row(
+                T0 + i,
+                node=node,
+                msg_id=f"m-{i}",
+                content={"text": f"word{i} caf\u00e9"},
+                recipient=MAIL_TO if i % 3 == 0 else None,
+            )
             for i in range(start, start + PER_BATCH)
         )
         writer.write([StoreMessages(node, rows, f"b-{start}")], T0 + start)
     record = FileRecord("f-1", "agent-1", NODE_A, "m-1", "a.txt", 3, "ab" * 32, "files/a/f-1")
     writer.write(
         [StoreStatus(NODE_A, T0, ({"agent_id": "agent-1"},)), StoreStatus(NODE_B, None, ()),
-         StoreFile(record)],
+         StoreFile(record),
+         SetStatuses(("m-3", "m-4"), "archived", ("unread",), Audit("archive", "op", T0)),
+         OpenSession("ab" * 32, SessionRecord("op", "csrf", T0 + 3600), T0, 10)],
         T0 + MESSAGES,
     )  # fmt: skip
     writer.close()
@@ -84,6 +95,8 @@ def assert_same_corpus(source: Path, dsn: str) -> None:
         "SELECT * FROM batches ORDER BY batch_id",
         "SELECT * FROM node_status ORDER BY node_id",
         "SELECT * FROM files ORDER BY file_id",
+        "SELECT * FROM inbox_audit ORDER BY id",
+        "SELECT * FROM inbox_sessions ORDER BY token_sha256",
     ):
         assert pg_rows(dsn, query) == sqlite_rows(source, query), query
 
@@ -96,7 +109,8 @@ def test_a_corpus_migrates_with_every_row_id_and_search_text(
     assert f"copied messages {MESSAGES}, batches {MESSAGES // PER_BATCH}" in summary
     assert "node_status 2, files 1" in summary
     assert "verified: counts equal" in summary
-    assert summary.endswith("not copied yet: inbox_audit (0 rows), inbox_sessions (0 rows)\n")
+    assert "inbox_audit 2, inbox_sessions 1" in summary
+    assert "not copied" not in summary
     assert_same_corpus(source, postgres_dsn)
     content = sqlite_rows(source, "SELECT content FROM messages WHERE msg_id = 'm-7'")[0][0]
     with psycopg.connect(postgres_dsn) as conn:
@@ -165,6 +179,33 @@ def test_an_insert_after_migration_gets_an_id_past_the_old_max(
         writer.close()
     new_id = pg_rows(postgres_dsn, "SELECT id FROM messages WHERE msg_id = 'm-new'")[0][0]
     assert new_id == old_max + 1
+
+
+def test_mail_cursors_status_counts_and_logins_carry_over(source: Path, postgres_dsn: str) -> None:
+    """A node's mail cursor from the SQLite relay resumes at the same row on PostgreSQL,
+    and mail stored after the move follows every copied row."""
+    assert migrate(source, postgres_dsn) == 0
+    sqlite_store, pg_store = SqliteStore(source), PostgresStore(postgres_dsn)
+    try:
+        mail = sqlite_store.mail_after([MAIL_TO], 0, 1000)
+        cursor = mail[10][0]
+        rest = pg_store.mail_after([MAIL_TO], cursor, 1000)
+        assert [m["msg_id"] for _, m in rest] == [m["msg_id"] for _, m in mail[11:]]
+        writer = pg_store.open_writer()
+        writer.write([StoreMessages(NODE_A, (row(T0, msg_id="m-new", recipient=MAIL_TO),))], T0)
+        writer.close()
+        deadline = time.monotonic() + 10
+        while not (after := pg_store.mail_after([MAIL_TO], mail[-1][0], 10)):
+            assert time.monotonic() < deadline  # another test's transaction holds the horizon
+            time.sleep(0.05)
+        assert [m["msg_id"] for _, m in after] == ["m-new"]
+        counts = sqlite_store.inbox.status_counts()
+        counts["unread"] += 1
+        assert pg_store.inbox.status_counts() == counts
+        assert pg_store.sessions.find("ab" * 32, T0) is not None
+    finally:
+        sqlite_store.close()
+        pg_store.close()
 
 
 def test_a_target_that_differs_is_named_and_exits_1(

@@ -68,9 +68,8 @@ class PostgresInbox:
     def arrivals(
         self, query: InboxQuery, after_id: int, shown: Sequence[str], budget: ReadBudget
     ) -> Arrivals:
-        """Rows committed past the position `after_id`, the counts and the shown rows'
-        statuses, one snapshot. A transaction's rows come together, even past budget.rows:
-        a position cannot stand inside a transaction."""
+        """Rows committed past the position `after_id` (the first budget.rows in commit
+        order, listed newest first), the counts and the shown rows' statuses, one snapshot."""
         where, params = _matching(query)
         with self._read(snapshot=True) as conn:
             unread = details.unread(conn)

@@ -1,4 +1,4 @@
-"""`make run-cluster`: a message written on a node is read from both relays; SIGTERM stops all."""
+"""`make run-cluster`: a node's message is on both relays and both inboxes; SIGTERM stops all."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ def _session(
         secrets = workdir / "data" / "cluster" / "secrets"
         headers = node_headers({FIRST_NODE: secrets / f"{FIRST_NODE}.token"})
         found = [_read_back(relay, msg_id, headers) for relay in relays]
+        pages = _inbox_pages(relays, (secrets / "operator-password.txt").read_text().strip())
         postgres = _postgres_processes(workdir)
         daemons = [pid for pid in debris(workdir) if pid != proc.pid]
         proc.send_signal(signal.SIGTERM)
@@ -83,6 +84,7 @@ def _session(
     output = banner + _drain(lines)
     assert [m["msg_id"] for m in found] == [msg_id, msg_id], output
     assert found[0]["content"] == found[1]["content"] == {"kind": "note", "title": "cluster test"}
+    assert all("cluster test" in page for page in pages), pages
     assert code == 0, output
     assert output.count("(exit 0)") == 4, output  # two nodes, two relays
     assert "stopped postgresql" in output
@@ -168,6 +170,19 @@ def _read_back(relay: str, msg_id: str, headers: dict[str, str]) -> dict[str, ob
             assert response.status_code == 200, (relay, response.status_code, response.text)
             return dict(response.json())
         time.sleep(0.2)
+
+
+def _inbox_pages(relays: list[str], password: str) -> list[str]:
+    """Each relay's inbox page, in one operator session opened on the first relay."""
+    session = requests.Session()
+    login = session.post(
+        relays[0] + "/messages/login",
+        data={"user": "operator", "password": password},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert login.status_code == 303, login.text
+    return [session.get(relay + "/messages", timeout=30).text for relay in relays]
 
 
 def _postgres_processes(cwd: Path) -> list[int]:

@@ -24,4 +24,5 @@ def open_store(settings: RelaySettings) -> MessageStore:
         return SqliteStore(settings.data_dir, synchronous=settings.synchronous)
     from relay_app.stores.postgres import PostgresStore  # noqa: PLC0415
 
-    return PostgresStore(settings.store)
+    # One reading connection per HTTP worker thread: a request never waits for another's.
+    return PostgresStore(settings.store, pool_size=settings.threads)

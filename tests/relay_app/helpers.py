@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 from relay_app.auth import token_sha256 as sha
@@ -22,6 +23,10 @@ NODE_B = "node-b"
 # The agents write_config gives each node (message() writes as agent-1).
 AGENTS = {NODE_A: ("agent-1", "agent-2"), NODE_B: ("agent-b1",)}
 TABLES = ("messages", "batches", "node_status", "files")
+# Data directory -> the postgresql:// URL its relay stores in (set by the `data_dir`
+# fixture of tests/relay_app/conftest.py on the postgres engine); any other directory's
+# relay stores in SQLite under it. make_config and the row readers below follow it.
+PG_STORES: dict[Path, str] = {}
 
 
 def make_config(
@@ -37,7 +42,11 @@ def make_config(
         NodeEntry(id=node, host="127.0.0.1", port=9, token_sha256=sha(token))
         for node, token in TOKENS.items()
     )
-    defaults = {"min_free_bytes": 0, "allow_any_agent": not agents}
+    defaults = {
+        "min_free_bytes": 0,
+        "allow_any_agent": not agents,
+        "store": PG_STORES.get(data_dir, "sqlite"),
+    }
     settings = RelaySettings(data_dir=str(data_dir), **{**defaults, **relay})
     return ClusterConfig(
         nodes=nodes, relay=settings, agents=agents, config_dir=str(data_dir.parent)
@@ -101,14 +110,22 @@ def db_path(relay: RelayServer) -> Path:
     return Path(relay.config.relay.data_dir) / "messages" / "cluster_messages.db"
 
 
-def row_counts(data_dir: Path) -> dict[str, int]:
-    """Rows per table and files on disk: what 'nothing was stored' compares."""
+def _select(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one query on the store of data_dir's relay (PostgreSQL or SQLite), read-only."""
+    if data_dir in PG_STORES:
+        with psycopg.connect(PG_STORES[data_dir], autocommit=True) as pg:
+            return pg.execute(sql).fetchall()
     path = data_dir / "messages" / "cluster_messages.db"
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
-        counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+        return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def row_counts(data_dir: Path) -> dict[str, int]:
+    """Rows per table and files on disk: what 'nothing was stored' compares."""
+    counts = {t: _select(data_dir, f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
     files_dir = data_dir / "files"
     counts["files_on_disk"] = (
         sum(1 for p in files_dir.rglob("*") if p.is_file()) if files_dir.exists() else 0
@@ -118,12 +135,7 @@ def row_counts(data_dir: Path) -> dict[str, int]:
 
 def stored_msg_ids(data_dir: Path) -> list[str]:
     """Every msg_id in the cluster database, in row order."""
-    path = data_dir / "messages" / "cluster_messages.db"
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in conn.execute("SELECT msg_id FROM messages ORDER BY id")]
-    finally:
-        conn.close()
+    return [r[0] for r in _select(data_dir, "SELECT msg_id FROM messages ORDER BY id")]
 
 
 def write_config(root: Path) -> Path:

@@ -24,6 +24,9 @@ from tests.relay_app.helpers import (
     with_relay,
 )
 
+# Every test that starts a relay runs on both engines (tests/relay_app/conftest.py).
+STORE_ENGINES = ("sqlite", "postgres")
+
 ENDPOINTS = [
     ("POST", "/sync/message"),
     ("POST", "/sync/messages"),

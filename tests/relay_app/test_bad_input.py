@@ -15,6 +15,9 @@ from relay_app.server import RelayServer
 from tests.relay_app.conftest import RelayFactory
 from tests.relay_app.helpers import NODE_A, NodeClient, batch, make_config, message, row_counts
 
+# Every test that starts a relay runs on both engines (tests/relay_app/conftest.py).
+STORE_ENGINES = ("sqlite", "postgres")
+
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
 MAX_FILE = 256 * 1024

@@ -15,6 +15,9 @@ import requests
 from relay_app.server import RelayServer
 from tests.relay_app.helpers import NODE_A, NodeClient, batch, message, row_counts
 
+# Every test that starts a relay runs on both engines (tests/relay_app/conftest.py).
+STORE_ENGINES = ("sqlite", "postgres")
+
 
 def test_a_single_message_is_stored_and_acknowledged_with_its_msg_id(
     node_a: NodeClient, data_dir: Path

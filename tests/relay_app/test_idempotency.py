@@ -22,6 +22,9 @@ from tests.relay_app.helpers import (
     stored_msg_ids,
 )
 
+# Every test that starts a relay runs on both engines (tests/relay_app/conftest.py).
+STORE_ENGINES = ("sqlite", "postgres")
+
 AUTH = {
     "Content-Type": "application/json",
     "X-Commander-Node": NODE_A,

@@ -16,6 +16,9 @@ from tests.relay_app.conftest import RelayFactory
 from tests.relay_app.helpers import NODE_A, NODE_B, TOKENS, NodeClient, make_config, message
 from tests.support import Daemon
 
+# Every test that starts a relay runs on both engines (tests/relay_app/conftest.py).
+STORE_ENGINES = ("sqlite", "postgres")
+
 
 def _headers(node_id: str) -> dict[str, str]:
     return {"X-Commander-Node": node_id, "Authorization": f"Bearer {TOKENS[node_id]}"}

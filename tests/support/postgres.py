@@ -2,8 +2,9 @@
 
 The server itself is runtime/quickstart/postgres.py's `LocalPostgres` (initdb and pg_ctl
 from Debian's packages, as the `postgres` user when root), here with non-durable
-settings (fsync off): a test's data is worth nothing after the test. Its directory is
-outside pytest's private temporary tree, which the `postgres` user could not enter.
+settings (fsync off): a test's data is worth nothing after the test; a benchmark asks
+for `durable=True`. Its directory is outside pytest's private temporary tree, which the
+`postgres` user could not enter.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ __all__ = ["SUPERUSER", "PostgresMissing", "ThrowawayPostgres", "pg_bin"]
 
 # Durability off: these servers hold test data only.
 TEST_SETTINGS = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
+# Durability on, as a production server runs (a benchmark comparing engines wants these).
+DURABLE_SETTINGS = ("fsync=on", "full_page_writes=on", "synchronous_commit=on")
 
 
 class ThrowawayPostgres(LocalPostgres):
     """One PostgreSQL server in a temporary directory, stopped and removed by `stop()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """A server with TEST_SETTINGS, or DURABLE_SETTINGS when `durable`."""
         pg_bin()  # PostgresMissing before any directory is made
         root = Path(tempfile.mkdtemp(prefix="commander-pg-"))
         super().__init__(root, root / "sockets")
+        self.settings = DURABLE_SETTINGS if durable else TEST_SETTINGS
 
     @property
     def dsn(self) -> str:
@@ -38,7 +43,7 @@ class ThrowawayPostgres(LocalPostgres):
     def start(self) -> ThrowawayPostgres:
         """initdb, then start and wait until it accepts connections."""
         self.initdb("-A", "trust", "--no-sync")
-        self.launch(free_port(), TEST_SETTINGS)
+        self.launch(free_port(), self.settings)
         return self
 
     def create_database(self) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from runtime.core.config import load_config
 from runtime.quickstart.children import Children, Output
-from runtime.quickstart.postgres import SUPERUSER, LocalPostgres, PostgresMissing
+from runtime.quickstart.postgres import SUPERUSER, LocalPostgres, PostgresMissing, pg_bin
 from runtime.quickstart.run import (
     Site,
     Stopped,
@@ -63,11 +63,15 @@ def _run(
 ) -> None:
     """Start PostgreSQL, the relays, the nodes and the demo agents; stop them in reverse."""
     config_dir, tokens, password = prepare(Path(args.config), ROOT, RELAY_PORTS[0])
+    # Ports first: a PostgreSQL found running is then one a killed run left, not another's.
+    for port in RELAY_PORTS:
+        ensure_free(port, "COMMANDER_RELAY_PORTS")
     try:
-        # A socket directory of its own: `sockets` is private to us, not to PostgreSQL's user.
-        server = LocalPostgres(ROOT / "pg", Path(tempfile.mkdtemp(prefix="commander-pg-")))
+        pg_bin()
     except PostgresMissing as exc:
         raise SystemExit(f"{exc} (`make run-cluster` installs it when run as root)") from None
+    # A socket directory of its own: `sockets` is private to us, not to PostgreSQL's user.
+    server = LocalPostgres(ROOT / "pg", Path(tempfile.mkdtemp(prefix="commander-pg-")))
     try:
         dsn = start_postgres(server, output)
         if stop.is_set():
@@ -139,7 +143,6 @@ def start_relays(
     """Start one relay per port on the one database and files directory; their URLs."""
     started = []
     for k, port in enumerate(RELAY_PORTS, 1):
-        ensure_free(port, "COMMANDER_RELAY_PORTS")
         proc = children.start(
             ["-m", "relay_app.cli", "serve", "--config", str(config_dir / "relay.yaml"),
              "--store", dsn, "--port", str(port), "--data-dir", str((ROOT / "relay").resolve())],

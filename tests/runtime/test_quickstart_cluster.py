@@ -8,6 +8,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,21 @@ def test_a_message_reaches_both_relays_and_sigterm_stops_everything(workdir: Pat
     # A second run starts the same PostgreSQL cluster again: the message is still there.
     second, _ = _session(workdir, env, ports, msg_id)
     assert "initdb" not in second
+
+
+def test_a_taken_relay_port_is_named_before_postgresql_starts(workdir: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {**os.environ, "COMMANDER_RELAY_PORTS": f"{port},{free_port()}"}
+        done = subprocess.run(
+            CLUSTER, cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port} is taken" in done.stderr
+    assert "COMMANDER_RELAY_PORTS" in done.stderr
+    assert not (workdir / "data" / "cluster" / "pg").exists()
 
 
 def _session(

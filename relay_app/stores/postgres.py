@@ -13,7 +13,6 @@ below a watermark (`postgres_follow`) and news travels by LISTEN/NOTIFY
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -47,6 +46,7 @@ from relay_app.stores.postgres_follow import SPAN, read_offset
 from relay_app.stores.postgres_inbox import PostgresInbox
 from relay_app.stores.postgres_notify import StoredNotifier, notify
 from relay_app.stores.postgres_schema import migrate
+from relay_app.stores.postgres_search import words
 from relay_app.stores.postgres_sessions import PostgresSessions
 
 # One statement for all the rows of a request, in the request's order, so ids follow it
@@ -92,17 +92,14 @@ DEADLOCK_ATTEMPTS = 5
 
 def search_text(blob: bytes) -> str:
     """A stored content's text for `messages.search`: what SQLite's index gets
-    (`relay_app.store_search.searchable`), folded here as FTS5's tokenizer folds it.
+    (`relay_app.store_search.searchable`), cut and folded as FTS5's tokenizer does it.
 
-    Lower case and diacritics are folded in Python, not by the database, so the index does
-    not depend on the database's locale (in the C locale PostgreSQL lowercases ASCII
-    only); a query must be folded the same way. NULs go: PostgreSQL text cannot hold them.
+    Words are the letter-and-digit runs, lower case and without diacritics, joined by
+    spaces, so PostgreSQL's parser sees plain words only: left to it, "example.com",
+    "3.14" or "e-mail" would be indexed as other lexemes than SQLite's, and its case
+    folding would depend on the database's locale. A query is cut the same way.
     """
-    text = searchable(blob).replace("\x00", " ").lower()
-    if text.isascii():
-        return text
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(words(searchable(blob)))
 
 
 class PostgresWriter:

@@ -40,6 +40,11 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def words(text: str) -> list[str]:
+    """The folded letter-and-digit runs of a text: what either side indexes or looks up."""
+    return _RUN.findall(fold(text))
+
+
 def literal(lexeme: str) -> str:
     """One lexeme as a quoted tsquery literal (quotes doubled, backslashes escaped)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -47,7 +52,7 @@ def literal(lexeme: str) -> str:
 
 def term_query(term: Term) -> str | None:
     """A term as a tsquery phrase (prefix on its last run); None when it matches nothing."""
-    runs = [run for word in term.words for run in _RUN.findall(fold(word))]
+    runs = [run for word in term.words for run in words(word)]
     if not runs or any(len(run.encode()) > MAX_LEXEME_BYTES for run in runs):
         return None
     parts = [literal(run) for run in runs]

@@ -7,10 +7,10 @@ synchronous_commit on: an ack means on disk, as with the relay's SQLite at
 synchronous=FULL), all on 127.0.0.1:
 1. ingest over HTTP into a relay process on PostgreSQL (`--store URL`), then the same
    into a relay on SQLite (the floor): single POST /sync/message one at a time (p50,
-   p99), then gzip batches of 500 from 2 connections (msgs/s) (bench/postgres_ingest.py);
+   p99), then gzip batches of 500 from 2 connections (msgs/s) (bench/_postgres_ingest.py);
 2. the inbox at 1M messages (100k with --quick): `bench query`'s corpus copied into
    PostgreSQL by the relay's migration tool, its views' p50 and p99 on both engines
-   (bench/postgres_corpus.py);
+   (bench/_postgres_corpus.py);
 3. batch ingest from 4 connections into 1 relay, then spread over 2 relays on one
    PostgreSQL, alternately on new databases; after each run every acknowledged msg_id
    is looked up: `lost` (acked, not stored) and `duplicates` (rows past one per msg_id)
@@ -18,6 +18,8 @@ synchronous=FULL), all on 127.0.0.1:
 Last line: one JSON object (pg_single_p99_ms, pg_batch_msgs_per_s, sqlite_batch_msgs_per_s,
 pg_inbox_p99_ms, pg_search_p99_ms, two_relay_batch_msgs_per_s, lost, duplicates, ...).
 Targets: single p99 <= 5 ms, inbox and search p99 <= 50 ms, lost = duplicates = 0.
+The parts' modules start with an underscore, so `python -m bench` lists no part as a
+benchmark of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 
 import psycopg
 
-from bench import postgres_corpus, postgres_ingest
+from bench import _postgres_corpus as corpus
+from bench import _postgres_ingest as ingest
 from bench.query import CACHE_DIR
 from bench.tools.report import Figure, row
 from runtime.core.config import RelaySettings
@@ -86,33 +89,38 @@ def main(argv: list[str]) -> int:
     server.start()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-postgres-") as tmp:
-            figures = _run(server, Path(tmp), args.cache_dir, sizes)
+            figures = run(server, Path(tmp), args.cache_dir, sizes)
     finally:
         server.stop()
-    for fig in FIGURES:
-        cells, _ = row(fig, {B: figures})
-        print(" | ".join(cells[1:]), flush=True)
-    print(json.dumps(figures))
+    print("\n".join(summary(figures)), flush=True)
     return 0
 
 
-def _run(
+def summary(figures: dict[str, Any]) -> list[str]:
+    """Each figure beside its floor or peer and its target, then the JSON object."""
+    lines = ["figure | measured | target | beside (floor or peer) | ratio | status"]
+    lines += [" | ".join(row(fig, {B: figures})[0][1:]) for fig in FIGURES]
+    return [*lines, json.dumps(figures)]
+
+
+def run(
     server: ThrowawayPostgres, work: Path, cache_dir: Path, sizes: dict[str, int]
 ) -> dict[str, Any]:
+    """The three parts on `server`, working in `work`; `sizes` as main picks them."""
     figures: dict[str, Any] = {**sizes, "settings": _settings(server.dsn)}
     print(f"settings: {figures['settings']}", flush=True)
     runs: list[dict[str, Any]] = []
-    for label, store in (("pg", server.create_database()), ("sqlite", postgres_ingest.SQLITE)):
-        found = postgres_ingest.engine_ingest(work / label, store, sizes["singles"],
+    for label, store in (("pg", server.create_database()), ("sqlite", ingest.SQLITE)):
+        found = ingest.engine_ingest(work / label, store, sizes["singles"],
                                               sizes["batches"])  # fmt: skip
         print(f"{label} ingest: {found}", flush=True)
         runs.append(found)
         figures.update({f"{label}_{k}": v for k, v in found.items() if k.endswith(("_s", "_ms"))})
     dsn = server.create_database()
-    data_dir, built = postgres_corpus.corpus(cache_dir, sizes["messages"], dsn)
+    data_dir, built = corpus.copy_corpus(cache_dir, sizes["messages"], dsn)
     figures.update(built)
-    figures.update(postgres_corpus.both_engines(dsn, data_dir, sizes["runs"]))
-    cluster = postgres_ingest.cluster_rates(work / "cluster", server.create_database,
+    figures.update(corpus.both_engines(dsn, data_dir, sizes["runs"]))
+    cluster = ingest.cluster_rates(work / "cluster", server.create_database,
                                             sizes["batches"], 4, sizes["rounds"])  # fmt: skip
     figures.update(cluster)
     figures["lost"] = sum(r["lost"] for r in runs) + cluster["cluster_lost"]

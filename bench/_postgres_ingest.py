@@ -18,6 +18,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,30 +64,38 @@ class Relays:
 
 @contextmanager
 def relays(work: Path, count: int, store: str) -> Iterator[Relays]:
-    """`count` relay processes on `store` (each its own data directory), stopped after."""
+    """`count` relay processes on `store` (each its own data directory), started together,
+    stopped after."""
     work.mkdir(parents=True, exist_ok=True)
     token = write_relay_config(work)
     headers = {"Content-Type": "application/json", "X-Commander-Node": NODE,
                "Authorization": f"Bearer {token}"}  # fmt: skip
     dirs = [work / f"data-{n}" for n in range(count)]
-    with ExitStack() as stack:
-        ports = []
-        for n, data in enumerate(dirs):
-            args = ["-m", "relay_app.cli", "serve", "--config", str(work / "relay.yaml"),
-                    "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data)]  # fmt: skip
-            args += ["--store", store] if store != SQLITE else []
-            daemon = Daemon(args, work / f"relay-{n}.log", timeout=60)
-            stack.callback(daemon.terminate)
-            ports.append(daemon.address[1])
+    with ExitStack() as stack, ThreadPoolExecutor(count) as pool:
+        starting = [pool.submit(_relay, work, n, store) for n in range(count)]
+        for future in starting:  # every relay that started is stopped, even if one failed
+            if future.exception() is None:
+                stack.callback(future.result().terminate)
+        ports = [future.result().address[1] for future in starting]
         yield Relays(ports, headers, store, dirs)
 
 
+def _relay(work: Path, n: int, store: str) -> Daemon:
+    """Relay number `n` as its own process, once it listens."""
+    data = work / f"data-{n}"
+    args = ["-m", "relay_app.cli", "serve", "--config", str(work / "relay.yaml"),
+            "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data)]  # fmt: skip
+    args += ["--store", store] if store != SQLITE else []
+    return Daemon(args, work / f"relay-{n}.log", timeout=60)
+
+
 def singles(relay: Relays, count: int) -> tuple[dict[str, float], Sent]:
-    """POST /sync/message one at a time on one connection: p50 and p99 in ms."""
+    """POST /sync/message one at a time on one connection, after as many untimed (at most
+    WARM_SINGLES): p50 and p99 in ms."""
     client = _Client(relay.ports[0], relay.headers)
     sent = Sent()
     try:
-        for batch in (_singles(WARM_SINGLES), _singles(count)):
+        for batch in (_singles(min(WARM_SINGLES, count)), _singles(count)):
             latencies = _latencies(client, "/sync/message", batch)
             sent.acked([orjson.loads(body)["msg_id"] for body in batch])
     finally:
@@ -108,9 +117,9 @@ def batch_bodies(count: int) -> tuple[list[bytes], list[list[str]]]:
 def batch_rate(relay: Relays, batches: int, writers: int, sent: Sent) -> float:
     """Messages a second: `batches` batches from `writers` connections spread over the relays.
 
-    A warm-up of WARM_BATCHES goes first, untimed. Every acknowledged batch goes in `sent`.
+    A warm-up of at most WARM_BATCHES goes first, untimed. Every acknowledged batch goes in `sent`.
     """
-    _send_all(relay, *batch_bodies(WARM_BATCHES), writers, sent)
+    _send_all(relay, *batch_bodies(min(WARM_BATCHES, batches)), writers, sent)
     bodies, ids = batch_bodies(batches)
     began = time.perf_counter()
     _send_all(relay, bodies, ids, writers, sent)

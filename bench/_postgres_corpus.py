@@ -31,7 +31,7 @@ GROUPS = (("inbox", INBOX), ("filter", FILTERS), ("search", SEARCHES))
 CHUNK_ROWS = 5000
 
 
-def corpus(cache_dir: Path, count: int, dsn: str) -> tuple[Path, dict[str, Any]]:
+def copy_corpus(cache_dir: Path, count: int, dsn: str) -> tuple[Path, dict[str, Any]]:
     """`bench query`'s SQLite corpus of `count` (cached), copied into the database `dsn`."""
     data_dir = _cached(cache_dir, count)
     source, target = open_source(data_dir), open_target(dsn)

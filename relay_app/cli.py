@@ -27,6 +27,7 @@ from typing import Any
 
 from relay_app import metrics_token
 from relay_app.auth import hashes_file_path, read_hashes_file
+from relay_app.errors import StoreUnavailable
 from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
@@ -173,7 +174,8 @@ def _serve(args: argparse.Namespace) -> int:
     relay = RelayServer(config, host=host, port=port)
     try:
         relay.start()
-    except OSError as exc:
+    except (OSError, StoreUnavailable) as exc:
+        # A database not reachable yet is worth a retry (systemd restarts on this exit).
         print(f"commander-relay: cannot start on {host}:{port}: {exc}", file=sys.stderr)
         return daemon.EXIT_FAILED
     print(f"commander-relay listening on {relay.url}", flush=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,3 +76,21 @@ def test_a_relay_whose_watchdog_is_meant_for_another_process_never_pings(
         assert relay.terminate() == 0
     sock.settimeout(WAIT)
     assert sock.recv(4096).decode() == "STOPPING=1"
+
+
+def test_a_relay_whose_database_is_unreachable_says_so_and_exits_1(tmp_path: Path) -> None:
+    """Not 2 (a config error): the unit restarts it until the database is up."""
+    config = write_config(tmp_path / "config")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens there once closed
+    done = subprocess.run(
+        [sys.executable, "-m", "relay_app.cli", "serve", "--config", str(config),
+         "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / "data"),
+         "--store", f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=5"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr
+    assert "the cluster database is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr

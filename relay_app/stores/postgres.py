@@ -21,7 +21,7 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from relay_app.errors import BadRequest, Conflict, StorageFull, StoreUnavailable
 from relay_app.store import (
@@ -83,6 +83,9 @@ INSERT_FILE = (
 RECORD_COMMIT = (
     "INSERT INTO commits (xact, first_id) VALUES (pg_current_xact_id(), %s) RETURNING xact::text"
 )
+# How long a read waits for a pooled connection (all busy, or the server down) before
+# it answers 503: a worker thread is held no longer than this.
+POOL_WAIT_S = 2.0
 HOLDERS = "SELECT msg_id, node_id, agent_id FROM messages WHERE msg_id = ANY(%s)"
 # A write that lost a deadlock (a group of several requests whose msg_ids interleave
 # with another writer's group) is rolled back whole and run again: every op in it is
@@ -236,6 +239,7 @@ class PostgresStore:
             max_size=pool_size,
             kwargs={"autocommit": True},
             check=ConnectionPool.check_connection,
+            timeout=POOL_WAIT_S,
             name="commander-readers",
             open=True,
         )
@@ -257,8 +261,8 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(f"the cluster database is unreachable: {exc}") from exc
+        except psycopg.Error as exc:  # PoolTimeout too: all busy, or the server down
+            raise StoreUnavailable(f"the cluster database failed the read: {exc}") from exc
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
         """One page of messages in (timestamp, id) order, and the total (as on SQLite)."""

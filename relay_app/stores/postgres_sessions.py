@@ -7,6 +7,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
+from relay_app.errors import StoreUnavailable
 from relay_app.store_sessions import (
     EndSession,
     ExtendSession,
@@ -36,8 +37,11 @@ class PostgresSessions:
 
     def find(self, token_sha256: str, now: float) -> SessionRecord | None:
         """The live session with this token hash, or None."""
-        with self._pool.connection() as conn:
-            row = conn.execute(FIND, (token_sha256, now)).fetchone()
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(FIND, (token_sha256, now)).fetchone()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the cluster database failed the read: {exc}") from exc
         return None if row is None else SessionRecord(row[0], row[1], float(row[2]), row[3])
 
 

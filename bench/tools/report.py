@@ -149,7 +149,11 @@ METHODS = {
     "(not HTTP); at each size a relay process is timed at the client for ingest and queries.",
 }
 
-FOOTPRINT = Path(__file__).resolve().parents[2] / "docs" / "FOOTPRINT.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+FOOTPRINT = DOCS / "FOOTPRINT.md"
+POSTGRES_BENCH = DOCS / "POSTGRES-BENCH.md"  # `bench postgres`, run by hand
+# The analyses written by hand, copied in this order below the generated figures.
+ANALYSES = (FOOTPRINT, POSTGRES_BENCH)
 
 # Where a missed target stands, why, and what would close it. Found by profiling on this
 # machine (py-spy on every thread, /proc CPU per request, micro-benchmarks) in Nov 2026;
@@ -383,13 +387,13 @@ def render(
 
 
 def analyses() -> list[str]:
-    """docs/FOOTPRINT.md, written by hand, one heading level down, below the figures."""
-    if not FOOTPRINT.exists():
-        return []
-    return [
-        "#" + line if line.startswith("#") else line
-        for line in FOOTPRINT.read_text(encoding="utf-8").splitlines()
-    ] + [""]
+    """The docs of ANALYSES, written by hand, one heading level down, below the figures."""
+    lines: list[str] = []
+    for doc in ANALYSES:
+        if doc.exists():
+            text = doc.read_text(encoding="utf-8").splitlines()
+            lines += ["#" + line if line.startswith("#") else line for line in text] + [""]
+    return lines
 
 
 def _missed_section(missed: list[Figure], results: Results) -> list[str]:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from bench import postgres
+from bench.tools import report
 from tests.support.postgres import ThrowawayPostgres
 
 KEYS = {"pg_single_p99_ms", "pg_batch_msgs_per_s", "sqlite_batch_msgs_per_s", "pg_inbox_p99_ms",
@@ -29,3 +30,9 @@ def test_a_tiny_run_reports_every_figure_and_loses_nothing(
     assert last["cluster_lost"] == 0
     assert all(isinstance(last[key], int | float) for key in KEYS)
     assert any(line.startswith("PostgreSQL inbox search p99") for line in lines)
+
+
+def test_the_results_page_embeds_the_hand_written_note_after_the_footprint() -> None:
+    embedded = report.analyses()
+    footprint = embedded.index("## The storage host's footprint")
+    assert embedded.index("## The relay on PostgreSQL beside SQLite (`bench postgres`)") > footprint

@@ -249,7 +249,10 @@ def test_reads_run_side_by_side_on_the_pool(inbox: PostgresInbox, writer: StoreW
 
 
 # Documents whose words both engines cut alike, and searches over their words.
-VOCABULARY = ["alpha", "beta", "gamma", "delta", "Élan", "elan", "x_y", "30", "alphabet"]
+VOCABULARY = [
+    *("alpha", "beta", "gamma", "delta", "Élan", "elan", "x_y", "30", "alphabet"),
+    *("e-mail", "mail", "example.com", "com", "3.14", "14", "quoted", "dash", "naïve"),
+]
 DOCUMENTS = [
     "alpha beta gamma",
     "beta alpha",
@@ -257,6 +260,9 @@ DOCUMENTS = [
     "gamma x_y 30 alphabet",
     "delta delta beta",
     "nothing here",
+    "send an e-mail to alpha@example.com",
+    "pi is 3.14, not 3",
+    "“quoted” text—dash NAIVE",
 ]
 WORDS = st.sampled_from(VOCABULARY)
 SEARCH_TERMS = st.one_of(

@@ -85,7 +85,7 @@ class PostgresInbox:
                     params=params,
                 )
             total = count_within(conn, budget.count_s, *_count_sql(query, budget.count_cap))
-        rows = [inbox_row(r[1:]) for r in reversed(followed.rows)]  # r[0] is the xact
+        rows = [inbox_row(r[1:]) for r in reversed(followed.rows)]  # r[0]: its position
         capped = total == budget.count_cap
         watermark = max(followed.position, after_id)
         return Arrivals(rows, watermark, total, capped, unread, statuses)

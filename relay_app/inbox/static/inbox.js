@@ -152,7 +152,10 @@
     if (state.first_page && body) {
       const holder = document.createElement("tbody");
       holder.innerHTML = update.rows.join("");  // server-rendered, escaped HTML
-      const fresh = Array.from(holder.children);
+      // A row shown already may come again (PostgreSQL: a page can show a commit that was
+      // still above the watermark it gave): keep one of each message.
+      const present = new Set(Array.from(body.querySelectorAll("tr.msg"), (row) => row.dataset.msgId));
+      const fresh = Array.from(holder.children).filter((row) => !present.has(row.dataset.msgId));
       for (const row of fresh) row.classList.add("arrived");
       body.prepend(...fresh);
       localTimes(body);

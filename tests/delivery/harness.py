@@ -1,4 +1,4 @@
-"""Building blocks of the delivery tests: relays and nodes in-process, reading the relay."""
+"""Building blocks of the delivery tests: relays and nodes in-process, reading the store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 from relay_app.server import RelayServer
@@ -57,3 +58,12 @@ def relay_rows(data_dir: Path) -> dict[str, list[Any]]:
         return rows
     finally:
         conn.close()
+
+
+def postgres_rows(dsn: str) -> dict[str, list[Any]]:
+    """relay_rows of a relay storing in PostgreSQL: msg_id -> every row's decoded content."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows: dict[str, list[Any]] = {}
+        for msg_id, blob in conn.execute("SELECT msg_id, content FROM messages"):
+            rows.setdefault(msg_id, []).append(decode_content(bytes(blob)))
+        return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -51,6 +52,13 @@ class ThrowawayPostgres(LocalPostgres):
         name = f"t_{uuid.uuid4().hex[:16]}"
         self.run("createdb", "-h", str(self.sockets), "-p", str(self.port), "-U", SUPERUSER, name)
         return self.database_dsn(name)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (`fast`: sessions rolled back, every commit kept), stay down `down_s`, then
+        start again on the same port with the same settings and data."""
+        self.shutdown("fast")
+        time.sleep(down_s)
+        self.launch(self.port, self.settings)
 
     def stop(self) -> None:
         """Stop at once (the data is thrown away) and remove the directory."""

@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 
+from tests.relay_app.helpers import PG_STORES
 from tests.relay_app.inbox.browser import Browser, require_browser
 from tests.relay_app.inbox.harness import Relay, start_relay
 
 
 @pytest.fixture
-def inbox_relay(tmp_path: Path) -> Iterator[Relay]:
-    """A relay with the inbox, stopped after the test."""
-    relay = start_relay(tmp_path / "relay")
+def inbox_relay(data_dir: Path) -> Iterator[Relay]:
+    """A relay with the inbox, stopped after the test (on PostgreSQL in a module whose
+    STORE_ENGINES names it: tests/relay_app/conftest.py)."""
+    relay = start_relay(data_dir, store=PG_STORES.get(data_dir, "sqlite"))
     yield relay
     relay.stop()
 

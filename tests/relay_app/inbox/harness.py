@@ -19,6 +19,8 @@ from relay_app.inbox import inbox_of
 from relay_app.inbox.service import Inbox
 from relay_app.ingest import Ingest
 from relay_app.passwords import hash_password
+from relay_app.store import MessageStore
+from relay_app.stores import open_store
 from relay_app.stores.sqlite import SqliteStore
 from runtime.core.config import ClusterConfig, NodeEntry, RelaySettings
 from runtime.core.envelope import MessageEnvelope
@@ -80,13 +82,19 @@ class Relay:
     """A running relay with the inbox."""
 
     url: str
-    store: SqliteStore
+    store: MessageStore
     ingest: Ingest
     app: bottle.Bottle
     inbox: Inbox
     http: ServerHandle
     clock: Clock
     nodes: dict[str, requests.Session] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The database file (SQLite relays only)."""
+        assert isinstance(self.store, SqliteStore), "not a SQLite relay"
+        return self.store.path
 
     def node(self, node_id: str = "node-a") -> requests.Session:
         """A keep-alive session authenticated as a node."""
@@ -171,8 +179,11 @@ def start_relay(
     gate: SpaceGate | None = None,
     trusted_proxies: tuple[str, ...] = (),
     ssl_context: ssl.SSLContext | None = None,
+    store: str = "sqlite",
 ) -> Relay:
-    """Start store, IngestActor, app (with the inbox) and server on 127.0.0.1."""
+    """Start store, IngestActor, app (with the inbox) and server on 127.0.0.1.
+
+    `store` is relay.store: "sqlite" under data_dir, or a postgresql:// URL."""
     nodes = tuple(
         NodeEntry(
             id=n, host="127.0.0.1", port=9, token_sha256=hashlib.sha256(t.encode()).hexdigest()
@@ -187,15 +198,16 @@ def start_relay(
         execute_webhook=webhook,
         allow_any_agent=True,  # the inbox tests write for whatever agent they like
         trusted_proxies=trusted_proxies,
+        store=store,
     )
     config = ClusterConfig(nodes=nodes, relay=settings, agents=(), config_dir=str(data_dir))
-    store = SqliteStore(data_dir)
-    ingest = Ingest.start(store)
+    opened = open_store(settings)
+    ingest = Ingest.start(opened)
     # Unless the test brings its own gate, a disk with room to spare whatever this one has.
     gate = gate or SpaceGate(lambda: 100 * 1024**3, settings.min_free_bytes)
-    app = create_app(store, config, ingest=ingest, gate=gate)
+    app = create_app(opened, config, ingest=ingest, gate=gate)
     clock = Clock()
     inbox = inbox_of(app)
     inbox.clock = clock
     http = serve_in_thread(app, "127.0.0.1", 0, name="test-relay", ssl_context=ssl_context)
-    return Relay(http.url, store, ingest, app, inbox, http, clock)
+    return Relay(http.url, opened, ingest, app, inbox, http, clock)

@@ -12,7 +12,7 @@ from tests.relay_app.inbox.harness import OPERATOR, Relay
 
 def trail(relay: Relay, msg_id: str) -> list[tuple[str, str, str | None]]:
     """(action, user, detail) of a message's audit entries, oldest first."""
-    path = relay.store.path
+    path = relay.sqlite_path
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         return conn.execute(

@@ -36,7 +36,7 @@ def test_the_database_holds_a_hash_of_the_session_token_never_the_token(
     inbox_relay: Relay,
 ) -> None:
     token = inbox_relay.operator().cookies[COOKIE]
-    stored = b"".join(p.read_bytes() for p in inbox_relay.store.path.parent.iterdir())
+    stored = b"".join(p.read_bytes() for p in inbox_relay.sqlite_path.parent.iterdir())
     assert hashlib.sha256(token.encode()).hexdigest().encode() in stored
     assert token.encode() not in stored
 

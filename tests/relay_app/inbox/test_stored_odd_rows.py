@@ -93,8 +93,8 @@ def insert_reports(db: Path) -> None:
 @pytest.fixture
 def odd(inbox_relay: Relay) -> tuple[Relay, requests.Session]:
     inbox_relay.send(content={"note": "a normal message beside the odd ones"})
-    insert(inbox_relay.store.path, old_rows())
-    insert_reports(inbox_relay.store.path)
+    insert(inbox_relay.sqlite_path, old_rows())
+    insert_reports(inbox_relay.sqlite_path)
     inbox_relay.inbox.writer.index_soon()
     wait_for(lambda: _indexed(inbox_relay), timeout=10)
     return inbox_relay, inbox_relay.operator()

@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import requests
 
-from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, batch, message, write_config
-from tests.support import Daemon
+from tests.relay_app.helpers import NODE_A, NodeClient, batch, message, write_config
+from tests.support import TOKENS, Daemon
 
 RELAYS = 3
 WRITERS = 6
@@ -98,7 +99,7 @@ class Poller:
     def poll(self) -> int:
         """One poll; return how many messages it brought."""
         url = self.urls[len(self.cursors) % len(self.urls)]
-        params = {"for": RECIPIENTS, "after": self.cursors[-1], "wait": POLL_WAIT_S,
+        params: dict[str, Any] = {"for": RECIPIENTS, "after": self.cursors[-1], "wait": POLL_WAIT_S,
                   "limit": POLL_LIMIT}  # fmt: skip
         response = self.session.get(f"{url}/sync/mail", params=params, timeout=30)
         assert response.status_code == 200, response.text

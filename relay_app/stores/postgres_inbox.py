@@ -57,12 +57,13 @@ class PostgresInbox:
         """One page: newest report first (search: newest id first), keyset-paged."""
         with self._read(snapshot=True) as conn:
             watermark = horizon_position(conn, self._offset)
+            total = count_within(conn, budget.count_s, *_count_sql(query, budget.count_cap))
             with within(conn, budget.rows_s):
                 if query.search is not None:
-                    rows, more = _search_rows(conn, query, budget)
+                    few = total is not None and total < budget.count_cap
+                    rows, more = _search_rows(conn, query, budget, few=few)
                 else:
                     rows, more = _plain_rows(conn, query, budget)
-            total = count_within(conn, budget.count_s, *_count_sql(query, budget.count_cap))
         return InboxPage(rows, more, total, watermark)
 
     def arrivals(
@@ -213,7 +214,13 @@ def _plain_rows(conn: Conn, query: InboxQuery, budget: ReadBudget) -> tuple[list
     return _fetch(conn, sql, params, budget, order)
 
 
-def _search_rows(conn: Conn, query: InboxQuery, budget: ReadBudget) -> tuple[list[InboxRow], bool]:
+def _search_rows(
+    conn: Conn, query: InboxQuery, budget: ReadBudget, *, few: bool
+) -> tuple[list[InboxRow], bool]:
+    """A search page by id. With `few` matches (the capped count came in under its cap)
+    the rows come from the full-text index and are sorted after: ordered by `m.id`, the
+    planner may walk the whole primary key for a word it has no statistics for (a word in
+    no message took 0.8 s at 1M rows; through the index, under a millisecond)."""
     where, params = _matching(query)
     order = "DESC"
     if query.before is not None:
@@ -223,9 +230,9 @@ def _search_rows(conn: Conn, query: InboxQuery, budget: ReadBudget) -> tuple[lis
         where.append("m.id > %s::bigint")
         params.append(query.after.id)
         order = "ASC"
-    sql = (
-        f"SELECT {INBOX_COLUMNS} FROM messages m WHERE {_all(where)} ORDER BY m.id {order} LIMIT %s"
-    )
+    key = "m.id + 0" if few else "m.id"  # an expression no index gives in order
+    sql = f"SELECT {INBOX_COLUMNS} FROM messages m WHERE {_all(where)}"
+    sql += f" ORDER BY {key} {order} LIMIT %s"
     return _fetch(conn, sql, params, budget, order)
 
 

@@ -26,7 +26,7 @@ from tests.delivery.harness import postgres_rows
 from tests.support import Daemon, cluster, free_port, start_node, wait_for, write_config_dir
 from tests.support.postgres import ThrowawayPostgres
 
-CHAOS_SECONDS = 24.0
+CHAOS_SECONDS = 16.0
 RELAY_FAULT_EVERY_S = (1.5, 2.5)
 RELAY_DOWN_S = (0.3, 1.5)
 POSTGRES_DOWN_S = 1.0

@@ -26,8 +26,9 @@ def sqlite_engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactor
 
 
 def postgres_engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Stores on one fresh database of the tests' PostgreSQL server."""
-    dsn: str = request.getfixturevalue("postgres_dsn")
+    """Stores on the tests' shared PostgreSQL database, emptied back to just migrated
+    (tests/relay_app/conftest.py; migrating a new database is test_postgres_writer's)."""
+    dsn: str = request.getfixturevalue("relay_database").reset()
     return lambda: PostgresStore(dsn)
 
 

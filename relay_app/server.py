@@ -84,7 +84,9 @@ class RelayServer:
                 self.port,
                 threads=settings.threads,
                 name="commander-relay",
-                limits=FrontLimits(body_bytes=body_cap(settings)),
+                limits=FrontLimits(
+                    body_bytes=body_cap(settings), write_timeout=float(settings.write_timeout_s)
+                ),
                 ssl_context=tls,
             )
         except BaseException:

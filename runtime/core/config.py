@@ -118,6 +118,9 @@ class RelaySettings:
     operator_password_hash: str | None = None
     execute_webhook: str | None = None
     threads: int = 16
+    # Seconds a client may take to read one whole answer before the relay lets go of it
+    # (and of what it had queued for it): a reader that stalls holds no memory for long.
+    write_timeout_s: float = 30.0
     # A file holding the operator's scrypt hash, readable by the relay only (mode 0640
     # root:commander): relay.yaml is copied to every node, so no secret belongs in it.
     operator_password_file: str | None = None

@@ -126,6 +126,10 @@ RELAY_KEYS: Keys = {
     "operator_password_hash": (is_str, "a hash from `commander-relay hash-password`"),
     "execute_webhook": (_is_url, "an http(s) URL"),
     "threads": (_is_pos_int, "a positive integer"),
+    "write_timeout_s": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 1 <= v <= 3600,
+        "a number of seconds from 1 to 3600",
+    ),
     "operator_password_file": (is_str, "a file path"),
     "tls_cert_file": (is_str, "a file path"),
     "tls_key_file": (is_str, "a file path"),

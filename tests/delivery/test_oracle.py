@@ -199,7 +199,7 @@ def test_every_acknowledged_write_arrives_exactly_once_through_kills_and_stops(
 
 def check_oracle(cl: Cluster, ledger: Ledger, drained: float) -> None:
     check_exactly_once(cl, ledger, f"drain_after_faults_s={drained:.1f}")
-    assert cl.kills["node"] >= 10
+    assert cl.kills["node"] >= CHAOS_SECONDS // 4  # one every 2-3 s, on a loaded machine too
     assert cl.kills["relay"] >= 5 or CHAOS_SECONDS < 40
     assert len(ledger.acked) > 500
 

@@ -9,20 +9,29 @@ import socket
 import struct
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from relay_app.stores.sqlite_rows import MAX_PAGE_BYTES
-from tests.relay_app.helpers import NODE_A, TOKENS, NodeClient, message
+from tests.relay_app.helpers import (
+    NODE_A,
+    TOKENS,
+    NodeClient,
+    message,
+    relay_daemon,
+    write_config,
+)
 from tests.support import Daemon
 
 pytestmark = pytest.mark.slow
 
 AUTH = f"X-Commander-Node: {NODE_A}\r\nAuthorization: Bearer {TOKENS[NODE_A]}\r\n"
-# The front's defaults: a whole answer must be taken within WRITE_TIMEOUT; a body over
-# BUFFER_BYTES streams to a worker thread as it arrives; the relay runs THREADS workers.
-WRITE_TIMEOUT = 30.0
+# A whole answer must be taken within relay.write_timeout_s (30 s by default; WRITE_TIMEOUT
+# for the relay of the test about it); a body over BUFFER_BYTES streams to a worker thread
+# as it arrives; the relay runs THREADS workers.
+WRITE_TIMEOUT = 8
 BUFFER_BYTES = 1024 * 1024
 THREADS = 16
 
@@ -31,6 +40,16 @@ THREADS = 16
 def relay(relay_process: Daemon) -> Daemon:
     """The relay under attack, as its own process."""
     return relay_process
+
+
+@pytest.fixture
+def quick_writes_relay(tmp_path: Path) -> Iterator[Daemon]:
+    """A relay process whose answers must be read within WRITE_TIMEOUT seconds."""
+    config = write_config(tmp_path / "config")
+    with config.open("a") as relay_yaml:
+        relay_yaml.write(f"  write_timeout_s: {WRITE_TIMEOUT}\n")
+    with relay_daemon(config, tmp_path) as daemon:
+        yield daemon
 
 
 def exchange(daemon: Daemon, request: bytes, timeout: float = 5.0) -> bytes:
@@ -95,8 +114,9 @@ def fill_one_page(relay: Daemon) -> int:
 
 
 def test_a_client_that_never_reads_a_large_page_is_cut_off_at_the_write_deadline(
-    relay: Daemon,
+    quick_writes_relay: Daemon,
 ) -> None:
+    relay = quick_writes_relay
     page_bytes = fill_one_page(relay)
     assert page_bytes > MAX_PAGE_BYTES
     baseline = sockets_open(relay.proc.pid)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 CHANNEL = "commander_stored"
 MAX_PAYLOAD = 7000  # bytes of one notification; PostgreSQL refuses 8000 and more
 TICK_S = 0.02  # how often held news is checked against the watermark
+IDLE_S = 0.5  # how long to wait for news when none is held (also how soon `stop` is seen)
 RETRY_S = 1.0  # between attempts to listen again after the connection failed
 MAX_HELD = 10_000  # commits held back at once; past it the oldest hints are dropped
 
@@ -90,7 +91,7 @@ class StoredNotifier:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening (within one tick)."""
+        """Stop listening (within IDLE_S)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -108,7 +109,13 @@ class StoredNotifier:
     def _listen(self, conn: psycopg.Connection[TupleRow]) -> None:
         """Gather news, and pass on what has become visible, until stopped."""
         while not self._stop.is_set():
-            for note in conn.notifies(timeout=TICK_S):
+            # Idle: wait long, but come back with the first news. Holding news: look at the
+            # watermark again every tick.
+            if self._held:
+                notes = conn.notifies(timeout=TICK_S)
+            else:
+                notes = conn.notifies(timeout=IDLE_S, stop_after=1)
+            for note in notes:
                 news = parse(note.payload)
                 if news is not None:
                     self._held.append(news)

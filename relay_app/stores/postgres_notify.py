@@ -91,10 +91,11 @@ class StoredNotifier:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening (within IDLE_S)."""
+        """Stop listening: the thread ends within IDLE_S, closing its own connection.
+
+        Not joined: a store closes at once instead of waiting out the listener's wait.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -16,7 +16,7 @@ from schemathesis.engine import events, from_schema
 
 EXAMPLES = int(os.environ.get("COMMANDER_FUZZ_EXAMPLES", "12"))
 # Within `make test`'s 15 minutes; the long exploration is a separate run (README).
-SECONDS = int(os.environ.get("COMMANDER_FUZZ_SECONDS", "12"))
+SECONDS = int(os.environ.get("COMMANDER_FUZZ_SECONDS", "10"))
 # A fixed seed keeps CI runs alike; COMMANDER_FUZZ_SEED=random explores new inputs.
 _SEED = os.environ.get("COMMANDER_FUZZ_SEED", "20261201")
 SEED = None if _SEED == "random" else int(_SEED)

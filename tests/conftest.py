@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from tests.relay_app.helpers import relay_daemon, write_config
 from tests.support import Daemon
-from tests.support.postgres import PostgresMissing, ThrowawayPostgres
+from tests.support.postgres import ThrowawayPostgres, require_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -31,12 +30,8 @@ def relay_process(tmp_path: Path) -> Iterator[Daemon]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[ThrowawayPostgres]:
     """One throwaway PostgreSQL for the whole run; its tests fail under CI without it."""
-    try:
-        server = ThrowawayPostgres()
-    except PostgresMissing as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{exc} (`make test` installs it when run as root)")
+    require_postgres()
+    server = ThrowawayPostgres()
     try:
         yield server.start()
     finally:

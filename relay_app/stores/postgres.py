@@ -44,7 +44,7 @@ from relay_app.store_sessions import SessionOp
 from relay_app.stores import postgres_actions, postgres_reads, postgres_sessions
 from relay_app.stores.postgres_follow import SPAN, read_offset
 from relay_app.stores.postgres_inbox import PostgresInbox
-from relay_app.stores.postgres_notify import StoredNotifier, notify
+from relay_app.stores.postgres_notify import CHANNEL, StoredNotifier, recipient_parts
 from relay_app.stores.postgres_schema import migrate
 from relay_app.stores.postgres_search import words
 from relay_app.stores.postgres_sessions import PostgresSessions
@@ -80,9 +80,16 @@ INSERT_FILE = (
     "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
     " received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 )
-RECORD_COMMIT = (
-    "INSERT INTO commits (xact, first_id) VALUES (pg_current_xact_id(), %s) RETURNING xact::text"
-)
+# What a commit that stored messages adds, in one round trip: its first id (positions
+# count from it), the new messages on this connection's count shard, and one
+# notification per part of its recipient list (JSON arrays made by postgres_notify).
+# A data-modifying WITH runs whether or not the SELECT reads it.
+ANNOUNCE = """
+WITH c AS (INSERT INTO commits (xact, first_id) VALUES (pg_current_xact_id(), %s)),
+u AS (UPDATE inbox_counts SET n = n + %s WHERE status = 'unread' AND shard = %s)
+SELECT pg_notify(%s, format('{"x":%%s,"r":%%s}', pg_current_xact_id(), part))
+FROM unnest(%s::text[]) AS part
+"""
 # How long a read waits for a pooled connection (all busy, or the server down) before
 # it answers 503: a worker thread is held no longer than this.
 POOL_WAIT_S = 2.0
@@ -168,16 +175,16 @@ class PostgresWriter:
         return WriteResult(inserted=_apply_elsewhere(self._conn, op))
 
     def _announce(self) -> None:
-        """Record the commit's first id, count the new messages, queue one notification."""
+        """Record the commit's first id, count the new messages, queue its news."""
         if not self._news:
             return
         first, last = min(i for i, _ in self._news), max(i for i, _ in self._news)
         if last - first >= SPAN - 2:  # positions of this commit's rows would collide
             raise StoreUnavailable("one transaction's message ids span too far; retry smaller")
-        found = self._conn.execute(RECORD_COMMIT, (first,)).fetchone()
-        postgres_actions.add_to_count(self._conn, "unread", len(self._news))
         recipients = {recipient for _, recipient in self._news if recipient}
-        notify(self._conn, int(found[0]) if found else 0, recipients)
+        shard = postgres_actions.count_shard(self._conn)
+        parts = recipient_parts(recipients)
+        self._conn.execute(ANNOUNCE, (first, len(self._news), shard, CHANNEL, parts))
 
     def _store_messages(self, op: StoreMessages, received_at: float) -> WriteResult:
         # msg_id alone decides what is already stored, under a known batch_id too, so a

@@ -36,6 +36,7 @@ from relay_app.store_search import IndexChunk
 from relay_app.stores import postgres_inbox_details as details
 from relay_app.stores.postgres_follow import POSITION_MAX, follow, horizon_position
 from relay_app.stores.postgres_inbox_details import Conn
+from relay_app.stores.postgres_reads import time_window
 from relay_app.stores.postgres_search import search_terms
 from relay_app.stores.sqlite_rows import INBOX_COLUMNS, inbox_row
 
@@ -269,12 +270,8 @@ def conditions(query: InboxQuery) -> tuple[list[str], list[Any]]:
         if value is not None:
             where.append(f"m.{column} = %s")
             params.append(value)
-    if query.since is not None:
-        where.append("m.timestamp >= %s::float8")
-        params.append(query.since)
-    if query.until is not None:
-        where.append("m.timestamp < %s::float8")
-        params.append(query.until)
+    terms, times = time_window(query.since, query.until, "m.timestamp")
+    where, params = where + terms, params + times
     if not all(storable(p) for p in params if isinstance(p, str)):
         return ["FALSE"], []
     return where, params

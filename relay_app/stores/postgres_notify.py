@@ -1,6 +1,7 @@
 """Telling every relay of messages any relay stored: LISTEN/NOTIFY, held until visible.
 
-The writer queues one notification per committed group (`notify`); PostgreSQL delivers
+The writer queues one notification per committed group (`recipient_parts`, sent by
+`relay_app.stores.postgres.ANNOUNCE`); PostgreSQL delivers
 it to every listening session once the transaction commits. A relay's `StoredNotifier`
 listens on its own connection and calls the store's listeners (parked mail polls, the
 inbox's live updates) with the recipients of the new rows, but only once those rows are
@@ -28,7 +29,8 @@ from relay_app.stores.postgres_follow import visible_horizon
 logger = logging.getLogger(__name__)
 
 CHANNEL = "commander_stored"
-MAX_PAYLOAD = 7000  # bytes of one notification; PostgreSQL refuses 8000 and more
+MAX_PAYLOAD = 8000  # bytes: PostgreSQL refuses a notification of this size or more
+MAX_PART = MAX_PAYLOAD - 100  # of one notification's recipient list, leaving room for x
 TICK_S = 0.02  # how often held news is checked against the watermark
 IDLE_S = 0.5  # how long to wait for news when none is held (also how soon `stop` is seen)
 RETRY_S = 1.0  # between attempts to listen again after the connection failed
@@ -42,25 +44,26 @@ class News(NamedTuple):
     recipients: frozenset[str]
 
 
-def payloads(xact: int, recipients: Iterable[str]) -> list[str]:
-    """The notifications of one commit: its xact and its recipients, cut under MAX_PAYLOAD."""
+def recipient_parts(recipients: Iterable[str]) -> list[str]:
+    """A commit's recipients as JSON arrays, each small enough for one notification.
+
+    Sizes are those of the encoded JSON, escapes included: a part past PostgreSQL's limit
+    would fail the commit it belongs to, and every retry of it. The writer sends one
+    notification per part, `{"x": <xact>, "r": <part>}`; a commit with no recipient
+    still sends one (`[]`), so listeners that want any news (the inbox) hear it.
+    """
     found: list[str] = []
-    part: list[str] = []
-    size = 0
+    part: list[bytes] = []
+    size = 2  # the brackets
     for recipient in sorted(recipients):
-        size += len(recipient.encode()) + 4
-        if part and size > MAX_PAYLOAD - 64:
-            found.append(orjson.dumps({"x": xact, "r": part}).decode())
-            part, size = [], len(recipient.encode()) + 4
-        part.append(recipient)
-    found.append(orjson.dumps({"x": xact, "r": part}).decode())
+        encoded = orjson.dumps(recipient)
+        if part and size + len(encoded) + 1 > MAX_PART:
+            found.append((b"[" + b",".join(part) + b"]").decode())
+            part, size = [], 2
+        part.append(encoded)
+        size += len(encoded) + 1
+    found.append((b"[" + b",".join(part) + b"]").decode())
     return found
-
-
-def notify(conn: psycopg.Connection[TupleRow], xact: int, recipients: Iterable[str]) -> None:
-    """Queue the notifications of this transaction (sent when it commits)."""
-    for payload in payloads(xact, recipients):
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
 
 def parse(payload: str) -> News | None:

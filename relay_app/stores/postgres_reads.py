@@ -120,10 +120,20 @@ def _where(query: MessageQuery) -> tuple[str, list[Any]]:
             raise ValueError(f"not a filterable column: {column!r}")
         clauses.append(f"{column} = ANY(%s)")
         params.append(list(values))
-    if query.since is not None:
-        clauses.append("timestamp >= %s")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("timestamp < %s")
-        params.append(query.until)
-    return " AND ".join(clauses) or "TRUE", params
+    terms, times = time_window(query.since, query.until, "timestamp")
+    return " AND ".join(clauses + terms) or "TRUE", params + times
+
+
+def time_window(
+    since: float | None, until: float | None, column: str
+) -> tuple[list[str], list[float]]:
+    """WHERE terms for `since <= column < until`, each bound given; `column` is a constant."""
+    terms: list[str] = []
+    values: list[float] = []
+    if since is not None:
+        terms.append(f"{column} >= %s::float8")
+        values.append(since)
+    if until is not None:
+        terms.append(f"{column} < %s::float8")
+        values.append(until)
+    return terms, values

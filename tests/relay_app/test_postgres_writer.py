@@ -345,3 +345,25 @@ def test_relays_opening_a_new_database_together_migrate_it_once(postgres_dsn: st
     # Each step is applied once, by whichever relay holds the lock when it is due.
     assert len(applied) == 3
     assert sum(applied) == len(MIGRATIONS)
+
+
+def test_a_commit_to_many_long_escaped_recipients_is_stored_and_heard_whole(
+    postgres_dsn: str,
+) -> None:
+    """Their news is cut into notifications by encoded size: one over PostgreSQL's 8,000
+    bytes would fail the commit, and every retry of it."""
+    recipients = [f"{i:03d}{chr(34) * 250}\\" for i in range(60)]  # ~520 bytes each as JSON
+    store = PostgresStore(postgres_dsn)
+    heard: list[frozenset[str]] = []
+    store.on_stored(heard.append)
+    writer = store.open_writer()
+    try:
+        rows = tuple(row(T0 + i, recipient=r) for i, r in enumerate(recipients))
+        assert writer.write([StoreMessages(NODE_A, rows)], T0) == [WR(60)]
+        deadline = time.monotonic() + 10
+        while frozenset().union(*heard) != set(recipients) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert frozenset().union(*heard) == set(recipients)
+    finally:
+        writer.close()
+        store.close()

@@ -21,10 +21,11 @@ import pytest
 import requests
 
 from runtime.node.client import NodeClient
-from runtime.quickstart.postgres import LocalPostgres, PostgresMissing, pg_bin
+from runtime.quickstart.postgres import LocalPostgres
 from runtime.quickstart.run import node_headers
 from tests.runtime.quickstart_procs import REPO, debris, taken
 from tests.support import free_port
+from tests.support.postgres import require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,7 @@ FIRST_NODE, FIRST_AGENT = "Gillsystems-Laptop", "commander-001"
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     """Where the cluster command runs; outside pytest's 0700 tree: PostgreSQL's user enters it."""
-    try:
-        pg_bin()
-    except PostgresMissing as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{exc} (`make run-cluster` installs it when run as root)")
+    require_postgres()
     path = Path(tempfile.mkdtemp(prefix="commander-cluster-"))
     path.chmod(0o755)
     yield path

@@ -9,21 +9,35 @@ for `durable=True`. Its directory is outside pytest's private temporary tree, wh
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from runtime.quickstart.postgres import SUPERUSER, LocalPostgres, PostgresMissing, pg_bin
 from tests.support.ports import free_port
 
-__all__ = ["SUPERUSER", "PostgresMissing", "ThrowawayPostgres", "pg_bin"]
+__all__ = ["SUPERUSER", "PostgresMissing", "ThrowawayPostgres", "pg_bin", "require_postgres"]
 
 # Durability off: these servers hold test data only.
 TEST_SETTINGS = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
 # Durability on, as a production server runs (a benchmark comparing engines wants these).
 DURABLE_SETTINGS = ("fsync=on", "full_page_writes=on", "synchronous_commit=on")
+
+
+def require_postgres() -> None:
+    """Skip the calling test where PostgreSQL's programs are missing, except under CI,
+    where `make test` has installed them and their absence is a failure."""
+    try:
+        pg_bin()
+    except PostgresMissing as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{exc} (`make test` installs it when run as root)")
 
 
 class ThrowawayPostgres(LocalPostgres):

@@ -16,6 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from relay_app.store_archive import (
+    ArchiveMove,
+    ArchiveOp,
+    ArchiveRestore,
+    ArchiveStore,
+    ReclaimSpace,
+)
 from relay_app.store_inbox import InboxStore, RecordAudit, SetStatuses
 from relay_app.store_search import IndexEntries
 from relay_app.store_sessions import EndSession, ExtendSession, OpenSession, SessionStore, SetFlash
@@ -106,6 +113,7 @@ WriteOp = (
     | ExtendSession
     | EndSession
     | SetFlash
+    | ArchiveOp
 )
 WRITE_OPS = (
     StoreMessages,
@@ -118,6 +126,9 @@ WRITE_OPS = (
     ExtendSession,
     EndSession,
     SetFlash,
+    ArchiveMove,
+    ArchiveRestore,
+    ReclaimSpace,
 )
 
 
@@ -194,6 +205,10 @@ class MessageStore(Protocol):
     @property
     def sessions(self) -> SessionStore:
         """The operator sessions' read."""
+
+    @property
+    def archive(self) -> ArchiveStore | None:
+        """The archive's reads; None on an engine that keeps every message hot."""
 
     def open_writer(self) -> StoreWriter:
         """Open the writer (called in the thread that will use it)."""

@@ -10,6 +10,8 @@ by itself: the inbox's indexer reads an `IndexChunk`, takes each message's text 
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # How much of one message's text the index sees; longer content is still shown in full.
 MAX_INDEXED_CHARS = 64 * 1024
+# A word as SQLite's unicode61 tokenizer cuts it: a run of letters and digits.
+_RUN = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +130,17 @@ class IndexEntries:
     after_id: int
     up_to_id: int
     entries: tuple[tuple[int, str], ...]
+
+
+def fold(text: str) -> str:
+    """Text folded as FTS5's unicode61 tokenizer folds it: lower case, no diacritics."""
+    text = text.replace("\x00", " ").lower()
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """The folded letter-and-digit runs of a text: what an index holds or looks up."""
+    return _RUN.findall(fold(text))

@@ -38,15 +38,15 @@ from relay_app.store import (
     WriteOp,
     WriteResult,
 )
+from relay_app.store_archive import ARCHIVE_OPS
 from relay_app.store_inbox import RecordAudit, SetStatuses
-from relay_app.store_search import IndexEntries, searchable
+from relay_app.store_search import IndexEntries, searchable, words
 from relay_app.store_sessions import SessionOp
 from relay_app.stores import postgres_actions, postgres_reads, postgres_sessions
 from relay_app.stores.postgres_follow import SPAN, read_offset
 from relay_app.stores.postgres_inbox import PostgresInbox
 from relay_app.stores.postgres_notify import CHANNEL, StoredNotifier, recipient_parts
 from relay_app.stores.postgres_schema import migrate
-from relay_app.stores.postgres_search import words
 from relay_app.stores.postgres_sessions import PostgresSessions
 
 # One statement for all the rows of a request, in the request's order, so ids follow it
@@ -172,6 +172,8 @@ class PostgresWriter:
                  r.path, received_at),
             )  # fmt: skip
             return WriteResult(inserted=1)
+        if isinstance(op, ARCHIVE_OPS):
+            raise StoreUnavailable("archiving is not built for the PostgreSQL store")
         return WriteResult(inserted=_apply_elsewhere(self._conn, op))
 
     def _announce(self) -> None:
@@ -253,6 +255,8 @@ class PostgresStore:
         self._notifier = StoredNotifier(lambda: _connect(dsn))
         self.inbox = PostgresInbox(self._pool, self._offset)
         self.sessions = PostgresSessions(self._pool)
+        # Archiving is built for SQLite only: on PostgreSQL every message stays hot.
+        self.archive = None
 
     def open_writer(self) -> PostgresWriter:
         """Open the writer connection in the calling thread."""

@@ -10,16 +10,13 @@ message, and excluding it leaves every message.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
-from relay_app.store_search import SearchQuery, Term
+from relay_app.store_search import SearchQuery, Term, words
 
 # The longest lexeme either side holds, in UTF-8 bytes: to_tsvector drops a longer word,
 # and a tsquery refuses one; a term with one can match no message.
 MAX_LEXEME_BYTES = 2046
-_RUN = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +26,6 @@ class TsSearch:
 
     query: str | None
     negate: bool = False
-
-
-def fold(text: str) -> str:
-    """Text folded as `search_text` folds the stored content: lower case, no diacritics."""
-    text = text.replace("\x00", " ").lower()
-    if text.isascii():
-        return text
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def words(text: str) -> list[str]:
-    """The folded letter-and-digit runs of a text: what either side indexes or looks up."""
-    return _RUN.findall(fold(text))
 
 
 def literal(lexeme: str) -> str:

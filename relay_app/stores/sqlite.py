@@ -32,10 +32,12 @@ from relay_app.store import (
     WriteOp,
     WriteResult,
 )
+from relay_app.store_archive import ARCHIVE_OPS, ArchiveOp
 from relay_app.store_inbox import RecordAudit, SetStatuses
 from relay_app.store_search import IndexEntries
 from relay_app.store_sessions import SessionOp
-from relay_app.stores import sqlite_actions, sqlite_fts, sqlite_sessions
+from relay_app.stores import sqlite_actions, sqlite_archive, sqlite_fts, sqlite_sessions
+from relay_app.stores.sqlite_archive import SqliteArchive
 from relay_app.stores.sqlite_inbox import SqliteInbox
 from relay_app.stores.sqlite_pool import ReadPool
 from relay_app.stores.sqlite_rows import (
@@ -169,10 +171,12 @@ class SqliteWriter:
         ids = list(wanted)
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
             held = self._conn.execute(
-                "SELECT msg_id, node_id, agent_id FROM messages"
-                f" WHERE msg_id IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"SELECT msg_id, node_id, agent_id FROM messages WHERE msg_id IN ({marks})"
+                " UNION ALL SELECT msg_id, node_id, agent_id FROM archived_ids"
+                f" WHERE msg_id IN ({marks})",
+                chunk * 2,
             )
             for msg_id, node_id, agent_id in held:
                 if wanted[msg_id] != (node_id, agent_id):
@@ -208,6 +212,9 @@ class SqliteStore:
         self._max_page_count = max_page_count
         conn = rsqlite.connect(self.path, synchronous=synchronous)
         try:
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
+                # Only before the first table: a new file can hand archived space back.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             rsqlite.migrate(conn, MIGRATIONS)
         finally:
             conn.close()
@@ -215,6 +222,7 @@ class SqliteStore:
         self._listeners: list[StoredListener] = []
         self.inbox = SqliteInbox(self._pool)
         self.sessions = SqliteSessions(self._pool)
+        self.archive = SqliteArchive(self._pool)
 
     def open_writer(self) -> SqliteWriter:
         """Open the writer connection in the calling thread."""
@@ -307,9 +315,12 @@ class SqliteStore:
 
 
 def _apply_elsewhere(
-    conn: sqlite3.Connection, op: SetStatuses | RecordAudit | IndexEntries | SessionOp
+    conn: sqlite3.Connection,
+    op: SetStatuses | RecordAudit | IndexEntries | SessionOp | ArchiveOp,
 ) -> int:
     """Hand an op to the module owning its tables; return the rows it changed."""
+    if isinstance(op, ARCHIVE_OPS):
+        return sqlite_archive.apply(conn, op)
     if isinstance(op, SetStatuses):
         return sqlite_actions.set_statuses(conn, op)
     if isinstance(op, RecordAudit):

@@ -140,6 +140,26 @@ ID_ORDER_INDEXES = (
     "idx_messages_status",
 )
 
+# The archive (relay_app.store_archive): the manifest of segment files; where each archived
+# msg_id lies, with its node and agent so a resend by another one is refused as it is for a
+# hot row; the rows restored out of a segment. The trigger drops a resent archived msg_id
+# as ON CONFLICT drops a hot one, so nothing is stored twice.
+ARCHIVE_TABLES = (
+    "CREATE TABLE archive_segments ("
+    " id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, rows INTEGER NOT NULL,"
+    " size INTEGER NOT NULL, msg_ids_sha256 TEXT NOT NULL, min_ts REAL NOT NULL,"
+    " max_ts REAL NOT NULL, frame_index BLOB NOT NULL, created_at REAL NOT NULL)",
+    "CREATE TABLE archived_ids (msg_id TEXT PRIMARY KEY, segment_id INTEGER NOT NULL,"
+    " frame INTEGER NOT NULL, node_id TEXT NOT NULL, agent_id TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE archive_hidden (segment_id INTEGER NOT NULL, msg_id TEXT NOT NULL,"
+    " PRIMARY KEY (segment_id, msg_id)) WITHOUT ROWID",
+    "CREATE INDEX idx_archive_hidden_msg ON archive_hidden (msg_id)",
+    "INSERT INTO inbox_state (key, value) VALUES ('archive_generation', 0)",
+    "CREATE TRIGGER archived_ids_guard BEFORE INSERT ON messages"
+    " WHEN EXISTS (SELECT 1 FROM archived_ids WHERE msg_id = NEW.msg_id)"
+    " BEGIN SELECT RAISE(IGNORE); END",
+)
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -206,4 +226,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
         *(f"DROP INDEX IF EXISTS {name}" for name in ID_ORDER_INDEXES),
         "CREATE INDEX IF NOT EXISTS idx_messages_task_ts ON messages (task_id, timestamp)",
     ),
+    # 8: the archive's manifest, archived ids and restored rows.
+    ARCHIVE_TABLES,
 ]

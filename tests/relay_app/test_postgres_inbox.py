@@ -19,10 +19,10 @@ from relay_app.errors import QueryTooSlow, StoreUnavailable
 from relay_app.inbox.search import parse_search
 from relay_app.store import StoreWriter
 from relay_app.store_inbox import InboxQuery, ReadBudget
-from relay_app.store_search import SearchQuery, Term
+from relay_app.store_search import SearchQuery, Term, words
 from relay_app.stores.postgres import PostgresStore, search_text
 from relay_app.stores.postgres_inbox import PostgresInbox, count_within
-from relay_app.stores.postgres_search import MAX_LEXEME_BYTES, ts_search, words
+from relay_app.stores.postgres_search import MAX_LEXEME_BYTES, ts_search
 from relay_app.stores.sqlite import SqliteStore
 from runtime.core.envelope import encode_content
 from tests.relay_app.inbox.harness import ODD_SEARCHES

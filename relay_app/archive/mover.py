@@ -1,0 +1,194 @@
+"""The archiver: moves messages out of the hot store into segments, crash-safely.
+
+One move: read up to SEGMENT_ROWS candidates (archived messages, then those past the
+age limit); write them to a temporary file, fsync, rename, fsync the directory; read it
+back and check it holds exactly those msg_ids; then, in one transaction, record it in the
+manifest and delete its rows from the hot tables. A kill before that transaction leaves
+the messages hot and a file no manifest names, which the next run deletes; a kill after
+it leaves them archived. One archiver runs at a time (a lock on the directory), so no
+run takes another's file, not yet recorded, for an orphan.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay_app.archive.segment import (
+    SUFFIX,
+    TMP_SUFFIX,
+    WrittenSegment,
+    fsync_dir,
+    segment_path,
+    verify,
+    write_segment,
+)
+from relay_app.store import MessageStore, StoreWriter, WriteOp
+from relay_app.store_archive import (
+    ArchiveMove,
+    ArchiveStore,
+    Candidate,
+    MoveRaced,
+    ReclaimSpace,
+    SegmentRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_DIR = "archive"
+LOCK_NAME = ".archiver.lock"
+# Rows per segment: one move's rows are held in memory and deleted in one transaction,
+# so this bounds both the archiver's memory and how long one move holds the writer.
+SEGMENT_ROWS = 5000
+DAY_S = 86400.0
+RECLAIM_PAGES = 4096  # free pages handed back after each move (16 MiB at 4 KiB a page)
+
+
+class ArchiverBusy(Exception):
+    """Another archiver holds the archive directory's lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRun:
+    """What one run did."""
+
+    segments: int = 0
+    moved: int = 0
+    orphans_removed: int = 0
+    raced: int = 0
+
+
+def archive_dir(data_dir: str | Path) -> Path:
+    """Where a relay's segments live."""
+    return Path(data_dir) / ARCHIVE_DIR
+
+
+class Archiver:
+    """Runs moves for one store; `on_step(name)` is called after each step (fault tests)."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        commit: Callable[[Sequence[WriteOp]], object],
+        directory: Path,
+        *,
+        after_days: float,
+        clock: Callable[[], float] = time.time,
+        segment_rows: int = SEGMENT_ROWS,
+        on_step: Callable[[str], None] = lambda _step: None,
+    ) -> None:
+        """Move `store`'s due messages into `directory`, writing through `commit`."""
+        if store.archive is None:
+            raise ValueError("this store keeps every message hot: it has no archive")
+        self._archive: ArchiveStore = store.archive
+        self._commit = commit
+        self.directory = directory
+        self._after_days = after_days
+        self._clock = clock
+        self._rows = segment_rows
+        self._on_step = on_step
+
+    def run_once(self, max_segments: int = 1_000_000) -> ArchiveRun:
+        """Sweep orphans, then move segment after segment until nothing is due."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            run = ArchiveRun(orphans_removed=self.sweep_orphans())
+            for _ in range(max_segments):
+                batch = self._archive.candidates(self._cutoff(), self._rows)
+                if not batch:
+                    break
+                moved = self.move(batch)
+                run = ArchiveRun(run.segments + (moved > 0), run.moved + moved,
+                                 run.orphans_removed, run.raced + (moved == 0))  # fmt: skip
+                if moved == 0 or len(batch) < self._rows:
+                    break
+        return run
+
+    def _cutoff(self) -> float | None:
+        if self._after_days <= 0:
+            return None
+        return self._clock() - self._after_days * DAY_S
+
+    def move(self, batch: Sequence[Candidate]) -> int:
+        """Move one segment's worth; 0 when a row changed meanwhile (the file is removed)."""
+        archived = [_as_archived(c) for c in batch]
+        name = (
+            f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self._clock()))}-{secrets.token_hex(4)}"
+        )
+        written = write_segment(self.directory, name, archived, on_frame=self._on_step)
+        self._on_step("written")
+        path = segment_path(self.directory, name)
+        verify(path, written.index, written.rows, written.msg_ids_sha256)
+        self._on_step("verified")
+        try:
+            self._commit([_move_op(written, batch, self._clock())])
+        except MoveRaced as exc:
+            logger.info("archive move of %d rows skipped: %s", len(batch), exc)
+            _unlink(path)
+            return 0
+        self._on_step("recorded")
+        self._commit([ReclaimSpace(RECLAIM_PAGES)])
+        return written.rows
+
+    def sweep_orphans(self) -> int:
+        """Delete files no manifest entry names: temporaries and unrecorded segments."""
+        named = {s.name + SUFFIX for s in self._archive.manifest().segments}
+        removed = 0
+        for path in self.directory.iterdir():
+            if path.name.endswith(TMP_SUFFIX) or (
+                path.name.endswith(SUFFIX) and path.name not in named
+            ):
+                logger.warning("removing %s: no manifest entry names it", path.name)
+                _unlink(path)
+                removed += 1
+        return removed
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ArchiverBusy(f"another archiver is running in {self.directory}") from exc
+            yield
+        finally:
+            os.close(fd)
+
+
+def _as_archived(candidate: Candidate) -> Candidate:
+    """The candidate as the archive holds it: status archived, whatever it was."""
+    return Candidate({**candidate.message, "status": "archived"}, candidate.text)
+
+
+def _move_op(written: WrittenSegment, batch: Sequence[Candidate], now: float) -> ArchiveMove:
+    frames = written.index.frames
+    record = SegmentRecord(0, written.name, written.rows, written.size, written.msg_ids_sha256,
+                           min(f.min_ts for f in frames), max(f.max_ts for f in frames),
+                           written.index.encode(), now)  # fmt: skip
+    return ArchiveMove(
+        segment=record,
+        moved=tuple((c.message["id"], c.message["status"]) for c in batch),
+        placed=written.placed,
+        texts=tuple((c.message["id"], c.text) for c in batch),
+    )
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
+def commit_with(writer: StoreWriter) -> Callable[[Sequence[WriteOp]], object]:
+    """A `commit` that applies ops on `writer` directly (the archiver's own process)."""
+    return lambda ops: writer.write(ops, time.time())

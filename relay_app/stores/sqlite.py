@@ -210,11 +210,9 @@ class SqliteStore:
         self.path = Path(data_dir) / DB_RELATIVE_PATH
         self._synchronous = synchronous
         self._max_page_count = max_page_count
+        _create_reclaimable(self.path)
         conn = rsqlite.connect(self.path, synchronous=synchronous)
         try:
-            if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
-                # Only before the first table: a new file can hand archived space back.
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             rsqlite.migrate(conn, MIGRATIONS)
         finally:
             conn.close()
@@ -312,6 +310,20 @@ class SqliteStore:
     def close(self) -> None:
         """Close every read connection (the writer is closed by its owner)."""
         self._pool.close()
+
+
+def _create_reclaimable(path: Path) -> None:
+    """Create a missing file in incremental auto-vacuum, so space the archive frees can be
+    handed back: the mode must be chosen before WAL is and before the first table."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
 
 
 def _apply_elsewhere(

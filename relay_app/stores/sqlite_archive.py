@@ -182,6 +182,9 @@ def reclaim(conn: sqlite3.Connection, op: ReclaimSpace) -> int:
     """Give free pages back to the file system when the file is in incremental mode."""
     if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != 2:
         return 0
-    before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    conn.execute(f"PRAGMA incremental_vacuum({int(op.pages)})").fetchall()
-    return before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    pages = min(free, op.pages)
+    # Python's sqlite3 steps a PRAGMA without result columns once, and a step frees a page.
+    for _ in range(pages):
+        conn.execute("PRAGMA incremental_vacuum(1)")
+    return free - int(conn.execute("PRAGMA freelist_count").fetchone()[0])

@@ -1,0 +1,252 @@
+"""Reads of the archive: a message by msg_id, and pages and counts scanned frame by frame.
+
+The manifest is read again whenever the store's archive generation moves, so a running
+relay sees segments another process recorded. A frame that does not read back as its
+index says is skipped by listings and named in `damaged` (for /healthz and /metrics); a
+lookup that needs it answers 503 rather than "not found".
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay_app.archive.matching import ArchiveQuery
+from relay_app.archive.segment import (
+    Frame,
+    SegmentDamaged,
+    SegmentIndex,
+    read_frame,
+    segment_path,
+    verify,
+)
+from relay_app.errors import QueryTooSlow, StoreUnavailable
+from relay_app.store_archive import ArchiveStore, SegmentRecord
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[float, ...]
+# A heap entry: the row's key negated (heapq pops the smallest), its frame's number, the row.
+Ranked = tuple[Key, int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A scan order: by (timestamp, id) or by id alone, newest first unless `ascending`."""
+
+    by_time: bool = True
+    ascending: bool = False
+
+    def key(self, row: dict[str, Any]) -> Key:
+        """The row's place, larger first (negated when ascending)."""
+        key = (row["timestamp"], row["id"]) if self.by_time else (row["id"],)
+        return tuple(-k for k in key) if self.ascending else key
+
+    def upper(self, frame: Frame) -> Key:
+        """A key no row of the frame passes."""
+        if self.ascending:
+            return (-frame.min_ts, -frame.min_id) if self.by_time else (-frame.min_id,)
+        return (frame.max_ts, frame.max_id) if self.by_time else (frame.max_id,)
+
+    def lower(self, frame: Frame) -> Key:
+        """A key every row of the frame passes."""
+        if self.ascending:
+            return (-frame.max_ts, -frame.max_id) if self.by_time else (-frame.max_id,)
+        return (frame.min_ts, frame.min_id) if self.by_time else (frame.min_id,)
+
+    def cursor(self, timestamp: float, row_id: int) -> Key:
+        """A keyset position in this order's keys."""
+        key = (timestamp, row_id) if self.by_time else (row_id,)
+        return tuple(-k for k in key) if self.ascending else key
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    record: SegmentRecord
+    index: SegmentIndex
+    path: Path
+
+
+class ArchiveReader:
+    """The archive's reads for one relay (thread-safe)."""
+
+    def __init__(
+        self, store: ArchiveStore, directory: Path, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Read segments under `directory`, as `store`'s manifest names them."""
+        self._store = store
+        self.directory = directory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._segments: dict[int, _Segment] = {}
+        self._hidden: frozenset[tuple[int, str]] = frozenset()
+        self.damaged: dict[str, str] = {}  # segment name -> what is wrong with it
+
+    def _current(self) -> tuple[dict[int, _Segment], frozenset[tuple[int, str]]]:
+        generation = self._store.generation()
+        with self._lock:
+            if generation != self._generation:
+                manifest = self._store.manifest()
+                self._segments = dict(self._load(r) for r in manifest.segments)
+                self._hidden = manifest.hidden
+                self._generation = manifest.generation
+            return self._segments, self._hidden
+
+    def _load(self, record: SegmentRecord) -> tuple[int, _Segment]:
+        try:
+            index = SegmentIndex.decode(record.index)
+        except SegmentDamaged as exc:
+            self._mark(record.name, str(exc))
+            index = SegmentIndex(())
+        return record.id, _Segment(record, index, segment_path(self.directory, record.name))
+
+    def _mark(self, name: str, problem: str) -> None:
+        if name not in self.damaged:
+            logger.error("archive segment %s is damaged: %s", name, problem)
+        self.damaged[name] = problem
+
+    def total(self) -> int:
+        """Messages the archive holds (restored ones left out)."""
+        segments, hidden = self._current()
+        return sum(s.record.rows for s in segments.values()) - len(hidden)
+
+    def size(self) -> int:
+        """Bytes of segment files, as recorded."""
+        segments, _ = self._current()
+        return sum(s.record.size for s in segments.values())
+
+    def lookup(self, msg_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(segment id, message) of an archived msg_id, or None; 503 when unreadable."""
+        return self.lookup_many((msg_id,)).get(msg_id)
+
+    def lookup_many(self, msg_ids: tuple[str, ...]) -> dict[str, tuple[int, dict[str, Any]]]:
+        """msg_id -> (segment id, message), for those of `msg_ids` archived."""
+        places = self._store.locate(msg_ids)
+        segments, _ = self._current()
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        for msg_id, (segment_id, frame_no) in places.items():
+            segment = segments.get(segment_id)
+            if segment is None or frame_no >= len(segment.index.frames):
+                raise StoreUnavailable(f"archived message {msg_id} is in no readable segment")
+            try:
+                rows = read_frame(segment.path, segment.index.frames[frame_no])
+            except SegmentDamaged as exc:
+                self._mark(segment.record.name, str(exc))
+                raise StoreUnavailable(f"archived message {msg_id} is unreadable: {exc}") from exc
+            row = next((r for r in rows if r["msg_id"] == msg_id), None)
+            if row is not None:
+                found[msg_id] = (segment_id, row)
+        return found
+
+    def page(
+        self,
+        query: ArchiveQuery,
+        order: Order,
+        limit: int,
+        *,
+        start: Key | None = None,
+        budget_s: float = math.inf,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` rows in `order`, strictly past `start`, and whether more follow;
+        QueryTooSlow past `budget_s`."""
+        deadline = self._clock() + budget_s
+        want = limit + 1
+        best: list[Ranked] = []
+        out: list[dict[str, Any]] = []
+        hidden, frames = self._frames(query, order, start)
+        frames.sort(key=lambda f: order.upper(f[1]), reverse=True)
+        for n, (segment, frame) in enumerate(frames):
+            _emit(best, out, order.upper(frame), want)
+            if len(out) >= want:
+                break
+            if self._clock() > deadline:
+                raise QueryTooSlow("the archive took too long to read; narrow the filters")
+            for row in self._rows(segment, frame, query, hidden):
+                key = order.key(row)
+                if start is None or key < start:
+                    heapq.heappush(best, (tuple(-k for k in key), n, row))
+            if len(best) > 4 * want:  # rows past the best `want` can never be shown
+                best = heapq.nsmallest(want - len(out), best)
+                heapq.heapify(best)
+        _emit(best, out, None, want)
+        return out[:limit], len(out) > limit
+
+    def count(self, query: ArchiveQuery, cap: int, budget_s: float = math.inf) -> int | None:
+        """Rows matching `query`, at most `cap`; None past `budget_s`."""
+        deadline = self._clock() + budget_s
+        found = 0
+        hidden, frames = self._frames(query, Order(), None)
+        for segment, frame in frames:
+            if self._clock() > deadline:
+                return None
+            found += sum(1 for _ in self._rows(segment, frame, query, hidden))
+            if found >= cap:
+                return cap
+        return found
+
+    def _frames(
+        self, query: ArchiveQuery, order: Order, start: Key | None
+    ) -> tuple[frozenset[tuple[int, str]], list[tuple[_Segment, Frame]]]:
+        """The hidden rows and the frames that may hold rows of `query` past `start`."""
+        segments, hidden = self._current()
+        masks = query.masks()
+        frames = [
+            (segment, frame)
+            for segment in segments.values()
+            if segment.record.name not in self.damaged
+            for frame in segment.index.frames
+            if (start is None or order.lower(frame) < start) and query.may_hold(frame, masks)
+        ]
+        return hidden, frames
+
+    def _rows(
+        self,
+        segment: _Segment,
+        frame: Frame,
+        query: ArchiveQuery,
+        hidden: frozenset[tuple[int, str]],
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            rows = read_frame(segment.path, frame)
+        except SegmentDamaged as exc:
+            self._mark(segment.record.name, str(exc))
+            return
+        sid = segment.record.id
+        for row in rows:
+            if query.admits(row) and (sid, row["msg_id"]) not in hidden:
+                yield row
+
+    def check(self) -> dict[str, str]:
+        """Read every segment back whole; return (and remember) the damaged ones."""
+        segments, _ = self._current()
+        for segment in segments.values():
+            r = segment.record
+            try:
+                verify(segment.path, segment.index, r.rows, r.msg_ids_sha256)
+            except SegmentDamaged as exc:
+                self._mark(r.name, str(exc))
+            else:
+                self.damaged.pop(r.name, None)
+        return dict(self.damaged)
+
+
+def _emit(
+    best: list[tuple[Key, int, dict[str, Any]]],
+    out: list[dict[str, Any]],
+    bound: Key | None,
+    want: int,
+) -> None:
+    """Move rows no unread frame can pass from the heap to `out`, best first."""
+    while best and len(out) < want:
+        key = tuple(-k for k in best[0][0])
+        if bound is not None and key <= bound:
+            return
+        out.append(heapq.heappop(best)[2])

@@ -36,6 +36,7 @@ from relay_app.openapi import relay_document
 from relay_app.owners import AgentOwners, own_sender
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
+    CursorAt,
     batch_request,
     check_id,
     encode_cursor,
@@ -214,7 +215,8 @@ def _query_messages(relay: _Relay) -> bottle.HTTPResponse:
     page = relay.store.query_messages(request.query)
     cursor = None
     if page.has_more and page.last_id is not None:
-        cursor = encode_cursor(page.last_id, request.query.descending, request.page + 1)
+        at = CursorAt(page.last_id, page.last_ts, request.query.descending, request.page + 1)
+        cursor = encode_cursor(at)
     return json_response(
         {"messages": page.messages, "total": page.total, "page": request.page, "next": cursor}
     )

@@ -7,6 +7,8 @@
     commander-relay metrics-token --token-file F [--force]
     commander-relay tls init --dir DIR | tls issue NAME --dir DIR --host H [--host H...]
     commander-relay migrate --from DB_OR_DATA_DIR --to postgresql://... [--chunk-rows N]
+    commander-relay archive [--config C] [--after-days N] [--verify]
+    commander-relay export [--config C] [--since T] [--until T] [--format ndjson|parquet]
 
 Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
 ./data/relay), which works from a checkout; with it, relay.yaml decides and flags
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from relay_app import metrics_token
+from relay_app.archive.cli import add_archive_commands
 from relay_app.auth import hashes_file_path, read_hashes_file
 from relay_app.errors import StoreUnavailable
 from relay_app.metrics_auth import warn_if_metrics_open
@@ -52,7 +55,16 @@ DEFAULT_DATA_DIR = "./data/relay"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS = ("serve", "add-node", "hash-password", "metrics-token", "tls", "migrate")
+COMMANDS = (
+    "serve",
+    "add-node",
+    "hash-password",
+    "metrics-token",
+    "tls",
+    "migrate",
+    "archive",
+    "export",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     metrics_token.add_command(sub)
     add_tls_commands(sub)
     _add_migrate(sub)
+    add_archive_commands(sub, load_relay_config)
     return parser
 
 

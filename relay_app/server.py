@@ -9,6 +9,7 @@ from types import TracebackType
 import bottle
 
 from relay_app.app import create_app
+from relay_app.archive.tiered import with_archive
 from relay_app.diskspace import FreeBytes, SpaceGate
 from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
@@ -72,6 +73,7 @@ class RelayServer:
         try:
             if self._store is None:
                 self._store = open_store(settings)
+            self._store = with_archive(self._store, settings.data_dir)
             self._ingest = Ingest.start(self._store)
             app = self.make_app(self._store, self._ingest)
             self._app = app

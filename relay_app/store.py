@@ -154,7 +154,11 @@ class MessageQuery:
     limit: int = 100
     offset: int = 0
     after_id: int | None = None
+    # The cursor row's report time: an archived row is no longer in the hot table to read
+    # it from. Cursors made before it was carried leave it None.
+    after_ts: float | None = None
     descending: bool = True
+    archived: bool = False  # merge archived messages into the page (archived=include)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,8 @@ class MessagePage:
     total: int
     last_id: int | None
     has_more: bool
+    ids: list[int] = field(default_factory=list)  # each message's row id, in page order
+    last_ts: float | None = None  # the report time of the page's last message
 
 
 @dataclass(frozen=True, slots=True)

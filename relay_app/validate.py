@@ -170,7 +170,7 @@ class PageRequest:
 def page_request(params: Mapping[str, Sequence[str]]) -> PageRequest:
     """Parse the query string of GET /query/messages (every value is a list of strings)."""
     unknown = sorted(set(params) - {*FILTER_FIELDS, "since", "until", "limit", "page",
-                                    "order", "next"})  # fmt: skip
+                                    "order", "next", "archived"})  # fmt: skip
     if unknown:
         raise BadRequest(f"unknown query parameter {unknown[0]!r}")
     filters = tuple(
@@ -185,11 +185,15 @@ def page_request(params: Mapping[str, Sequence[str]]) -> PageRequest:
         since=_float_param(params, "since"),
         until=_float_param(params, "until"),
         limit=limit,
+        archived=_archived_param(params),
     )
     if cursor is not None:
-        after_id, descending, page = decode_cursor(cursor)
-        return PageRequest(_with(base, after_id=after_id, descending=descending), page)
+        at = decode_cursor(cursor)
+        moved = _with(base, after_id=at.last_id, after_ts=at.last_ts, descending=at.descending)
+        return PageRequest(moved, at.page)
     page = _int_param(params, "page", 1)
+    if base.archived and page > 1:
+        raise BadRequest("page: with archived=include, pages follow `next` only")
     order = _single(params, "order")
     order = "desc" if order is None else order  # `order=` (empty) is refused, not a default
     if order not in ("asc", "desc"):
@@ -201,6 +205,13 @@ def page_request(params: Mapping[str, Sequence[str]]) -> PageRequest:
 def _with(base: MessageQuery, **changes: Any) -> MessageQuery:
     fields = {name: getattr(base, name) for name in MessageQuery.__slots__}
     return MessageQuery(**{**fields, **changes})
+
+
+def _archived_param(params: Mapping[str, Sequence[str]]) -> bool:
+    value = _single(params, "archived")
+    if value not in (None, "exclude", "include"):
+        raise BadRequest("archived: expected 'include' or 'exclude'")
+    return value == "include"
 
 
 def _filter_values(name: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -248,19 +259,31 @@ def _float_param(params: Mapping[str, Sequence[str]], name: str) -> float | None
     return value
 
 
-def encode_cursor(last_id: int, descending: bool, next_page: int) -> str:
-    """An opaque keyset cursor: where the page ended, its order and the next page number."""
-    raw = orjson.dumps({"i": last_id, "d": descending, "p": next_page})
+@dataclass(frozen=True, slots=True)
+class CursorAt:
+    """Where a page ended (its last row's id and, in newer cursors, report time), its
+    order and the next page's number."""
+
+    last_id: int
+    last_ts: float | None
+    descending: bool
+    page: int
+
+
+def encode_cursor(at: CursorAt) -> str:
+    """An opaque keyset cursor."""
+    raw = orjson.dumps({"i": at.last_id, "t": at.last_ts, "d": at.descending, "p": at.page})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, bool, int]:
+def decode_cursor(cursor: str) -> CursorAt:
     """Inverse of `encode_cursor`; 400 for anything this relay did not make."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = orjson.loads(raw)
         last_id, descending, page = data["i"], data["d"], data["p"]
-    except (binascii.Error, ValueError, TypeError, KeyError) as exc:
+        last_ts = data.get("t")
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise BadRequest("next: not a cursor returned by this relay") from exc
     valid = (
         type(last_id) is int
@@ -268,7 +291,8 @@ def decode_cursor(cursor: str) -> tuple[int, bool, int]:
         and isinstance(descending, bool)
         and type(page) is int
         and 1 <= page <= MAX_PAGE
+        and (last_ts is None or (type(last_ts) in (int, float) and math.isfinite(last_ts)))
     )
     if not valid:
         raise BadRequest("next: not a cursor returned by this relay")
-    return last_id, descending, page
+    return CursorAt(last_id, None if last_ts is None else float(last_ts), descending, page)

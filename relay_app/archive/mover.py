@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,14 +150,20 @@ class Archiver:
                 removed += 1
         return removed
 
+    def _locked(self) -> AbstractContextManager[None]:
+        return Archiver.lock_for(self.directory, wait=False)
+
+    @staticmethod
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    def lock_for(directory: Path, *, wait: bool) -> Iterator[None]:
+        """Hold the archive directory's lock (ArchiverBusy if taken and not `wait`)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError as exc:
-                raise ArchiverBusy(f"another archiver is running in {self.directory}") from exc
+                raise ArchiverBusy(f"another archiver is running in {directory}") from exc
             yield
         finally:
             os.close(fd)

@@ -146,6 +146,10 @@ class ArchiveReader:
                 found[msg_id] = (segment_id, row)
         return found
 
+    def located(self, msg_ids: tuple[str, ...]) -> set[str]:
+        """Those of `msg_ids` the archive holds (no segment is read)."""
+        return set(self._store.locate(msg_ids)) if msg_ids else set()
+
     def page(
         self,
         query: ArchiveQuery,
@@ -178,6 +182,12 @@ class ArchiveReader:
                 heapq.heapify(best)
         _emit(best, out, None, want)
         return out[:limit], len(out) > limit
+
+    def scan(self, query: ArchiveQuery, order: Order) -> Iterator[dict[str, Any]]:
+        """Every row matching `query`, frame by frame in file order (not sorted)."""
+        hidden, frames = self._frames(query, order, None)
+        for segment, frame in frames:
+            yield from self._rows(segment, frame, query, hidden)
 
     def count(self, query: ArchiveQuery, cap: int, budget_s: float = math.inf) -> int | None:
         """Rows matching `query`, at most `cap`; None past `budget_s`."""

@@ -105,6 +105,8 @@ class Actions:
         elif action in _MOVES:
             status, from_statuses = _MOVES[action]
             outcome.changed = self._writer.set_status(ids, status, from_statuses, audit)
+            if action == "restore":
+                outcome.changed += self._writer.restore_archived(ids, audit)
         else:
             raise ValueError(f"unknown action {action!r}")
         return outcome

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from relay_app.archive.restore import restore_op
 from relay_app.errors import RelayAppError
 from relay_app.ingest import Ingest
 from relay_app.store import MessageStore
@@ -95,6 +96,11 @@ class InboxWriter:
         many messages changed."""
         op = SetStatuses(tuple(msg_ids), status, tuple(from_statuses), audit)
         return self._ingest.submit(op).inserted
+
+    def restore_archived(self, msg_ids: Sequence[str], audit: Audit) -> int:
+        """Bring those of `msg_ids` moved to the archive back, acknowledged; return how many."""
+        op = restore_op(self._store, msg_ids, audit)
+        return 0 if op is None else self._ingest.submit(op).inserted
 
     def record_audit(self, audit: Audit, entries: Sequence[tuple[str, str | None]]) -> None:
         """Add audit entries: (msg_id, detail) each, all under `audit`."""

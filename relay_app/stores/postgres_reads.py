@@ -46,6 +46,8 @@ def query_messages(conn: Conn, query: MessageQuery) -> MessagePage:
         messages=[message for _, message in page],
         total=int(total[0]) if total else 0,
         last_id=page[-1][0] if page else None,
+        ids=[row_id for row_id, _ in page],
+        last_ts=float(page[-1][1]["timestamp"]) if page else None,
         has_more=has_more,
     )
 
@@ -101,14 +103,19 @@ def _keyset(conn: Conn, query: MessageQuery) -> tuple[str, list[Any]]:
     """
     if query.after_id is None:
         return "", []
-    found = conn.execute(
-        "SELECT timestamp FROM messages WHERE id <= %s ORDER BY id DESC LIMIT 1",
-        (query.after_id,),
-    ).fetchone()
-    ts = float(found[0]) if found else -math.inf
+    ts = query.after_ts if query.after_ts is not None else _cursor_time(conn, query.after_id)
     if query.descending:
         return " AND (timestamp, id) < (%s, %s)", [ts, query.after_id]
     return " AND (timestamp, id) > (%s, %s)", [ts, query.after_id]
+
+
+def _cursor_time(conn: Conn, after_id: int) -> float:
+    """The report time of the cursor's row, or of the nearest row stored before it."""
+    found = conn.execute(
+        "SELECT timestamp FROM messages WHERE id <= %s ORDER BY id DESC LIMIT 1",
+        (after_id,),
+    ).fetchone()
+    return float(found[0]) if found else -math.inf
 
 
 def _where(query: MessageQuery) -> tuple[str, list[Any]]:

@@ -253,6 +253,8 @@ class SqliteStore:
             messages=[message for _, message in page],
             total=count,
             last_id=page[-1][0] if page else None,
+            ids=[row_id for row_id, _ in page],
+            last_ts=float(page[-1][1]["timestamp"]) if page else None,
             has_more=has_more,
         )
 
@@ -350,13 +352,18 @@ def _keyset(conn: sqlite3.Connection, query: MessageQuery) -> tuple[str, list[An
     """
     if query.after_id is None:
         return "", []
-    found = conn.execute(
-        "SELECT timestamp FROM messages WHERE id <= ? ORDER BY id DESC LIMIT 1", (query.after_id,)
-    ).fetchone()
-    ts = float(found[0]) if found else -math.inf
+    ts = query.after_ts if query.after_ts is not None else _cursor_time(conn, query.after_id)
     if query.descending:
         return " AND timestamp <= ? AND (timestamp < ? OR id < ?)", [ts, ts, query.after_id]
     return " AND timestamp >= ? AND (timestamp > ? OR id > ?)", [ts, ts, query.after_id]
+
+
+def _cursor_time(conn: sqlite3.Connection, after_id: int) -> float:
+    """The report time of the cursor's row, or of the nearest row stored before it."""
+    found = conn.execute(
+        "SELECT timestamp FROM messages WHERE id <= ? ORDER BY id DESC LIMIT 1", (after_id,)
+    ).fetchone()
+    return float(found[0]) if found else -math.inf
 
 
 def _where(query: MessageQuery) -> tuple[str, list[Any]]:

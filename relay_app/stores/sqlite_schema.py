@@ -130,6 +130,8 @@ ONE_ORDER_INDEXES = (
     "idx_inbox_live",  # the inbox's default view: every message not archived
 )
 COUNTER_TRIGGERS = ("inbox_count_insert", "inbox_count_update", "inbox_count_delete")
+# An insert's one other cost: a lookup that keeps an archived msg_id from being stored again.
+ARCHIVE_GUARD = "archived_ids_guard"
 # The single-column filter indexes of the id order that migration 7 drops.
 ID_ORDER_INDEXES = (
     "idx_messages_task",
@@ -155,7 +157,7 @@ ARCHIVE_TABLES = (
     " PRIMARY KEY (segment_id, msg_id)) WITHOUT ROWID",
     "CREATE INDEX idx_archive_hidden_msg ON archive_hidden (msg_id)",
     "INSERT INTO inbox_state (key, value) VALUES ('archive_generation', 0)",
-    "CREATE TRIGGER archived_ids_guard BEFORE INSERT ON messages"
+    f"CREATE TRIGGER {ARCHIVE_GUARD} BEFORE INSERT ON messages"
     " WHEN EXISTS (SELECT 1 FROM archived_ids WHERE msg_id = NEW.msg_id)"
     " BEGIN SELECT RAISE(IGNORE); END",
 )

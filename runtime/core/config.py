@@ -121,6 +121,11 @@ class RelaySettings:
     # Seconds a client may take to read one whole answer before the relay lets go of it
     # (and of what it had queued for it): a reader that stalls holds no memory for long.
     write_timeout_s: float = 30.0
+    # Days after which a message leaves the hot database for the compressed archive
+    # (`commander-relay archive`); 0 keeps messages hot until an operator archives them.
+    # A quarter keeps the hot file to the traffic people still act on, and an archived
+    # message stays findable by msg_id, listable and searchable.
+    archive_after_days: float = 90.0
     # A file holding the operator's scrypt hash, readable by the relay only (mode 0640
     # root:commander): relay.yaml is copied to every node, so no secret belongs in it.
     operator_password_file: str | None = None

@@ -130,6 +130,10 @@ RELAY_KEYS: Keys = {
         lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 1 <= v <= 3600,
         "a number of seconds from 1 to 3600",
     ),
+    "archive_after_days": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 36500,
+        "a number of days from 0 (off) to 36500",
+    ),
     "operator_password_file": (is_str, "a file path"),
     "tls_cert_file": (is_str, "a file path"),
     "tls_key_file": (is_str, "a file path"),

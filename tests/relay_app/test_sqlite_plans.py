@@ -17,7 +17,7 @@ import pytest
 from relay_app.store import FILTER_FIELDS, MessageQuery
 from relay_app.store_inbox import Cursor, InboxQuery, ReadBudget
 from relay_app.stores.sqlite import SqliteStore
-from relay_app.stores.sqlite_schema import COUNTER_TRIGGERS, ONE_ORDER_INDEXES
+from relay_app.stores.sqlite_schema import ARCHIVE_GUARD, COUNTER_TRIGGERS, ONE_ORDER_INDEXES
 from tests.relay_app.store_contract.corpus import T0, put, row
 
 BUDGET = ReadBudget(rows=50, count_cap=1000, rows_s=30.0, count_s=30.0)
@@ -149,4 +149,5 @@ def test_a_message_is_written_into_exactly_the_shared_order_indexes(store: Sqlit
     finally:
         conn.close()
     assert sorted(n for n, t in found.items() if t == "index") == sorted(ONE_ORDER_INDEXES)
-    assert sorted(n for n, t in found.items() if t == "trigger") == sorted(COUNTER_TRIGGERS)
+    triggers = sorted(n for n, t in found.items() if t == "trigger")
+    assert triggers == sorted((*COUNTER_TRIGGERS, ARCHIVE_GUARD))

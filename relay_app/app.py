@@ -17,7 +17,7 @@ import bottle
 
 from relay_app.auth import NODE_HEADER, TokenBook
 from relay_app.diskspace import SpaceGate
-from relay_app.errors import NotFound, StorageFull, Unauthorized
+from relay_app.errors import NotFound, RelayAppError, StorageFull, Unauthorized
 from relay_app.files import MULTIPART_OVERHEAD, receive_file
 from relay_app.http import (
     install_error_pages,
@@ -276,10 +276,19 @@ def _healthz(relay: _Relay) -> bottle.HTTPResponse:
             "free_bytes": free,
             "min_free_bytes": relay.gate.floor,
             "database_full": relay.db_full,
+            "archive_damaged_segments": _damaged(relay),
             "time": time.time(),
         },
         status,
     )
+
+
+def _damaged(relay: _Relay) -> list[str] | None:
+    """The archive segments found damaged; None when the store cannot say."""
+    try:
+        return list(relay.store.figures().damaged_segments)
+    except RelayAppError:
+        return None
 
 
 def _refusing(relay: _Relay, free: int) -> str | None:

@@ -10,7 +10,9 @@ commander_relay_writes_refused_total{reason}, commander_relay_logins_total{outco
 (success, failure, throttled, busy), and, read at scrape time from the store's figures
 (`MessageStore.figures`) and the disk,
 commander_relay_messages_stored, commander_relay_database_bytes,
-commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node}.
+commander_relay_free_disk_bytes, commander_relay_node_last_report_age_seconds{node},
+commander_relay_archived_messages, commander_relay_archive_bytes and
+commander_relay_archive_damaged_segments.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ class RelayCollector(Collector):
             "Messages in the cluster database.",
             value=figures.messages_stored,
         )
+        yield from _archive_gauges(figures)
         ages = GaugeMetricFamily(
             "commander_relay_node_last_report_age_seconds",
             "Seconds since each node's last status report.",
@@ -159,6 +162,22 @@ class RelayCollector(Collector):
             return self._store.figures()
         except RelayAppError:
             return StoreFigures(0, 0)
+
+
+def _archive_gauges(figures: StoreFigures) -> Iterator[Any]:
+    yield GaugeMetricFamily(
+        "commander_relay_archived_messages",
+        "Messages in archive segments.",
+        value=figures.archived_messages,
+    )
+    yield GaugeMetricFamily(
+        "commander_relay_archive_bytes", "Archive segments' size.", value=figures.archive_bytes
+    )
+    yield GaugeMetricFamily(
+        "commander_relay_archive_damaged_segments",
+        "Archive segments that do not read back as recorded.",
+        value=len(figures.damaged_segments),
+    )
 
 
 class GroupCollector(Collector):

@@ -272,6 +272,12 @@ def _paging() -> list[Schema]:
             "By report time, then arrival; default desc.",
         ),
         parameter("next", "query", {"type": "string"}, "Cursor from the previous page."),
+        parameter(
+            "archived",
+            "query",
+            {"enum": ["exclude", "include"]},
+            "include: archived messages too, merged in order (pages by `next` only).",
+        ),
     ]
 
 
@@ -376,6 +382,11 @@ def _healthz() -> Schema:
             "free_bytes": {"type": "integer"},
             "min_free_bytes": {"type": "integer"},
             "database_full": {"type": "boolean"},
+            "archive_damaged_segments": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Archive segments that do not read back as recorded.",
+            },
             "time": {"type": "number"},
         },
     }

@@ -184,6 +184,9 @@ class StoreFigures:
     database_bytes: int  # the store's size on disk
     # node_id -> when the relay received its last status report
     last_reports: dict[str, float] = field(default_factory=dict)
+    archived_messages: int = 0  # messages in archive segments (relay_app.archive)
+    archive_bytes: int = 0  # the segments' size on disk
+    damaged_segments: tuple[str, ...] = ()  # segments that do not read back as recorded
 
 
 # Called after new messages commit, with the recipients of the committed rows (those

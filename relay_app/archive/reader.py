@@ -96,6 +96,7 @@ class ArchiveReader:
             if generation != self._generation:
                 manifest = self._store.manifest()
                 self._segments = dict(self._load(r) for r in manifest.segments)
+                self._check_sizes()
                 self._hidden = manifest.hidden
                 self._generation = manifest.generation
             return self._segments, self._hidden
@@ -107,6 +108,17 @@ class ArchiveReader:
             self._mark(record.name, str(exc))
             index = SegmentIndex(())
         return record.id, _Segment(record, index, segment_path(self.directory, record.name))
+
+    def _check_sizes(self) -> None:
+        """Name missing and truncated segments at once (their content is checked on read)."""
+        for segment in self._segments.values():
+            try:
+                size = segment.path.stat().st_size
+            except OSError as exc:
+                self._mark(segment.record.name, f"cannot be read: {exc.strerror}")
+                continue
+            if size != segment.record.size:
+                self._mark(segment.record.name, f"{size} bytes, recorded {segment.record.size}")
 
     def _mark(self, name: str, problem: str) -> None:
         if name not in self.damaged:

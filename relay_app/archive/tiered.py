@@ -9,6 +9,7 @@ row keeps its id and report time). Every other read is the engine's own.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,11 @@ class TieredStore:
         return self.hot.get_file(file_id)
 
     def figures(self) -> StoreFigures:
-        """The engine's figures."""
-        return self.hot.figures()
+        """The engine's figures and the archive's."""
+        archived = self.reader.total()
+        damaged = tuple(sorted(self.reader.damaged))
+        return replace(self.hot.figures(), archived_messages=archived,
+                       archive_bytes=self.reader.size(), damaged_segments=damaged)  # fmt: skip
 
     def close(self) -> None:
         """Close the engine's reads."""

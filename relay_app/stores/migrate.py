@@ -114,6 +114,9 @@ SOURCE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY na
 # full-text index (the search column), its progress mark and the status counters
 # (PostgreSQL counts; it keeps no counter rows). Any other table is reported as left.
 DERIVED_PREFIXES = ("sqlite_", "messages_fts", "inbox_counts", "inbox_state")
+# The archive's tables: a source whose archive holds messages is refused, so they are empty.
+ARCHIVE_IDS = "archived_ids"
+ARCHIVE_TABLES = ("archive_segments", ARCHIVE_IDS, "archive_hidden")
 
 
 class MigrateError(CommanderError):
@@ -170,6 +173,15 @@ def open_source(given: str | Path) -> sqlite3.Connection:
     if missing:
         conn.close()
         raise MigrateError(f"--from {given}: not a relay database (no table {missing[0]})")
+    archived = (
+        _count(conn.execute("SELECT COUNT(*) FROM archived_ids")) if ARCHIVE_IDS in tables else 0
+    )
+    if archived:
+        conn.close()
+        raise MigrateError(
+            f"--from {given}: {archived} messages are in archive segments, which the"
+            " PostgreSQL store does not read; restore them first (docs/ARCHIVE.md)"
+        )
     return conn
 
 
@@ -260,7 +272,8 @@ def _chunks(cursor: sqlite3.Cursor, size: int) -> Iterator[list[tuple[Any, ...]]
 def tables_not_copied(source: sqlite3.Connection) -> dict[str, int]:
     """The source's tables the PostgreSQL schema does not have yet, with their row counts."""
     names = [row[0] for row in source.execute(SOURCE_TABLES)]
-    left = [n for n in names if n not in COPIED_TABLES and not n.startswith(DERIVED_PREFIXES)]
+    left = [n for n in names if n not in (*COPIED_TABLES, *ARCHIVE_TABLES)
+            and not n.startswith(DERIVED_PREFIXES)]  # fmt: skip
     return {name: _count(source.execute(f'SELECT COUNT(*) FROM "{name}"')) for name in left}
 
 

@@ -228,3 +228,49 @@ def test_the_hardening_keeps_the_exposure_level_ok(
     result = run(command, tmp_path)
     assert "Overall exposure level" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 0, result.stdout.splitlines()[-1]
+
+
+# --- the archiver's service and timer ---------------------------------------------------
+
+ARCHIVE_UNITS = {
+    name: REPO / f"systemd/commander-relay-archive.{name}" for name in ("service", "timer")
+}
+ARCHIVE_EXEC = (
+    "/opt/commander/.venv/bin/commander-relay archive --config /etc/commander/relay.yaml --verify"
+)
+
+
+@pytest.mark.parametrize("kind", sorted(ARCHIVE_UNITS))
+def test_every_archiver_directive_has_a_comment_right_above_it(kind: str) -> None:
+    directives = parse_unit(ARCHIVE_UNITS[kind].read_text(encoding="utf-8"))
+    assert directives
+    assert [d.key for d in directives if not d.above.startswith("#")] == []
+
+
+def test_the_timer_runs_the_archiver_which_verifies_what_it_wrote() -> None:
+    service = parse_unit(ARCHIVE_UNITS["service"].read_text(encoding="utf-8"))
+    timer = parse_unit(ARCHIVE_UNITS["timer"].read_text(encoding="utf-8"))
+    assert values(service, "Service", "ExecStart") == [ARCHIVE_EXEC]
+    assert values(service, "Service", "Type") == ["oneshot"]
+    relay = parse_unit(UNITS["relay"].read_text(encoding="utf-8"))
+    assert values(service, "Service", "ReadWritePaths") == values(
+        relay, "Service", "ReadWritePaths"
+    )
+    assert values(service, "Service", "User") == values(relay, "Service", "User")
+    assert values(timer, "Timer", "Unit") == ["commander-relay-archive.service"]
+    assert values(timer, "Timer", "Persistent") == ["true"]
+
+
+def test_systemd_analyze_verify_accepts_the_archiver_and_its_timer(
+    systemd_analyze: str, tmp_path: Path
+) -> None:
+    binary = ARCHIVE_EXEC.split()[0]
+    for kind, source in ARCHIVE_UNITS.items():
+        text = source.read_text(encoding="utf-8")
+        if kind == "service":
+            text = text.replace(f"ExecStart={binary} ", f"ExecStart={sys.executable} ")
+        (tmp_path / source.name).write_text(text)
+    for source in ARCHIVE_UNITS.values():
+        code, complaints = verify(systemd_analyze, tmp_path / source.name)
+        assert complaints == []
+        assert code == 0

@@ -1,0 +1,115 @@
+"""The archiver's moves: by the operator's Archive and by age, and only those."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from relay_app.archive.mover import ArchiverBusy
+from relay_app.store_inbox import SetStatuses
+from tests.relay_app.archive.tiers import DAY_S, T_OLD, Tier, row
+
+
+def test_archived_messages_move_to_a_segment_and_nothing_else_moves(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(30)]
+    tier.put(rows)
+    chosen = [r.msg_id for r in rows[::3]]
+    tier.mark_archived(*chosen)
+    run = tier.archiver(after_days=90).run_once()
+    assert (run.moved, run.segments) == (10, 1)
+    assert set(tier.archived_ids()) == set(chosen)
+    assert tier.hot_ids() == [r.msg_id for r in rows if r.msg_id not in chosen]
+    assert tier.segment_files() == tier.recorded_files() != set()
+    archived = tier.store.get_message(chosen[0])
+    assert archived is not None
+    assert (archived["msg_id"], archived["status"]) == (chosen[0], "archived")
+
+
+def test_messages_received_before_the_age_limit_move_and_younger_ones_stay(tier: Tier) -> None:
+    old = [row(T_OLD + i) for i in range(5)]
+    young = [row(T_OLD + i) for i in range(5)]  # reported as long ago, received within the limit
+    tier.put(old, received_at=time.time() - 91 * DAY_S)
+    tier.put(young, received_at=time.time() - 89 * DAY_S)
+    run = tier.archiver(after_days=90).run_once()
+    assert run.moved == 5
+    assert set(tier.archived_ids()) == {r.msg_id for r in old}
+    assert tier.hot_ids() == [r.msg_id for r in young]
+    for r in old:  # moved for its age, it is archived from then on
+        found = tier.store.get_message(r.msg_id)
+        assert found is not None
+        assert found["status"] == "archived"
+
+
+def test_the_archivers_clock_decides_what_is_old(tier: Tier) -> None:
+    rows = [row(time.time()) for _ in range(4)]
+    tier.put(rows)
+    assert tier.archiver(after_days=1).run_once().moved == 0
+    later = tier.archiver(after_days=1, clock=lambda: time.time() + 2 * DAY_S)
+    assert later.run_once().moved == 4
+    assert tier.hot_ids() == []
+
+
+def test_age_archiving_off_moves_only_what_the_operator_archived(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(6)]
+    tier.put(rows, received_at=T_OLD)
+    tier.mark_archived(rows[0].msg_id)
+    run = tier.archiver(after_days=0).run_once()
+    assert run.moved == 1
+    assert tier.hot_ids() == [r.msg_id for r in rows[1:]]
+
+
+def test_a_run_on_an_empty_store_moves_nothing_and_writes_no_segment(tier: Tier) -> None:
+    run = tier.archiver(after_days=1, clock=lambda: time.time() + 1000 * DAY_S).run_once()
+    assert (run.moved, run.segments, run.orphans_removed) == (0, 0, 0)
+    assert tier.segment_files() == set()
+    assert tier.reader().total() == 0
+
+
+def test_a_large_move_is_cut_into_segments_of_the_given_size(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(25)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+    run = tier.archiver(segment_rows=10).run_once()
+    assert (run.moved, run.segments) == (25, 3)
+    assert sorted(s.rows for s in tier.archive.manifest().segments) == [5, 10, 10]
+    assert sorted(tier.archived_ids()) == sorted(r.msg_id for r in rows)
+    assert tier.hot_ids() == []
+
+
+def test_a_second_archiver_at_once_is_told_the_first_is_busy(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(3)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+    refused: list[Exception] = []
+
+    def second(step: str) -> None:
+        if step == "written":
+            with pytest.raises(ArchiverBusy) as caught:
+                tier.archiver().run_once()
+            refused.append(caught.value)
+
+    assert tier.archiver(on_step=second).run_once().moved == 3
+    assert len(refused) == 1
+    assert tier.segment_files() == tier.recorded_files()  # its file was not swept as an orphan
+    assert sorted(tier.archived_ids()) == sorted(r.msg_id for r in rows)
+
+
+def test_a_row_changed_while_its_segment_was_written_moves_nothing(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(4)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+
+    def operator_restores_one(step: str) -> None:
+        if step == "verified":
+            op = SetStatuses((rows[0].msg_id,), "acknowledged", ("archived",))
+            tier.writer.write([op], time.time())
+
+    run = tier.archiver(on_step=operator_restores_one).run_once()
+    assert (run.moved, run.raced) == (0, 1)
+    assert tier.hot_ids() == [r.msg_id for r in rows]
+    assert tier.archived_ids() == []
+    assert tier.segment_files() == set()  # the unrecorded segment was removed
+    # The next run moves the three still archived.
+    assert tier.archiver().run_once().moved == 3
+    assert tier.hot_ids() == [rows[0].msg_id]

@@ -15,6 +15,12 @@ from runtime.core import sqlite as rsqlite
 
 FTS_MARK = "SELECT value FROM inbox_state WHERE key = 'fts_indexed_id'"
 INSERT_ENTRY = "INSERT INTO messages_fts (rowid, body) VALUES (?, ?)"
+# An entry is added only while its message is still hot: a chunk read before a move
+# must not leave the index an entry the move could not take out.
+INSERT_IF_HOT = (
+    "INSERT INTO messages_fts (rowid, body)"
+    " SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)"
+)
 MOVE_MARK = "UPDATE inbox_state SET value = ? WHERE key = 'fts_indexed_id'"
 
 
@@ -38,7 +44,7 @@ def apply(conn: sqlite3.Connection, op: IndexEntries) -> int:
     """Add the entries and move the mark, unless the mark moved since they were read."""
     if indexed_up_to(conn) != op.after_id:
         return 0  # indexed already, by an op that overtook this one
-    conn.executemany(INSERT_ENTRY, op.entries)
+    conn.executemany(INSERT_IF_HOT, op.entries)
     conn.execute(MOVE_MARK, (op.up_to_id,))
     return len(op.entries)
 

@@ -19,6 +19,7 @@ from relay_app.archive.matching import ArchiveQuery
 from relay_app.archive.mover import archive_dir
 from relay_app.archive.reader import ArchiveReader, Order
 from relay_app.archive.tiered_inbox import TieredInbox
+from relay_app.errors import BadRequest
 from relay_app.store import MessagePage, MessageQuery, MessageStore, StoredListener, StoreFigures
 from relay_app.store_archive import ArchiveStore
 from relay_app.store_sessions import SessionStore
@@ -78,14 +79,18 @@ class TieredStore:
 
     def query_messages(self, query: MessageQuery) -> MessagePage:
         """The engine's page, with archived rows merged in when the query asks for them."""
-        hot = self.hot.query_messages(query)
         wanted = _archive_query(query)
         if not query.archived or wanted is None:
-            return hot
+            return self.hot.query_messages(query)
         order = Order(ascending=not query.descending)
         start = None
-        if query.after_id is not None and query.after_ts is not None:
+        if query.after_id is not None:
+            if query.after_ts is None:
+                # Its row may be archived, its place in the archive unknown: walking on
+                # from the top would list the archive's first rows a second time.
+                raise BadRequest("next: a cursor without a report time cannot page the archive")
             start = order.cursor(query.after_ts, query.after_id)
+        hot = self.hot.query_messages(query)
         rows, more = self.reader.page(wanted, order, query.limit, start=start)
         merged = sorted(
             [

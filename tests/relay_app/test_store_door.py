@@ -12,7 +12,7 @@ from tests.test_layers import REPO, imported, modules
 # What the door's rule looks for in a module's text (the same as a grep of the tree).
 DATABASE_TEXT = re.compile(r"sqlite3|SELECT |INSERT |UPDATE |DELETE FROM|execute\(")
 # The modules that construct a store, and so name an implementation.
-BUILDERS = {"relay_app.server", "relay_app.cli"}
+BUILDERS = {"relay_app.server", "relay_app.cli", "relay_app.archive.cli"}
 
 
 def relay_modules() -> list[tuple[str, Path, str]]:

@@ -125,6 +125,14 @@ class ArchiveReader:
             logger.error("archive segment %s is damaged: %s", name, problem)
         self.damaged[name] = problem
 
+    def damaged_now(self) -> dict[str, str]:
+        """The damaged segments, every file's size looked at again (one stat a segment):
+        a file cut short or gone since the manifest was read is named before a read trips."""
+        self._current()
+        with self._lock:
+            self._check_sizes()
+            return dict(self.damaged)
+
     def total(self) -> int:
         """Messages the archive holds (restored ones left out)."""
         segments, hidden = self._current()

@@ -133,7 +133,7 @@ class TieredStore:
     def figures(self) -> StoreFigures:
         """The engine's figures and the archive's."""
         archived = self.reader.total()
-        damaged = tuple(sorted(self.reader.damaged))
+        damaged = tuple(sorted(self.reader.damaged_now()))
         return replace(self.hot.figures(), archived_messages=archived,
                        archive_bytes=self.reader.size(), damaged_segments=damaged)  # fmt: skip
 

@@ -1,0 +1,150 @@
+"""The inbox over hot and archived messages: the Archived and All views, search, counts."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from relay_app.inbox.search import parse_search
+from relay_app.store_inbox import Cursor, InboxPage, InboxQuery, ReadBudget
+from relay_app.store_search import SearchQuery
+from tests.relay_app.archive.tiers import T_OLD, Tier, envelope, row
+from tests.relay_app.helpers import batch
+
+BUDGET = ReadBudget(rows=50, count_cap=1000, rows_s=30.0, count_s=30.0)
+TEXTS = ["zanzibar shipment", "acme invoice", "zanzibar logistics report", "weather"]
+
+
+def seed(tier: Tier) -> dict[str, dict[str, str]]:
+    """16 messages of two agents; 6 moved to the archive, 2 archived and still hot.
+    Returns msg_id -> {"text", "agent", "where"} ("hot", "archived", "moved")."""
+    rows = [row(T_OLD + i // 2, agent=f"agent-{1 + i % 2}", content={"text": TEXTS[i % 4]})
+            for i in range(16)]  # fmt: skip
+    tier.put(rows)
+    moved = [r.msg_id for i, r in enumerate(rows) if i % 3 == 0][:6]
+    tier.mark_archived(*moved)
+    assert tier.archiver(segment_rows=4).run_once().moved == 6
+    hot_archived = [rows[1].msg_id, rows[2].msg_id]
+    tier.mark_archived(*hot_archived)
+    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
+        tier.writer.write([chunk.entries()], time.time())
+    where = dict.fromkeys(moved, "moved") | dict.fromkeys(hot_archived, "archived")
+    return {
+        r.msg_id: {"text": TEXTS[i % 4], "agent": f"agent-{1 + i % 2}",
+                   "where": where.get(r.msg_id, "hot")}
+        for i, r in enumerate(rows)
+    }  # fmt: skip
+
+
+def listed(page: InboxPage) -> list[str]:
+    return [r.msg_id for r in page.rows]
+
+
+def archived(corpus: dict[str, dict[str, str]], **match: str) -> set[str]:
+    return {m for m, f in corpus.items() if f["where"] != "hot"
+            and all(f[k] == v for k, v in match.items())}  # fmt: skip
+
+
+def search(text: str) -> SearchQuery:
+    found = parse_search(text)
+    assert found is not None
+    return found
+
+
+def test_the_archived_view_lists_moved_and_hot_archived_rows_newest_first(tier: Tier) -> None:
+    corpus = seed(tier)
+    page = tier.store.inbox.page(InboxQuery(status="archived"), BUDGET)
+    assert set(listed(page)) == archived(corpus)
+    assert len(listed(page)) == 8
+    assert page.total == 8
+    stamps = [(r.timestamp, r.id) for r in page.rows]
+    assert stamps == sorted(stamps, reverse=True)
+    assert {r.status for r in page.rows} == {"archived"}
+    assert tier.store.inbox.status_counts()["archived"] == 8
+
+
+def test_the_archived_view_filters_by_agent(tier: Tier) -> None:
+    corpus = seed(tier)
+    page = tier.store.inbox.page(InboxQuery(status="archived", agent_id="agent-2"), BUDGET)
+    assert set(listed(page)) == archived(corpus, agent="agent-2")
+    assert page.total == len(archived(corpus, agent="agent-2"))
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("zanzibar", lambda t: "zanzibar" in t),
+        ("ZANZIBAR logistics", lambda t: "logistics" in t),
+        ('"zanzibar shipment"', lambda t: t == "zanzibar shipment"),
+        ('"shipment zanzibar"', lambda t: False),
+        ("zanz*", lambda t: "zanzibar" in t),
+        ("zanzibar -logistics", lambda t: t == "zanzibar shipment"),
+        ("acme OR weather", lambda t: t in ("acme invoice", "weather")),
+        ("-zanzibar", lambda t: "zanzibar" not in t),
+        ("nothing-like-this", lambda t: False),
+    ],
+)
+def test_the_archived_view_searches_moved_rows_as_the_hot_index_does(
+    tier: Tier, text: str, wanted: object
+) -> None:
+    corpus = seed(tier)
+    assert callable(wanted)
+    expected = {m for m in archived(corpus) if wanted(corpus[m]["text"])}
+    page = tier.store.inbox.page(InboxQuery(status="archived", search=search(text)), BUDGET)
+    assert set(listed(page)) == expected
+    assert page.total == len(expected)
+    # The same search over hot rows answers by the index, with the same meaning.
+    hot = tier.store.inbox.page(InboxQuery(status="inbox", search=search(text)), BUDGET)
+    assert set(listed(hot)) == {m for m, f in corpus.items()
+                                if f["where"] == "hot" and wanted(f["text"])}  # fmt: skip
+
+
+@pytest.mark.parametrize("text", [None, "zanzibar"])
+def test_the_all_view_pages_through_every_message_once(tier: Tier, text: str | None) -> None:
+    corpus = seed(tier)
+    query = InboxQuery(status="all", search=None if text is None else search(text))
+    small = ReadBudget(rows=3, count_cap=1000, rows_s=30.0, count_s=30.0)
+    seen: list[str] = []
+    while True:
+        page = tier.store.inbox.page(query, small)
+        seen += listed(page)
+        if not page.more:
+            break
+        last = page.rows[-1]
+        query = InboxQuery(status="all", search=query.search,
+                           before=Cursor(last.timestamp, last.id))  # fmt: skip
+    expected = {m for m, f in corpus.items() if text is None or text in f["text"]}
+    assert sorted(seen) == sorted(expected)
+
+
+def test_a_moved_message_opens_in_the_inbox(tier: Tier) -> None:
+    corpus = seed(tier)
+    moved = next(m for m, f in corpus.items() if f["where"] == "moved")
+    found = tier.store.inbox.message(moved)
+    assert found is not None
+    assert (found.msg_id, found.status, found.content) == (
+        moved, "archived", {"text": corpus[moved]["text"]},
+    )  # fmt: skip
+
+
+def test_the_archived_and_all_views_over_http_show_moved_rows(archive_relay: Tier) -> None:
+    envs = [envelope(T_OLD + i, content={"text": f"quokka {i}"}) for i in range(4)]
+    assert archive_relay.node().send_batch(batch(envs, "seed")).status_code == 200
+    archive_relay.mark_archived(envs[0].msg_id, envs[1].msg_id)
+    assert archive_relay.archiver().run_once().moved == 2
+    archive_relay.indexed()
+    operator, _ = archive_relay.operator()
+    url = f"{archive_relay.url}/messages"
+    html = operator.get(url, params={"status": "archived"}, timeout=10).text
+    assert set(shown(html)) == {envs[0].msg_id, envs[1].msg_id}
+    html = operator.get(url, params={"status": "all", "q": "quokka"}, timeout=10).text
+    assert sorted(shown(html)) == sorted(e.msg_id for e in envs)
+    html = operator.get(url, timeout=10).text
+    assert set(shown(html)) == {envs[2].msg_id, envs[3].msg_id}
+
+
+def shown(html: str) -> list[str]:
+    """The msg_ids an inbox page lists."""
+    return re.findall(r'data-msg-id="([^"]+)"', html)

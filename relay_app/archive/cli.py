@@ -14,6 +14,7 @@ lock keeps a move from running under an export.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from contextlib import closing, nullcontext
@@ -53,9 +54,15 @@ def _where_args(cmd: argparse.ArgumentParser) -> None:
 
 def _when(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        # nan would bound the hot rows (SQL compares it as NULL: none) and not the archived
+        # ones (every comparison false: all), so an export would hold half a window.
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a finite time")
+        return value
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:

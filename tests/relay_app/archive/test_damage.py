@@ -149,3 +149,18 @@ def test_a_missing_segment_is_named_and_its_messages_answer_503(archive_relay: T
     assert path.name.removesuffix(".jsonl.zst") in health(archive_relay)
     response = archive_relay.node().get(f"/query/messages/{first[0]}")
     assert response.status_code == 503, response.text
+
+
+def test_restore_from_a_damaged_segment_changes_nothing_and_says_so(archive_relay: Tier) -> None:
+    first, _ = two_segments(archive_relay)
+    flip_a_byte_inside_its_frame(segment_file(archive_relay, 0), archive_relay, 0)
+    session, csrf = archive_relay.operator()
+    response = session.post(
+        f"{archive_relay.url}/messages/actions",
+        data={"csrf": csrf, "action": "restore", "msg_id": first[0]},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "Nothing changed" in response.text
+    assert first[0] not in archive_relay.hot_ids()
+    assert archive_relay.node().get(f"/query/messages/{first[0]}").status_code == 503

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import sqlite3
 import time
 
 import pytest
@@ -113,3 +115,24 @@ def test_a_row_changed_while_its_segment_was_written_moves_nothing(tier: Tier) -
     # The next run moves the three still archived.
     assert tier.archiver().run_once().moved == 3
     assert tier.hot_ids() == [rows[0].msg_id]
+
+
+def test_the_hot_file_gives_back_the_space_moved_messages_held(tier: Tier) -> None:
+    rows = [row(T_OLD + i, content={"text": secrets.token_hex(2000)}) for i in range(300)]
+    tier.put(rows)
+    before = pages(tier)
+    tier.mark_archived(*(r.msg_id for r in rows[:250]))
+    assert tier.archiver().run_once().moved == 250
+    after = pages(tier)
+    assert after < before / 2, (before, after)
+    assert tier.archive.free_pages() < 100
+
+
+def pages(tier: Tier) -> int:
+    """The hot file's size in pages, as of its last commit (WAL included)."""
+    path = tier.data_dir / "messages" / "cluster_messages.db"
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        conn.close()

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relay_app.archive import segment
 from runtime.core.relay_client import RelayClient, RelayTarget
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
 from tests.relay_app.helpers import NODE_A, NodeClient, batch
@@ -78,15 +79,37 @@ def test_a_nodes_read_through_finds_an_archived_message(archive_relay: Tier) -> 
         client.close()
 
 
-@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize(("order", "frame_rows"), [("desc", 1000), ("asc", 1000), ("desc", 3)])
 def test_a_walk_including_the_archive_yields_every_message_once_in_order(
-    archive_relay: Tier, order: str
+    archive_relay: Tier, order: str, frame_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(segment, "FRAME_ROWS", frame_rows)  # 3: frames merged by the heap
     shown, _ = seed(archive_relay)
     node = archive_relay.node()
     ids, total = walk(node, order=order) if order == "asc" else walk(node)
     assert ids == in_order(shown, descending=order == "desc")
     assert total == 40
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_a_walk_goes_on_past_rows_moved_to_the_archive_between_its_pages(
+    archive_relay: Tier, order: str
+) -> None:
+    shown, _ = seed(archive_relay)
+    node = archive_relay.node()
+    first = node.query(archived="include", limit=8, order=order)
+    expected = in_order(shown, descending=order == "desc")
+    assert [m["msg_id"] for m in first["messages"]] == expected[:8]
+    # The operator archives rows on both sides of the cursor, and they move.
+    hot = set(archive_relay.hot_ids())
+    archive_relay.mark_archived(*(m for m in expected[6:30:2] if m in hot))
+    assert archive_relay.archiver().run_once().moved > 0
+    ids = [m["msg_id"] for m in first["messages"]]
+    page = first
+    while page["next"] is not None:
+        page = node.query(archived="include", limit=8, next=page["next"])
+        ids += [m["msg_id"] for m in page["messages"]]
+    assert ids == expected
 
 
 def test_a_walk_including_the_archive_keeps_to_its_filters(archive_relay: Tier) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay_app.archive.bloom import Mask, field_token
-from relay_app.archive.segment import Frame
+from relay_app.archive.segment import INDEXED_FIELDS, Frame
 from relay_app.store_search import SearchQuery, Term, content_text, words
 
 
@@ -48,7 +48,10 @@ class ArchiveQuery:
 
     def masks(self) -> QueryMasks:
         """The filter tests of this query, made once per read."""
-        equal = [[Mask([field_token(n, v)]) for v in values] for n, values in self.equal]
+        # A frame's filter holds only the INDEXED_FIELDS (not msg_id): any other filter is
+        # left to `admits`, row by row, lest a frame holding its value be skipped.
+        equal = [[Mask([field_token(n, v)]) for v in values]
+                 for n, values in self.equal if n in INDEXED_FIELDS]  # fmt: skip
         groups: list[list[Mask]] = []
         for group in self.search.groups if self.search else ():
             alternatives = [Mask(_whole_runs(term)) for term in group]

@@ -148,3 +148,39 @@ def test_the_archived_and_all_views_over_http_show_moved_rows(archive_relay: Tie
 def shown(html: str) -> list[str]:
     """The msg_ids an inbox page lists."""
     return re.findall(r'data-msg-id="([^"]+)"', html)
+
+
+@pytest.mark.parametrize("status", ["all", "archived"])
+def test_a_view_walked_older_then_newer_shows_each_row_once_when_reports_arrive_late(
+    tier: Tier, status: str
+) -> None:
+    # Report times out of arrival order: the (timestamp, id) keyset must merge both tiers.
+    rows = [row(T_OLD + (i * 7) % 20, content={"n": i}) for i in range(20)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows[::2]))
+    assert tier.archiver(segment_rows=3).run_once().moved == 10
+    tier.mark_archived(rows[1].msg_id)
+    small = ReadBudget(rows=3, count_cap=1000, rows_s=30.0, count_s=30.0)
+    pages = [tier.store.inbox.page(InboxQuery(status=status), small)]
+    while pages[-1].more:
+        last = pages[-1].rows[-1]
+        older = InboxQuery(status=status, before=Cursor(last.timestamp, last.id))
+        pages.append(tier.store.inbox.page(older, small))
+    down = [r for p in pages for r in p.rows]
+    keys = [(r.timestamp, r.id) for r in down]
+    assert keys == sorted(keys, reverse=True)
+    wanted = {r.msg_id for i, r in enumerate(rows) if status == "all" or i % 2 == 0 or i == 1}
+    assert sorted(r.msg_id for r in down) == sorted(wanted)
+    # And back up from the oldest, a page newer at a time, each page listed newest first.
+    up: list[str] = []
+    first = down[-1]
+    cursor = Cursor(first.timestamp, first.id)
+    while True:
+        page = tier.store.inbox.page(InboxQuery(status=status, after=cursor), small)
+        if not page.rows:
+            break
+        up = [r.msg_id for r in page.rows] + up
+        cursor = Cursor(page.rows[0].timestamp, page.rows[0].id)
+        if not page.more:
+            break
+    assert up == [r.msg_id for r in down[:-1]]

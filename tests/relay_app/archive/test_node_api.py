@@ -20,7 +20,9 @@ def seed(relay: Tier) -> tuple[list[dict[str, Any]], set[str]]:
     segments, one archived but still hot. Returns every message as the API showed it
     before the move, and the archived msg_ids."""
     node = relay.node()
-    envs = [envelope(T_OLD + i // 3, agent=f"agent-{1 + i % 2}", content={"n": i})
+    envs = [envelope(T_OLD + i // 3, agent=f"agent-{1 + i % 2}", content={"n": i},
+                     task_id=f"task-{i % 5}", recipient=f"agent-{i % 3}", role="coder",
+                     priority=("low", "normal", "high")[i % 3])
             for i in range(40)]  # fmt: skip
     assert node.send_batch(batch(envs, "seed")).status_code == 200
     moved = [e.msg_id for i, e in enumerate(envs) if i % 4 in (0, 3)]
@@ -32,15 +34,15 @@ def seed(relay: Tier) -> tuple[list[dict[str, Any]], set[str]]:
     return shown, {*moved, envs[1].msg_id}
 
 
-def walk(node: NodeClient, **params: Any) -> tuple[list[str], int]:
+def walk(client: NodeClient, /, **params: Any) -> tuple[list[str], int]:
     """Every msg_id a walk by `next` yields (4 a page), and the first page's total."""
-    first = node.query(archived="include", limit=4, **params)
+    first = client.query(archived="include", limit=4, **params)
     page, ids = first, []
     while True:
         ids += [m["msg_id"] for m in page["messages"]]
         if page["next"] is None:
             return ids, first["total"]
-        page = node.query(archived="include", limit=4, next=page["next"], **params)
+        page = client.query(archived="include", limit=4, next=page["next"], **params)
 
 
 def in_order(shown: list[dict[str, Any]], descending: bool = True) -> list[str]:
@@ -124,6 +126,13 @@ def test_a_walk_including_the_archive_keeps_to_its_filters(archive_relay: Tier) 
     assert walk(node, since=T_OLD + 3, until=T_OLD + 9) == (in_order(window), len(window))
     unread = [m for m in shown if m["msg_id"] not in archived]
     assert walk(node, status="unread") == (in_order(unread), len(unread))
+    assert walk(node, agent=["agent-1", "agent-2"]) == (in_order(shown), 40)
+    assert walk(node, agent="agent-3") == ([], 0)
+    moved = [m for m in shown if m["msg_id"] in archived - set(archive_relay.hot_ids())]
+    for field in ("msg_id", "task", "sender", "recipient", "node", "role", "priority"):
+        key = {"task": "task_id", "node": "node_id"}.get(field, field)
+        wanted = [m for m in shown if m[key] == moved[0][key]]
+        assert walk(node, **{field: moved[0][key]}) == (in_order(wanted), len(wanted)), field
 
 
 def test_without_archived_include_a_query_shows_only_hot_rows(archive_relay: Tier) -> None:

@@ -12,6 +12,7 @@ from relay_app.store_inbox import Cursor, InboxPage, InboxQuery, ReadBudget
 from relay_app.store_search import SearchQuery
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope, row
 from tests.relay_app.helpers import batch
+from tests.relay_app.inbox.harness import ODD_SEARCHES
 
 BUDGET = ReadBudget(rows=50, count_cap=1000, rows_s=30.0, count_s=30.0)
 TEXTS = ["zanzibar shipment", "acme invoice", "zanzibar logistics report", "weather"]
@@ -184,3 +185,48 @@ def test_a_view_walked_older_then_newer_shows_each_row_once_when_reports_arrive_
         if not page.more:
             break
     assert up == [r.msg_id for r in down[:-1]]
+
+
+# Contents whose words a Python matcher could cut differently from the index.
+PARITY_CONTENTS = [
+    {"text": "Zanzibar Logistics shipped 42 crates"},
+    {"company": "ACME", "email": "ops@acme.example", "n": 42, "ok": True},
+    {"nested": {"deep": ["snake_case_name", "camelCaseName", "e-mail"]}},
+    {"text": "Café Ökonomie naïve façade 東京 über"},
+    {"text": "version 1.2.3-rc1 at 12:30 (UTC)"},
+    {"key_only": None, "zanzibar": 1.5},
+    {"text": "zanzibarlogistics prefixes zan zanz"},
+    {"text": "x" * 70_000 + " beyondthelimit"},  # past what the index holds
+]
+PARITY_SEARCHES = [
+    "zanzibar", "zanz*", "logistics zanzibar", '"zanzibar logistics"', "42", "true",
+    "acme", "ops", "example", "snake", "snake_case_name", "camelcasename", "e-mail",
+    "cafe", "café", "OKONOMIE", "東京", "1.2.3", "rc1", "12:30", "utc", "1.5", "key_only",
+    "-zanzibar", "acme OR café", "zanzibar -crates", "beyondthelimit", "über*", "x*",
+    *ODD_SEARCHES,
+]  # fmt: skip
+
+
+def test_a_search_finds_the_same_contents_archived_as_hot(tier: Tier) -> None:
+    moved = [row(T_OLD + i, agent="agent-1", content=c) for i, c in enumerate(PARITY_CONTENTS)]
+    hot = [row(T_OLD + i, agent="agent-2", content=c) for i, c in enumerate(PARITY_CONTENTS)]
+    tier.put(moved + hot)
+    tier.mark_archived(*(r.msg_id for r in moved))
+    assert tier.archiver().run_once().moved == len(moved)
+    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
+        tier.writer.write([chunk.entries()], time.time())
+    index = {r.msg_id: i for rows in (moved, hot) for i, r in enumerate(rows)}
+    differ, hits = {}, {}
+    for text in PARITY_SEARCHES:
+        found = parse_search(text)
+        if found is None:
+            continue
+        in_hot = tier.store.inbox.page(InboxQuery(status="inbox", search=found), BUDGET)
+        in_archive = tier.store.inbox.page(InboxQuery(status="archived", search=found), BUDGET)
+        hot_set = sorted(index[m] for m in listed(in_hot))
+        archived_set = sorted(index[m] for m in listed(in_archive))
+        hits[text] = archived_set
+        if hot_set != archived_set:
+            differ[text] = (hot_set, archived_set)
+    assert differ == {}
+    assert (hits["zanzibar"], hits["e-mail"], hits["東京"], hits["42"]) == ([0], [2], [3], [0, 1])

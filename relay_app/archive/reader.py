@@ -138,6 +138,11 @@ class ArchiveReader:
         segments, hidden = self._current()
         return sum(s.record.rows for s in segments.values()) - len(hidden)
 
+    def max_id(self) -> int:
+        """The largest row id the archive holds (0 when empty), restored rows included."""
+        segments, _ = self._current()
+        return max((f.max_id for s in segments.values() for f in s.index.frames), default=0)
+
     def size(self) -> int:
         """Bytes of segment files, as recorded."""
         segments, _ = self._current()

@@ -134,7 +134,10 @@ class TieredStore:
         """The engine's figures and the archive's."""
         archived = self.reader.total()
         damaged = tuple(sorted(self.reader.damaged_now()))
-        return replace(self.hot.figures(), archived_messages=archived,
+        hot = self.hot.figures()
+        # The engine counts by its largest row id; moving the newest rows must not lower it.
+        stored = max(hot.messages_stored, self.reader.max_id())
+        return replace(hot, messages_stored=stored, archived_messages=archived,
                        archive_bytes=self.reader.size(), damaged_segments=damaged)  # fmt: skip
 
     def close(self) -> None:

@@ -230,3 +230,22 @@ def test_a_search_finds_the_same_contents_archived_as_hot(tier: Tier) -> None:
             differ[text] = (hot_set, archived_set)
     assert differ == {}
     assert (hits["zanzibar"], hits["e-mail"], hits["東京"], hits["42"]) == ([0], [2], [3], [0, 1])
+
+
+@pytest.mark.parametrize("status", ["archived", "all"])
+def test_live_updates_keep_rows_that_moved_to_the_archive_while_shown(
+    tier: Tier, status: str
+) -> None:
+    rows = [row(T_OLD + i) for i in range(6)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows[:4]))
+    query = InboxQuery(status=status)
+    page = tier.store.inbox.page(query, BUDGET)
+    shown = listed(page)
+    assert tier.archiver().run_once().moved == 4  # the archiver runs while they are shown
+    update = tier.store.inbox.arrivals(query, page.watermark, shown, BUDGET)
+    assert update.rows == []
+    assert {m: update.statuses.get(m) for m in shown} == {
+        r.msg_id: "archived" if i < 4 else "unread" for i, r in enumerate(rows) if r.msg_id in shown
+    }
+    assert update.total == len(shown)

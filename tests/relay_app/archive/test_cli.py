@@ -1,9 +1,11 @@
-"""`commander-relay archive` as its own process beside a running relay."""
+"""The archiver beside a running relay: as `commander-relay archive`, and under ingest."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 from relay_app.archive.mover import Archiver
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
@@ -37,3 +39,30 @@ def test_the_archive_command_moves_what_a_live_relay_then_finds_in_the_archive(
     walked = node.query(archived="include")
     assert sorted(m["msg_id"] for m in walked["messages"]) == sorted(e.msg_id for e in envs)
     assert node.get(f"/query/messages/{envs[0].msg_id}").json()["status"] == "archived"
+
+
+def test_ingest_goes_on_while_the_archiver_moves(archive_relay: Tier) -> None:
+    node = archive_relay.node()
+    old = [envelope(T_OLD + i) for i in range(200)]
+    assert node.send_batch(batch(old, "old")).status_code == 200
+    archive_relay.mark_archived(*(e.msg_id for e in old))
+    sent: list[int] = []
+    failures: list[str] = []
+
+    def sender() -> None:
+        client = archive_relay.node()
+        for i in range(60):
+            response = client.send(envelope(T_OLD + 1000 + i))
+            (sent if response.status_code == 200 else failures).append(response.status_code)
+
+    def between_steps(step: str) -> None:
+        time.sleep(0.01)  # room for the relay's writer between the archiver's steps
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    run = archive_relay.archiver(segment_rows=20, on_step=between_steps).run_once()
+    thread.join(timeout=60)
+    assert (run.moved, failures, len(sent)) == (200, [], 60)
+    places = archive_relay.places()
+    assert len(places) == 260
+    assert set(places.values()) == {1}

@@ -144,6 +144,15 @@ def test_the_archived_and_all_views_over_http_show_moved_rows(archive_relay: Tie
     assert sorted(shown(html)) == sorted(e.msg_id for e in envs)
     html = operator.get(url, timeout=10).text
     assert set(shown(html)) == {envs[2].msg_id, envs[3].msg_id}
+    detail = operator.get(f"{url}/m/{envs[0].msg_id}", timeout=10)
+    assert detail.status_code == 200
+    assert "quokka 0" in detail.text
+    updates = operator.get(
+        f"{archive_relay.url}/messages/api/updates",
+        params={"status": "archived", "after_id": 0},
+        timeout=10,
+    )
+    assert updates.status_code == 200, updates.text
 
 
 def shown(html: str) -> list[str]:

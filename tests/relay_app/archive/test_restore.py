@@ -8,8 +8,10 @@ from typing import Any
 
 import requests
 
-from relay_app.store_inbox import InboxQuery, ReadBudget
-from tests.relay_app.archive.tiers import DAY_S, T_OLD, Tier, envelope
+from relay_app.archive.restore import restore_op
+from relay_app.inbox.search import parse_search
+from relay_app.store_inbox import Audit, InboxQuery, ReadBudget
+from tests.relay_app.archive.tiers import DAY_S, T_OLD, Tier, envelope, row
 from tests.relay_app.helpers import batch
 
 BUDGET = ReadBudget(rows=50, count_cap=1000, rows_s=30.0, count_s=30.0)
@@ -136,3 +138,50 @@ def test_restoring_several_at_once_brings_each_back_acknowledged(archive_relay: 
     page = archive_relay.store.inbox.page(InboxQuery(status="acknowledged"), BUDGET)
     assert sorted(r.msg_id for r in page.rows) == sorted(ids)
     assert archive_relay.reader().total() == 0
+
+
+def index_all(tier: Tier) -> None:
+    """Bring the full-text index up to date, as the relay's indexer does."""
+    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
+        tier.writer.write([chunk.entries()], time.time())
+
+
+def restore(tier: Tier, *msg_ids: str) -> None:
+    op = restore_op(tier.store, msg_ids, Audit("restore", "operator", time.time()))
+    assert op is not None
+    tier.writer.write([op], time.time())
+
+
+def searched(tier: Tier, text: str, status: str = "inbox") -> list[str]:
+    found = parse_search(text)
+    assert found is not None
+    page = tier.store.inbox.page(InboxQuery(status=status, search=found), BUDGET)
+    return [r.msg_id for r in page.rows]
+
+
+def test_a_message_moved_before_it_was_indexed_is_found_once_after_restore(tier: Tier) -> None:
+    rows = [row(T_OLD + i, content={"text": f"numbat {i}"}) for i in range(4)]
+    tier.put(rows)
+    tier.mark_archived(rows[0].msg_id, rows[1].msg_id)
+    assert tier.archiver().run_once().moved == 2  # the indexer has not run yet
+    restore(tier, rows[0].msg_id)
+    index_all(tier)
+    assert sorted(searched(tier, "numbat")) == sorted(r.msg_id for r in (rows[0], *rows[2:]))
+    assert searched(tier, "numbat", "archived") == [rows[1].msg_id]
+    assert sorted(searched(tier, "numbat", "all")) == sorted(r.msg_id for r in rows)
+
+
+def test_a_message_moved_and_restored_twice_is_found_once(tier: Tier) -> None:
+    rows = [row(T_OLD + i, content={"text": f"bilby {i}"}) for i in range(3)]
+    tier.put(rows)
+    index_all(tier)
+    for _ in range(2):
+        tier.mark_archived(rows[0].msg_id)
+        assert tier.archiver().run_once().moved == 1
+        assert searched(tier, "bilby 0") == []
+        assert searched(tier, "bilby 0", "all") == [rows[0].msg_id]
+        restore(tier, rows[0].msg_id)
+        index_all(tier)
+        assert searched(tier, "bilby 0") == [rows[0].msg_id]
+        assert searched(tier, "bilby 0", "all") == [rows[0].msg_id]
+    assert sorted(searched(tier, "bilby", "all")) == sorted(r.msg_id for r in rows)

@@ -68,6 +68,8 @@ def test_a_truncated_segment_is_named_in_healthz_and_metrics(archive_relay: Tier
     path.write_bytes(path.read_bytes()[:-7])
     assert health(archive_relay) == [path.name.removesuffix(".jsonl.zst")]
     assert damaged_metric(archive_relay) == 1
+    outsider = requests.get(f"{archive_relay.url}/healthz", timeout=10).json()
+    assert outsider == {"status": "ok"}  # segment names only to insiders
     assert node.get(f"/query/messages/{second[0]}").status_code == 503
     assert node.get(f"/query/messages/{first[0]}").status_code == 200  # the other one reads
     listed = node.query(archived="include", limit=100)

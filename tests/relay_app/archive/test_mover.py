@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import secrets
 import sqlite3
 import time
@@ -136,3 +137,32 @@ def pages(tier: Tier) -> int:
         return int(conn.execute("PRAGMA page_count").fetchone()[0])
     finally:
         conn.close()
+
+
+def test_a_disk_error_while_writing_a_segment_keeps_every_row_hot(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(5)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+
+    def disk_full(step: str) -> None:
+        if step == "frame":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        tier.archiver(on_step=disk_full).run_once()
+    assert tier.hot_ids() == [r.msg_id for r in rows]
+    assert [n for n in tier.segment_files() if not n.endswith(".tmp")] == []
+    run = tier.archiver().run_once()
+    assert (run.orphans_removed, run.moved) == (1, 5)
+    assert tier.segment_files() == tier.recorded_files()
+
+
+def test_an_archive_directory_that_cannot_be_made_keeps_every_row_hot(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(3)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+    tier.directory.write_text("not a directory")
+    with pytest.raises(FileExistsError):
+        tier.archiver().run_once()
+    assert tier.hot_ids() == [r.msg_id for r in rows]
+    assert tier.store.get_message(rows[0].msg_id) is not None

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from relay_app.archive import segment
-from runtime.core.relay_client import RelayClient, RelayTarget
+from runtime.core.relay_client import RelayTarget
+from runtime.node.remote import RemoteReader
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
 from tests.relay_app.helpers import NODE_A, NodeClient, batch
 from tests.support import TOKENS
@@ -69,16 +70,14 @@ def test_a_nodes_read_through_finds_an_archived_message(archive_relay: Tier) -> 
     shown, archived = seed(archive_relay)
     moved = next(m for m in shown if m["msg_id"] in archived and m["msg_id"] not in
                  archive_relay.hot_ids())  # fmt: skip
-    client = RelayClient(RelayTarget(archive_relay.url, NODE_A, TOKENS[NODE_A]))
-    try:
-        found = client.get_message(moved["msg_id"])
-        assert found is not None
-        assert (found.msg_id, found.agent_id, found.content) == (
-            moved["msg_id"], moved["agent_id"], moved["content"],
-        )  # fmt: skip
-        assert client.get_message("never-stored") is None
-    finally:
-        client.close()
+    # The node's read-through on a cache miss (runtime.node.remote), one session a thread.
+    reader = RemoteReader(RelayTarget(archive_relay.url, NODE_A, TOKENS[NODE_A]))
+    found = reader.get(moved["msg_id"])
+    assert found is not None
+    assert (found.msg_id, found.agent_id, found.timestamp, found.content) == (
+        moved["msg_id"], moved["agent_id"], moved["timestamp"], moved["content"],
+    )  # fmt: skip
+    assert reader.get("never-stored") is None
 
 
 @pytest.mark.parametrize(("order", "frame_rows"), [("desc", 1000), ("asc", 1000), ("desc", 3)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from relay_app.cli import main
 from relay_app.store_inbox import Audit
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
 from tests.relay_app.helpers import batch
+from tests.support import REPO
 
 # Content that a careless round trip would change: floats, big integers, unicode, nesting.
 CONTENTS = [
@@ -124,3 +127,16 @@ def test_an_export_with_a_time_it_cannot_read_stops_before_writing(
         main(["export", "--data-dir", str(tier.data_dir), "--since", when, "--out", str(out)])
     assert stopped.value.code == 2
     assert not out.exists()
+
+
+def test_a_parquet_export_streams_through_a_pipe(archive_relay: Tier, tmp_path: Path) -> None:
+    shown = seed(archive_relay)
+    args = [sys.executable, "-m", "relay_app.cli", "export", "--format", "parquet",
+            "--data-dir", str(archive_relay.data_dir)]  # fmt: skip
+    # stdout is a pipe, which cannot seek: as in `commander-relay export ... | duckdb`.
+    done = subprocess.run(args, cwd=REPO, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    (tmp_path / "piped.parquet").write_bytes(done.stdout)
+    rows = parquet(tmp_path / "piped.parquet")
+    assert sorted(r["msg_id"] for r in rows) == sorted(shown)
+    assert b"30 messages" in done.stderr

@@ -154,21 +154,24 @@ class ArchiveReader:
 
     def lookup_many(self, msg_ids: tuple[str, ...]) -> dict[str, tuple[int, dict[str, Any]]]:
         """msg_id -> (segment id, message), for those of `msg_ids` archived."""
-        places = self._store.locate(msg_ids)
+        by_frame: dict[tuple[int, int], set[str]] = {}
+        for msg_id, place in self._store.locate(msg_ids).items():
+            by_frame.setdefault(place, set()).add(msg_id)
         segments, _ = self._current()
         found: dict[str, tuple[int, dict[str, Any]]] = {}
-        for msg_id, (segment_id, frame_no) in places.items():
+        # Each frame is read once, however many of its messages are asked for (a selection
+        # of 500 restored from one frame read it 500 times).
+        for (segment_id, frame_no), wanted in by_frame.items():
             segment = segments.get(segment_id)
             if segment is None or frame_no >= len(segment.index.frames):
-                raise StoreUnavailable(f"archived message {msg_id} is in no readable segment")
+                raise StoreUnavailable(f"archived messages {sorted(wanted)[:3]} are in no"
+                                       " readable segment")  # fmt: skip
             try:
                 rows = read_frame(segment.path, segment.index.frames[frame_no])
             except SegmentDamaged as exc:
                 self._mark(segment.record.name, str(exc))
-                raise StoreUnavailable(f"archived message {msg_id} is unreadable: {exc}") from exc
-            row = next((r for r in rows if r["msg_id"] == msg_id), None)
-            if row is not None:
-                found[msg_id] = (segment_id, row)
+                raise StoreUnavailable(f"archived messages are unreadable: {exc}") from exc
+            found.update((r["msg_id"], (segment_id, r)) for r in rows if r["msg_id"] in wanted)
         return found
 
     def located(self, msg_ids: tuple[str, ...]) -> set[str]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 import requests
 
+from relay_app.archive import reader, segment
 from relay_app.archive.restore import restore_op
 from relay_app.inbox.search import parse_search
 from relay_app.store_inbox import Audit, InboxQuery, ReadBudget
@@ -185,3 +189,30 @@ def test_a_message_moved_and_restored_twice_is_found_once(tier: Tier) -> None:
         assert searched(tier, "bilby 0") == [rows[0].msg_id]
         assert searched(tier, "bilby 0", "all") == [rows[0].msg_id]
     assert sorted(searched(tier, "bilby", "all")) == sorted(r.msg_id for r in rows)
+
+
+def test_restoring_a_selection_reads_each_frame_once(
+    tier: Tier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segment, "FRAME_ROWS", 4)
+    rows = [row(T_OLD + i, content={"n": i}) for i in range(30)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+    assert tier.archiver().run_once().moved == 30
+    reads: list[object] = []
+
+    def counted(path: Path, frame: segment.Frame) -> list[dict[str, Any]]:
+        reads.append(frame)
+        return segment.read_frame(path, frame)
+
+    monkeypatch.setattr(reader, "read_frame", counted)
+    restore(tier, *(r.msg_id for r in rows), "never-stored")
+    assert len(reads) == 8  # 30 messages in frames of 4
+    assert tier.hot_ids() == [r.msg_id for r in rows]
+    for i, r in enumerate(rows):
+        found = tier.store.get_message(r.msg_id)
+        assert found is not None
+        assert (orjson.loads(orjson.dumps(found["content"])), found["status"]) == (
+            {"n": i}, "acknowledged",
+        )  # fmt: skip
+    assert tier.archived_ids() == []

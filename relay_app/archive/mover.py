@@ -142,9 +142,12 @@ class Archiver:
         named = {s.name + SUFFIX for s in self._archive.manifest().segments}
         removed = 0
         for path in self.directory.iterdir():
-            if path.name.endswith(TMP_SUFFIX) or (
+            stray = path.name.endswith(TMP_SUFFIX) or (
                 path.name.endswith(SUFFIX) and path.name not in named
-            ):
+            )
+            # Only files are the archiver's: a directory there (an operator's) would make
+            # unlink fail and every run after it.
+            if stray and path.is_file():
                 logger.warning("removing %s: no manifest entry names it", path.name)
                 _unlink(path)
                 removed += 1

@@ -166,3 +166,17 @@ def test_an_archive_directory_that_cannot_be_made_keeps_every_row_hot(tier: Tier
         tier.archiver().run_once()
     assert tier.hot_ids() == [r.msg_id for r in rows]
     assert tier.store.get_message(rows[0].msg_id) is not None
+
+
+def test_the_sweep_removes_only_stray_segment_files(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(3)]
+    tier.put(rows)
+    tier.mark_archived(*(r.msg_id for r in rows))
+    tier.directory.mkdir(parents=True)
+    (tier.directory / "stray.jsonl.zst").write_bytes(b"half a segment")
+    (tier.directory / "20200101T000000Z-0.jsonl.zst.tmp").write_bytes(b"")
+    (tier.directory / "README").write_text("the operator's notes")
+    (tier.directory / "old.tmp").mkdir()  # an operator's directory, not the archiver's
+    run = tier.archiver().run_once()
+    assert (run.orphans_removed, run.moved) == (2, 3)
+    assert tier.segment_files() == tier.recorded_files() | {"README", "old.tmp"}

@@ -27,6 +27,7 @@ from relay_app.archive.mover import Archiver, ArchiverBusy, archive_dir, commit_
 from relay_app.archive.reader import ArchiveReader
 from relay_app.store import MessageStore
 from relay_app.stores import open_store
+from relay_app.stores.sqlite import DB_RELATIVE_PATH
 from runtime.core import daemon
 from runtime.core.config import RelaySettings
 
@@ -71,6 +72,12 @@ def _when(text: str) -> float:
 
 
 def _open(settings: RelaySettings) -> MessageStore | None:
+    database = Path(settings.data_dir) / DB_RELATIVE_PATH
+    if settings.store == "sqlite" and not database.is_file():
+        # Opening would create an empty relay there: a mistyped --data-dir would archive or
+        # export nothing, say so with exit 0, and leave a stray database behind.
+        print(f"commander-relay: no relay database at {database}", file=sys.stderr)
+        return None
     store = open_store(settings)
     if store.archive is None:
         store.close()

@@ -6,8 +6,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from relay_app.archive.mover import Archiver
+from relay_app.cli import main
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
 from tests.relay_app.helpers import batch
 from tests.support import REPO
@@ -66,3 +70,13 @@ def test_ingest_goes_on_while_the_archiver_moves(archive_relay: Tier) -> None:
     places = archive_relay.places()
     assert len(places) == 260
     assert set(places.values()) == {1}
+
+
+@pytest.mark.parametrize("command", ["archive", "export"])
+def test_a_data_directory_without_a_relay_is_refused_not_created(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = tmp_path / "typo" / "relay"
+    assert main([command, "--data-dir", str(nowhere)]) == 2
+    assert "no relay database" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

@@ -31,12 +31,14 @@ from relay_app.stores.sqlite import DB_RELATIVE_PATH
 from runtime.core import daemon
 from runtime.core.config import RelaySettings
 
+MAX_DAYS = 36500  # as runtime.core.config_checks allows relay.archive_after_days
+
 
 def add_archive_commands(sub: Any, load: Any) -> None:
     """Add `archive` and `export`; `load(config, data_dir=...)` reads the relay's config."""
     cmd = sub.add_parser("archive", help="move archived and aged messages into segments")
     _where_args(cmd)
-    cmd.add_argument("--after-days", type=float, help="age limit (relay.archive_after_days)")
+    cmd.add_argument("--after-days", type=_days, help="age limit (relay.archive_after_days)")
     cmd.add_argument("--verify", action="store_true", help="read every segment back after")
     cmd.set_defaults(run=lambda args: _archive(args, load))
     exp = sub.add_parser("export", help="stream hot and archived messages for analysis")
@@ -51,6 +53,17 @@ def add_archive_commands(sub: Any, load: Any) -> None:
 def _where_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--config", help="relay.yaml (or its directory)")
     cmd.add_argument("--data-dir", help="the relay's data directory")
+
+
+def _days(text: str) -> float:
+    """--after-days under relay.archive_after_days's rule: 0 (off) to 36500."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not 0 <= days <= MAX_DAYS:  # nan too
+        raise argparse.ArgumentTypeError(f"{text!r}: expected days from 0 (off) to {MAX_DAYS}")
+    return days
 
 
 def _when(text: str) -> float:

@@ -12,7 +12,7 @@ import pytest
 
 from relay_app.archive.mover import Archiver
 from relay_app.cli import main
-from tests.relay_app.archive.tiers import T_OLD, Tier, envelope
+from tests.relay_app.archive.tiers import T_OLD, Tier, envelope, row
 from tests.relay_app.helpers import batch
 from tests.support import REPO
 
@@ -80,3 +80,23 @@ def test_a_data_directory_without_a_relay_is_refused_not_created(
     assert main([command, "--data-dir", str(nowhere)]) == 2
     assert "no relay database" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("days", ["-1", "nan", "inf", "36501", "ninety"])
+def test_an_age_limit_outside_the_configs_rule_is_refused(tier: Tier, days: str) -> None:
+    rows = [row(T_OLD)]
+    tier.put(rows, received_at=T_OLD)
+    with pytest.raises(SystemExit) as stopped:
+        main(["archive", "--data-dir", str(tier.data_dir), "--after-days", days])
+    assert stopped.value.code == 2
+    assert tier.hot_ids() == [rows[0].msg_id]
+
+
+def test_an_age_limit_of_zero_turns_age_archiving_off(tier: Tier) -> None:
+    rows = [row(T_OLD + i) for i in range(3)]
+    tier.put(rows, received_at=T_OLD)
+    tier.mark_archived(rows[0].msg_id)
+    assert main(["archive", "--data-dir", str(tier.data_dir), "--after-days", "0"]) == 0
+    assert tier.hot_ids() == [r.msg_id for r in rows[1:]]
+    assert main(["archive", "--data-dir", str(tier.data_dir), "--after-days", "90"]) == 0
+    assert tier.hot_ids() == []

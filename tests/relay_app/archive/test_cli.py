@@ -18,6 +18,7 @@ from tests.support import REPO
 
 
 def archive_command(relay: Tier) -> subprocess.CompletedProcess[str]:
+    """`commander-relay archive --after-days 0` on the relay's data directory, as a process."""
     args = [sys.executable, "-m", "relay_app.cli", "archive", "--after-days", "0",
             "--data-dir", str(relay.data_dir)]  # fmt: skip
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)

@@ -39,6 +39,7 @@ def segment_file(tier: Tier, number: int) -> Path:
 
 
 def flip_a_byte_inside_its_frame(path: Path, tier: Tier, number: int) -> None:
+    """Alter one byte in the middle of the segment's first frame (its size unchanged)."""
     record = tier.archive.manifest().segments[number]
     frame = SegmentIndex.decode(record.index).frames[0]
     data = bytearray(path.read_bytes())
@@ -53,6 +54,7 @@ def health(relay: Tier) -> list[str]:
 
 
 def damaged_metric(relay: Tier) -> float:
+    """commander_relay_archive_damaged_segments as /metrics shows it."""
     text = requests.get(f"{relay.url}/metrics", timeout=10).text
     found = DAMAGED_METRIC.search(text)
     assert found is not None, text

@@ -48,15 +48,9 @@ def seed(relay: Tier) -> dict[str, dict[str, Any]]:
     op = restore_op(relay.store, [ids[4]], Audit("restore", "operator", time.time()))
     assert op is not None
     relay.writer.write([op], time.time())
-    shown[ids[4]] = lookup(relay, ids[4])  # back acknowledged
+    shown[ids[4]] = relay.lookup(ids[4])  # back acknowledged
     relay.mark_archived(ids[1], ids[3])
     return shown
-
-
-def lookup(relay: Tier, msg_id: str) -> dict[str, Any]:
-    response = relay.node().get(f"/query/messages/{msg_id}")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def export(relay: Tier, out: Path, *args: str) -> None:
@@ -66,10 +60,12 @@ def export(relay: Tier, out: Path, *args: str) -> None:
 
 
 def ndjson(path: Path) -> list[dict[str, Any]]:
+    """The rows of an NDJSON export."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def parquet(path: Path) -> list[dict[str, Any]]:
+    """The rows of a Parquet export, content parsed."""
     rows = pq.read_table(path).to_pylist()
     return [{**r, "content": orjson.loads(r["content"])} for r in rows]
 

@@ -11,6 +11,7 @@ from tests.relay_app.helpers import batch
 
 
 def gauges(relay: Tier) -> dict[str, float]:
+    """The relay's unlabelled commander_relay_* samples."""
     text = requests.get(f"{relay.url}/metrics", timeout=10).text
     found = re.findall(r"^(commander_relay_\w+) (\S+)$", text, re.M)
     return {name: float(value) for name, value in found}

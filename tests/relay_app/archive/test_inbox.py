@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -29,8 +28,7 @@ def seed(tier: Tier) -> dict[str, dict[str, str]]:
     assert tier.archiver(segment_rows=4).run_once().moved == 6
     hot_archived = [rows[1].msg_id, rows[2].msg_id]
     tier.mark_archived(*hot_archived)
-    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
-        tier.writer.write([chunk.entries()], time.time())
+    tier.index_all()
     where = dict.fromkeys(moved, "moved") | dict.fromkeys(hot_archived, "archived")
     return {
         r.msg_id: {"text": TEXTS[i % 4], "agent": f"agent-{1 + i % 2}",
@@ -40,15 +38,18 @@ def seed(tier: Tier) -> dict[str, dict[str, str]]:
 
 
 def listed(page: InboxPage) -> list[str]:
+    """The msg_ids of a page, in its order."""
     return [r.msg_id for r in page.rows]
 
 
 def archived(corpus: dict[str, dict[str, str]], **match: str) -> set[str]:
+    """The corpus's archived msg_ids (moved or not) whose fields match."""
     return {m for m, f in corpus.items() if f["where"] != "hot"
             and all(f[k] == v for k, v in match.items())}  # fmt: skip
 
 
 def search(text: str) -> SearchQuery:
+    """The search box's query for `text` (something searchable)."""
     found = parse_search(text)
     assert found is not None
     return found
@@ -222,8 +223,7 @@ def test_a_search_finds_the_same_contents_archived_as_hot(tier: Tier) -> None:
     tier.put(moved + hot)
     tier.mark_archived(*(r.msg_id for r in moved))
     assert tier.archiver().run_once().moved == len(moved)
-    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
-        tier.writer.write([chunk.entries()], time.time())
+    tier.index_all()
     index = {r.msg_id: i for rows in (moved, hot) for i, r in enumerate(rows)}
     differ, hits = {}, {}
     for text in PARITY_SEARCHES:
@@ -274,8 +274,7 @@ def test_a_search_for_emoji_or_compatibility_characters_agrees_archived_and_hot(
     tier.put(moved + hot)
     tier.mark_archived(*(r.msg_id for r in moved))
     assert tier.archiver().run_once().moved == 2
-    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
-        tier.writer.write([chunk.entries()], time.time())
+    tier.index_all()
     index = {r.msg_id: i for rows in (moved, hot) for i, r in enumerate(rows)}
     for text in ("kangaroo", "file", "x2"):
         in_hot = tier.store.inbox.page(InboxQuery(status="inbox", search=search(text)), BUDGET)

@@ -161,6 +161,7 @@ def test_a_query_the_archive_cannot_answer_is_refused_400(
 
 
 def cursor(**fields: Any) -> str:
+    """A `next` cursor as the relay encodes one, with `fields` changed."""
     raw = orjson.dumps({"i": 10, "t": T_OLD + 5, "d": True, "p": 2, **fields})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

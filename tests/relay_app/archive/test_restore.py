@@ -56,12 +56,6 @@ def moved(relay: Tier, count: int = 3) -> list[str]:
     return ids
 
 
-def lookup(relay: Tier, msg_id: str) -> dict[str, Any]:
-    response = relay.node().get(f"/query/messages/{msg_id}")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
 def test_restore_brings_a_moved_message_back_acknowledged_and_searchable(
     archive_relay: Tier,
 ) -> None:
@@ -69,7 +63,7 @@ def test_restore_brings_a_moved_message_back_acknowledged_and_searchable(
     operator = Operator(archive_relay)
     assert operator.listed(q="wombat") == []  # the inbox view holds no archived message
     assert operator.act("restore", ids[0]) == "1 of 1 message(s) restored"
-    assert lookup(archive_relay, ids[0])["status"] == "acknowledged"
+    assert archive_relay.lookup(ids[0])["status"] == "acknowledged"
     assert archive_relay.hot_ids() == [ids[0]]
     assert sorted(archive_relay.archived_ids()) == sorted(ids[1:])
     assert set(archive_relay.places().values()) == {1}
@@ -92,7 +86,7 @@ def test_a_restored_message_archived_and_moved_again_is_listed_once(archive_rela
     for view in ("all", "archived"):
         assert sorted(operator.listed(status=view)) == sorted(ids), view
     assert archive_relay.places() == dict.fromkeys(ids, 1)
-    assert lookup(archive_relay, ids[0])["status"] == "archived"
+    assert archive_relay.lookup(ids[0])["status"] == "archived"
     walked = archive_relay.node().query(archived="include", limit=100)
     assert sorted(m["msg_id"] for m in walked["messages"]) == sorted(ids)
     assert walked["total"] == 3
@@ -119,7 +113,7 @@ def test_restoring_what_is_not_archived_changes_nothing(archive_relay: Tier) -> 
     assert archive_relay.node().send(hot).status_code == 200
     operator = Operator(archive_relay)
     assert operator.act("restore", "never-stored", hot.msg_id) == "0 of 2 message(s) restored"
-    assert lookup(archive_relay, hot.msg_id)["status"] == "unread"
+    assert archive_relay.lookup(hot.msg_id)["status"] == "unread"
     assert operator.act("restore", ids[0]) == "1 of 1 message(s) restored"
     assert operator.act("restore", ids[0]) == "0 of 1 message(s) restored"
     assert archive_relay.places() == {ids[0]: 1, hot.msg_id: 1}
@@ -144,19 +138,15 @@ def test_restoring_several_at_once_brings_each_back_acknowledged(archive_relay: 
     assert archive_relay.reader().total() == 0
 
 
-def index_all(tier: Tier) -> None:
-    """Bring the full-text index up to date, as the relay's indexer does."""
-    while (chunk := tier.store.inbox.unindexed(1000)) is not None:
-        tier.writer.write([chunk.entries()], time.time())
-
-
 def restore(tier: Tier, *msg_ids: str) -> None:
+    """What the inbox's Restore writes, through the tier's writer."""
     op = restore_op(tier.store, msg_ids, Audit("restore", "operator", time.time()))
     assert op is not None
     tier.writer.write([op], time.time())
 
 
 def searched(tier: Tier, text: str, status: str = "inbox") -> list[str]:
+    """The msg_ids an inbox view's search lists."""
     found = parse_search(text)
     assert found is not None
     page = tier.store.inbox.page(InboxQuery(status=status, search=found), BUDGET)
@@ -169,7 +159,7 @@ def test_a_message_moved_before_it_was_indexed_is_found_once_after_restore(tier:
     tier.mark_archived(rows[0].msg_id, rows[1].msg_id)
     assert tier.archiver().run_once().moved == 2  # the indexer has not run yet
     restore(tier, rows[0].msg_id)
-    index_all(tier)
+    tier.index_all()
     assert sorted(searched(tier, "numbat")) == sorted(r.msg_id for r in (rows[0], *rows[2:]))
     assert searched(tier, "numbat", "archived") == [rows[1].msg_id]
     assert sorted(searched(tier, "numbat", "all")) == sorted(r.msg_id for r in rows)
@@ -178,14 +168,14 @@ def test_a_message_moved_before_it_was_indexed_is_found_once_after_restore(tier:
 def test_a_message_moved_and_restored_twice_is_found_once(tier: Tier) -> None:
     rows = [row(T_OLD + i, content={"text": f"bilby {i}"}) for i in range(3)]
     tier.put(rows)
-    index_all(tier)
+    tier.index_all()
     for _ in range(2):
         tier.mark_archived(rows[0].msg_id)
         assert tier.archiver().run_once().moved == 1
         assert searched(tier, "bilby 0") == []
         assert searched(tier, "bilby 0", "all") == [rows[0].msg_id]
         restore(tier, rows[0].msg_id)
-        index_all(tier)
+        tier.index_all()
         assert searched(tier, "bilby 0") == [rows[0].msg_id]
         assert searched(tier, "bilby 0", "all") == [rows[0].msg_id]
     assert sorted(searched(tier, "bilby", "all")) == sorted(r.msg_id for r in rows)

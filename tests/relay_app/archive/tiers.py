@@ -46,7 +46,9 @@ def row(ts: float, *, node: str = NODE_A, agent: str = "agent-1", **fields: Any)
     return message_row(env.to_wire(), node)
 
 
-def envelope(ts: float, *, node: str = NODE_A, agent: str = "agent-1", **fields: Any) -> Any:
+def envelope(
+    ts: float, *, node: str = NODE_A, agent: str = "agent-1", **fields: Any
+) -> MessageEnvelope:
     """A fresh envelope reported at `ts`."""
     fields.setdefault("content", {"text": "hello"})
     return MessageEnvelope.new(agent_id=agent, node_id=node, clock=lambda: ts, **fields)
@@ -151,6 +153,17 @@ class Tier:
         found = CSRF_RE.search(session.get(f"{self.url}/messages", timeout=10).text)
         assert found is not None
         return session, found.group(1)
+
+    def index_all(self) -> None:
+        """Bring the full-text index up to date through this writer, as the indexer does."""
+        while (chunk := self.store.inbox.unindexed(1000)) is not None:
+            self.writer.write([chunk.entries()], time.time())
+
+    def lookup(self, msg_id: str) -> dict[str, Any]:
+        """GET /query/messages/<msg_id> as node-a, which must answer 200."""
+        response = self.node().get(f"/query/messages/{msg_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
 
     def indexed(self, timeout: float = 5.0) -> None:
         """Wait until the full-text index holds every hot message (the relay's indexer)."""

@@ -2,8 +2,9 @@
 
 The hot store answers these in SQL and its full-text index; the archive holds neither,
 so a frame its index could not rule out is read and each row tested here. A search term
-means what it means to FTS5: its words cut into letter-and-digit runs, folded, found as
-a phrase, the last run as a prefix when the term is one.
+means what it means to FTS5: its words cut and folded as the index's tokenizer does
+(`relay_app.archive.tokens`), found as a phrase, the last one as a prefix when the term
+is one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from relay_app.archive.bloom import Mask, field_token
 from relay_app.archive.segment import INDEXED_FIELDS, Frame
-from relay_app.store_search import SearchQuery, Term, content_text, words
+from relay_app.archive.tokens import fts_words
+from relay_app.store_search import SearchQuery, Term, content_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class ArchiveQuery:
             self.until is not None and ts >= self.until
         ):
             return False
-        return self.search is None or searched(self.search, words(content_text(row["content"])))
+        text = content_text(row["content"])
+        return self.search is None or searched(self.search, fts_words(text))
 
     def may_hold(self, frame: Frame, masks: QueryMasks) -> bool:
         """False when the frame's ranges or filter rule out every row it holds."""
@@ -74,8 +77,8 @@ def _whole_runs(term: Term) -> list[str]:
 
 
 def term_runs(term: Term) -> list[str]:
-    """A term's words as the index cuts them."""
-    return [run for word in term.words for run in words(word)]
+    """A term's words as the index cuts them (FTS5 cuts the quoted phrase as one text)."""
+    return fts_words(" ".join(term.words))
 
 
 def searched(search: SearchQuery, doc: list[str]) -> bool:

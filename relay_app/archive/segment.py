@@ -21,8 +21,8 @@ import orjson
 import zstandard
 
 from relay_app.archive.bloom import Bloom, field_token
+from relay_app.archive.tokens import fts_words
 from relay_app.store_archive import Candidate
-from relay_app.store_search import words
 
 SUFFIX = ".jsonl.zst"
 TMP_SUFFIX = ".tmp"
@@ -106,7 +106,7 @@ def ids_digest(msg_ids: Iterable[str]) -> str:
 def row_tokens(row: dict[str, Any], text: str) -> set[str]:
     """What a frame's filter holds of one row: the words of its text and its field values."""
     tokens = {field_token(name, str(row[name])) for name in INDEXED_FIELDS if row[name] is not None}
-    tokens.update(words(text))
+    tokens.update(fts_words(text))
     return tokens
 
 

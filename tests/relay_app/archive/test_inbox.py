@@ -260,14 +260,11 @@ def test_live_updates_keep_rows_that_moved_to_the_archive_while_shown(
     assert update.total == len(shown)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the archive cuts words with store_search.words (NFKD, \\w runs); FTS5's unicode61"
-    " keeps emoji and compatibility characters (ﬁ, ²) as they are",
-)
 def test_a_search_for_emoji_or_compatibility_characters_agrees_archived_and_hot(
     tier: Tier,
 ) -> None:
+    # FTS5's unicode61 keeps a newer emoji inside a word, and folds neither ligatures
+    # nor superscripts: Python's \w runs and NFKD would cut and fold all three.
     contents = [{"text": "kangaroo🦘hop"}, {"text": "ﬁle x²"}]
     moved = [row(T_OLD + i, agent="agent-1", content=c) for i, c in enumerate(contents)]
     hot = [row(T_OLD + i, agent="agent-2", content=c) for i, c in enumerate(contents)]
@@ -276,11 +273,13 @@ def test_a_search_for_emoji_or_compatibility_characters_agrees_archived_and_hot(
     assert tier.archiver().run_once().moved == 2
     tier.index_all()
     index = {r.msg_id: i for rows in (moved, hot) for i, r in enumerate(rows)}
-    for text in ("kangaroo", "file", "x2"):
+    found = {}
+    for text in ("kangaroo", "kangaroo🦘hop", "file", "ﬁle", "x2", "x²", "x"):
         in_hot = tier.store.inbox.page(InboxQuery(status="inbox", search=search(text)), BUDGET)
         in_archive = tier.store.inbox.page(
             InboxQuery(status="archived", search=search(text)), BUDGET
         )
-        assert sorted(index[m] for m in listed(in_hot)) == sorted(
-            index[m] for m in listed(in_archive)
-        ), text
+        found[text] = sorted(index[m] for m in listed(in_archive))
+        assert sorted(index[m] for m in listed(in_hot)) == found[text], text
+    assert found == {"kangaroo": [], "kangaroo🦘hop": [], "file": [], "ﬁle": [1], "x2": [],
+                     "x²": [1], "x": []}  # fmt: skip

@@ -1,7 +1,8 @@
-"""The archive's words are the hot index's words: whole texts cut by FTS5 itself agree."""
+"""The archive's words are the hot index's words, and its searches find what the index finds."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator
 
@@ -10,7 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay_app.archive.tokens import TOKENIZER, fts_words
+from relay_app.inbox.search import parse_search
+from relay_app.store_inbox import InboxQuery, ReadBudget
 from relay_app.stores.sqlite_schema import MIGRATIONS
+from tests.relay_app.archive.tiers import T_OLD, Tier, row
 
 # Any code point a JSON string may carry, weighted toward the ones tokenizers disagree on.
 TEXT = st.text(
@@ -43,3 +47,49 @@ def test_a_text_cuts_into_the_words_fts5_holds_for_it(index: sqlite3.Connection,
     index.execute("INSERT INTO f (rowid, body) VALUES (1, ?)", (text.replace("\x00", " "),))
     held = [t for (t,) in index.execute("SELECT term FROM v ORDER BY offset")]
     assert fts_words(text) == held
+
+
+VOCABULARY = ["alpha", "beta", "gamma", "alphabet", "Beta", "ÄLPHA", "gam-ma", "x²", "ﬁle",
+              "file", "42", "4.2", "kangaroo🦘hop", "naïve", "snake_case"]  # fmt: skip
+QUERY_WORDS = ["alpha", "alp*", '"alpha beta"', "-beta", "OR", "gamma", "gam*", "x²", "42",
+               '"4.2"', "ﬁle", "file", "naive", "snake", "-gam*", "kangaroo", "beta*"]  # fmt: skip
+CONTENTS = st.lists(
+    st.lists(st.sampled_from(VOCABULARY), max_size=8).map(" ".join), min_size=1, max_size=5
+)
+QUERIES = st.lists(
+    st.lists(st.sampled_from(QUERY_WORDS), min_size=1, max_size=4).map(" ".join),
+    min_size=1,
+    max_size=4,
+)
+EXAMPLES = itertools.count()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(CONTENTS, QUERIES)
+def test_a_search_finds_the_same_texts_archived_as_the_hot_index_finds(
+    tier: Tier, texts: list[str], queries: list[str]
+) -> None:
+    n = next(EXAMPLES)
+    moved = [row(T_OLD + i, agent=f"moved-{n}", content={"t": t}) for i, t in enumerate(texts)]
+    hot = [row(T_OLD + i, agent=f"hot-{n}", content={"t": t}) for i, t in enumerate(texts)]
+    tier.put(moved + hot)
+    tier.mark_archived(*(r.msg_id for r in moved))
+    assert tier.archiver().run_once().moved == len(moved)
+    tier.index_all()
+    number = {r.msg_id: i for rows in (moved, hot) for i, r in enumerate(rows)}
+    budget = ReadBudget(rows=50, count_cap=1000, rows_s=30.0, count_s=30.0)
+    for text in queries:
+        search = parse_search(text)
+        if search is None:
+            continue
+        views = (InboxQuery(status="inbox", agent_id=f"hot-{n}", search=search),
+                 InboxQuery(status="archived", agent_id=f"moved-{n}", search=search))  # fmt: skip
+        in_hot, in_archive = (
+            sorted(number[r.msg_id] for r in tier.store.inbox.page(view, budget).rows)
+            for view in views
+        )
+        assert in_hot == in_archive, text

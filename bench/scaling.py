@@ -20,6 +20,14 @@ At each size a relay process serves the database and, from one keep-alive client
 Every row, filled or posted, gets its timestamp from one timeline over 60 days in id
 order (as rows arrive in production), so "since an hour ago" means the newest rows.
 The quick mode stops at 100k. Last line: {"sizes": [...], "at": {"10k": {...}, ...}}.
+
+With `--hot N` the store keeps at most N messages hot: after each fill, the rows past
+the newest N are archived (status set as the inbox's Archive sets it) and moved into
+segments by `commander-relay archive` as its own process (timed, `archive_s`), so a size
+counts messages stored in all, hot plus archive. Then a msg_id lookup of archived rows
+joins the node API group. `--sizes 1000000,10000000 --hot 1000000` is issue 16's 10M.
+The relay takes messages of any agent from its node (`--allow-any-agent`): the posted
+agents belong to no topology.
 """
 
 from __future__ import annotations
@@ -38,7 +46,9 @@ from typing import Any
 
 import orjson
 
-from bench.tools.relay_http import NODE, Client, node_headers, operator_client, start_relay_on
+from bench._archive_run import relay_command
+from bench.archive import start_relay
+from bench.tools.relay_http import NODE, Client, node_headers, operator_client
 from bench.tools.stats import percentile
 from relay_app.store import MessageRow, StoreMessages
 from runtime.core.envelope import MessageEnvelope, encode_content, new_msg_id
@@ -166,7 +176,9 @@ def _send(url: str, bodies: list[bytes]) -> None:
     client.close()
 
 
-def queries(url: str, msg_ids: list[str], newest: float, runs: int) -> dict[str, Any]:
+def queries(
+    url: str, msg_ids: list[str], newest: float, runs: int, archived: Sequence[str] = ()
+) -> dict[str, Any]:
     """Node API and inbox queries at the client, p50 and p99 of each group."""
     since = newest - 3600
     api = [
@@ -175,8 +187,11 @@ def queries(url: str, msg_ids: list[str], newest: float, runs: int) -> dict[str,
         "/query/messages?task=task-123&limit=100",
         *(f"/query/messages/{m}" for m in msg_ids),
     ]
+    if archived:
+        api_archived = [f"/query/messages/{m}" for m in archived]
     groups = {
         "api": api,
+        **({"archived_lookup": api_archived} if archived else {}),
         "since": [
             f"/query/messages?since={since:.3f}&limit=100",
             f"/query/messages?since={newest + 1:.3f}&limit=100",
@@ -189,7 +204,7 @@ def queries(url: str, msg_ids: list[str], newest: float, runs: int) -> dict[str,
     medians: dict[str, float] = {}
     try:
         for name, paths in groups.items():
-            client = node if name in ("api", "since") else operator
+            client = node if name in ("api", "since", "archived_lookup") else operator
             n = SINCE_RUNS if name == "since" else runs
             per_path = {path: client.time_gets([path], n, warm=1) for path in paths}
             samples = [ms for each in per_path.values() for ms in each]
@@ -200,7 +215,8 @@ def queries(url: str, msg_ids: list[str], newest: float, runs: int) -> dict[str,
     finally:
         node.close()
         operator.close()
-    slowest = max(medians, key=lambda path: medians[path])
+    hot = [path for path in medians if path not in groups.get("archived_lookup", [])]
+    slowest = max(hot, key=lambda path: medians[path])
     out["slowest"] = f"{slowest} p50 {medians[slowest]:.2f} ms"
     return out
 
@@ -223,15 +239,47 @@ def stored(data_dir: Path) -> tuple[int, list[str], float]:
     return int(count), ids, float(newest)
 
 
+def archive_all_but(data_dir: Path, keep: int) -> dict[str, Any]:
+    """Archive every hot row but the newest `keep` and move them by `commander-relay
+    archive`; return the seconds the move took and a few archived msg_ids."""
+    import sqlite3
+
+    db = data_dir / "messages" / "cluster_messages.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        hot = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        first = conn.execute("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?",
+                             (keep,)).fetchone()  # fmt: skip
+        if hot <= keep or first is None:
+            return {}
+        began = time.perf_counter()
+        conn.execute("UPDATE messages SET status = 'archived' WHERE id <= ?", (first[0],))
+        marked = time.perf_counter() - began
+        picks = [conn.execute("SELECT msg_id FROM messages WHERE id >= ? LIMIT 1",
+                              (max(1, first[0] * k // 5),)).fetchone()[0]
+                 for k in range(1, 5)]  # fmt: skip
+    finally:
+        conn.close()
+    done = relay_command("archive", "--data-dir", str(data_dir), "--after-days", "0")
+    print(f"{done.out.strip()} (top id {top})", flush=True)
+    return {"archived_ids": picks, "mark_s": round(marked, 1), "archive_s": round(done.seconds, 1),
+            "archiver_rss_mb": round(done.rss_mb, 1)}  # fmt: skip
+
+
 def measure_at(
-    data_dir: Path, work: Path, size: int, quick: bool, timeline: Timeline
+    data_dir: Path, work: Path, size: int, quick: bool, timeline: Timeline, hot: int | None = None
 ) -> dict[str, Any]:
     """Serve the database from a relay process and measure ingest and queries."""
+    moved = archive_all_but(data_dir, hot) if hot is not None else {}
+    archived = moved.pop("archived_ids", [])
     count, msg_ids, newest = stored(data_dir)
-    relay = start_relay_on(data_dir, work / label(size))
+    relay = start_relay(data_dir, work / label(size))
     try:
-        found: dict[str, Any] = {"stored_before": count}
-        found |= queries(relay.url, msg_ids, newest, 10 if quick else 30)
+        found: dict[str, Any] = {"stored_before": count, **moved}
+        if hot is not None:
+            found["stored_in_all"] = _stored_in_all(data_dir)
+        found |= queries(relay.url, msg_ids, newest, 10 if quick else 30, archived)
         found |= ingest(relay.url, 100 if quick else 300, 6 if quick else 20, count, timeline)
     finally:
         relay.terminate()
@@ -243,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scaling")
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer samples")
     parser.add_argument("--sizes", help="comma-separated corpus sizes (default 10k,100k,1M)")
+    parser.add_argument("--hot", type=int, help="keep at most this many hot; archive the rest")
     args = parser.parse_args(argv)
     default = "10000,100000" if args.quick else "10000,100000,1000000"
     sizes = sorted(int(s) for s in (args.sizes or default).split(","))
@@ -252,12 +301,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         data_dir = Path(tmp) / "relay"
         for size in sizes:
-            have = stored(data_dir)[0] if (data_dir / "messages").exists() else 0
+            have = _stored_in_all(data_dir)
             fill_s = fill(data_dir, have, size, rng, timeline) if size > have else 0.0
-            measured = measure_at(data_dir, Path(tmp), size, args.quick, timeline)
+            measured = measure_at(data_dir, Path(tmp), size, args.quick, timeline, args.hot)
             at = {"fill_s": round(fill_s, 1), **measured}
             result["at"][label(size)] = at
             print(f"{label(size):>4}: {json.dumps(at)}", flush=True)
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
     return 0
+
+
+def _stored_in_all(data_dir: Path) -> int:
+    """Messages stored, hot and archived: the largest row id (rows are never deleted but
+    by the archive, and the fill and the posts number them in order)."""
+    import sqlite3
+
+    db = data_dir / "messages" / "cluster_messages.db"
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+    finally:
+        conn.close()

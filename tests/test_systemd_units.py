@@ -264,7 +264,7 @@ def test_the_timer_runs_the_archiver_which_verifies_what_it_wrote() -> None:
 def test_systemd_analyze_verify_accepts_the_archiver_and_its_timer(
     systemd_analyze: str, tmp_path: Path
 ) -> None:
-    binary = ARCHIVE_EXEC.split()[0]
+    binary = ARCHIVE_EXEC.split(maxsplit=1)[0]
     for kind, source in ARCHIVE_UNITS.items():
         text = source.read_text(encoding="utf-8")
         if kind == "service":

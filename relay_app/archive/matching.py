@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay_app.archive.bloom import Mask, field_token
+from relay_app.archive.prefilter import Prefilter
 from relay_app.archive.segment import INDEXED_FIELDS, Frame
 from relay_app.archive.tokens import fts_words
 from relay_app.store_search import SearchQuery, Term, content_text
@@ -36,8 +37,13 @@ class ArchiveQuery:
             self.until is not None and ts >= self.until
         ):
             return False
-        text = content_text(row["content"])
-        return self.search is None or searched(self.search, fts_words(text))
+        if self.search is None:
+            return True
+        return searched(self.search, fts_words(content_text(row["content"])))
+
+    def prefilter(self) -> Prefilter:
+        """The byte tests a row's line must pass before it is parsed."""
+        return Prefilter.of(self.equal, self.search)
 
     def may_hold(self, frame: Frame, masks: QueryMasks) -> bool:
         """False when the frame's ranges or filter rule out every row it holds."""

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from relay_app.archive.matching import ArchiveQuery
+from relay_app.archive.prefilter import Prefilter
 from relay_app.archive.segment import (
     Frame,
     SegmentDamaged,
     SegmentIndex,
+    frame_lines,
+    parse_line,
     read_frame,
     segment_path,
     verify,
@@ -194,6 +197,7 @@ class ArchiveReader:
         best: list[Ranked] = []
         out: list[dict[str, Any]] = []
         hidden, frames = self._frames(query, order, start)
+        test = query.prefilter()
         frames.sort(key=lambda f: order.upper(f[1]), reverse=True)
         for n, (segment, frame) in enumerate(frames):
             _emit(best, out, order.upper(frame), want)
@@ -201,7 +205,7 @@ class ArchiveReader:
                 break
             if self._clock() > deadline:
                 raise QueryTooSlow("the archive took too long to read; narrow the filters")
-            for row in self._rows(segment, frame, query, hidden):
+            for row in self._rows(segment, frame, query, hidden, test):
                 key = order.key(row)
                 if start is None or key < start:
                     heapq.heappush(best, (tuple(-k for k in key), n, row))
@@ -214,18 +218,20 @@ class ArchiveReader:
     def scan(self, query: ArchiveQuery, order: Order) -> Iterator[dict[str, Any]]:
         """Every row matching `query`, frame by frame in file order (not sorted)."""
         hidden, frames = self._frames(query, order, None)
+        test = query.prefilter()
         for segment, frame in frames:
-            yield from self._rows(segment, frame, query, hidden)
+            yield from self._rows(segment, frame, query, hidden, test)
 
     def count(self, query: ArchiveQuery, cap: int, budget_s: float = math.inf) -> int | None:
         """Rows matching `query`, at most `cap`; None past `budget_s`."""
         deadline = self._clock() + budget_s
         found = 0
         hidden, frames = self._frames(query, Order(), None)
+        test = query.prefilter()
         for segment, frame in frames:
             if self._clock() > deadline:
                 return None
-            found += sum(1 for _ in self._rows(segment, frame, query, hidden))
+            found += sum(1 for _ in self._rows(segment, frame, query, hidden, test))
             if found >= cap:
                 return cap
         return found
@@ -251,16 +257,19 @@ class ArchiveReader:
         frame: Frame,
         query: ArchiveQuery,
         hidden: frozenset[tuple[int, str]],
+        test: Prefilter,
     ) -> Iterator[dict[str, Any]]:
+        sid = segment.record.id
         try:
-            rows = read_frame(segment.path, frame)
+            lines = frame_lines(segment.path, frame)
+            for line in lines:
+                if not test.may_match(line):
+                    continue
+                row = parse_line(segment.path, frame, line)
+                if query.admits(row) and (sid, row["msg_id"]) not in hidden:
+                    yield row
         except SegmentDamaged as exc:
             self._mark(segment.record.name, str(exc))
-            return
-        sid = segment.record.id
-        for row in rows:
-            if query.admits(row) and (sid, row["msg_id"]) not in hidden:
-                yield row
 
     def check(self) -> dict[str, str]:
         """Read every segment back whole; return (and remember) the damaged ones."""

@@ -183,19 +183,34 @@ def segment_path(directory: Path, name: str) -> Path:
 
 def read_frame(path: Path, frame: Frame) -> list[dict[str, Any]]:
     """The rows of one frame, parsed; SegmentDamaged when the bytes are not that frame."""
+    return [parse_line(path, frame, line) for line in frame_lines(path, frame)]
+
+
+def frame_lines(path: Path, frame: Frame) -> list[bytes]:
+    """The lines of one frame, unparsed; SegmentDamaged when the bytes are not that frame."""
     try:
         with path.open("rb") as f:
             f.seek(frame.offset)
             data = f.read(frame.length)
         if len(data) != frame.length:
             raise SegmentDamaged(f"{path.name}: truncated at frame offset {frame.offset}")
-        text = zstandard.ZstdDecompressor().decompress(data)
-        rows = [orjson.loads(line) for line in text.splitlines()]
-    except (OSError, zstandard.ZstdError, orjson.JSONDecodeError) as exc:
+        lines = zstandard.ZstdDecompressor().decompress(data).splitlines()
+    except (OSError, zstandard.ZstdError) as exc:
         raise SegmentDamaged(f"{path.name}: frame at {frame.offset}: {exc}") from exc
-    if len(rows) != frame.rows:
-        raise SegmentDamaged(f"{path.name}: frame at {frame.offset} holds {len(rows)} rows")
-    return rows
+    if len(lines) != frame.rows:
+        raise SegmentDamaged(f"{path.name}: frame at {frame.offset} holds {len(lines)} rows")
+    return lines
+
+
+def parse_line(path: Path, frame: Frame, line: bytes) -> dict[str, Any]:
+    """One line of a frame, parsed; SegmentDamaged when it is not JSON."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise SegmentDamaged(f"{path.name}: frame at {frame.offset}: {exc}") from exc
+    if not isinstance(row, dict):
+        raise SegmentDamaged(f"{path.name}: frame at {frame.offset}: a line is not an object")
+    return row
 
 
 def verify(path: Path, index: SegmentIndex, rows: int, msg_ids_sha256: str) -> None:

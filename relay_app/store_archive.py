@@ -10,6 +10,7 @@ exactly one visible place.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,11 +99,33 @@ class ArchiveStore(Protocol):
     def generation(self) -> int:
         """A number that changes whenever the manifest or the hidden rows do."""
 
-    def manifest(self) -> Manifest:
-        """The whole manifest as of one read."""
+    def manifest(self, index_after: int = 0) -> Manifest:
+        """The whole manifest as of one read; segments' indexes only for ids past
+        `index_after` (b"" for the others: a reader already holds what it needs of them)."""
+
+    def frame_index(self, segment_id: int) -> bytes | None:
+        """One segment's recorded index, or None when no such segment is recorded."""
 
     def locate(self, msg_ids: tuple[str, ...]) -> dict[str, tuple[int, int]]:
         """msg_id -> (segment id, frame), for those of `msg_ids` in the archive."""
 
     def free_pages(self) -> int:
         """Pages of the hot file free for reuse."""
+
+
+# How the engine's full-text index cuts text, told a character at a time: for each of
+# the characters, its folded form inside a word ("" when folded away), or None when it
+# separates words. The archive cuts words by it (`relay_app.archive.tokens`), so a search
+# finds among archived messages what the index finds among hot ones.
+WordClassifier = Callable[[Sequence[str]], list[str | None]]
+_classifier: list[WordClassifier] = []
+
+
+def use_word_classifier(classifier: WordClassifier) -> None:
+    """Cut archived words as `classifier` says (an engine's store calls this on opening)."""
+    _classifier[:] = [classifier]
+
+
+def word_classifier() -> WordClassifier | None:
+    """The classifier an engine gave, or None before any store with an archive opened."""
+    return _classifier[0] if _classifier else None

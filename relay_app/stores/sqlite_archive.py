@@ -7,6 +7,8 @@ Reads run on the store's read pool (`SqliteArchive`); `ArchiveMove`, `ArchiveRes
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from relay_app.store_archive import (
     MoveRaced,
     ReclaimSpace,
     SegmentRecord,
+    use_word_classifier,
 )
 from relay_app.store_inbox import RecordAudit
 from relay_app.store_search import searchable
@@ -43,8 +46,9 @@ class SqliteArchive:
     """`ArchiveStore` on the read pool."""
 
     def __init__(self, pool: ReadPool) -> None:
-        """Read through `pool`."""
+        """Read through `pool`; archived text is cut into words as messages_fts cuts it."""
         self._pool = pool
+        use_word_classifier(classify_chars)
 
     def candidates(self, aged_before: float | None, limit: int) -> list[Candidate]:
         """Archived messages by report time, then those received before `aged_before`."""
@@ -69,12 +73,15 @@ class SqliteArchive:
         with self._pool.read() as conn:
             return int(conn.execute(GENERATION).fetchone()[0])
 
-    def manifest(self) -> Manifest:
-        """Every segment and every hidden row, as of one read."""
+    def manifest(self, index_after: int = 0) -> Manifest:
+        """Every segment and every hidden row, as of one read (indexes past `index_after`)."""
+        columns = SEGMENT_COLUMNS.replace(
+            "frame_index", "CASE WHEN id > ? THEN frame_index ELSE x'' END"
+        )
         with self._pool.read() as conn:
             generation = int(conn.execute(GENERATION).fetchone()[0])
             segments = conn.execute(
-                f"SELECT {SEGMENT_COLUMNS} FROM archive_segments ORDER BY id"
+                f"SELECT {columns} FROM archive_segments ORDER BY id", (index_after,)
             ).fetchall()
             hidden = conn.execute("SELECT segment_id, msg_id FROM archive_hidden").fetchall()
         return Manifest(
@@ -82,6 +89,14 @@ class SqliteArchive:
             tuple(_segment(row) for row in segments),
             frozenset((int(s), str(m)) for s, m in hidden),
         )
+
+    def frame_index(self, segment_id: int) -> bytes | None:
+        """One segment's index blob."""
+        with self._pool.read() as conn:
+            found = conn.execute(
+                "SELECT frame_index FROM archive_segments WHERE id = ?", (segment_id,)
+            ).fetchone()
+        return None if found is None else bytes(found[0])
 
     def locate(self, msg_ids: tuple[str, ...]) -> dict[str, tuple[int, int]]:
         """msg_id -> (segment id, frame) of the archived ones."""
@@ -101,6 +116,38 @@ class SqliteArchive:
         """Pages on the hot file's free list."""
         with self._pool.read() as conn:
             return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+# As sqlite_schema creates messages_fts (tests/relay_app/archive/test_tokens.py checks).
+FTS_TOKENIZER = "unicode61 remove_diacritics 2"
+_tokenizer_lock = threading.Lock()
+_tokenizer: list[sqlite3.Connection] = []
+
+
+def classify_chars(chars: Sequence[str]) -> list[str | None]:
+    """How FTS5 with messages_fts's tokenizer cuts each character between two letters:
+    inside one word, folded to what, or between two (None)."""
+    with _tokenizer_lock:
+        if not _tokenizer:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
+            conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(body, tokenize='{FTS_TOKENIZER}')")
+            conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+            _tokenizer.append(conn)
+        conn = _tokenizer[0]
+        conn.execute("DELETE FROM t")
+        conn.executemany(
+            "INSERT INTO t (rowid, body) VALUES (?, ?)",
+            [(i, f"a{c}b") for i, c in enumerate(chars)],
+        )
+        terms: dict[int, list[str]] = {}
+        for doc, term in conn.execute("SELECT doc, term FROM v ORDER BY doc, offset"):
+            terms.setdefault(int(doc), []).append(str(term))
+    out: list[str | None] = []
+    for i in range(len(chars)):
+        found = terms.get(i, [])
+        whole = len(found) == 1 and found[0][:1] == "a" and found[0][-1:] == "b"
+        out.append(found[0][1:-1] if whole else None)
+    return out
 
 
 def _segment(row: Any) -> SegmentRecord:

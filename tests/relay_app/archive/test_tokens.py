@@ -10,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay_app.archive.tokens import TOKENIZER, fts_words
+from relay_app.archive.tokens import fts_words
 from relay_app.inbox.search import parse_search
+from relay_app.store_archive import use_word_classifier
 from relay_app.store_inbox import InboxQuery, ReadBudget
+from relay_app.stores.sqlite_archive import FTS_TOKENIZER, classify_chars
 from relay_app.stores.sqlite_schema import MIGRATIONS
 from tests.relay_app.archive.tiers import T_OLD, Tier, row
 
@@ -26,9 +28,11 @@ TEXT = st.text(
 
 @pytest.fixture(scope="module")
 def index() -> Iterator[sqlite3.Connection]:
-    """An FTS5 table made as the hot store makes messages_fts, and a view of its words."""
+    """An FTS5 table made as the hot store makes messages_fts, and a view of its words;
+    the archive told to cut words as SQLite does (as opening a SQLite store tells it)."""
+    use_word_classifier(classify_chars)
     conn = sqlite3.connect(":memory:")
-    conn.execute(f"CREATE VIRTUAL TABLE f USING fts5(body, tokenize='{TOKENIZER}')")
+    conn.execute(f"CREATE VIRTUAL TABLE f USING fts5(body, tokenize='{FTS_TOKENIZER}')")
     conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
     yield conn
     conn.close()
@@ -37,7 +41,7 @@ def index() -> Iterator[sqlite3.Connection]:
 def test_the_tokenizer_is_the_one_the_hot_index_is_made_with() -> None:
     made = [sql for step in MIGRATIONS for sql in step if "messages_fts USING fts5" in sql]
     assert len(made) == 1
-    assert f"tokenize='{TOKENIZER}'" in made[0]
+    assert f"tokenize='{FTS_TOKENIZER}'" in made[0]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

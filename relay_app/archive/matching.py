@@ -45,15 +45,21 @@ class ArchiveQuery:
         """The byte tests a row's line must pass before it is parsed."""
         return Prefilter.of(self.equal, self.search)
 
-    def may_hold(self, frame: Frame, masks: QueryMasks) -> bool:
-        """False when the frame's ranges or filter rule out every row it holds."""
+    def in_window(self, frame: Frame) -> bool:
+        """False when the frame's report times all lie outside the query's window."""
         if self.since is not None and frame.max_ts < self.since:
             return False
-        if self.until is not None and frame.min_ts >= self.until:
+        return self.until is None or frame.min_ts < self.until
+
+    def may_hold(self, frame: Frame, masks: QueryMasks) -> bool:
+        """False when the frame's filter rules out every row it holds (a frame whose
+        filter is not loaded may hold any)."""
+        bloom = frame.bloom
+        if bloom is None:
+            return True
+        if not all(any(bloom.may_hold(m) for m in alts) for alts in masks.equal):
             return False
-        if not all(any(frame.bloom.may_hold(m) for m in alts) for alts in masks.equal):
-            return False
-        return all(any(frame.bloom.may_hold(m) for m in alts) for alts in masks.groups)
+        return all(any(bloom.may_hold(m) for m in alts) for alts in masks.groups)
 
     def masks(self) -> QueryMasks:
         """The filter tests of this query, made once per read."""
@@ -74,6 +80,11 @@ class QueryMasks:
 
     equal: list[list[Mask]]
     groups: list[list[Mask]]
+
+    @property
+    def empty(self) -> bool:
+        """True when no frame's filter can rule anything out for the query."""
+        return not self.equal and not self.groups
 
 
 def _whole_runs(term: Term) -> list[str]:

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +97,24 @@ class ArchiveReader:
         generation = self._store.generation()
         with self._lock:
             if generation != self._generation:
-                manifest = self._store.manifest()
-                self._segments = dict(self._load(r) for r in manifest.segments)
+                known = self._segments
+                manifest = self._store.manifest(index_after=max(known, default=0))
+                self._segments = {r.id: known.get(r.id) or self._load(r) for r in manifest.segments}
                 self._check_sizes()
                 self._hidden = manifest.hidden
                 self._generation = manifest.generation
             return self._segments, self._hidden
 
-    def _load(self, record: SegmentRecord) -> tuple[int, _Segment]:
+    def _load(self, record: SegmentRecord) -> _Segment:
+        """A new segment's frames, ranges only: filters are read when a query needs them,
+        so the relay's memory does not grow with the archive."""
         try:
-            index = SegmentIndex.decode(record.index)
+            index = SegmentIndex.decode(record.index, filters=False)
         except SegmentDamaged as exc:
             self._mark(record.name, str(exc))
             index = SegmentIndex(())
-        return record.id, _Segment(record, index, segment_path(self.directory, record.name))
+        path = segment_path(self.directory, record.name)
+        return _Segment(replace(record, index=b""), index, path)
 
     def _check_sizes(self) -> None:
         """Name missing and truncated segments at once (their content is checked on read)."""
@@ -242,14 +246,34 @@ class ArchiveReader:
         """The hidden rows and the frames that may hold rows of `query` past `start`."""
         segments, hidden = self._current()
         masks = query.masks()
-        frames = [
-            (segment, frame)
-            for segment in segments.values()
-            if segment.record.name not in self.damaged
-            for frame in segment.index.frames
-            if (start is None or order.lower(frame) < start) and query.may_hold(frame, masks)
-        ]
+        frames: list[tuple[_Segment, Frame]] = []
+        for segment in segments.values():
+            if segment.record.name in self.damaged:
+                continue
+            within = [
+                i
+                for i, f in enumerate(segment.index.frames)
+                if (start is None or order.lower(f) < start) and query.in_window(f)
+            ]
+            if within and not masks.empty:
+                loaded = self._filters(segment)
+                within = [i for i in within if loaded and query.may_hold(loaded[i], masks)]
+            frames += [(segment, segment.index.frames[i]) for i in within]
         return hidden, frames
+
+    def _filters(self, segment: _Segment) -> tuple[Frame, ...]:
+        """The segment's frames with their filters, read from the manifest for this one
+        read (its index is one blob); () when it cannot be read back."""
+        blob = self._store.frame_index(segment.record.id)
+        try:
+            loaded = SegmentIndex.decode(blob or b"")
+        except SegmentDamaged as exc:
+            self._mark(segment.record.name, str(exc))
+            return ()
+        if len(loaded.frames) != len(segment.index.frames):
+            self._mark(segment.record.name, "its recorded index changed")
+            return ()
+        return loaded.frames
 
     def _rows(
         self,

@@ -47,7 +47,7 @@ class Frame:
     max_ts: float
     min_id: int
     max_id: int
-    bloom: Bloom
+    bloom: Bloom | None = None  # None: not loaded (a reader keeps only the ranges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +58,26 @@ class SegmentIndex:
 
     def encode(self) -> bytes:
         """A compact form for the manifest: the frames' numbers as JSON, then their filters."""
-        head = [[f.offset, f.length, f.rows, f.min_ts, f.max_ts, f.min_id, f.max_id,
-                 f.bloom.size] for f in self.frames]  # fmt: skip
+        filters = [f.bloom for f in self.frames if f.bloom is not None]
+        assert len(filters) == len(self.frames), "an index is written with every filter"
+        head = [[f.offset, f.length, f.rows, f.min_ts, f.max_ts, f.min_id, f.max_id, b.size]
+                for f, b in zip(self.frames, filters, strict=True)]  # fmt: skip
         body = orjson.dumps(head)
-        blooms = b"".join(f.bloom.to_bytes() for f in self.frames)
+        blooms = b"".join(b.to_bytes() for b in filters)
         raw = len(body).to_bytes(4, "little") + body + blooms
         return zstandard.ZstdCompressor(level=3).compress(raw)
 
     @staticmethod
-    def decode(blob: bytes) -> SegmentIndex:
-        """The index `encode` wrote; SegmentDamaged when it is not one."""
+    def decode(blob: bytes, *, filters: bool = True) -> SegmentIndex:
+        """The index `encode` wrote (without `filters`, only the frames' ranges);
+        SegmentDamaged when it is not one."""
         try:
             raw = zstandard.ZstdDecompressor().decompress(blob)
             size = int.from_bytes(raw[:4], "little")
             head = orjson.loads(raw[4 : 4 + size])
             at, frames = 4 + size, []
             for offset, length, rows, min_ts, max_ts, min_id, max_id, bits in head:
-                bloom = Bloom.from_bytes(raw[at : at + bits // 8])
+                bloom = Bloom.from_bytes(raw[at : at + bits // 8]) if filters else None
                 at += bits // 8
                 frames.append(Frame(offset, length, rows, min_ts, max_ts, min_id, max_id, bloom))
         except (zstandard.ZstdError, orjson.JSONDecodeError, ValueError, TypeError) as exc:

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from relay_app.archive.segment import SegmentDamaged, SegmentIndex, segment_path
+from relay_app.cli import main
 from tests.relay_app.archive.tiers import T_OLD, Tier, envelope, row
 from tests.relay_app.helpers import batch
 from tests.support import REPO
@@ -91,15 +92,16 @@ def test_a_flipped_byte_makes_a_lookup_answer_503_never_404(archive_relay: Tier)
     assert damaged_metric(archive_relay) == 1
 
 
-def test_archive_verify_exits_non_zero_and_names_a_damaged_segment(archive_relay: Tier) -> None:
+def test_archive_verify_exits_non_zero_and_names_a_damaged_segment(
+    archive_relay: Tier, capsys: pytest.CaptureFixture[str]
+) -> None:
     two_segments(archive_relay)
-    args = [sys.executable, "-m", "relay_app.cli", "archive", "--verify",
-            "--data-dir", str(archive_relay.data_dir)]  # fmt: skip
-    sound = subprocess.run(args, cwd=REPO, capture_output=True, timeout=60, check=False)
-    assert sound.returncode == 0, sound.stderr.decode()
-    assert b"0 damaged segments" in sound.stdout
+    where = ["--data-dir", str(archive_relay.data_dir)]
+    assert main(["archive", "--verify", *where]) == 0  # in this process: the sound case
+    assert "0 damaged segments" in capsys.readouterr().out
     path = segment_file(archive_relay, 1)
     flip_a_byte_inside_its_frame(path, archive_relay, 1)
+    args = [sys.executable, "-m", "relay_app.cli", "archive", "--verify", *where]
     damaged = subprocess.run(args, cwd=REPO, capture_output=True, timeout=60, check=False)
     assert damaged.returncode == 1, damaged.stdout.decode()
     assert path.name.removesuffix(".jsonl.zst").encode() in damaged.stderr

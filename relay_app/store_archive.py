@@ -92,9 +92,12 @@ class MoveRaced(Exception):
 class ArchiveStore(Protocol):
     """The archive's reads of the store (its writes are the ops above)."""
 
-    def candidates(self, aged_before: float | None, limit: int) -> list[Candidate]:
+    def candidates(
+        self, aged_before: float | None, limit: int, max_bytes: int = 2**62
+    ) -> list[Candidate]:
         """Up to `limit` hot messages due for the archive: archived ones, then those
-        received before `aged_before` (None: none by age) and never restored."""
+        received before `aged_before` (None: none by age) and never restored; fewer
+        once their content passes `max_bytes` (always one at least)."""
 
     def generation(self) -> int:
         """A number that changes whenever the manifest or the hidden rows do."""

@@ -45,8 +45,14 @@ logger = logging.getLogger(__name__)
 ARCHIVE_DIR = "archive"
 LOCK_NAME = ".archiver.lock"
 # Rows per segment: one move's rows are held in memory and deleted in one transaction,
-# so this bounds both the archiver's memory and how long one move holds the writer.
-SEGMENT_ROWS = 5000
+# so this bounds both the archiver's memory and how long one move holds the writer
+# (about 70 ms at 1,000 rows and 220 ms at 5,000, docs/ARCHIVE.md).
+SEGMENT_ROWS = 2000
+# And at most this much content a move, whatever the rows' sizes.
+SEGMENT_BYTES = 16 * 1024 * 1024
+# A pause after each move: SQLite's busy handler polls, so without one the archiver could
+# take the writer's lock again before a waiting relay gets it.
+PAUSE_S = 0.05
 DAY_S = 86400.0
 RECLAIM_PAGES = 4096  # free pages handed back after each move (16 MiB at 4 KiB a page)
 
@@ -82,6 +88,8 @@ class Archiver:
         after_days: float,
         clock: Callable[[], float] = time.time,
         segment_rows: int = SEGMENT_ROWS,
+        pause_s: float = PAUSE_S,
+        sleep: Callable[[float], None] = time.sleep,
         on_step: Callable[[str], None] = lambda _step: None,
     ) -> None:
         """Move `store`'s due messages into `directory`, writing through `commit`."""
@@ -93,6 +101,8 @@ class Archiver:
         self._after_days = after_days
         self._clock = clock
         self._rows = segment_rows
+        self._pause_s = pause_s
+        self._sleep = sleep
         self._on_step = on_step
 
     def run_once(self, max_segments: int = 1_000_000) -> ArchiveRun:
@@ -101,14 +111,15 @@ class Archiver:
         with self._locked():
             run = ArchiveRun(orphans_removed=self.sweep_orphans())
             for _ in range(max_segments):
-                batch = self._archive.candidates(self._cutoff(), self._rows)
+                batch = self._archive.candidates(self._cutoff(), self._rows, SEGMENT_BYTES)
                 if not batch:
                     break
                 moved = self.move(batch)
                 run = ArchiveRun(run.segments + (moved > 0), run.moved + moved,
                                  run.orphans_removed, run.raced + (moved == 0))  # fmt: skip
-                if moved == 0 or len(batch) < self._rows:
+                if moved == 0:
                     break
+                self._sleep(self._pause_s)
         return run
 
     def _cutoff(self) -> float | None:

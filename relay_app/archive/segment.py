@@ -27,6 +27,7 @@ from relay_app.store_archive import Candidate
 SUFFIX = ".jsonl.zst"
 TMP_SUFFIX = ".tmp"
 FRAME_ROWS = 1000
+FRAME_BYTES = 1024 * 1024  # of JSON lines: a frame is cut at the row that passes it
 LEVEL = 9  # measured in docs/ARCHIVE.md: near level 19's size at 60x its speed
 # Fields whose values a frame's filter holds: the equality filters of the inbox and API.
 INDEXED_FIELDS = ("agent_id", "node_id", "role", "priority", "task_id", "sender", "recipient")
@@ -129,8 +130,8 @@ def write_segment(
     placed: list[tuple[str, int, str, str]] = []
     compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
     with tmp.open("wb") as out:
-        for chunk in _chunks(rows, FRAME_ROWS):
-            data = compressor.compress(b"".join(orjson.dumps(c.message) + b"\n" for c in chunk))
+        for chunk, lines in _chunks(rows):
+            data = compressor.compress(b"".join(lines))
             frames.append(_frame(out.tell(), len(data), chunk))
             number = len(frames) - 1
             placed.extend((m["msg_id"], number, m["node_id"], m["agent_id"])
@@ -149,15 +150,22 @@ def write_segment(
     )
 
 
-def _chunks(rows: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+def _chunks(rows: Iterable[Candidate]) -> Iterator[tuple[list[Candidate], list[bytes]]]:
+    """Frames' worth of rows and their lines: FRAME_ROWS, or fewer once FRAME_BYTES are
+    passed, so reading one message never means inflating a frame of large ones."""
     chunk: list[Candidate] = []
+    lines: list[bytes] = []
+    size = 0
     for row in rows:
+        line = orjson.dumps(row.message) + b"\n"
         chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
+        lines.append(line)
+        size += len(line)
+        if len(chunk) == FRAME_ROWS or size >= FRAME_BYTES:
+            yield chunk, lines
+            chunk, lines, size = [], [], 0
     if chunk:
-        yield chunk
+        yield chunk, lines
 
 
 def _frame(offset: int, length: int, chunk: list[Candidate]) -> Frame:

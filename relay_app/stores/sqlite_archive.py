@@ -6,6 +6,7 @@ Reads run on the store's read pool (`SqliteArchive`); `ArchiveMove`, `ArchiveRes
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from relay_app.store_inbox import RecordAudit
 from relay_app.store_search import searchable
 from relay_app.stores import sqlite_actions, sqlite_fts
 from relay_app.stores.sqlite_pool import ReadPool
-from relay_app.stores.sqlite_rows import MESSAGE_COLUMNS, message_dict
+from relay_app.stores.sqlite_rows import CONTENT_INDEX, MESSAGE_COLUMNS, content_json, message_dict
 from runtime.core.envelope import encode_json
 
 SEGMENT_COLUMNS = "id, name, rows, size, msg_ids_sha256, min_ts, max_ts, frame_index, created_at"
@@ -50,23 +51,33 @@ class SqliteArchive:
         self._pool = pool
         use_word_classifier(classify_chars)
 
-    def candidates(self, aged_before: float | None, limit: int) -> list[Candidate]:
-        """Archived messages by report time, then those received before `aged_before`."""
+    def candidates(
+        self, aged_before: float | None, limit: int, max_bytes: int = 2**62
+    ) -> list[Candidate]:
+        """Archived messages by report time, then those received before `aged_before`;
+        read one at a time and cut once their content passes `max_bytes`."""
+        found: list[Candidate] = []
+        size = 0
         with self._pool.read() as conn:
-            rows = conn.execute(
+            archived = conn.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'archived'"
                 " ORDER BY timestamp, id LIMIT ?",
                 (limit,),
-            ).fetchall()
-            if aged_before is not None and len(rows) < limit:
-                rows += conn.execute(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE received_at < ?"
-                    " AND status != 'archived'"
-                    " AND msg_id NOT IN (SELECT msg_id FROM archive_hidden)"
-                    " ORDER BY id LIMIT ?",
-                    (aged_before, limit - len(rows)),
-                ).fetchall()
-        return [_candidate(row) for row in rows]
+            )
+            aged = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE received_at < ?"
+                " AND status != 'archived'"
+                " AND msg_id NOT IN (SELECT msg_id FROM archive_hidden)"
+                " ORDER BY id LIMIT ?",
+                (aged_before, limit),
+            ) if aged_before is not None else iter(())  # fmt: skip
+            for row in itertools.chain(archived, aged):
+                if len(found) == limit or (found and size >= max_bytes):
+                    break
+                raw = content_json(row[CONTENT_INDEX])
+                size += len(raw)
+                found.append(_candidate(row, raw))
+        return found
 
     def generation(self) -> int:
         """The manifest's change counter."""
@@ -155,8 +166,8 @@ def _segment(row: Any) -> SegmentRecord:
     return SegmentRecord(seg_id, name, rows, size, digest, min_ts, max_ts, bytes(index), created_at)
 
 
-def _candidate(row: Any) -> Candidate:
-    message = message_dict(row)
+def _candidate(row: Any, raw: bytes) -> Candidate:
+    message = message_dict(row, raw)
     message["id"] = int(row[0])
     return Candidate(message, searchable(row[10]))
 

@@ -35,8 +35,10 @@ CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def relay_config(data_dir: Path) -> ClusterConfig:
-    """Two nodes with tokens, an operator who may log in, age archiving at its default."""
-    return make_config(data_dir, operator_user=OPERATOR, operator_password_hash=PASSWORD_HASH)
+    """Two nodes with tokens, an operator who may log in, age archiving at its default;
+    commits not fsynced (NORMAL in WAL): these tests are about the archive's own fsyncs."""
+    return make_config(data_dir, operator_user=OPERATOR, operator_password_hash=PASSWORD_HASH,
+                       synchronous="NORMAL")  # fmt: skip
 
 
 def row(ts: float, *, node: str = NODE_A, agent: str = "agent-1", **fields: Any) -> MessageRow:
@@ -108,6 +110,7 @@ class Tier:
     def archiver(self, after_days: float = 0, **kwargs: Any) -> Archiver:
         """An archiver on this store's archive directory, writing through this writer."""
         commit = commit_with(self.writer)
+        kwargs.setdefault("pause_s", 0.0)  # the pause spares a live relay; tests have none
         return Archiver(self.store, commit, self.directory, after_days=after_days, **kwargs)
 
     def reader(self) -> ArchiveReader:

@@ -19,7 +19,8 @@ def test_a_frame_is_cut_once_its_lines_pass_the_byte_bound(tier: Tier) -> None:
     assert [f.rows for f in frames] == [4, 4, 2]
     assert all(f.length < FRAME_BYTES for f in frames)
     found = ArchiveReader(tier.archive, tier.directory).lookup(rows[9].msg_id)
-    assert found is not None and found[1]["content"] == {"t": BIG}
+    assert found is not None
+    assert found[1]["content"] == {"t": BIG}
 
 
 def test_a_move_is_cut_once_its_content_passes_the_byte_bound(tier: Tier) -> None:

@@ -169,7 +169,7 @@ class MessagePage:
     """
 
     messages: list[dict[str, Any]]
-    total: int
+    total: int | None  # None: the archive could not be counted in time (archived=include)
     last_id: int | None
     has_more: bool
     ids: list[int] = field(default_factory=list)  # each message's row id, in page order

@@ -24,7 +24,11 @@ from relay_app.store import MessagePage, MessageQuery, MessageStore, StoredListe
 from relay_app.store_archive import ArchiveStore
 from relay_app.store_sessions import SessionStore
 
-MAX_PAGE_BYTES = 4 * 1024 * 1024  # as a hot page: content past this cuts the page
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+# What one GET /query/messages?archived=include may spend scanning the archive: past
+# PAGE_S the request answers 503 (narrow it); past COUNT_S its total is null (unknown).
+PAGE_S = 5.0
+COUNT_S = 1.0  # as a hot page: content past this cuts the page
 
 
 def with_archive(store: MessageStore, data_dir: str | Path) -> MessageStore:
@@ -91,7 +95,7 @@ class TieredStore:
                 raise BadRequest("next: a cursor without a report time cannot page the archive")
             start = order.cursor(query.after_ts, query.after_id)
         hot = self.hot.query_messages(query)
-        rows, more = self.reader.page(wanted, order, query.limit, start=start)
+        rows, more = self.reader.page(wanted, order, query.limit, start=start, budget_s=PAGE_S)
         merged = sorted(
             [
                 (order.cursor(m["timestamp"], i), i, m)
@@ -104,17 +108,17 @@ class TieredStore:
         page = _cut(merged, query.limit)
         return MessagePage(
             messages=[m for _, _, m in page],
-            total=hot.total + self._archived_total(query, wanted),
+            total=_plus(hot.total, self._archived_total(query, wanted)),
             last_id=page[-1][1] if page else None,
             has_more=hot.has_more or more or len(page) < len(merged),
             ids=[i for _, i, _ in page],
             last_ts=float(page[-1][2]["timestamp"]) if page else None,
         )
 
-    def _archived_total(self, query: MessageQuery, wanted: ArchiveQuery) -> int:
+    def _archived_total(self, query: MessageQuery, wanted: ArchiveQuery) -> int | None:
         if not wanted.equal and query.since is None and query.until is None:
             return self.reader.total()
-        return self.reader.count(wanted, cap=2**62) or 0
+        return self.reader.count(wanted, cap=2**62, budget_s=COUNT_S)
 
     def mail_after(
         self, recipients: Sequence[str], after_id: int, limit: int
@@ -143,6 +147,10 @@ class TieredStore:
     def close(self) -> None:
         """Close the engine's reads."""
         self.hot.close()
+
+
+def _plus(hot: int | None, archived: int | None) -> int | None:
+    return None if hot is None or archived is None else hot + archived
 
 
 def _archive_query(query: MessageQuery) -> ArchiveQuery | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import _archive_corpus as corpus
 from bench import archive
+from bench import archive_corpus as corpus
 from bench.tools import report
 
 ARCHIVE_HEADING = "## The long-term tier: archive format and `bench archive` (issue 16)"

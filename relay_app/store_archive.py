@@ -81,8 +81,16 @@ class ReclaimSpace:
     pages: int
 
 
-ArchiveOp = ArchiveMove | ArchiveRestore | ReclaimSpace
-ARCHIVE_OPS = (ArchiveMove, ArchiveRestore, ReclaimSpace)
+@dataclass(frozen=True, slots=True)
+class MergeIndex:
+    """Merge the full-text index's segments by about `pages` pages of work, dropping what
+    moved messages left there; the result counts 1 when there was work, 0 when none."""
+
+    pages: int
+
+
+ArchiveOp = ArchiveMove | ArchiveRestore | ReclaimSpace | MergeIndex
+ARCHIVE_OPS = (ArchiveMove, ArchiveRestore, ReclaimSpace, MergeIndex)
 
 
 class MoveRaced(Exception):

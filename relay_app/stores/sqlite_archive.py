@@ -20,6 +20,7 @@ from relay_app.store_archive import (
     ArchiveRestore,
     Candidate,
     Manifest,
+    MergeIndex,
     MoveRaced,
     ReclaimSpace,
     SegmentRecord,
@@ -178,6 +179,8 @@ def apply(conn: sqlite3.Connection, op: ArchiveOp) -> int:
         return apply_move(conn, op)
     if isinstance(op, ArchiveRestore):
         return apply_restore(conn, op)
+    if isinstance(op, MergeIndex):
+        return merge_index(conn, op)
     return reclaim(conn, op)
 
 
@@ -234,6 +237,17 @@ def apply_restore(conn: sqlite3.Connection, op: ArchiveRestore) -> int:
         sqlite_actions.record_audit(conn, RecordAudit(op.audit, tuple((r, None) for r in restored)))
     conn.execute(BUMP_GENERATION)
     return len(restored)
+
+
+def merge_index(conn: sqlite3.Connection, op: MergeIndex) -> int:
+    """Merge `messages_fts` a bounded step: a contentless FTS5 index keeps what a 'delete'
+    took out until its segments are merged, and searches of the hot rows read it all."""
+    before = conn.total_changes
+    conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (-abs(op.pages),)
+    )
+    # FTS5 says a merge that found nothing to do changes fewer than two rows.
+    return int(conn.total_changes - before >= 2)
 
 
 def reclaim(conn: sqlite3.Connection, op: ReclaimSpace) -> int:

@@ -392,8 +392,11 @@ def analyses() -> list[str]:
     lines: list[str] = []
     for doc in ANALYSES:
         if doc.exists():
-            text = doc.read_text(encoding="utf-8").splitlines()
-            lines += ["#" + line if line.startswith("#") else line for line in text] + [""]
+            fenced = False  # a comment in a code block is not a heading
+            for line in doc.read_text(encoding="utf-8").splitlines():
+                fenced ^= line.startswith("```")
+                lines.append("#" + line if line.startswith("#") and not fenced else line)
+            lines.append("")
     return lines
 
 

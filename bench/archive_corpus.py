@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from bench.query import ROLES, _cached
-from relay_app.archive.export import COLUMNS
+from relay_app.archive.export import COLUMNS, chunks
 from relay_app.archive.mover import SEGMENT_ROWS
 from relay_app.archive.segment import write_segment
 from relay_app.store_archive import Candidate
@@ -109,7 +109,7 @@ def pessimistic(count: int) -> dict[str, Any]:
     raw = archive = index = 0
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-archive-random-") as tmp:
-        for n, chunk in enumerate(_chunks(_random_rows(rng, count), SEGMENT_ROWS)):
+        for n, chunk in enumerate(chunks(_random_rows(rng, count), SEGMENT_ROWS)):
             raw += sum(len(orjson.dumps({k: c.message[k] for k in COLUMNS})) + 1 for c in chunk)
             written = write_segment(Path(tmp), f"random-{n}", chunk)
             archive += written.size
@@ -150,14 +150,3 @@ def _random_content(rng: random.Random, i: int, words: str) -> dict[str, Any]:
     if kind < 0.6:
         return {"kind": "error", "error": f"Error {rng.randint(1, 60)}", "detail": words}
     return {"kind": "task_complete", "task": f"task-{i % 5000}", "notes": words}
-
-
-def _chunks(rows: Iterator[Candidate], size: int) -> Iterator[list[Candidate]]:
-    chunk: list[Candidate] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -29,6 +29,7 @@ from relay_app.http import ClientBody, content_length
 from relay_app.multipart import boundary_of, iter_parts
 from relay_app.store import FileRecord
 from relay_app.validate import check_id
+from runtime.core.durable import fsync_dir
 from runtime.core.envelope import new_msg_id
 
 # Room for the form's boundaries, part headers and small fields around the file.
@@ -83,7 +84,7 @@ def receive_file(
         final = data_dir / "files" / agent_id / file_id
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except OSError as exc:
         raise _os_error(exc) from exc
     finally:
@@ -159,15 +160,6 @@ def _check_filename(name: str | None) -> str | None:
             " '/', '\\', '..' or control characters"
         )
     return name
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_error(exc: OSError) -> RelayAppError:

@@ -7,8 +7,8 @@ JSON string column. Either way memory holds one chunk at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -16,6 +16,7 @@ from relay_app.archive.matching import ArchiveQuery
 from relay_app.archive.reader import ArchiveReader, Order
 from relay_app.store import MessageQuery, MessageStore
 
+T = TypeVar("T")
 EXPORT_CHUNK = 1000
 COLUMNS = ("msg_id", "timestamp", "agent_id", "node_id", "task_id", "sender", "recipient",
            "role", "priority", "status", "received_at", "content")  # fmt: skip
@@ -61,7 +62,7 @@ def write_parquet(rows: Iterator[dict[str, Any]], out: IO[bytes]) -> int:
                         for n in COLUMNS])  # fmt: skip
     count = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        for chunk in _chunks(rows, EXPORT_CHUNK):
+        for chunk in chunks(rows, EXPORT_CHUNK):
             columns = {n: [r[n] for r in chunk] for n in COLUMNS}
             columns["content"] = [orjson.dumps(r["content"]).decode() for r in chunk]
             writer.write_table(pa.table(columns, schema=schema))
@@ -69,8 +70,9 @@ def write_parquet(rows: Iterator[dict[str, Any]], out: IO[bytes]) -> int:
     return count
 
 
-def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
+def chunks(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`rows` in lists of `size` (the last one shorter), never more in memory."""
+    chunk: list[T] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == size:

@@ -25,7 +25,6 @@ from relay_app.archive.segment import (
     SUFFIX,
     TMP_SUFFIX,
     WrittenSegment,
-    fsync_dir,
     segment_path,
     verify,
     write_segment,
@@ -40,6 +39,7 @@ from relay_app.store_archive import (
     ReclaimSpace,
     SegmentRecord,
 )
+from runtime.core.durable import fsync_dir
 
 logger = logging.getLogger(__name__)
 

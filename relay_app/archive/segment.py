@@ -23,6 +23,7 @@ import zstandard
 from relay_app.archive.bloom import Bloom, field_token
 from relay_app.archive.tokens import fts_words
 from relay_app.store_archive import Candidate
+from runtime.core.durable import fsync_dir
 
 SUFFIX = ".jsonl.zst"
 TMP_SUFFIX = ".tmp"
@@ -176,15 +177,6 @@ def _frame(offset: int, length: int, chunk: list[Candidate]) -> Frame:
         tokens |= row_tokens(c.message, c.text)
     return Frame(offset, length, len(chunk), min(stamps), max(stamps), min(ids), max(ids),
                  Bloom.of(tokens))  # fmt: skip
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def segment_path(directory: Path, name: str) -> Path:

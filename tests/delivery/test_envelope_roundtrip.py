@@ -28,8 +28,6 @@ from hypothesis import strategies as st
 from relay_app.store import MessageQuery
 from runtime.core.config import AgentConfig, CacheConfig, ClusterConfig, NodeEntry, RelaySettings
 from runtime.core.envelope import (
-    INT_MAX,
-    INT_MIN,
     MAX_CONTENT_BYTES,
     MAX_DEPTH,
     MAX_TEXT,
@@ -45,30 +43,14 @@ from runtime.node.doors import Door, with_door
 from runtime.node.http import create_node_app
 from runtime.node.node import Node, NodeOptions
 from tests.relay_app.inbox.harness import NODES, Relay, start_relay
+from tests.support.json_values import JSON, SCALARS
 
 NODE = "node-a"
 AGENT = "a1"
 WAIT_S = 10.0
 
-# Strings as JSON carries them: any code point but a lone surrogate (not UTF-8).
-ANY_TEXT = st.characters(exclude_categories=("Cs",))
 # Envelope text fields: no controls, no line separators, no surrogates.
 FIELD_TEXT = st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\u2028\u2029")
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(INT_MIN, INT_MAX),
-    st.sampled_from([INT_MIN, INT_MAX, 2**53 + 1, -0.0, 5e-324, 1.7976931348623157e308]),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(ANY_TEXT, max_size=40),
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(ANY_TEXT), inner, max_size=4)
-    ),
-    max_leaves=25,
-)
 
 
 def _wrap(levels: int, leaf: Any, as_object: bool) -> Any:

@@ -15,8 +15,6 @@ from relay_app.archive.restore import restore_op
 from relay_app.store import MessageQuery
 from relay_app.store_inbox import Audit
 from runtime.core.envelope import (
-    INT_MAX,
-    INT_MIN,
     MAX_DEPTH,
     MAX_TEXT,
     PRIORITIES,
@@ -24,29 +22,13 @@ from runtime.core.envelope import (
     TIMESTAMP_MIN,
 )
 from tests.relay_app.archive.tiers import Tier, row
+from tests.support.json_values import JSON, SCALARS
 
-# Strings as JSON carries them: any code point but a lone surrogate (not UTF-8).
-ANY_TEXT = st.characters(exclude_categories=("Cs",))
 # Envelope text fields: no controls, no line separators, no surrogates.
 FIELD_TEXT = st.text(
     st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\u2028\u2029"),
     min_size=1,
     max_size=MAX_TEXT,
-)
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(INT_MIN, INT_MAX),
-    st.sampled_from([INT_MIN, INT_MAX, 2**53 + 1, -0.0, 5e-324, 1.7976931348623157e308]),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(ANY_TEXT, max_size=40),
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(ANY_TEXT), inner, max_size=4)
-    ),
-    max_leaves=25,
 )
 
 

@@ -3,7 +3,7 @@
     python -m bench archive [--quick] [--messages N] [--runs R] [--random N] [--cache-dir DIR]
 
 1. Corpus: `bench query`'s 1,000,000 realistic messages (200,000 with --quick), made
-   half due (bench/archive_corpus.py: the older half by age, and a slice of the newer
+   half due (bench/tools/archive_corpus.py: the older half by age, and a slice of the newer
    half archived by the operator's action), copied into a new data directory.
 2. A relay process serves that directory. Baseline: single POST /sync/message every
    20 ms, timed. Then `commander-relay archive` runs as its own process (its peak RSS
@@ -43,8 +43,8 @@ from urllib.parse import quote_plus
 import yaml
 
 from bench import _archive_run as proc
-from bench import archive_corpus as corpus
 from bench.query import CACHE_DIR, _words
+from bench.tools import archive_corpus as corpus
 from bench.tools.relay_http import NODE, PASSWORD, Client, node_headers, operator_client
 from bench.tools.report import Figure, row
 from bench.tools.stats import percentile

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from bench import archive
-from bench import archive_corpus as corpus
+from bench.tools import archive_corpus as corpus
 from bench.tools import report
 
 ARCHIVE_HEADING = "## The long-term tier: archive format and `bench archive` (issue 16)"

@@ -56,12 +56,13 @@ class ArchiveMove:
 
     `moved` is each row's (id, status as read): if any row changed or left since, the
     move raises MoveRaced and changes nothing. `placed` is each message's (msg_id, frame,
-    node_id, agent_id); `texts` its (id, indexed text), to take out of the full-text index.
+    node_id, agent_id, timestamp); `texts` its (id, indexed text), to take out of the
+    full-text index.
     """
 
     segment: SegmentRecord
     moved: tuple[tuple[int, str], ...]
-    placed: tuple[tuple[str, int, str, str], ...]
+    placed: tuple[tuple[str, int, str, str, float], ...]
     texts: tuple[tuple[int, str], ...]
 
 

@@ -97,7 +97,7 @@ class WrittenSegment:
     msg_ids_sha256: str
     index: SegmentIndex
     # (msg_id, frame number, node_id, agent_id) of every row, in file order
-    placed: tuple[tuple[str, int, str, str], ...] = field(repr=False)
+    placed: tuple[tuple[str, int, str, str, float], ...] = field(repr=False)
 
 
 def ids_digest(msg_ids: Iterable[str]) -> str:
@@ -128,14 +128,14 @@ def write_segment(
     """
     tmp = directory / (name + TMP_SUFFIX)
     frames: list[Frame] = []
-    placed: list[tuple[str, int, str, str]] = []
+    placed: list[tuple[str, int, str, str, float]] = []
     compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
     with tmp.open("wb") as out:
         for chunk, lines in _chunks(rows):
             data = compressor.compress(b"".join(lines))
             frames.append(_frame(out.tell(), len(data), chunk))
             number = len(frames) - 1
-            placed.extend((m["msg_id"], number, m["node_id"], m["agent_id"])
+            placed.extend((m["msg_id"], number, m["node_id"], m["agent_id"], m["timestamp"])
                           for m in (c.message for c in chunk))  # fmt: skip
             out.write(data)
             on_frame("frame")

@@ -112,8 +112,9 @@ MSG_IDS_IN_ORDER = "SELECT msg_id FROM messages ORDER BY id"
 SOURCE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
 # SQLite's own tables, and what PostgreSQL derives from the messages instead: the
 # full-text index (the search column), its progress mark and the status counters
-# (PostgreSQL counts; it keeps no counter rows). Any other table is reported as left.
-DERIVED_PREFIXES = ("sqlite_", "messages_fts", "inbox_counts", "inbox_state")
+# (PostgreSQL counts; it keeps no counter rows), and the generation (a new database gets
+# its own). Any other table is reported as left.
+DERIVED_PREFIXES = ("sqlite_", "messages_fts", "inbox_counts", "inbox_state", "store_meta")
 # The archive's tables: a source whose archive holds messages is refused, so they are empty.
 ARCHIVE_IDS = "archived_ids"
 ARCHIVE_TABLES = ("archive_segments", ARCHIVE_IDS, "archive_hidden")

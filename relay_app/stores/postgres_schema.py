@@ -151,6 +151,13 @@ CREATE_COMMITS = "CREATE TABLE commits (xact xid8 PRIMARY KEY, first_id bigint N
 # Facts about the database itself: `mail_offset` (relay_app.stores.postgres_follow).
 CREATE_STORE_META = "CREATE TABLE store_meta (key text PRIMARY KEY, value bigint NOT NULL)"
 
+# `generation` names this copy of the corpus; a node that sees it change compares at once.
+NEW_GENERATION = (
+    "INSERT INTO store_meta (key, value)"
+    " VALUES ('generation', floor(random() * 9.2e18)::bigint)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -179,6 +186,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
         CREATE_COMMITS,
         CREATE_STORE_META,
     ),
+    # 4: refill (relay_app.refill): the database's generation, new on every restore.
+    (NEW_GENERATION,),
 ]
 
 CREATE_VERSIONS = """

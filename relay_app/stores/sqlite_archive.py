@@ -194,9 +194,9 @@ def apply_move(conn: sqlite3.Connection, op: ArchiveMove) -> int:
     )
     segment_id = int(cursor.fetchone()[0])
     conn.executemany(
-        "INSERT INTO archived_ids (msg_id, segment_id, frame, node_id, agent_id)"
-        " VALUES (?,?,?,?,?)",
-        [(m, segment_id, f, n, a) for m, f, n, a in op.placed],
+        "INSERT INTO archived_ids (msg_id, segment_id, frame, node_id, agent_id, timestamp)"
+        " VALUES (?,?,?,?,?,?)",
+        [(m, segment_id, f, n, a, t) for m, f, n, a, t in op.placed],
     )
     mark = sqlite_fts.indexed_up_to(conn)
     conn.executemany(

@@ -162,6 +162,16 @@ ARCHIVE_TABLES = (
     " BEGIN SELECT RAISE(IGNORE); END",
 )
 
+# Facts about the database itself. `generation` names this copy of the corpus: a restore
+# gives it a new one, and a node that sees it change compares what it holds at once.
+CREATE_STORE_META = (
+    "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
+)
+NEW_GENERATION = (
+    "INSERT INTO store_meta (key, value) VALUES ('generation', abs(random()))"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: the cluster corpus, batch ids, node health reports and files.
     (
@@ -230,4 +240,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # 8: the archive's manifest, archived ids and restored rows.
     ARCHIVE_TABLES,
+    # 9: refill (relay_app.refill): the database's generation, new on every restore, and
+    # each archived id's report time, so digests count archived messages with the hot ones.
+    (
+        CREATE_STORE_META,
+        NEW_GENERATION,
+        "ALTER TABLE archived_ids ADD COLUMN timestamp REAL",
+        "CREATE INDEX idx_archived_agent_ts ON archived_ids (agent_id, timestamp)",
+    ),
 ]

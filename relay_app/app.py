@@ -7,6 +7,7 @@ use the store's own read connections and never wait behind writes.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from relay_app.mail import MailRoom, sync_mail
 from relay_app.metrics_auth import metrics_reader
 from relay_app.openapi import relay_document
 from relay_app.owners import AgentOwners, own_sender
+from relay_app.refill import digests_answer, generation_text, ids_answer
 from relay_app.store import MessageStore, StoreFile, StoreMessages, WriteOp, WriteResult
 from relay_app.validate import (
     CursorAt,
@@ -71,6 +73,9 @@ class _Relay:
         store.on_stored(self.mail_room.ring)
         # Set when SQLite last reported the database full, cleared by the next commit.
         self.db_full = False
+        # Names this relay process: a node that sees it change knows the relay restarted,
+        # perhaps on a database rolled back under it, and compares what it holds.
+        self.instance = secrets.token_hex(8)
 
     def node(self) -> str:
         """Authenticate the request; return its node id."""
@@ -80,6 +85,12 @@ class _Relay:
             environ.get("HTTP_AUTHORIZATION"),
             peer=self.proxies.client(environ),
         )
+
+    def reader(self, agent_id: str) -> str:
+        """Authenticate the request as the node that owns `agent_id`; return its id."""
+        node_id = self.node()
+        self.owners.check(node_id, agent_id, "agent")
+        return node_id
 
     def insider(self) -> bool:
         """Whether the request carries a valid node token or the metrics token."""
@@ -142,6 +153,8 @@ def _routes(relay: _Relay) -> list[tuple[str, str, Callable[..., Any]]]:
         ("POST", "/sync/files", lambda: _sync_files(relay)),
         ("GET", "/query/messages", lambda: _query_messages(relay)),
         ("GET", "/sync/mail", lambda: _sync_mail(relay)),
+        ("GET", "/sync/digests", lambda: digests_answer(relay.store.refill, relay.reader)),
+        ("GET", "/sync/ids", lambda: ids_answer(relay.store.refill, relay.reader)),
         ("GET", "/query/messages/<msg_id>", lambda msg_id: _get_message(relay, msg_id)),
         ("GET", "/query/status", lambda: _query_status(relay)),
         ("GET", "/files/<file_id>", lambda file_id: _get_file(relay, file_id)),
@@ -277,10 +290,20 @@ def _healthz(relay: _Relay) -> bottle.HTTPResponse:
             "min_free_bytes": relay.gate.floor,
             "database_full": relay.db_full,
             "archive_damaged_segments": _damaged(relay),
+            "generation": _generation(relay),
+            "instance": relay.instance,
             "time": time.time(),
         },
         status,
     )
+
+
+def _generation(relay: _Relay) -> str | None:
+    """The corpus's generation; None when the store cannot be read."""
+    try:
+        return generation_text(relay.store.refill)
+    except RelayAppError:
+        return None
 
 
 def _damaged(relay: _Relay) -> list[str] | None:

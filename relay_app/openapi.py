@@ -13,6 +13,7 @@ from typing import Any
 from relay_app.files import FIELDS, MAX_FILENAME_CHARS
 from relay_app.mail import MAX_MAIL, MAX_RECIPIENT_CHARS, MAX_RECIPIENTS, MAX_WAIT
 from relay_app.openapi_inbox import INBOX_SCHEMES, inbox_paths
+from relay_app.openapi_refill import GENERATION, refill_paths
 from relay_app.store import FILTER_FIELDS, MESSAGE_STATUSES
 from relay_app.validate import MAX_FILTER_VALUES, MAX_LIMIT, MAX_PARAM_CHARS, MAX_STATUS_AGENTS
 from runtime.core.api_schemas import (
@@ -85,6 +86,7 @@ def _node_paths(settings: RelaySettings) -> dict[str, Schema]:
         "/query/messages/{msg_id}": {"get": _get_message()},
         "/query/status": {"get": _query_status()},
         "/sync/mail": {"get": _sync_mail()},
+        **refill_paths(),
         "/files/{file_id}": {"get": _get_file()},
         "/healthz": {"get": _healthz()},
         "/metrics": {"get": _metrics()},
@@ -391,6 +393,8 @@ def _healthz() -> Schema:
                 "items": {"type": "string"},
                 "description": "Archive segments that do not read back as recorded.",
             },
+            "generation": {**GENERATION, "type": ["string", "null"]},
+            "instance": {"type": "string", "description": "This relay process: new at start."},
             "time": {"type": "number"},
         },
     }

@@ -24,6 +24,7 @@ from relay_app.store_archive import (
     ReclaimSpace,
 )
 from relay_app.store_inbox import InboxStore, RecordAudit, SetStatuses
+from relay_app.store_refill import RefillStore
 from relay_app.store_search import IndexEntries
 from relay_app.store_sessions import EndSession, ExtendSession, OpenSession, SessionStore, SetFlash
 
@@ -218,6 +219,10 @@ class MessageStore(Protocol):
     @property
     def archive(self) -> ArchiveStore | None:
         """The archive's reads; None on an engine that keeps every message hot."""
+
+    @property
+    def refill(self) -> RefillStore:
+        """Refill's reads: the generation, digests and ids."""
 
     def open_writer(self) -> StoreWriter:
         """Open the writer (called in the thread that will use it)."""

@@ -296,3 +296,31 @@ def decode_cursor(cursor: str) -> CursorAt:
     if not valid:
         raise BadRequest("next: not a cursor returned by this relay")
     return CursorAt(last_id, None if last_ts is None else float(last_ts), descending, page)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRequest:
+    """GET /sync/digests and /sync/ids: one agent's messages from `since` (to `until`)."""
+
+    agent_id: str
+    since: float
+    until: float
+    after: str
+
+
+def range_request(params: Mapping[str, Sequence[str]]) -> RangeRequest:
+    """Read agent, since, until and after; 400 on anything malformed."""
+    agent = _single(params, "agent")
+    if agent is None:
+        raise BadRequest("agent: required")
+    since = _float_param(params, "since")
+    until = _float_param(params, "until")
+    after = _single(params, "after") or ""
+    if after:
+        check_id("after", after)
+    return RangeRequest(
+        check_id("agent", agent),
+        -math.inf if since is None else since,
+        math.inf if until is None else until,
+        after,
+    )

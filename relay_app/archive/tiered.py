@@ -22,6 +22,7 @@ from relay_app.archive.tiered_inbox import TieredInbox
 from relay_app.errors import BadRequest
 from relay_app.store import MessagePage, MessageQuery, MessageStore, StoredListener, StoreFigures
 from relay_app.store_archive import ArchiveStore
+from relay_app.store_refill import RefillStore
 from relay_app.store_sessions import SessionStore
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024
@@ -64,6 +65,11 @@ class TieredStore:
     def archive(self) -> ArchiveStore | None:
         """The engine's archive tables."""
         return self.hot.archive
+
+    @property
+    def refill(self) -> RefillStore:
+        """The engine's refill reads (they count archived ids already)."""
+        return self.hot.refill
 
     def open_writer(self) -> Any:
         """The engine's writer."""

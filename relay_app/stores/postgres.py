@@ -46,6 +46,7 @@ from relay_app.stores import postgres_actions, postgres_reads, postgres_sessions
 from relay_app.stores.postgres_follow import SPAN, read_offset
 from relay_app.stores.postgres_inbox import PostgresInbox
 from relay_app.stores.postgres_notify import CHANNEL, StoredNotifier, recipient_parts
+from relay_app.stores.postgres_refill import PostgresRefill
 from relay_app.stores.postgres_schema import migrate
 from relay_app.stores.postgres_sessions import PostgresSessions
 
@@ -257,6 +258,7 @@ class PostgresStore:
         self.sessions = PostgresSessions(self._pool)
         # Archiving is built for SQLite only: on PostgreSQL every message stays hot.
         self.archive = None
+        self.refill = PostgresRefill(self._read)
 
     def open_writer(self) -> PostgresWriter:
         """Open the writer connection in the calling thread."""

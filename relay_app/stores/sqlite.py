@@ -40,6 +40,7 @@ from relay_app.stores import sqlite_actions, sqlite_archive, sqlite_fts, sqlite_
 from relay_app.stores.sqlite_archive import SqliteArchive
 from relay_app.stores.sqlite_inbox import SqliteInbox
 from relay_app.stores.sqlite_pool import ReadPool
+from relay_app.stores.sqlite_refill import SqliteRefill
 from relay_app.stores.sqlite_rows import (
     FILE_COLUMNS,
     MESSAGE_COLUMNS,
@@ -221,6 +222,7 @@ class SqliteStore:
         self.inbox = SqliteInbox(self._pool)
         self.sessions = SqliteSessions(self._pool)
         self.archive = SqliteArchive(self._pool)
+        self.refill = SqliteRefill(self._pool)
 
     def open_writer(self) -> SqliteWriter:
         """Open the writer connection in the calling thread."""

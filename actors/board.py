@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import threading
 
-from actors.messages import CacheStats, OutboxStats
+from actors.messages import CacheStats, OutboxStats, RefillStats
 
 
 class AgentBoard:
-    """Thread-safe holder of one agent's last published cache and outbox figures."""
+    """Thread-safe holder of one agent's last published cache, outbox and refill figures."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: CacheStats | None = None
         self._outbox: OutboxStats | None = None
+        self._refill = RefillStats()
 
     def publish_cache(self, stats: CacheStats) -> None:
         """Keep the cache's latest figures."""
@@ -29,6 +30,16 @@ class AgentBoard:
         """Keep the outbox's latest figures."""
         with self._lock:
             self._outbox = stats
+
+    def publish_refill(self, stats: RefillStats) -> None:
+        """Keep the reconciler's latest figures for this agent."""
+        with self._lock:
+            self._refill = stats
+
+    def refill(self) -> RefillStats:
+        """The reconciler's last figures for this agent."""
+        with self._lock:
+            return self._refill
 
     def cache(self) -> CacheStats | None:
         """The cache's last published figures, None before the first."""

@@ -15,7 +15,11 @@ from actors.cache_store import CacheStore, WriteResult
 from actors.messages import (
     CacheRemote,
     Get,
+    GetAcked,
+    GetEnvelopes,
+    GetHeld,
     GetStats,
+    ListHeld,
     ListUnsynced,
     Maintain,
     MarkSynced,
@@ -157,6 +161,10 @@ _HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {
     Maintain: lambda store, _: store.apply_retention(),
     SetAside: lambda store, m: store.set_aside(m.items),
     RetrySetAside: lambda store, _: store.retry_set_aside(),
+    GetHeld: lambda store, m: store.held_report(m.since),
+    ListHeld: lambda store, m: store.held.ids(m.since, m.until),
+    GetAcked: lambda store, m: store.held.acked_counts(m.since),
+    GetEnvelopes: lambda store, m: store.envelopes(m.msg_ids),
 }
 
 

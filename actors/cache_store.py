@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from actors.held_digests import CREATE_ACKED_HOURS, HeldDigests, HeldReport
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.core.envelope import MessageEnvelope, decode_content, encode_content
@@ -59,6 +60,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         CREATE_IDX_RECIPIENT,
     ),
     (ADD_SET_ASIDE_REASON,),
+    # 3: per hour, how many of the agent's messages the relay acknowledged (refill).
+    (CREATE_ACKED_HOURS,),
 )
 
 # Values of messages.synced: 0 waits for the relay, 1 is acknowledged, 2 is set aside (kept,
@@ -82,6 +85,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 # One query answers at most this much content (and at least one message): a thousand
 # messages at the 1 MiB content limit must not become a gigabyte held in memory.
 QUERY_BYTES = 4 * 1024 * 1024
+IN_CHUNK = 500  # msg_ids per IN (...) list, well under SQLite's bound on parameters
 
 logger = logging.getLogger(__name__)
 # What a write answers: its msg_id, or why it was refused.
@@ -121,6 +125,7 @@ class CacheStore:
             # A hard cap on the file, below the disk: SQLite then reports SQLITE_FULL.
             self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
         self.page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        self.held = HeldDigests(self.conn, agent_id)
         self._used = self.bytes_used()
         self._writes_since_refresh = 0
 
@@ -169,17 +174,26 @@ class CacheStore:
             if is_disk_full(exc):
                 return 0
             raise
+        if any(env.agent_id == self.agent_id for env in envelopes):
+            self.held.forget()  # its own messages, back from the relay: count them again
         return len(rows)
 
     def mark_synced(self, msg_ids: Sequence[str]) -> int:
         """Mark messages acknowledged by the relay (set aside or not); return how many changed."""
+        changed: list[tuple[int, float, str, str]] = []
         with transaction(self.conn):
-            cur = self.conn.executemany(
-                "UPDATE messages SET synced = 1, set_aside_reason = NULL"
-                " WHERE msg_id = ? AND synced != 1",
-                [(m,) for m in msg_ids],
-            )
-        return cur.rowcount
+            for start in range(0, len(msg_ids), IN_CHUNK):
+                chunk = list(msg_ids[start : start + IN_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                changed += self.conn.execute(
+                    "UPDATE messages SET synced = 1, set_aside_reason = NULL"
+                    f" WHERE msg_id IN ({marks}) AND synced != 1"
+                    " RETURNING id, timestamp, msg_id, agent_id",
+                    chunk,
+                ).fetchall()
+            self.held.count_acked(changed)
+        self.held.acked(changed)
+        return len(changed)
 
     def set_aside(self, items: Sequence[tuple[str, str]]) -> int:
         """Set unsynced messages aside with their reasons; return how many changed."""
@@ -280,12 +294,14 @@ class CacheStore:
     def evict_synced(self, count: int) -> int:
         """Delete up to `count` of the oldest synced messages; never an unsynced one."""
         with transaction(self.conn):
-            cur = self.conn.execute(
+            gone = self.conn.execute(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
-                " WHERE synced = 1 ORDER BY timestamp LIMIT ?)",
+                " WHERE synced = 1 ORDER BY timestamp LIMIT ?) RETURNING timestamp",
                 (count,),
-            )
-        return cur.rowcount
+            ).fetchall()
+        if gone:
+            self.held.evicted(max(ts for (ts,) in gone))
+        return len(gone)
 
     def apply_retention(self) -> int:
         """Delete synced messages older than retention_days; return how many."""
@@ -294,7 +310,25 @@ class CacheStore:
             cur = self.conn.execute(
                 "DELETE FROM messages WHERE synced = 1 AND timestamp < ?", (cutoff,)
             )
+            self.held.prune(cutoff)
+        self.held.evicted(cutoff)
         return cur.rowcount
+
+    # --- refill -------------------------------------------------------------
+
+    def held_report(self, since: float) -> HeldReport:
+        """The digests of the agent's own acknowledged messages held, from `since` on."""
+        return self.held.report(since)
+
+    def envelopes(self, msg_ids: Sequence[str]) -> list[MessageEnvelope]:
+        """The messages held under these msg_ids (the others are skipped)."""
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(msg_ids), IN_CHUNK):
+            chunk = list(msg_ids[start : start + IN_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {COLUMNS} FROM messages WHERE msg_id IN ({marks})"
+            rows += self.conn.execute(sql, chunk).fetchall()
+        return self._decode(rows)
 
     # --- reads --------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runtime.core.envelope import MessageEnvelope
 
@@ -84,6 +84,35 @@ class Maintain:
 
 
 @dataclass(frozen=True, slots=True)
+class GetHeld:
+    """Return a HeldReport: digests of the agent's own acknowledged messages from `since`."""
+
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class ListHeld:
+    """Return the msg_ids of the agent's own acknowledged messages reported in [since, until)."""
+
+    since: float
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class GetAcked:
+    """Return {hour: messages the relay ever acknowledged} from the hour of `since` on."""
+
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class GetEnvelopes:
+    """Return the messages held under these msg_ids."""
+
+    msg_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CacheStats:
     """What the cache holds right now."""
 
@@ -106,6 +135,57 @@ class UnsyncedRow:
 
     row_id: int
     envelope: MessageEnvelope
+
+
+# --- ReconcilerActor ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare every agent's held messages with the relay's now; `why` is logged."""
+
+    why: str = "asked"
+
+
+@dataclass(frozen=True, slots=True)
+class RefillStats:
+    """How refill goes for one agent: the figures /status, /metrics and the relay show."""
+
+    state: str = "waiting"  # waiting (no comparison yet), comparing, idle, failed
+    passes: int = 0
+    last_reason: str = ""
+    last_at: float | None = None  # when the last comparison ended
+    refilled: int = 0  # messages sent again, in all
+    last_refilled: int = 0
+    unrefillable: int = 0  # the relay lacks them and this node no longer holds them (last pass)
+    buckets_compared: int = 0
+    digest_bytes: int = 0
+    last_error: str = ""
+
+    def begun(self, why: str) -> RefillStats:
+        """A comparison started."""
+        return replace(self, state="comparing", last_reason=why)
+
+    def failed(self, error: str) -> RefillStats:
+        """It stopped half-way."""
+        return replace(self, state="failed", last_error=error[:300])
+
+    def ended(
+        self, at: float, compared: int, resent: int, unrefillable: int, size: int
+    ) -> RefillStats:
+        """It ended: what it compared, sent again and could not."""
+        return replace(
+            self,
+            state="idle",
+            passes=self.passes + 1,
+            last_at=at,
+            refilled=self.refilled + resent,
+            last_refilled=resent,
+            unrefillable=unrefillable,
+            buckets_compared=self.buckets_compared + compared,
+            digest_bytes=self.digest_bytes + size,
+            last_error="",
+        )
 
 
 # --- OutboxActor ----------------------------------------------------------

@@ -28,8 +28,8 @@ def _range(until: bool) -> list[Schema]:
                   "Whose messages (those stored from this node).", required=True),
         parameter("since", "query", number, "Report times from this one (seconds)."),
     ]  # fmt: skip
+    found.append(parameter("until", "query", number, "Report times before this one."))
     if until:
-        found.append(parameter("until", "query", number, "Report times before this one."))
         found.append(parameter("after", "query", id_schema("a msg_id", "m-1"),
                                "The `next` of the previous page."))  # fmt: skip
     return found

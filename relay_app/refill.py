@@ -27,10 +27,10 @@ def generation_text(refill: RefillStore) -> str:
 
 
 def digests_answer(refill: RefillStore, authorize: Authorize) -> bottle.HTTPResponse:
-    """The digests of one agent's messages from this node, by hour, from `since` on."""
+    """The digests of one agent's messages from this node, by hour, in [since, until)."""
     request = range_request(decoded_query(bottle.request).dict)
     node_id = authorize(request.agent_id)
-    page = refill.digests(request.agent_id, node_id, request.since, DIGEST_ROWS)
+    page = refill.digests(request.agent_id, node_id, request.since, request.until, DIGEST_ROWS)
     body: dict[str, Any] = {
         "generation": generation_text(refill),
         "bucket_seconds": digest.BUCKET_SECONDS,

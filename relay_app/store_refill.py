@@ -33,8 +33,10 @@ class RefillStore(Protocol):
     def generation(self) -> int:
         """This copy of the corpus's generation: a restore gives it a new one."""
 
-    def digests(self, agent_id: str, node_id: str, since: float, max_rows: int) -> DigestPage:
-        """Digests of the agent's messages from the node reported at or after `since`."""
+    def digests(
+        self, agent_id: str, node_id: str, since: float, until: float, max_rows: int
+    ) -> DigestPage:
+        """Digests of the agent's messages from the node reported in [since, until)."""
 
     def ids(
         self, agent_id: str, node_id: str, since: float, until: float, after: str, limit: int

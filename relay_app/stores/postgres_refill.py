@@ -48,6 +48,7 @@ class PostgresRefill:
         agent_id: str,
         node_id: str,
         since: float,
+        until: float,
         max_rows: int,  # noqa: ARG002 - SQLite's bound; here the database does the work
     ) -> DigestPage:
         """A month of hours at most per answer, from the first message at `since` on."""
@@ -55,11 +56,12 @@ class PostgresRefill:
             first = conn.execute(FIRST, (agent_id, node_id, since)).fetchone()
             if first is None or first[0] is None:
                 return DigestPage({}, None)
-            end = bucket_start(bucket_of(first[0]) + PAGE_BUCKETS)
+            end = min(until, bucket_start(bucket_of(first[0]) + PAGE_BUCKETS))
             rows = conn.execute(DIGESTS, (agent_id, node_id, since, end)).fetchall()
             more = conn.execute(FIRST, (agent_id, node_id, end)).fetchone()
         found = {int(b): Digest(int(n), int(x) & MASK) for b, n, x in rows}
-        return DigestPage(found, end if more and more[0] is not None else None)
+        more_left = end < until and more is not None and more[0] is not None and more[0] < until
+        return DigestPage(found, end if more_left else None)
 
     def ids(
         self, agent_id: str, node_id: str, since: float, until: float, after: str, limit: int

@@ -8,7 +8,7 @@ from runtime.core.digest import Digest, Digests, bucket_of, bucket_start
 
 HOT_ROWS = (
     "SELECT timestamp, msg_id FROM messages INDEXED BY idx_inbox_agent_ts"
-    " WHERE agent_id = ? AND timestamp >= ? AND node_id = ? ORDER BY timestamp"
+    " WHERE agent_id = ? AND timestamp >= ? AND timestamp < ? AND node_id = ? ORDER BY timestamp"
 )
 ARCHIVED_ROWS = (
     "SELECT timestamp, msg_id FROM archived_ids"
@@ -34,21 +34,23 @@ class SqliteRefill:
             row = conn.execute("SELECT value FROM store_meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def digests(self, agent_id: str, node_id: str, since: float, max_rows: int) -> DigestPage:
+    def digests(
+        self, agent_id: str, node_id: str, since: float, until: float, max_rows: int
+    ) -> DigestPage:
         """Hot rows in report-time order up to about `max_rows`, cut at an hour's edge,
         then the archived ids of the same hours."""
         found: Digests = {}
         next_since: float | None = None
         rows = 0
         with self._pool.read() as conn:
-            for timestamp, msg_id in conn.execute(HOT_ROWS, (agent_id, since, node_id)):
+            for timestamp, msg_id in conn.execute(HOT_ROWS, (agent_id, since, until, node_id)):
                 bucket = bucket_of(timestamp)
                 if rows >= max_rows and bucket not in found:
                     next_since = bucket_start(bucket)
                     break
                 found.setdefault(bucket, Digest()).add(msg_id)
                 rows += 1
-            end = float("inf") if next_since is None else next_since
+            end = until if next_since is None else next_since
             for timestamp, msg_id in conn.execute(ARCHIVED_ROWS, (agent_id, since, end, node_id)):
                 found.setdefault(bucket_of(timestamp), Digest()).add(msg_id)
         return DigestPage(found, next_since)

@@ -130,6 +130,14 @@ class RelayClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise RelayUnavailable(f"GET {url}: not the relay's mail: {exc}") from exc
 
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
+        """GET a JSON answer: (the parsed body, the bytes received)."""
+        response = self._send("GET", path, params=params or {})
+        try:
+            return response.json(), len(response.content)
+        except ValueError as exc:  # not the relay, or an answer cut short
+            raise RelayUnavailable(f"GET {response.url}: not JSON: {exc}") from exc
+
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
         return self._send("POST", path, data=body, headers=headers)
 

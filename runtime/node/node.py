@@ -33,6 +33,7 @@ from actors.messages import Maintain, Push, Tick
 from actors.metrics import AgentFigures, AgentSources, MetricsActor, collect_figures
 from actors.outbox import OutboxActor
 from actors.outbox_store import outbox_path
+from actors.reconciler import ReconcilerActor, RefillRoute
 from actors.uploader import UploaderActor, UploadRoute
 from runtime.core.backoff import sync_backoff
 from runtime.core.config import AgentConfig, ClusterConfig, load_config
@@ -72,6 +73,10 @@ class NodeOptions:
     # An agent down is started again after base * 2**(n-1) seconds, at most cap.
     agent_revive_base: float = 30.0
     agent_revive_cap: float = 600.0
+    # Refill (actors.reconciler): how often the relay's identity is looked at (a restore
+    # or a restart is noticed within this), and how often an idle comparison runs anyway.
+    refill_check_interval: float = 15.0
+    refill_interval: float = 600.0
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Node:
         self.actors: dict[str, AgentActors] = {}
         self.metrics_actor: ChildHandle
         self.uploader: ChildHandle | None = None
+        self.reconciler: ChildHandle | None = None
         self.uploader_supervisor = self._revived_supervisor(f"uploader:{node_id}")
         self.target = self._relay_target()
         self.mail: MailStore | None = None
@@ -140,6 +146,11 @@ class Node:
             self.uploader = self.uploader_supervisor.add(
                 ChildSpec("uploader", self._uploader_factory(agents), Restart.PERMANENT)
             )
+            self.reconciler = self.uploader_supervisor.add(
+                ChildSpec("reconciler", self._reconciler_factory(agents), Restart.PERMANENT)
+            )
+            check = self.options.refill_check_interval
+            self.ticker.every(check, "refill", _periodic(self.reconciler, Tick()))
         self.metrics_actor = self.supervisor.add(
             ChildSpec("metrics", self._metrics_factory(), Restart.PERMANENT)
         )
@@ -374,6 +385,30 @@ class Node:
                 batch_size=batch_size,
                 probe_interval=self.options.probe_interval,
             )
+
+        return start
+
+    def _reconciler_factory(self, agents: Sequence[AgentConfig]) -> Callable[[], Any]:
+        """One reconciler for every agent; it compares as far back as caches keep messages."""
+        routes = {
+            a.agent_id: RefillRoute(x.cache, x.outbox, x.board)
+            for a in agents
+            if (x := self.actors.get(a.agent_id)) is not None
+        }
+        target = self._timed_target(max(agents, key=lambda a: a.sync.timeout_seconds))
+        window = max(a.cache.retention_days for a in agents) * 86400.0
+
+        def start() -> Any:
+            # First comparison at once: a node starting after a restore must not wait.
+            actor = ReconcilerActor.start(
+                routes=routes,
+                target=target,
+                window_s=window,
+                interval_s=self.options.refill_interval,
+                clock=self.clock,
+            )
+            actor.tell(Tick())
+            return actor
 
         return start
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from relay_app.store import MessageStore, StoreWriter
 from relay_app.store_refill import IDS_LIMIT
 from runtime.core.digest import BUCKET_SECONDS, digests_of
@@ -11,7 +13,7 @@ from .corpus import NODE_A, NODE_B, T0, put, rows
 
 
 def _mine(store: MessageStore, since: float = 0.0) -> dict[int, tuple[int, int]]:
-    page = store.refill.digests("agent-1", NODE_A, since, 10**9)
+    page = store.refill.digests("agent-1", NODE_A, since, math.inf, 10**9)
     assert page.next_since is None
     return {b: d.key() for b, d in page.digests.items()}
 
@@ -41,7 +43,7 @@ def test_a_small_row_budget_pages_at_an_hours_edge(
     since: float | None = 0.0
     for _ in range(50):
         assert since is not None
-        page = store.refill.digests("agent-1", NODE_A, since, 3)
+        page = store.refill.digests("agent-1", NODE_A, since, math.inf, 3)
         assert not set(page.digests) & set(seen)
         seen.update({b: d.key() for b, d in page.digests.items()})
         since = page.next_since
@@ -70,3 +72,16 @@ def test_the_generation_is_kept_across_a_restart(engine: Engine) -> None:
     first = engine.open().refill.generation()
     assert first > 0
     assert engine.open().refill.generation() == first
+
+
+def test_until_ends_the_range(store: MessageStore, writer: StoreWriter) -> None:
+    """Digests of [since, until) leave out what is reported at `until` and after."""
+    mine = rows(30, step=BUCKET_SECONDS / 7)
+    put(writer, mine)
+    until = mine[20].timestamp
+    page = store.refill.digests("agent-1", NODE_A, mine[3].timestamp, until, 10**9)
+    kept = [r for r in mine if mine[3].timestamp <= r.timestamp < until]
+    expected = digests_of((r.timestamp, r.msg_id) for r in kept)
+    assert {b: d.key() for b, d in page.digests.items()} == {
+        b: d.key() for b, d in expected.items()
+    }

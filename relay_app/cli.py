@@ -9,6 +9,7 @@
     commander-relay migrate --from DB_OR_DATA_DIR --to postgresql://... [--chunk-rows N]
     commander-relay archive [--config C] [--after-days N] [--verify]
     commander-relay export [--config C] [--since T] [--until T] [--format ndjson|parquet]
+    commander-relay backup DEST [--config C] | restore SRC [--config C]
 
 Without --config the relay runs on its embedded defaults (127.0.0.1:8001, data in
 ./data/relay), which works from a checkout; with it, relay.yaml decides and flags
@@ -30,6 +31,7 @@ from typing import Any
 from relay_app import metrics_token
 from relay_app.archive.cli import add_archive_commands
 from relay_app.auth import hashes_file_path, read_hashes_file
+from relay_app.backup_cli import add_backup_commands
 from relay_app.errors import StoreUnavailable
 from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
@@ -64,6 +66,8 @@ COMMANDS = (
     "migrate",
     "archive",
     "export",
+    "backup",
+    "restore",
 )
 
 
@@ -107,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tls_commands(sub)
     _add_migrate(sub)
     add_archive_commands(sub, load_relay_config)
+    add_backup_commands(sub, load_relay_config)
     return parser
 
 

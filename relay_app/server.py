@@ -15,6 +15,7 @@ from relay_app.files import MULTIPART_OVERHEAD
 from relay_app.ingest import Ingest
 from relay_app.metrics import MetricsMiddleware
 from relay_app.metrics_auth import MetricsGate
+from relay_app.relay_lock import acquire, release
 from relay_app.store import MessageStore
 from relay_app.stores import open_store
 from runtime.core.config import ClusterConfig, RelaySettings
@@ -52,6 +53,7 @@ class RelayServer:
         self._ingest: Ingest | None = None
         self._http: ServerHandle | None = None
         self._app: bottle.Bottle | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
@@ -71,6 +73,10 @@ class RelayServer:
         tls = server_context(self.config)  # a bad certificate or key stops the start here
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         try:
+            if settings.store == "sqlite":
+                # One SQLite relay per data dir, and none under a restore (relay_app.relay_lock).
+                # Relays on PostgreSQL may share a data dir: their store is elsewhere.
+                self._lock = acquire(settings.data_dir)
             if self._store is None:
                 self._store = open_store(settings)
             self._store = with_archive(self._store, settings.data_dir)
@@ -119,6 +125,9 @@ class RelayServer:
             self._ingest = None
         if self._store is not None:
             self._store.close()
+        if self._lock is not None:
+            release(self._lock)
+            self._lock = None
 
     def __enter__(self) -> RelayServer:
         """Start on entering a `with` block."""

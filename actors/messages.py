@@ -160,6 +160,7 @@ class RefillStats:
     unrefillable: int = 0  # the relay lacks them and this node no longer holds them (last pass)
     buckets_compared: int = 0
     digest_bytes: int = 0
+    last_cpu_s: float = 0.0  # the node process's CPU time over the last comparison
     last_error: str = ""
 
     def begun(self, why: str) -> RefillStats:
@@ -171,12 +172,13 @@ class RefillStats:
         return replace(self, state="failed", last_error=error[:300])
 
     def ended(
-        self, at: float, compared: int, resent: int, unrefillable: int, size: int
+        self, at: float, compared: int, resent: int, unrefillable: int, size: int, cpu_s: float
     ) -> RefillStats:
         """It ended: what it compared, sent again and could not."""
         return replace(
             self,
             state="idle",
+            last_cpu_s=cpu_s,
             passes=self.passes + 1,
             last_at=at,
             refilled=self.refilled + resent,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.board import AgentBoard
-from actors.messages import CacheStats, GetStats, OutboxStats, RelayUp, Tick
+from actors.messages import CacheStats, GetStats, OutboxStats, RefillStats, RelayUp, Tick
 from actors.ports import Mailbox
 from runtime.core.errors import CommanderError, RelayError, RelayRejected
 from runtime.core.logsafe import quote
@@ -57,6 +57,7 @@ class AgentFigures:
     outbox: OutboxStats | None
     sync: SyncSnapshot
     state: str = "up"
+    refill: RefillStats = field(default_factory=RefillStats)
 
 
 def collect_figures(
@@ -68,7 +69,14 @@ def collect_figures(
     for agent_id, src in sorted(sources.items()):
         cache = _ask_cache(src, max(MIN_ASK, deadline - time.monotonic()))
         figures.append(
-            AgentFigures(agent_id, cache, src.board.outbox(), src.sync.snapshot(), src.state())
+            AgentFigures(
+                agent_id,
+                cache,
+                src.board.outbox(),
+                src.sync.snapshot(),
+                src.state(),
+                src.board.refill(),
+            )
         )
     return tuple(figures)
 
@@ -160,6 +168,23 @@ def status_report(node_id: str, figures: tuple[AgentFigures, ...], now: float) -
                 "failed_batches": fig.outbox.failed_batches if fig.outbox else None,
                 "oldest_unsynced_age_s": max(0.0, now - oldest) if oldest else 0.0,
                 "last_sync_at": fig.sync.last_success_at,
+                **refill_report(fig.refill, fig.outbox),
             }
         )
     return {"node_id": node_id, "sent_at": now, "agents": agents}
+
+
+def refilling(refill: RefillStats, outbox: OutboxStats | None) -> bool:
+    """Whether the agent is refilling: comparing now, or its last resends still waiting."""
+    waiting = outbox is not None and outbox.pending_messages > 0
+    return refill.state == "comparing" or (refill.last_refilled > 0 and waiting)
+
+
+def refill_report(refill: RefillStats, outbox: OutboxStats | None) -> dict[str, Any]:
+    """The refill fields of one agent's status report (flat, small: the relay keeps them)."""
+    return {
+        "refill_state": "refilling" if refilling(refill, outbox) else refill.state,
+        "refilled": refill.refilled,
+        "unrefillable": refill.unrefillable,
+        "last_reconcile_at": refill.last_at,
+    }

@@ -166,6 +166,7 @@ class ReconcilerActor(SupervisedActor):
             stats = self._stats[agent_id]
             self._stats[agent_id] = stats.begun(why)
             self._publish(agent_id)
+            cpu = time.process_time()
             try:
                 found = self._compare(client, agent_id, route, full=why != "periodic")
             except Exception as exc:
@@ -176,7 +177,7 @@ class ReconcilerActor(SupervisedActor):
             else:
                 self._stats[agent_id] = stats.ended(
                     self._clock(), found.compared, found.resent, found.unrefillable,
-                    found.digest_bytes,
+                    found.digest_bytes, time.process_time() - cpu,
                 )  # fmt: skip
                 if found.resent or found.unrefillable:
                     logger.warning(

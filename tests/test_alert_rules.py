@@ -31,6 +31,7 @@ KNOWN_METRICS = {
     "commander_cache_max_bytes",
     "commander_agent_up",
     "commander_set_aside_messages",
+    "commander_refill_unrefillable_messages",
     "commander_relay_free_disk_bytes",
     "commander_relay_writes_refused_total",
     "commander_relay_node_last_report_age_seconds",
@@ -362,6 +363,17 @@ def scenarios() -> list[dict[str, Any]]:
                 expect("CommanderMessagesSetAside", "0m"),
                 expect("CommanderMessagesSetAside", "1m", {**agent, **warning}),
                 expect("CommanderMessagesSetAside", "5m"),
+            ],
+        },
+        {  # messages the relay lacks and no node holds warn; a full refill clears it
+            "input_series": [
+                series("commander_refill_unrefillable_messages", agent, "0 7 7 0x10"),
+                series("commander_refill_unrefillable_messages", synced, "0x13"),
+            ],
+            "alert_rule_test": [
+                expect("CommanderRefillCannotMendRelay", "0m"),
+                expect("CommanderRefillCannotMendRelay", "1m", {**agent, **warning}),
+                expect("CommanderRefillCannotMendRelay", "5m"),
             ],
         },
         {  # refusals for a full disk fire; refusals for other reasons do not

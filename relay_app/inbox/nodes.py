@@ -32,6 +32,14 @@ class AgentHealth:
     failed: float | None
     lag_s: float | None
     last_sync_at: float | None
+    refill_state: str | None = None  # refilling, idle, comparing, failed, waiting
+    refilled: float | None = None
+    unrefillable: float | None = None
+
+    @property
+    def refilling(self) -> bool:
+        """Whether the node is sending again what the relay lacks of this agent."""
+        return self.refill_state in ("refilling", "comparing")
 
     @property
     def fraction(self) -> float | None:
@@ -80,6 +88,7 @@ def _one(status: dict[str, Any], now: float) -> NodeHealth:
     lags = [a.lag_s for a in agents if a.lag_s is not None]
     lag = max(lags) if lags else None
     syncs = [a.last_sync_at for a in agents if a.last_sync_at is not None]
+    lost = sum(a.unrefillable or 0 for a in agents)
     level, reasons = 0, []
     checks: list[tuple[bool, int, str]] = [
         (age >= REPORT_RED_S, 2, f"no report for {duration(age)}"),
@@ -93,6 +102,8 @@ def _one(status: dict[str, Any], now: float) -> NodeHealth:
             "cache nearly full",
         ),
         (any((a.failed or 0) > 0 for a in agents), 1, "failed batches set aside"),
+        (any(a.refilling for a in agents), 1, "refilling what the relay lacks"),
+        (lost > 0, 2, f"{lost:.0f} messages the relay lacks are no longer held here"),
     ]
     for failed, severity, reason in checks:
         if failed:
@@ -122,6 +133,9 @@ def _agent(data: dict[str, Any]) -> AgentHealth:
         failed=num("failed_batches"),
         lag_s=num("oldest_unsynced_age_s"),
         last_sync_at=num("last_sync_at"),
+        refill_state=state if isinstance(state := data.get("refill_state"), str) else None,
+        refilled=num("refilled"),
+        unrefillable=num("unrefillable"),
     )
 
 

@@ -71,6 +71,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"))
     parser.add_argument("--probe-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--refill-interval",
+        type=float,
+        default=600.0,
+        help="seconds between comparisons of what this node holds with the relay (refill)",
+    )
+    parser.add_argument("--refill-check-interval", type=float, default=15.0, help=argparse.SUPPRESS)
     parser.add_argument("--shutdown-upload-seconds", type=float, default=5.0)
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -93,6 +100,8 @@ def build_node(args: argparse.Namespace, config: ClusterConfig, token: str | Non
         relay_ca_file=args.relay_ca_file,
         synchronous=args.synchronous,
         probe_interval=args.probe_interval,
+        refill_interval=args.refill_interval,
+        refill_check_interval=args.refill_check_interval,
     )
     return Node(config, args.node_id, options)
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from actors.metrics import AgentFigures
+from actors.metrics import AgentFigures, refilling
 
 if TYPE_CHECKING:
     from runtime.node.node import Node
@@ -38,6 +38,7 @@ class NodeCollector(Collector):
         yield from _cache_families(node, figures)
         yield from _sync_families(node, figures, self._clock())
         yield from _agent_families(self._node, figures)
+        yield from _refill_families(node, figures)
         restarts = CounterMetricFamily(
             "commander_actor_restarts",
             "Restarts of each supervised actor.",
@@ -72,6 +73,55 @@ def _agent_families(node: Node, figures: tuple[AgentFigures, ...]) -> Iterator[A
         times = node.actors[fig.agent_id].supervisor.times_down
         downs.add_metric([node.node_id, fig.agent_id], times)
     yield from (up, downs)
+
+
+def _refill_families(node: str, figures: tuple[AgentFigures, ...]) -> Iterator[Any]:
+    labels = ["node", "agent"]
+    refilled = CounterMetricFamily(
+        "commander_refill_messages",
+        "Messages the relay lacked that this node sent again (refill).",
+        labels=labels,
+    )
+    compared = CounterMetricFamily(
+        "commander_refill_buckets_compared",
+        "Hours of messages compared with the relay.",
+        labels=labels,
+    )
+    exchanged = CounterMetricFamily(
+        "commander_refill_digest_bytes",
+        "Bytes of digests and id lists received from the relay to compare.",
+        labels=labels,
+    )
+    last = GaugeMetricFamily(
+        "commander_refill_last_reconcile_timestamp_seconds",
+        "When the last comparison with the relay ended (0: none yet).",
+        labels=labels,
+    )
+    lacking = GaugeMetricFamily(
+        "commander_refill_unrefillable_messages",
+        "Messages the relay lacks that this node no longer holds, at the last full comparison.",
+        labels=labels,
+    )
+    active = GaugeMetricFamily(
+        "commander_refill_active",
+        "1 while the agent compares with the relay or its resends still wait in the outbox.",
+        labels=labels,
+    )
+    cpu = GaugeMetricFamily(
+        "commander_refill_last_cpu_seconds",
+        "The node process's CPU time during the agent's last comparison.",
+        labels=labels,
+    )
+    for fig in figures:
+        at, r = [node, fig.agent_id], fig.refill
+        refilled.add_metric(at, r.refilled)
+        compared.add_metric(at, r.buckets_compared)
+        exchanged.add_metric(at, r.digest_bytes)
+        last.add_metric(at, r.last_at or 0.0)
+        lacking.add_metric(at, r.unrefillable)
+        active.add_metric(at, 1.0 if refilling(r, fig.outbox) else 0.0)
+        cpu.add_metric(at, r.last_cpu_s)
+    yield from (refilled, compared, exchanged, last, lacking, active, cpu)
 
 
 def _cache_families(node: str, figures: tuple[AgentFigures, ...]) -> Iterator[Any]:

@@ -17,7 +17,7 @@
   % end
   % if node.agents:
   <table class="agents">
-    <thead><tr><th>Agent</th><th>Cache</th><th>Outbox</th><th>Failed</th></tr></thead>
+    <thead><tr><th>Agent</th><th>Cache</th><th>Outbox</th><th>Failed</th><th>Refill</th></tr></thead>
     <tbody>
     % for agent in node.agents:
     <tr>
@@ -29,6 +29,7 @@
       % end
       <td class="num">{{'%d' % agent.outbox if agent.outbox is not None else '—'}}</td>
       <td class="num">{{'%d' % agent.failed if agent.failed is not None else '—'}}</td>
+      <td class="refill" data-refill="{{agent.refill_state or ''}}" title="messages sent again to the relay, in all">{{'refilling' if agent.refilling else (agent.refill_state or '—')}}{{' · %d sent' % agent.refilled if agent.refilled else ''}}{{' · %d lost' % agent.unrefillable if agent.unrefillable else ''}}</td>
     </tr>
     % end
     </tbody>

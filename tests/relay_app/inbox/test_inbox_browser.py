@@ -247,6 +247,24 @@ def test_node_status_turns_red_when_reports_stop(inbox_relay: Relay, browser: Br
     assert "no report for 10 min" in alert.text
 
 
+def test_a_refilling_node_shows_it_on_its_card(inbox_relay: Relay, browser: Browser) -> None:
+    """A node sending again what a restored relay lacks is yellow and its agent says so."""
+    from selenium.webdriver.common.by import By
+
+    agent = {"agent_id": "agent-1", "cache_bytes_used": 100, "cache_max_bytes": 1000,
+             "outbox_depth": 300, "failed_batches": 0, "oldest_unsynced_age_s": 0,
+             "last_sync_at": time.time(), "refill_state": "refilling", "refilled": 40,
+             "unrefillable": 0}  # fmt: skip
+    inbox_relay.report("node-a", [agent])
+    open_inbox(browser, inbox_relay, "/messages/nodes")
+    card = browser.driver.find_element(By.CSS_SELECTOR, 'article.node[data-node="node-a"]')
+    assert card.get_attribute("data-color") == "yellow"
+    assert "refilling what the relay lacks" in card.text
+    cell = card.find_element(By.CSS_SELECTOR, "td.refill")
+    assert cell.get_attribute("data-refill") == "refilling"
+    assert cell.text == "refilling · 40 sent"
+
+
 def test_the_embeddable_badge_shows_the_unread_count(inbox_relay: Relay, browser: Browser) -> None:
     from selenium.webdriver.common.by import By
 

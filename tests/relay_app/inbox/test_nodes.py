@@ -7,7 +7,7 @@ from relay_app.inbox.nodes import alerts, node_health
 NOW = 1_700_000_000.0
 
 
-def report(age: float = 0, **agent: float) -> dict[str, object]:
+def report(age: float = 0, **agent: object) -> dict[str, object]:
     fields = {"agent_id": "agent-1", "cache_bytes_used": 10, "cache_max_bytes": 100,
               "oldest_unsynced_age_s": 0, "failed_batches": 0, "last_sync_at": NOW - 1}  # fmt: skip
     fields.update(agent)
@@ -41,3 +41,19 @@ def test_sync_lag_and_htpc_storage_critical_alerts() -> None:
     found = alerts(nodes, free_bytes=100 * 1024**2, floor=256 * 1024**2)
     assert [a.title for a in found] == ["HTPC storage critical", "Sync lag"]
     assert alerts(node_health([report()], NOW), free_bytes=50 * 1024**3, floor=0) == []
+
+
+def test_a_refilling_node_is_yellow_and_says_so() -> None:
+    """Refilling is worth seeing, not alarming: yellow, with the reason and the agent's state."""
+    node = node_health([report(refill_state="refilling", refilled=40)], NOW)[0]
+    assert node.color == "yellow"
+    assert "refilling what the relay lacks" in node.reasons
+    assert node.agents[0].refilling
+    assert colour(report(refill_state="idle", refilled=40)) == "green"
+
+
+def test_messages_no_node_can_send_again_turn_the_node_red() -> None:
+    """The relay lacks them and the node evicted them: an operator must know."""
+    node = node_health([report(refill_state="idle", unrefillable=7)], NOW)[0]
+    assert node.color == "red"
+    assert "7 messages the relay lacks are no longer held here" in node.reasons

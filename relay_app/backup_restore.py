@@ -24,10 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay_app.archive.mover import ARCHIVE_DIR
 from relay_app.backup import BackupDamaged, BackupRefused, database_path
 from relay_app.backup_check import describe, problems
-from relay_app.backup_copy import Copied, copy_immutable
-from relay_app.relay_lock import DataDirBusy, acquire, release
+from relay_app.backup_copy import FILES_DIR, Copied, copy_immutable
+from relay_app.relay_lock import LOCK_NAME, DataDirBusy, acquire, release
+from relay_app.stores.sqlite import DB_RELATIVE_PATH
 from relay_app.stores.sqlite_backup import CorpusFile, Counts
 from runtime.core import sqlite as rsqlite
 from runtime.core.durable import fsync_dir
@@ -74,6 +76,7 @@ def restore(data_dir: Path, src: Path, clock: float | None = None) -> RestoreRep
         restoring, generation = _copy_in(src, database_path(data_dir))
         kept = _swap(restoring, database_path(data_dir), time.time() if clock is None else clock)
         segments, files = copy_immutable(src, data_dir)
+        give_to_owner(data_dir)
     finally:
         release(lock)
     return RestoreReport(counts, generation, kept, segments, files, time.monotonic() - started)
@@ -120,3 +123,18 @@ def _unused(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}.{n}")
     return candidate
+
+
+def give_to_owner(data_dir: Path) -> None:
+    """Run as root for a relay that runs as its own user, hand what restore made (owned by
+    root) to the data directory's owner: else the relay could not write its database."""
+    owner = data_dir.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    made = [data_dir / LOCK_NAME]
+    for part in (DB_RELATIVE_PATH.parent, ARCHIVE_DIR, FILES_DIR):
+        if (data_dir / part).exists():
+            made += [data_dir / part, *(data_dir / part).rglob("*")]
+    for path in made:
+        if path.exists() and path.lstat().st_uid == 0:
+            os.lchown(path, owner.st_uid, owner.st_gid)

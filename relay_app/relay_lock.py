@@ -9,6 +9,7 @@ of the last holder, for the message of the one refused.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -33,7 +34,11 @@ def acquire(data_dir: str | Path, holder: str = "relay") -> int:
     DataDirBusy naming the pid that holds it."""
     path = lock_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        # Made by another user (root's restore, say): flock needs no write access.
+        fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -46,8 +51,9 @@ def acquire(data_dir: str | Path, holder: str = "relay") -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{holder} pid {os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # only a hint for the one refused
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{holder} pid {os.getpid()}\n".encode())
     return fd
 
 

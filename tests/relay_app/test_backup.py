@@ -7,6 +7,7 @@ commands run through `relay_app.cli.main`, as the console script runs them.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.support import wait_for
 BATCH = 20
 MESSAGES_BEFORE = 200
 DB = Path("messages") / "cluster_messages.db"
+NOBODY = 65534
 
 
 class Writer:
@@ -248,6 +250,22 @@ def test_restore_keeps_the_old_database_aside_with_its_wal_and_leaves_none_besid
     old = corpus / "messages" / min(kept, key=len)
     assert select(old, "SELECT COUNT(*) FROM node_status WHERE node_id = 'x'") == [(1,)]
     assert generation(corpus / DB) != generation(backup / DB)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another user needs root")
+def test_restore_run_as_root_hands_what_it_made_to_the_data_directorys_owner(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup, target = tmp_path / "backup", tmp_path / "target"
+    assert cli(capsys, "backup", str(backup), "--data-dir", str(corpus))[0] == 0
+    target.mkdir()
+    os.chown(target, NOBODY, NOBODY)  # the relay's own user owns its data directory
+    code, said = cli(capsys, "restore", str(backup), "--data-dir", str(target))
+    assert code == 0, said
+    made = [p for part in ("messages", "archive", "files") for p in (target / part).rglob("*")]
+    assert len(made) >= 4, made
+    owners = {p: p.stat().st_uid for p in [*made, target / "relay.lock"]}
+    assert set(owners.values()) == {NOBODY}, owners
 
 
 def _write_and_die(database: Path) -> None:

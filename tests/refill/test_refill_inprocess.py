@@ -7,11 +7,13 @@ import dataclasses
 import sqlite3
 from pathlib import Path
 
+import psycopg
+
 from actors.messages import Reconcile, RefillStats
 from relay_app.server import RelayServer
 from runtime.core.config import ClusterConfig
 from runtime.node.node import Node, NodeOptions
-from tests.delivery.harness import relay_rows, start_relay
+from tests.delivery.harness import postgres_rows, relay_rows, start_relay
 from tests.support import TOKENS, cluster, free_port, wait_for
 
 DB = Path("messages") / "cluster_messages.db"
@@ -62,6 +64,31 @@ def test_a_relay_that_lost_messages_gets_them_back_exactly_once(tmp_path: Path) 
         assert all(len(r) == 1 for r in rows.values())
         assert rows[ids[77]] == [{"i": 77}]
         wait_for(lambda: _stats(node).refilled == 80, timeout=10)
+    finally:
+        node.stop()
+        relay.stop()
+
+
+def test_a_relay_on_postgresql_is_refilled_the_same_way(tmp_path: Path, postgres_dsn: str) -> None:
+    """A PostgreSQL corpus that lost rows gets them back, computed digests and all."""
+    port = free_port()
+    config = cluster(tmp_path / "relay", relay_port=port, store=postgres_dsn)
+    relay: RelayServer = start_relay(config, port)
+    node = _node(config, tmp_path / "a", relay.url)
+    try:
+        agent = node.agent("a2")
+        ids = [agent.write({"i": i}) for i in range(60)]
+        wait_for(lambda: agent.stats().unsynced_count == 0, timeout=15)
+        wait_for(lambda: _stats(node, "a2").passes >= 1, timeout=10)
+        relay.stop()
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM messages WHERE msg_id = ANY(%s)", (ids[::2],))
+        relay = start_relay(config, port)
+        wait_for(lambda: len(postgres_rows(postgres_dsn)) == 60, timeout=30)
+        rows = postgres_rows(postgres_dsn)
+        assert rows[ids[10]] == [{"i": 10}]
+        assert all(len(r) == 1 for r in rows.values())
+        wait_for(lambda: _stats(node, "a2").refilled == 30, timeout=10)
     finally:
         node.stop()
         relay.stop()

@@ -172,9 +172,15 @@ class RefillStats:
         return replace(self, state="failed", last_error=error[:300])
 
     def ended(
-        self, at: float, compared: int, resent: int, unrefillable: int, size: int, cpu_s: float
+        self,
+        at: float,
+        compared: int,
+        resent: int,
+        unrefillable: int | None,
+        size: int,
+        cpu_s: float,
     ) -> RefillStats:
-        """It ended: what it compared, sent again and could not."""
+        """It ended: what it compared, sent again and could not (None: not checked)."""
         return replace(
             self,
             state="idle",
@@ -183,7 +189,7 @@ class RefillStats:
             last_at=at,
             refilled=self.refilled + resent,
             last_refilled=resent,
-            unrefillable=unrefillable,
+            unrefillable=self.unrefillable if unrefillable is None else unrefillable,
             buckets_compared=self.buckets_compared + compared,
             digest_bytes=self.digest_bytes + size,
             last_error="",

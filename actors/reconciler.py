@@ -72,7 +72,7 @@ class _Pass:
 
     compared: int = 0
     resent: int = 0
-    unrefillable: int = 0
+    unrefillable: int | None = None  # None: not checked (a periodic comparison)
     digest_bytes: int = 0
 
 
@@ -183,7 +183,7 @@ class ReconcilerActor(SupervisedActor):
                     logger.warning(
                         "refill (%s) of agent %s: %d messages the relay lacked sent again,"
                         " %d it lacks no longer held here",
-                        why, agent_id, found.resent, found.unrefillable,
+                        why, agent_id, found.resent, found.unrefillable or 0,
                     )  # fmt: skip
             self._publish(agent_id)
 
@@ -216,6 +216,8 @@ class ReconcilerActor(SupervisedActor):
             if lacking == 0:
                 self._verified[(agent_id, hour)] = (mine_key, theirs_key)
         found.resent = sum(resent.values())
+        if full:
+            found.unrefillable = 0
         if full and held.since > window_start:
             found.unrefillable = self._unrefillable(
                 client, agent_id, route, window_start, held.since, relay, resent, found

@@ -155,6 +155,12 @@ def _schemas() -> dict[str, Schema]:
             "cache": {**figures, "description": "Cache figures; null while its actor restarts."},
             "outbox": {**figures, "description": "Outbox figures; null while it restarts."},
             "sync": figures,
+            "refill": {
+                "type": "object",
+                "additionalProperties": True,
+                "description": "Refill: comparisons with the relay, messages sent again"
+                " (refilled) and those the relay lacks that this node no longer holds.",
+            },
         },
     }
     return {"Message": envelope_schema(), "Error": error_schema(), "AgentFigures": agent}

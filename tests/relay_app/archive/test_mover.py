@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import secrets
 import sqlite3
 import time
@@ -180,3 +181,21 @@ def test_the_sweep_removes_only_stray_segment_files(tier: Tier) -> None:
     run = tier.archiver().run_once()
     assert (run.orphans_removed, run.moved) == (2, 3)
     assert tier.segment_files() == tier.recorded_files() | {"README", "old.tmp"}
+
+
+def test_refill_digests_count_moved_messages_as_before_the_move(tier: Tier) -> None:
+    """A moved message is still the relay's: digests are the same before and after."""
+    rows = [row(T_OLD + i * 600) for i in range(20)]
+    tier.put(rows)
+    first = rows[0]
+
+    def digests() -> dict[int, tuple[int, int]]:
+        page = tier.store.refill.digests(first.agent_id, first.node_id, 0.0, math.inf, 10**6)
+        return {b: d.key() for b, d in page.digests.items()}
+
+    before = digests()
+    tier.mark_archived(*(r.msg_id for r in rows[::2]))
+    assert tier.archiver(after_days=90).run_once().moved == 10
+    assert digests() == before
+    moved = tier.store.refill.ids(first.agent_id, first.node_id, 0.0, math.inf, "", 100)
+    assert moved == sorted(r.msg_id for r in rows)

@@ -4,8 +4,8 @@ DEST is laid out like a data directory: `messages/cluster_messages.db`, `archive
 segments) and `files/` (uploaded files). The steps, while the relay runs and ingests:
 
 1. count the corpus (hot + archived messages): the copy must hold at least that many;
-2. copy the database in one consistent step (`relay_app.stores.sqlite_backup`) to a temporary
-   name in DEST, fsynced;
+2. copy the database in one consistent step (`relay_app.store_backup`) to a temporary name
+   in DEST, fsynced;
 3. copy the segments and files DEST lacks: after the database, so every one the copy
    names is already on disk (neither is removed while a manifest or record names it);
 4. verify the copy (`relay_app.backup_check`): integrity_check, the count, every segment
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from relay_app.backup_check import describe, problems
 from relay_app.backup_copy import Copied, copy_immutable
-from relay_app.stores.sqlite import DB_RELATIVE_PATH
-from relay_app.stores.sqlite_backup import CorpusFile, Counts
+from relay_app.store_backup import BackupEngine, Counts
 from runtime.core import sqlite as rsqlite
 from runtime.core.durable import fsync_dir
 
@@ -72,21 +72,16 @@ class BackupReport:
         )
 
 
-def database_path(root: Path) -> Path:
-    """The cluster database of a data directory or a backup."""
-    return root / DB_RELATIVE_PATH
-
-
-def take_backup(data_dir: Path, dest: Path) -> BackupReport:
+def take_backup(engine: BackupEngine, data_dir: Path, dest: Path) -> BackupReport:
     """Copy the relay's data in `data_dir` into `dest`, verify it, and say what it holds."""
     started = time.monotonic()
     if dest.resolve() == data_dir.resolve():
         raise BackupRefused(f"{dest} is the relay's own data directory")
-    final = database_path(dest)
+    final = engine.database(dest)
     tmp = final.with_name(final.name + ".tmp")
-    source = database_path(data_dir)
+    source = engine.database(data_dir)
     try:
-        with CorpusFile(source, live=True) as corpus:
+        with closing(engine.open(source, live=True)) as corpus:
             before = corpus.counts()
             corpus.copy_to(tmp)
     except FileNotFoundError as exc:
@@ -96,15 +91,15 @@ def take_backup(data_dir: Path, dest: Path) -> BackupReport:
         raise BackupDamaged(f"the copy of {source} failed: {exc}") from exc
     size = tmp.stat().st_size
     segments, files = copy_immutable(data_dir, dest)
-    counts = _verify(tmp, dest, before)
+    counts = _verify(engine, tmp, dest, before)
     os.replace(tmp, final)
     fsync_dir(final.parent)
     return BackupReport(counts, segments, files, size, time.monotonic() - started)
 
 
-def _verify(copy: Path, root: Path, before: Counts) -> Counts:
+def _verify(engine: BackupEngine, copy: Path, root: Path, before: Counts) -> Counts:
     """What the copy holds, or BackupDamaged (the copy is then removed)."""
-    found, counts = problems(copy, root)
+    found, counts = problems(engine, copy, root)
     if counts is not None and counts.total < before.total:
         found.append(f"the copy holds {counts.total} messages, the source held {before.total}")
     if found or counts is None:

@@ -1,28 +1,29 @@
 """Verifying a backup: the database reads whole, and every segment and file it names is there.
 
-`problems(database, root)` is what backup runs on its fresh copy and restore on the
+`problems(engine, database, root)` is what backup runs on its fresh copy and restore on the
 backup it is given: `PRAGMA integrity_check`, then each segment of the manifest under
 `root/archive` with its recorded size, then each recorded upload under `root`.
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 from relay_app.archive.mover import ARCHIVE_DIR
 from relay_app.archive.segment import SUFFIX as SEGMENT_SUFFIX
-from relay_app.stores.sqlite_backup import CorpusFile, Counts
+from relay_app.store_backup import BackupEngine, Counts
 from runtime.core import sqlite as rsqlite
 
 # Problems listed one by one before "... and N more".
 SHOWN = 5
 
 
-def problems(database: Path, root: Path) -> tuple[list[str], Counts | None]:
+def problems(engine: BackupEngine, database: Path, root: Path) -> tuple[list[str], Counts | None]:
     """What is wrong with the backup at `database` whose segments and files lie under
     `root` ([] if sound), and what it holds (None if it does not read whole)."""
     try:
-        with CorpusFile(database, live=False) as corpus:
+        with closing(engine.open(database, live=False)) as corpus:
             found = [f"integrity_check: {line}" for line in corpus.integrity()]
             if found:
                 return found, None

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from relay_app.backup import BackupDamaged, BackupError, BackupRefused, take_backup
 from relay_app.backup_restore import restore
+from relay_app.store_backup import BackupEngine
 from runtime.core import daemon
 from runtime.core.config import RelaySettings
 
@@ -27,16 +29,17 @@ POSTGRES_ADVICE = (
 )
 
 
-def add_backup_commands(sub: Any, load: Any) -> None:
-    """Add `backup` and `restore`; `load(config, data_dir=...)` reads the relay's config."""
+def add_backup_commands(sub: Any, load: Any, engine: BackupEngine) -> None:
+    """Add `backup` and `restore`; `load(config, data_dir=...)` reads the relay's config,
+    `engine` reaches the SQLite store's database file."""
     cmd = sub.add_parser("backup", help="copy the relay's data while it runs, then verify it")
     cmd.add_argument("dest", help="backup directory (laid out like a data directory)")
     _where_args(cmd)
-    cmd.set_defaults(run=lambda args: _run(args, load, _backup))
+    cmd.set_defaults(run=lambda args: _run(args, load, partial(_backup, engine)))
     res = sub.add_parser("restore", help="put a backup in place of a stopped relay's database")
     res.add_argument("src", help="a directory made by `commander-relay backup`")
     _where_args(res)
-    res.set_defaults(run=lambda args: _run(args, load, _restore))
+    res.set_defaults(run=lambda args: _run(args, load, partial(_restore, engine)))
 
 
 def _where_args(cmd: argparse.ArgumentParser) -> None:
@@ -64,11 +67,11 @@ def _run(args: argparse.Namespace, load: Any, step: Any) -> int:
     return daemon.EXIT_OK
 
 
-def _backup(data_dir: Path, args: argparse.Namespace) -> str:
-    report = take_backup(data_dir, Path(args.dest))
+def _backup(engine: BackupEngine, data_dir: Path, args: argparse.Namespace) -> str:
+    report = take_backup(engine, data_dir, Path(args.dest))
     return f"commander-relay backup: {report.summary()} -> {args.dest}"
 
 
-def _restore(data_dir: Path, args: argparse.Namespace) -> str:
-    report = restore(data_dir, Path(args.src))
+def _restore(engine: BackupEngine, data_dir: Path, args: argparse.Namespace) -> str:
+    report = restore(engine, data_dir, Path(args.src))
     return f"commander-relay restore: {report.summary()}"

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from relay_app.archive.mover import ARCHIVE_DIR
-from relay_app.backup import BackupDamaged, BackupRefused, database_path
+from relay_app.backup import BackupDamaged, BackupRefused
 from relay_app.backup_check import describe, problems
 from relay_app.backup_copy import FILES_DIR, Copied, copy_immutable
 from relay_app.relay_lock import LOCK_NAME, DataDirBusy, acquire, release
-from relay_app.stores.sqlite import DB_RELATIVE_PATH
-from relay_app.stores.sqlite_backup import CorpusFile, Counts
+from relay_app.store_backup import BackupEngine, Counts
 from runtime.core import sqlite as rsqlite
 from runtime.core.durable import fsync_dir
 
@@ -62,42 +62,45 @@ class RestoreReport:
         )
 
 
-def restore(data_dir: Path, src: Path, clock: float | None = None) -> RestoreReport:
+def restore(
+    engine: BackupEngine, data_dir: Path, src: Path, clock: float | None = None
+) -> RestoreReport:
     """Replace the database of the stopped relay in `data_dir` with the backup in `src`."""
     started = time.monotonic()
-    if not database_path(src).is_file():
-        raise BackupRefused(f"{src} is not a backup: no {database_path(src)}")
+    database, backup = engine.database(data_dir), engine.database(src)
+    if not backup.is_file():
+        raise BackupRefused(f"{src} is not a backup: no {backup}")
     try:
         lock = acquire(data_dir, holder="restore")
     except DataDirBusy as exc:
         raise BackupRefused(f"stop the relay first: {exc}") from exc
     try:
-        counts = _verified(src)
-        restoring, generation = _copy_in(src, database_path(data_dir))
-        kept = _swap(restoring, database_path(data_dir), time.time() if clock is None else clock)
+        counts = _verified(engine, backup, src)
+        restoring, generation = _copy_in(engine, backup, database)
+        kept = _swap(restoring, database, time.time() if clock is None else clock)
         segments, files = copy_immutable(src, data_dir)
-        give_to_owner(data_dir)
+        give_to_owner(data_dir, database.parent)
     finally:
         release(lock)
     return RestoreReport(counts, generation, kept, segments, files, time.monotonic() - started)
 
 
-def _verified(src: Path) -> Counts:
-    found, counts = problems(database_path(src), src)
+def _verified(engine: BackupEngine, backup: Path, src: Path) -> Counts:
+    found, counts = problems(engine, backup, src)
     if found or counts is None:
         raise BackupDamaged(f"{src} failed verification, nothing changed: {describe(found)}")
     return counts
 
 
-def _copy_in(src: Path, target: Path) -> tuple[Path, int | None]:
+def _copy_in(engine: BackupEngine, backup: Path, target: Path) -> tuple[Path, int | None]:
     """The backup copied beside `target` with a new generation: (its path, the generation)."""
     restoring = target.with_name(target.name + RESTORING)
     try:
-        with CorpusFile(database_path(src), live=False) as corpus:
+        with closing(engine.open(backup, live=False)) as corpus:
             generation = corpus.copy_to(restoring, new_generation=True)
     except rsqlite.DatabaseError as exc:
         restoring.unlink(missing_ok=True)
-        raise BackupDamaged(f"the copy of {database_path(src)} failed: {exc}") from exc
+        raise BackupDamaged(f"the copy of {backup} failed: {exc}") from exc
     return restoring, generation
 
 
@@ -125,16 +128,16 @@ def _unused(path: Path) -> Path:
     return candidate
 
 
-def give_to_owner(data_dir: Path) -> None:
+def give_to_owner(data_dir: Path, database_dir: Path) -> None:
     """Run as root for a relay that runs as its own user, hand what restore made (owned by
     root) to the data directory's owner: else the relay could not write its database."""
     owner = data_dir.stat()
     if os.geteuid() != 0 or owner.st_uid == 0:
         return
     made = [data_dir / LOCK_NAME]
-    for part in (DB_RELATIVE_PATH.parent, ARCHIVE_DIR, FILES_DIR):
-        if (data_dir / part).exists():
-            made += [data_dir / part, *(data_dir / part).rglob("*")]
+    for part in (database_dir, data_dir / ARCHIVE_DIR, data_dir / FILES_DIR):
+        if part.exists():
+            made += [part, *part.rglob("*")]
     for path in made:
         if path.exists() and path.lstat().st_uid == 0:
             os.lchown(path, owner.st_uid, owner.st_gid)

@@ -37,6 +37,7 @@ from relay_app.metrics_auth import warn_if_metrics_open
 from relay_app.owners import warn_about_agents
 from relay_app.passwords import hash_password
 from relay_app.server import RelayServer
+from relay_app.stores.sqlite_backup import SqliteBackup
 from relay_app.tls_cli import add_tls_commands, warn_about_tls
 from runtime.core import daemon
 from runtime.core.config import ClusterConfig, RelaySettings, load_config
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tls_commands(sub)
     _add_migrate(sub)
     add_archive_commands(sub, load_relay_config)
-    add_backup_commands(sub, load_relay_config)
+    add_backup_commands(sub, load_relay_config, SqliteBackup())
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The SQL of backup and restore (relay_app.backup): one cluster database file, copied and checked.
+"""`BackupEngine` on SQLite: the cluster database file of a data dir, copied and checked.
 
 `copy_to` uses SQLite's online backup API in ONE step (`pages=-1`): one step reads inside
 one read transaction, so in WAL mode the copy is the corpus of one moment while the relay
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from relay_app.store_backup import Counts
+from relay_app.stores.sqlite import DB_RELATIVE_PATH
 from relay_app.stores.sqlite_schema import NEW_GENERATION
 from runtime.core import sqlite as rsqlite
 
@@ -24,22 +25,20 @@ from runtime.core import sqlite as rsqlite
 MAX_ERRORS = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """What a copy of the corpus holds."""
+class SqliteBackup:
+    """`BackupEngine` for the SQLite store."""
 
-    messages: int
-    archived: int
-    segments: int
+    def database(self, root: Path) -> Path:
+        """`<root>/messages/cluster_messages.db`."""
+        return root / DB_RELATIVE_PATH
 
-    @property
-    def total(self) -> int:
-        """Hot and archived messages."""
-        return self.messages + self.archived
+    def open(self, path: Path, *, live: bool) -> SqliteCorpusFile:
+        """Open an existing database file."""
+        return SqliteCorpusFile(path, live=live)
 
 
-class CorpusFile:
-    """One cluster database file: a live relay's (`live`) or a backup's (read-only)."""
+class SqliteCorpusFile:
+    """`CorpusFile`: a live relay's cluster database (`live`) or a backup's (read-only)."""
 
     def __init__(self, path: Path, *, live: bool) -> None:
         """Open it; never creates one. Read-only opens roll back and checkpoint nothing."""
@@ -97,7 +96,7 @@ class CorpusFile:
         """Close the connection."""
         self._conn.close()
 
-    def __enter__(self) -> CorpusFile:
+    def __enter__(self) -> SqliteCorpusFile:
         """Use in a `with` block."""
         return self
 

@@ -21,18 +21,19 @@ def refill_paths() -> dict[str, Schema]:
     return {"/sync/digests": {"get": _digests()}, "/sync/ids": {"get": _ids()}}
 
 
-def _range(until: bool) -> list[Schema]:
+def _range(ids: bool) -> list[Schema]:
     number = {"type": "number"}
-    found = [
+    bound = f" Required, at most {BUCKET_SECONDS} s after `since`." if ids else ""
+    return [
         parameter("agent", "query", id_schema("one of this node's agents", "agent-1"),
                   "Whose messages (those stored from this node).", required=True),
-        parameter("since", "query", number, "Report times from this one (seconds)."),
+        parameter("since", "query", number, "Report times from this one (seconds).",
+                  required=ids),
+        parameter("until", "query", number, "Report times before this one." + bound,
+                  required=ids),
+        *([parameter("after", "query", id_schema("a msg_id", "m-1"),
+                     "The `next` of the previous page.")] if ids else []),
     ]  # fmt: skip
-    found.append(parameter("until", "query", number, "Report times before this one."))
-    if until:
-        found.append(parameter("after", "query", id_schema("a msg_id", "m-1"),
-                               "The `next` of the previous page."))  # fmt: skip
-    return found
 
 
 def _digests() -> Schema:
@@ -53,7 +54,7 @@ def _digests() -> Schema:
     return {
         "summary": "Digests of an agent's messages by hour: what a node compares to refill.",
         "security": NODE_AUTH,
-        "parameters": _range(until=False),
+        "parameters": _range(ids=False),
         "responses": {"200": json_body(body, "The hours that hold messages, in order."),
                       **error_responses(REFUSED)},
     }  # fmt: skip
@@ -71,6 +72,6 @@ def _ids() -> Schema:
     return {
         "summary": "The msg_ids of an agent's messages in a time range, in msg_id order.",
         "security": NODE_AUTH,
-        "parameters": _range(until=True),
+        "parameters": _range(ids=True),
         "responses": {"200": json_body(body, "One page of ids."), **error_responses(REFUSED)},
     }  # fmt: skip

@@ -14,7 +14,7 @@ import bottle
 
 from relay_app.http import json_response
 from relay_app.store_refill import DIGEST_ROWS, IDS_LIMIT, RefillStore
-from relay_app.validate import range_request
+from relay_app.validate import ids_request, range_request
 from runtime.core import digest
 from runtime.core.http_query import decoded_query
 
@@ -42,7 +42,7 @@ def digests_answer(refill: RefillStore, authorize: Authorize) -> bottle.HTTPResp
 
 def ids_answer(refill: RefillStore, authorize: Authorize) -> bottle.HTTPResponse:
     """The msg_ids of one agent's messages from this node in [since, until), paged."""
-    request = range_request(decoded_query(bottle.request).dict)
+    request = ids_request(decoded_query(bottle.request).dict, digest.BUCKET_SECONDS)
     node_id = authorize(request.agent_id)
     ids = refill.ids(
         request.agent_id, node_id, request.since, request.until, request.after, IDS_LIMIT

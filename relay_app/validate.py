@@ -308,6 +308,15 @@ class RangeRequest:
     after: str
 
 
+def ids_request(params: Mapping[str, Sequence[str]], widest: float) -> RangeRequest:
+    """range_request, with since and until required and at most `widest` seconds apart:
+    an id list is read per hour, and a wider one would sort an agent's whole history."""
+    request = range_request(params)
+    if not 0 < request.until - request.since <= widest:
+        raise BadRequest(f"since, until: required, until after since by at most {widest:g} s")
+    return request
+
+
 def range_request(params: Mapping[str, Sequence[str]]) -> RangeRequest:
     """Read agent, since, until and after; 400 on anything malformed."""
     agent = _single(params, "agent")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from relay_app.store_refill import DigestPage
 from relay_app.stores.sqlite_pool import ReadPool
-from runtime.core.digest import Digest, Digests, bucket_of, bucket_start
+from runtime.core.digest import bucket_of, bucket_start, digests_of
 
 HOT_ROWS = (
     "SELECT timestamp, msg_id FROM messages INDEXED BY idx_inbox_agent_ts"
     " WHERE agent_id = ? AND timestamp >= ? AND timestamp < ? AND node_id = ? ORDER BY timestamp"
 )
 ARCHIVED_ROWS = (
-    "SELECT timestamp, msg_id FROM archived_ids"
-    " WHERE agent_id = ? AND timestamp >= ? AND timestamp < ? AND node_id = ?"
+    "SELECT timestamp, msg_id FROM archived_ids INDEXED BY idx_archived_agent_ts"
+    " WHERE agent_id = ? AND timestamp >= ? AND timestamp < ? AND node_id = ? ORDER BY timestamp"
 )
 IDS = (
     "SELECT msg_id FROM messages WHERE agent_id = ? AND timestamp >= ? AND timestamp < ?"
@@ -37,23 +39,16 @@ class SqliteRefill:
     def digests(
         self, agent_id: str, node_id: str, since: float, until: float, max_rows: int
     ) -> DigestPage:
-        """Hot rows in report-time order up to about `max_rows`, cut at an hour's edge,
-        then the archived ids of the same hours."""
-        found: Digests = {}
-        next_since: float | None = None
-        rows = 0
+        """Hot and archived rows in report-time order, each up to about `max_rows` and cut
+        at an hour's edge; the page ends at the earlier cut."""
         with self._pool.read() as conn:
-            for timestamp, msg_id in conn.execute(HOT_ROWS, (agent_id, since, until, node_id)):
-                bucket = bucket_of(timestamp)
-                if rows >= max_rows and bucket not in found:
-                    next_since = bucket_start(bucket)
-                    break
-                found.setdefault(bucket, Digest()).add(msg_id)
-                rows += 1
-            end = until if next_since is None else next_since
-            for timestamp, msg_id in conn.execute(ARCHIVED_ROWS, (agent_id, since, end, node_id)):
-                found.setdefault(bucket_of(timestamp), Digest()).add(msg_id)
-        return DigestPage(found, next_since)
+            args = (agent_id, since, until, node_id)
+            hot, hot_cut = _take(conn.execute(HOT_ROWS, args), max_rows)
+            archived, archived_cut = _take(conn.execute(ARCHIVED_ROWS, args), max_rows)
+        cuts = [c for c in (hot_cut, archived_cut) if c is not None]
+        cut = min(cuts) if cuts else None
+        rows = (r for r in (*hot, *archived) if cut is None or r[0] < cut)
+        return DigestPage(digests_of(rows), cut)
 
     def ids(
         self, agent_id: str, node_id: str, since: float, until: float, after: str, limit: int
@@ -62,3 +57,20 @@ class SqliteRefill:
         args = (agent_id, since, until, node_id, after)
         with self._pool.read() as conn:
             return [r[0] for r in conn.execute(IDS, (*args, *args, limit))]
+
+
+Row = tuple[float, str]  # (timestamp, msg_id)
+
+
+def _take(rows: Iterable[Row], max_rows: int) -> tuple[list[Row], float | None]:
+    """Rows in report-time order until `max_rows` are taken and an hour ends; the rows, and
+    where they stopped (None: at the end). An hour is never split: its digest needs all."""
+    taken: list[Row] = []
+    last: int | None = None
+    for row in rows:
+        bucket = bucket_of(row[0])
+        if len(taken) >= max_rows and bucket != last:
+            return taken, bucket_start(bucket)
+        taken.append(row)
+        last = bucket
+    return taken, None

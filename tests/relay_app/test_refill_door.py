@@ -35,8 +35,11 @@ def test_digests_and_ids_describe_what_the_node_wrote(
     assert body["next_since"] is None
     expected = digest.digests_of((m.timestamp, m.msg_id) for m in sent)
     assert digest.decode(body["digests"]) == expected
-    ids = node_a.get("/sync/ids", params={"agent": "agent-1"}).json()
-    assert ids == {"ids": sorted(m.msg_id for m in sent), "next": None}
+    hour = digest.bucket_start(digest.bucket_of(sent[0].timestamp))
+    hours = {"agent": "agent-1", "since": hour, "until": hour + digest.BUCKET_SECONDS}
+    ids = node_a.get("/sync/ids", params=hours).json()
+    assert ids == {"ids": sorted(m.msg_id for m in sent if m.timestamp < hours["until"]),
+                   "next": None}  # fmt: skip
     health = node_a.get("/healthz").json()
     assert health["generation"] == body["generation"]
     assert len(health["instance"]) == 16
@@ -47,11 +50,12 @@ def test_a_node_reads_no_other_nodes_agent(clients: tuple[NodeClient, NodeClient
     node_a, node_b = clients
     node_a.send(message(content={"secret": 1}))
     for path in ("/sync/digests", "/sync/ids"):
+        hour = {"since": 0, "until": 3600}
         for agent in ("agent-b1", "nobody"):
-            assert node_a.get(path, params={"agent": agent}).status_code == 403
-        stranger = requests.get(node_a.url + path, params={"agent": "agent-1"}, timeout=10)
-        assert stranger.status_code == 401
-        assert node_b.get(path, params={"agent": "agent-1"}).status_code == 401  # no token
+            assert node_a.get(path, params={"agent": agent, **hour}).status_code == 403
+        mine = {"agent": "agent-1", **hour}
+        assert requests.get(node_a.url + path, params=mine, timeout=10).status_code == 401
+        assert node_b.get(path, params=mine).status_code == 401  # no token
 
 
 MALFORMED: list[dict[str, object]] = [
@@ -74,3 +78,8 @@ def test_malformed_parameters_are_a_clear_400(clients: tuple[NodeClient, NodeCli
             response = node_a.get(path, params=params)
             assert response.status_code == 400, (path, params, response.text)
             assert response.json()["error"]
+    wide = {"agent": "agent-1", "since": 0, "until": 7200}
+    for params in (wide, {"agent": "agent-1", "since": 0}, {**wide, "until": 0}):
+        response = node_a.get("/sync/ids", params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert "at most 3600 s" in response.json()["error"]

@@ -37,7 +37,7 @@ from actors.messages import (
 from actors.ports import Mailbox
 from runtime.core import digest
 from runtime.core.digest import Digests, bucket_of, bucket_start
-from runtime.core.errors import RelayError
+from runtime.core.errors import RelayError, RelayUnavailable
 from runtime.core.logsafe import quote
 from runtime.core.relay_client import RelayClient, RelayTarget
 from runtime.core.supervisor import SupervisedActor
@@ -170,10 +170,12 @@ class ReconcilerActor(SupervisedActor):
             try:
                 found = self._compare(client, agent_id, route, full=why != "periodic")
             except Exception as exc:
-                # An agent down or a relay gone mid-way: the next occasion tries again.
+                # An agent down, a relay gone or refusing mid-way: the next occasion (the
+                # relay back, or the next period) tries again.
                 logger.warning("refill of agent %s stopped: %s", agent_id, quote(exc))
                 self._stats[agent_id] = stats.failed(str(exc))
-                self._reachable = False
+                if isinstance(exc, RelayUnavailable):
+                    self._reachable = False
             else:
                 self._stats[agent_id] = stats.ended(
                     self._clock(), found.compared, found.resent, found.unrefillable,
@@ -284,7 +286,7 @@ class ReconcilerActor(SupervisedActor):
             found.digest_bytes += size
             try:
                 merged.update(digest.decode(body["digests"]))
-                at = body["next_since"]
+                at = _onward(body["next_since"], at)
             except (KeyError, TypeError, ValueError) as exc:
                 raise RelayError(f"/sync/digests answered no digests: {exc}") from exc
         return merged
@@ -294,19 +296,29 @@ class ReconcilerActor(SupervisedActor):
     ) -> set[str]:
         """The relay's ids of the agent's messages in [since, until), every page."""
         ids: set[str] = set()
-        after = ""
+        after: str | None = ""
         for _ in range(MAX_PAGES):
             params = {"agent": agent_id, "since": repr(since), "until": repr(until)}
             body, size = client.get_json("/sync/ids", {**params, "after": after})
             found.digest_bytes += size
             try:
                 ids.update(str(i) for i in body["ids"])
-                after = body["next"]
-            except (KeyError, TypeError) as exc:
+                after = _onward(body["next"], after)
+            except (KeyError, TypeError, ValueError) as exc:
                 raise RelayError(f"/sync/ids answered no ids: {exc}") from exc
-            if not after:
+            if after is None:
                 break
         return ids
 
     def _publish(self, agent_id: str) -> None:
         self._routes[agent_id].board.publish_refill(self._stats[agent_id])
+
+
+def _onward(cursor: Any, previous: Any) -> Any:
+    """A page's cursor if it moves past the previous one (None: the last page); a relay
+    that answers the same page again, or nonsense, must not hold the comparison."""
+    if cursor is None:
+        return None
+    if type(cursor) is not type(previous) or not cursor > previous:
+        raise ValueError(f"the next page's cursor {cursor!r} does not move past {previous!r}")
+    return cursor

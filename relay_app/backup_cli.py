@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from relay_app.backup import BackupDamaged, BackupError, BackupRefused, take_backup
+from relay_app.backup import BackupError, BackupRefused, take_backup
 from relay_app.backup_restore import restore
 from relay_app.store_backup import BackupEngine
 from runtime.core import daemon
@@ -57,10 +57,7 @@ def _run(args: argparse.Namespace, load: Any, step: Any) -> int:
     except BackupRefused as exc:
         print(f"commander-relay: {exc}", file=sys.stderr)
         return daemon.EXIT_CONFIG
-    except BackupDamaged as exc:
-        print(f"commander-relay: {exc}", file=sys.stderr)
-        return daemon.EXIT_FAILED
-    except (BackupError, OSError) as exc:
+    except (BackupError, OSError) as exc:  # BackupDamaged and I/O errors: exit 1
         print(f"commander-relay: {exc}", file=sys.stderr)
         return daemon.EXIT_FAILED
     print(line, flush=True)

@@ -268,6 +268,19 @@ def test_restore_run_as_root_hands_what_it_made_to_the_data_directorys_owner(
     assert set(owners.values()) == {NOBODY}, owners
 
 
+def test_a_relay_on_postgresql_is_pointed_to_pg_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "config")
+    with config.open("a") as f:
+        f.write('  store: "postgresql://commander@127.0.0.1:9/commander"\n')
+    for command in ("backup", "restore"):
+        code, said = cli(capsys, command, str(tmp_path / "backup"), "--config", str(config))
+        assert code == 2, said
+        assert "pg_dump or pg_basebackup" in said
+    assert not (tmp_path / "backup").exists()
+
+
 def _write_and_die(database: Path) -> None:
     """Commit a row into the WAL from a process that exits without closing (no checkpoint)."""
     script = (

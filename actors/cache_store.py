@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from actors.held_digests import CREATE_ACKED_HOURS, HeldDigests, HeldReport
+from actors.cache_digests import CREATE_ACKED_HOURS, HeldDigests, HeldReport
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.core.envelope import MessageEnvelope, decode_content, encode_content

@@ -49,6 +49,8 @@ EXACT_ROUTES = frozenset(
         "/sync/status",
         "/sync/files",
         "/sync/mail",
+        "/sync/digests",
+        "/sync/ids",
         "/query/messages",
         "/query/status",
         "/healthz",

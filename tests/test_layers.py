@@ -25,11 +25,11 @@ ALLOWED = {
     "quickstart": {"kernel", "actors", "node", "relay", "quickstart"},
 }
 # The only modules that may open a database or hold SQL: the relay's store implementations,
-# the node's own local stores (one agent's cache and outbox, the node's received mail) and
-# the kernel's SQLite helpers they share.
+# the node's own local stores (one agent's cache, its digests for refill, and outbox; the
+# node's received mail) and the kernel's SQLite helpers they share.
 STORE_MODULES = re.compile(
-    r"\A(relay_app\.stores(\..+)?|actors\.(cache|outbox)_store|runtime\.node\.mail_store"
-    r"|runtime\.core\.sqlite)\Z"
+    r"\A(relay_app\.stores(\..+)?|actors\.(cache|outbox)_store|actors\.cache_digests"
+    r"|runtime\.node\.mail_store|runtime\.core\.sqlite)\Z"
 )
 SQL = re.compile(r"\A\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WITH)\s")
 

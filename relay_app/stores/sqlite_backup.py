@@ -11,7 +11,6 @@ back on when it opens it).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +19,7 @@ from relay_app.store_backup import Counts
 from relay_app.stores.sqlite import DB_RELATIVE_PATH
 from relay_app.stores.sqlite_schema import NEW_GENERATION
 from runtime.core import sqlite as rsqlite
+from runtime.core.durable import fsync_path
 
 # integrity_check stops after this many problems: enough to say what is wrong.
 MAX_ERRORS = 10
@@ -89,7 +89,7 @@ class SqliteCorpusFile:
             generation = _renew_generation(dest) if new_generation else None
         finally:
             dest.close()
-        _fsync(target)
+        fsync_path(target)
         return generation
 
     def close(self) -> None:
@@ -118,11 +118,3 @@ def _renew_generation(conn: sqlite3.Connection) -> int | None:
     conn.execute(NEW_GENERATION)
     row = conn.execute("SELECT value FROM store_meta WHERE key = 'generation'").fetchone()
     return int(row[0])
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Flush a file's content, or a directory's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    fsync_path(directory)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _refill_run as proc
+from bench.tools.relay_http import Client
 from bench.tools.report import Figure, row
 from tests.support import Daemon, cpu_seconds
 
@@ -55,6 +56,8 @@ FIGURES = (
            "< 50", lambda v: v < 50),
     Figure(B, "idle_reconcile_cpu_ms_max", "Idle comparison, node CPU, worst node, ms",
            "< 50", lambda v: v < 50),
+    Figure(B, "relay_digests_cpu_ms_per_agent", "Relay CPU of one agent's digests (GET "
+           "/sync/digests), ms", "", None, "relay_digests_ms_per_agent", "its wall time, ms"),
     Figure(B, "idle_digest_bytes", "Idle comparison, bytes of digests received, median node"),
     Figure(B, "digest_bytes", "Refill: bytes of digests and id lists received, all nodes"),
 )  # fmt: skip
@@ -150,7 +153,8 @@ def measure(
         found.update(outcome(relay_file, built, at_whole))
     finally:
         relay_file.close()
-    found.update(idle_passes(nodes, time.time()))
+    found.update(idle_passes(nodes, time.time(), shape))
+    found.update(relay_digest_cost(where, relay))
     return found
 
 
@@ -215,6 +219,8 @@ def outcome(
         "unexpected": len(added - built.missing_ids),
         "duplicates": rows - distinct,
         "refilled": summed("commander_refill_messages_total"),
+        "refilled_beyond_missing": summed("commander_refill_messages_total")
+        - len(built.missing_ids & added),
         "unrefillable": summed("commander_refill_unrefillable_messages"),
         "digest_bytes": summed("commander_refill_digest_bytes_total"),
         "buckets_compared": summed("commander_refill_buckets_compared_total"),
@@ -223,11 +229,20 @@ def outcome(
     }
 
 
-def idle_passes(nodes: list[Daemon], drained_at: float) -> dict[str, Any]:
-    """Two periodic comparisons after `drained_at`; the second one's CPU and bytes per node."""
-    first = wait_pass(nodes, drained_at)
+def idle_passes(nodes: list[Daemon], drained_at: float, shape: Shape) -> dict[str, Any]:
+    """Two periodic comparisons after `drained_at`; the second one's CPU and bytes per node.
+
+    The node's figure is its whole process's CPU while the comparison ran, so a scrape of
+    /metrics landing in it would count (a scrape reads every cache's counts): the second
+    comparison is waited for by the clock, one interval after the first, and scraped once.
+    """
+    first = wait_pass(nodes, drained_at, every=1.0)
     after = max(t for s in first for t in proc.last_reconciles(s))
-    second = wait_pass(nodes, after)
+    time.sleep(max(0.0, after + shape.interval + min(10.0, shape.interval / 3) - time.time()))
+    second = [proc.scrape(n) for n in nodes]
+    quiet = all(t > after for s in second for t in proc.last_reconciles(s))
+    if not quiet:  # a comparison late (a busy relay): wait for it, scraping meanwhile
+        second = wait_pass(nodes, after, every=1.0)
     cpu = [proc.total(s, "commander_refill_last_cpu_seconds") * 1000 for s in second]
     sent = [proc.total(b, "commander_refill_digest_bytes_total")
             - proc.total(a, "commander_refill_digest_bytes_total")
@@ -239,13 +254,34 @@ def idle_passes(nodes: list[Daemon], drained_at: float) -> dict[str, Any]:
         "idle_reconcile_cpu_ms": round(statistics.median(cpu), 2),
         "idle_reconcile_cpu_ms_max": round(max(cpu), 2),
         "idle_reconcile_cpu_ms_each": [round(c, 2) for c in cpu],
+        "idle_scraped_once": quiet,
         "idle_digest_bytes": round(statistics.median(sent)),
         "idle_digest_bytes_max": round(max(sent)),
         "idle_refilled": int(sum(resent)),
     }
 
 
-def wait_pass(nodes: list[Daemon], after: float, timeout: float = 300.0) -> list[proc.Samples]:
+def relay_digest_cost(where: proc.Layout, relay: Daemon) -> dict[str, Any]:
+    """One agent's GET /sync/digests from its node, the relay otherwise idle: wall and relay
+    CPU (an idle comparison costs the relay this for every agent)."""
+    agent, node = where.agents[0]
+    headers = {"X-Commander-Node": node, "Authorization": f"Bearer {where.tokens[node]}"}
+    client = Client(relay.url, headers)
+    walls, cpus = [], []
+    try:
+        for _ in range(3):
+            before = cpu_seconds(relay.proc.pid)
+            walls.append(client.get_ms(f"/sync/digests?agent={agent}&since=0"))
+            cpus.append((cpu_seconds(relay.proc.pid) - before) * 1000)
+    finally:
+        client.close()
+    return {"relay_digests_ms_per_agent": round(statistics.median(walls), 1),
+            "relay_digests_cpu_ms_per_agent": round(statistics.median(cpus), 1)}  # fmt: skip
+
+
+def wait_pass(
+    nodes: list[Daemon], after: float, every: float, timeout: float = 300.0
+) -> list[proc.Samples]:
     """Scrape until every agent of every node has ended a comparison after `after`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -254,4 +290,4 @@ def wait_pass(nodes: list[Daemon], after: float, timeout: float = 300.0) -> list
             return samples
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: no comparison ended within {timeout:.0f} s")
-        time.sleep(0.5)
+        time.sleep(every)

@@ -1,4 +1,8 @@
-"""A node given several relays of one cluster store moves to the next when one fails."""
+"""A node given several relays of one cluster store moves to the next when one fails.
+
+The relays share a PostgreSQL database, as relays of one cluster do: a SQLite data
+directory belongs to one relay at a time (relay.lock).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from relay_app.server import RelayServer
 from runtime.core.envelope import MessageEnvelope
 from runtime.core.relay_client import RelayClient, RelayTarget
 from runtime.node.node import Node, NodeOptions
-from tests.delivery.harness import relay_get, relay_rows, start_relay
+from tests.delivery.harness import postgres_rows, relay_get, start_relay
 from tests.support import TOKENS, cluster, free_port, wait_for
 
 
 @pytest.fixture
-def two_relays(tmp_path: Path) -> Iterator[list[RelayServer]]:
-    """Two relays over one store (the same database file), each on its own port."""
-    config = cluster(tmp_path / "relay")
+def two_relays(tmp_path: Path, postgres_dsn: str) -> Iterator[list[RelayServer]]:
+    """Two relays over one store (one PostgreSQL database), each on its own port."""
+    config = cluster(tmp_path / "relay", store=postgres_dsn)
     relays = [start_relay(config, free_port()), start_relay(config, free_port())]
     yield relays
     for relay in relays:
@@ -40,7 +44,7 @@ def node_on(tmp_path: Path, urls: list[str], **options: float) -> Node:
 
 
 def test_with_the_first_relay_gone_writes_go_through_the_second_at_once(
-    tmp_path: Path, two_relays: list[RelayServer]
+    tmp_path: Path, two_relays: list[RelayServer], postgres_dsn: str
 ) -> None:
     first, second = two_relays
     node = node_on(tmp_path, [first.url, second.url])
@@ -53,7 +57,7 @@ def test_with_the_first_relay_gone_writes_go_through_the_second_at_once(
         for msg_id in ids:
             wait_for(lambda m=msg_id: relay_get(second.url, m) is not None, timeout=5)
         wait_for(lambda: agent.stats().unsynced_count == 0, timeout=5)
-        rows = relay_rows(tmp_path / "relay")
+        rows = postgres_rows(postgres_dsn)
         assert all(len(rows[m]) == 1 for m in [before, *ids])
         # Write-through moved over: nothing waited for the outbox's retry.
         assert node.actors["a1"].sync.snapshot().failures_total == 0
@@ -62,7 +66,7 @@ def test_with_the_first_relay_gone_writes_go_through_the_second_at_once(
 
 
 def test_a_client_drifts_back_to_the_preferred_relay_once_it_is_back(
-    tmp_path: Path, two_relays: list[RelayServer]
+    tmp_path: Path, two_relays: list[RelayServer], postgres_dsn: str
 ) -> None:
     first, second = two_relays
     first_url, port = first.url, int(first.url.rsplit(":", 1)[1])
@@ -75,7 +79,7 @@ def test_a_client_drifts_back_to_the_preferred_relay_once_it_is_back(
         first.stop()
         client.push_message(MessageEnvelope.new(agent_id="a1", node_id="node-a", content="one"))
         assert client.current_url == second.url
-        restarted = start_relay(cluster(tmp_path / "relay"), port)
+        restarted = start_relay(cluster(tmp_path / "relay", store=postgres_dsn), port)
         try:
             client.push_message(MessageEnvelope.new(agent_id="a1", node_id="node-a", content=2))
             assert client.current_url == second.url  # not yet: the drift waits

@@ -161,7 +161,6 @@ class ReconcilerActor(SupervisedActor):
             raise RelayError(f"/healthz names no generation (an older relay?): {exc}") from exc
 
     def _compare_all(self, client: RelayClient, why: str) -> None:
-        self._due = self._clock() + self._interval
         for agent_id, route in self._routes.items():
             stats = self._stats[agent_id]
             self._stats[agent_id] = stats.begun(why)
@@ -188,6 +187,9 @@ class ReconcilerActor(SupervisedActor):
                         why, agent_id, found.resent, found.unrefillable or 0,
                     )  # fmt: skip
             self._publish(agent_id)
+        # From the end: a comparison longer than the interval is not followed at once by
+        # another, which would send again what the outbox is still sending.
+        self._due = self._clock() + self._interval
 
     def _compare(
         self, client: RelayClient, agent_id: str, route: RefillRoute, *, full: bool

@@ -153,8 +153,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 FOOTPRINT = DOCS / "FOOTPRINT.md"
 POSTGRES_BENCH = DOCS / "POSTGRES-BENCH.md"  # `bench postgres`, run by hand
 ARCHIVE = DOCS / "ARCHIVE.md"  # the archive's format and `bench archive`, run by hand
+REFILL = DOCS / "REFILL.md"  # backup, restore, refill and `bench refill`, run by hand
 # The analyses written by hand, copied in this order below the generated figures.
-ANALYSES = (FOOTPRINT, POSTGRES_BENCH, ARCHIVE)
+ANALYSES = (FOOTPRINT, POSTGRES_BENCH, ARCHIVE, REFILL)
 
 # Where a missed target stands, why, and what would close it. Found by profiling on this
 # machine (py-spy on every thread, /proc CPU per request, micro-benchmarks) in Nov 2026;

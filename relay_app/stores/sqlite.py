@@ -38,9 +38,10 @@ from relay_app.store_search import IndexEntries
 from relay_app.store_sessions import SessionOp
 from relay_app.stores import sqlite_actions, sqlite_archive, sqlite_fts, sqlite_sessions
 from relay_app.stores.sqlite_archive import SqliteArchive
+from relay_app.stores.sqlite_digests import KeptDigests
 from relay_app.stores.sqlite_inbox import SqliteInbox
 from relay_app.stores.sqlite_pool import ReadPool
-from relay_app.stores.sqlite_refill import SqliteRefill
+from relay_app.stores.sqlite_refill import LAST_ID, SqliteRefill
 from relay_app.stores.sqlite_rows import (
     FILE_COLUMNS,
     MESSAGE_COLUMNS,
@@ -72,6 +73,11 @@ INSERT_FILE = (
     "INSERT INTO files (file_id, agent_id, node_id, msg_id, filename, size, sha256, path,"
     " received_at) VALUES (?,?,?,?,?,?,?,?,?)"
 )
+# What a commit stored, for the kept refill digests: the rows past the highest id before it
+# (a row restored from the archive keeps its own lower id, and counted already).
+STORED_SINCE = (
+    "SELECT id, agent_id, node_id, timestamp, msg_id FROM messages WHERE id > ? ORDER BY id"
+)
 _FILTER_COLUMNS = frozenset(FILTER_FIELDS.values())
 # Bound on the ids in one IN (...) list (SQLite's limit on bound parameters is far higher).
 IN_CHUNK = 500
@@ -86,16 +92,20 @@ class SqliteWriter:
         synchronous: str,
         max_page_count: int | None,
         listeners: Sequence[StoredListener] = (),
+        kept: KeptDigests | None = None,
     ) -> None:
         """Open the connection; `max_page_count` caps the file size (tests of a full disk)."""
         self._conn = rsqlite.connect(path, synchronous=synchronous)
         if max_page_count is not None:
             self._conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
         self._listeners = listeners
+        self._kept = kept or KeptDigests()
 
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         """Apply every op in one transaction, or none of them; then tell the listeners."""
         conn = self._conn
+        keep = self._kept.active and any(isinstance(op, StoreMessages) for op in ops)
+        last_id = self._last_id() if keep else None
         try:
             with rsqlite.transaction(conn):
                 results = [self._apply(op, received_at) for op in ops]
@@ -108,8 +118,22 @@ class SqliteWriter:
                     "the cluster database is full (disk or page limit); nothing was stored"
                 ) from exc
             raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
+        if last_id is not None:
+            self._keep_digests(last_id)
         self._tell(ops, results)
         return results
+
+    def _last_id(self) -> int:
+        row = self._conn.execute(LAST_ID).fetchone()
+        return int(row[0]) if row else 0
+
+    def _keep_digests(self, last_id: int) -> None:
+        """Tell the kept digests the messages this commit stored (ids past `last_id`)."""
+        try:
+            rows = self._conn.execute(STORED_SINCE, (last_id,)).fetchall()
+            self._kept.stored(rows)
+        except Exception:  # the digests are a cache: a failure here must not fail the write
+            logger.exception("the kept refill digests could not follow a commit")
 
     def _tell(self, ops: Sequence[WriteOp], results: Sequence[WriteResult]) -> None:
         """Call the listeners once for the commit, if it stored new messages."""
@@ -222,11 +246,14 @@ class SqliteStore:
         self.inbox = SqliteInbox(self._pool)
         self.sessions = SqliteSessions(self._pool)
         self.archive = SqliteArchive(self._pool)
-        self.refill = SqliteRefill(self._pool)
+        self._kept = KeptDigests()
+        self.refill = SqliteRefill(self._pool, self._kept)
 
     def open_writer(self) -> SqliteWriter:
         """Open the writer connection in the calling thread."""
-        return SqliteWriter(self.path, self._synchronous, self._max_page_count, self._listeners)
+        return SqliteWriter(
+            self.path, self._synchronous, self._max_page_count, self._listeners, self._kept
+        )
 
     def on_stored(self, listener: StoredListener) -> None:
         """Call `listener` after each commit of new messages (from the writer's thread)."""

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from relay_app.archive.mover import ArchiverBusy
-from relay_app.store_inbox import SetStatuses
+from relay_app.archive.restore import restore_op
+from relay_app.store_inbox import Audit, SetStatuses
+from relay_app.stores.sqlite import SqliteStore
 from tests.relay_app.archive.tiers import DAY_S, T_OLD, Tier, row
 
 
@@ -184,8 +186,9 @@ def test_the_sweep_removes_only_stray_segment_files(tier: Tier) -> None:
 
 
 def test_refill_digests_count_moved_messages_as_before_the_move(tier: Tier) -> None:
-    """A moved message is still the relay's: digests are the same before and after."""
-    rows = [row(T_OLD + i * 600) for i in range(20)]
+    """A moved or restored message is still the relay's: digests kept in memory and read
+    from the table are the same before the move, after it, and after a restore."""
+    rows = [row(time.time() - 7200 + i * 300) for i in range(20)]
     tier.put(rows)
     first = rows[0]
 
@@ -193,9 +196,19 @@ def test_refill_digests_count_moved_messages_as_before_the_move(tier: Tier) -> N
         page = tier.store.refill.digests(first.agent_id, first.node_id, 0.0, math.inf, 10**6)
         return {b: d.key() for b, d in page.digests.items()}
 
-    before = digests()
+    def from_table() -> dict[int, tuple[int, int]]:
+        hot = tier.store.hot
+        assert isinstance(hot, SqliteStore)
+        page = hot.refill._scan(first.agent_id, first.node_id, 0.0, math.inf, 10**6)
+        return {b: d.key() for b, d in page.digests.items()}
+
+    before = digests()  # the relay keeps these hours from here on
     tier.mark_archived(*(r.msg_id for r in rows[::2]))
     assert tier.archiver(after_days=90).run_once().moved == 10
-    assert digests() == before
+    assert digests() == from_table() == before
+    op = restore_op(tier.store, [rows[0].msg_id, rows[2].msg_id], Audit("restore", "op", 0.0))
+    assert op is not None
+    tier.writer.write([op], time.time())
+    assert digests() == from_table() == before
     moved = tier.store.refill.ids(first.agent_id, first.node_id, 0.0, math.inf, "", 100)
     assert moved == sorted(r.msg_id for r in rows)

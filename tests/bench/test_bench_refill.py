@@ -17,7 +17,7 @@ KEYS = {"missing", "refilled", "lost", "refill_s", "digest_bytes", "idle_reconci
 
 
 def test_a_tiny_run_brings_back_every_missing_message_once(tmp_path: Path) -> None:
-    shape = refill.Shape(messages=1000, nodes=2, agents=1, interval=2.0, check=0.3, timeout=60)
+    shape = refill.Shape(messages=1000, nodes=2, agents=1, interval=1.0, check=0.3, timeout=60)
     figures = refill.run(tmp_path, shape)
     last = json.loads(refill.summary(figures)[-1])
     assert last.keys() >= KEYS

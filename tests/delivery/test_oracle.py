@@ -32,7 +32,7 @@ from tests.support import (
     write_config_dir,
 )
 
-CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "26"))
+CHAOS_SECONDS = float(os.environ.get("COMMANDER_CHAOS_SECONDS", "18"))
 AGENTS = {"a1": "node-a", "a2": "node-a", "b1": "node-b", "b2": "node-b"}
 
 

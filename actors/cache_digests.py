@@ -25,6 +25,15 @@ from runtime.core.digest import Digest, Digests, bucket_of, bucket_start, digest
 CREATE_ACKED_HOURS = (
     "CREATE TABLE acked_hours (bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID"
 )
+# How far eviction and retention reached, kept across restarts: after one, the oldest
+# message held can be older than hours eviction emptied (acknowledged late, or read back
+# from the relay), and those hours must not count as held whole.
+CREATE_MARKS = "CREATE TABLE cache_marks (key TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID"
+SAVE_EVICTED = (
+    "INSERT INTO cache_marks (key, value) VALUES ('evicted_to', ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)"
+)
+READ_EVICTED = "SELECT value FROM cache_marks WHERE key = 'evicted_to'"
 COUNT_ACKED = (
     "INSERT INTO acked_hours (bucket, count) VALUES (?, ?)"
     " ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count"
@@ -65,7 +74,8 @@ class HeldDigests:
         self._digests: Digests = {}
         self._built_to = 0  # rows with ids up to here are in _digests
         self._complete = False
-        self._evicted_to = -math.inf
+        row = conn.execute(READ_EVICTED).fetchone()
+        self._evicted_to = -math.inf if row is None else float(row[0])
 
     def report(self, since: float) -> HeldReport:
         """Digests from max(since, horizon) on; builds a page more first if not built."""
@@ -107,6 +117,10 @@ class HeldDigests:
         for row_id, timestamp, msg_id, agent_id in rows:
             if agent_id == self._agent_id and row_id <= self._built_to:
                 self._digests.setdefault(bucket_of(timestamp), Digest()).add(msg_id)
+
+    def save_evicted(self, through: float) -> None:
+        """Keep how far eviction reached (inside the caller's transaction)."""
+        self._conn.execute(SAVE_EVICTED, (through,))
 
     def evicted(self, through: float) -> None:
         """Rows reported up to `through` may be gone: those hours leave the kept digests."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from actors.cache_digests import CREATE_ACKED_HOURS, HeldDigests, HeldReport
+from actors.cache_digests import CREATE_ACKED_HOURS, CREATE_MARKS, HeldDigests, HeldReport
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.core.envelope import MessageEnvelope, decode_content, encode_content
@@ -62,6 +62,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (ADD_SET_ASIDE_REASON,),
     # 3: per hour, how many of the agent's messages the relay acknowledged (refill).
     (CREATE_ACKED_HOURS,),
+    # 4: how far eviction reached, across restarts (refill).
+    (CREATE_MARKS,),
 )
 
 # Values of messages.synced: 0 waits for the relay, 1 is acknowledged, 2 is set aside (kept,
@@ -299,6 +301,8 @@ class CacheStore:
                 " WHERE synced = 1 ORDER BY timestamp LIMIT ?) RETURNING timestamp",
                 (count,),
             ).fetchall()
+            if gone:
+                self.held.save_evicted(max(ts for (ts,) in gone))
         if gone:
             self.held.evicted(max(ts for (ts,) in gone))
         return len(gone)
@@ -311,6 +315,7 @@ class CacheStore:
                 "DELETE FROM messages WHERE synced = 1 AND timestamp < ?", (cutoff,)
             )
             self.held.prune(cutoff)
+            self.held.save_evicted(cutoff)
         self.held.evicted(cutoff)
         return cur.rowcount
 

@@ -204,6 +204,7 @@ class ReconcilerActor(SupervisedActor):
             held = route.cache.ask(GetHeld(window_start))
         relay = self._digests(client, agent_id, held.since, None, found)
         resent: dict[int, int] = {}
+        lacking_in: dict[int, int] = {}  # held here, lacked by the relay: sent now or before
         for hour in sorted(set(held.digests) | set(relay)):
             mine, theirs = held.digests.get(hour), relay.get(hour)
             found.compared += 1
@@ -216,7 +217,7 @@ class ReconcilerActor(SupervisedActor):
             sent, lacking = self._resend_hour(
                 client, agent_id, route, hour, held.since, found, theirs
             )
-            resent[hour] = sent
+            resent[hour], lacking_in[hour] = sent, lacking
             if lacking == 0:
                 self._verified[(agent_id, hour)] = (mine_key, theirs_key)
         found.resent = sum(resent.values())
@@ -224,7 +225,7 @@ class ReconcilerActor(SupervisedActor):
             found.unrefillable = 0
         if full and held.since > window_start:
             found.unrefillable = self._unrefillable(
-                client, agent_id, route, window_start, held.since, relay, resent, found
+                client, agent_id, route, window_start, held.since, relay, lacking_in, found
             )
         return found
 
@@ -258,10 +259,11 @@ class ReconcilerActor(SupervisedActor):
         window_start: float,
         horizon: float,
         upper: Digests,
-        resent: Mapping[int, int],
+        held_lacking: Mapping[int, int],
         found: _Pass,
     ) -> int:
-        """Messages the relay ever acknowledged, lacks now, and this cache no longer holds."""
+        """Messages the relay ever acknowledged, lacks now, and this cache no longer holds
+        (those it holds are on their way, sent by this comparison or an earlier one)."""
         lower = self._digests(client, agent_id, window_start, horizon, found)
         acked: dict[int, int] = route.cache.ask(GetAcked(window_start))
         lacking = 0
@@ -269,7 +271,7 @@ class ReconcilerActor(SupervisedActor):
             if hour > bucket_of(horizon):
                 continue  # held whole: every lacking message was sent again
             relay = sum(d.count for d in (lower.get(hour), upper.get(hour)) if d is not None)
-            lacking += max(0, count - relay - resent.get(hour, 0))
+            lacking += max(0, count - relay - held_lacking.get(hour, 0))
         return lacking
 
     def _digests(

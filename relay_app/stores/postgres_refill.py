@@ -25,9 +25,11 @@ GROUP BY bucket ORDER BY bucket
 FIRST = (
     "SELECT min(timestamp) FROM messages WHERE agent_id = %s AND node_id = %s AND timestamp >= %s"
 )
+# In code point order (COLLATE "C"), as SQLite and the node compare ids, whatever the
+# database's locale: the node checks that each page's cursor moves past the last.
 IDS = (
     "SELECT msg_id FROM messages WHERE agent_id = %s AND node_id = %s AND timestamp >= %s"
-    " AND timestamp < %s AND msg_id > %s ORDER BY msg_id LIMIT %s"
+    ' AND timestamp < %s AND msg_id COLLATE "C" > %s ORDER BY msg_id COLLATE "C" LIMIT %s'
 )
 
 

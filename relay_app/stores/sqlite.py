@@ -104,8 +104,10 @@ class SqliteWriter:
     def write(self, ops: Sequence[WriteOp], received_at: float) -> list[WriteResult]:
         """Apply every op in one transaction, or none of them; then tell the listeners."""
         conn = self._conn
-        keep = self._kept.active and any(isinstance(op, StoreMessages) for op in ops)
-        last_id = self._last_id() if keep else None
+        # Read whether or not digests are kept yet: a first digests request may start
+        # keeping them while this transaction is open, and must then hear of its rows.
+        stores = any(isinstance(op, StoreMessages) for op in ops)
+        last_id = self._last_id() if stores else None
         try:
             with rsqlite.transaction(conn):
                 results = [self._apply(op, received_at) for op in ops]
@@ -118,7 +120,7 @@ class SqliteWriter:
                     "the cluster database is full (disk or page limit); nothing was stored"
                 ) from exc
             raise StoreUnavailable(f"the cluster database failed: {exc}") from exc
-        if last_id is not None:
+        if last_id is not None and self._kept.active:
             self._keep_digests(last_id)
         self._tell(ops, results)
         return results

@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
-from relay_app.stores.sqlite import SqliteStore
+import pytest
+
+from relay_app.stores.sqlite import SqliteStore, SqliteWriter
 from relay_app.stores.sqlite_digests import KeptDigests
 from runtime.core.digest import BUCKET_SECONDS, Digest, digests_of
 from tests.relay_app.store_contract.corpus import NODE_A, put, rows
@@ -76,3 +79,28 @@ def test_a_build_that_races_the_writer_counts_each_message_once() -> None:
     assert again is not None
     expected = digests_of([(ts, m) for m in ("m1", "m2", "m3", "m4", "m5")])
     assert {h: d.key() for h, d in again[1].items()} == {h: d.key() for h, d in expected.items()}
+
+
+def test_a_first_request_during_a_write_still_hears_of_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept hours first built while a write is open: the write's rows are added after it."""
+    store = SqliteStore(tmp_path / "relay")
+    writer = store.open_writer()
+    try:
+        now = time.time()
+        put(writer, rows(3, start=now - 5 * HOUR, step=60))
+        store_messages = SqliteWriter._store_messages
+
+        def asked_meanwhile(self: SqliteWriter, *args: Any) -> Any:
+            result = store_messages(self, *args)
+            answered(store, 0.0, math.inf)  # another thread's first request, before COMMIT
+            return result
+
+        monkeypatch.setattr(SqliteWriter, "_store_messages", asked_meanwhile)
+        put(writer, rows(4, start=now - 2 * HOUR, step=60))
+        monkeypatch.undo()
+        assert answered(store, 0.0, math.inf) == table_digests(store, 0.0, math.inf)
+    finally:
+        writer.close()
+        store.close()

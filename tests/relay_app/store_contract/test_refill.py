@@ -9,7 +9,7 @@ from relay_app.store_refill import IDS_LIMIT
 from runtime.core.digest import BUCKET_SECONDS, digests_of
 
 from .conftest import Engine
-from .corpus import NODE_A, NODE_B, T0, put, rows
+from .corpus import NODE_A, NODE_B, T0, put, row, rows
 
 
 def _mine(store: MessageStore, since: float = 0.0) -> dict[int, tuple[int, int]]:
@@ -65,6 +65,25 @@ def test_ids_list_a_range_in_msg_id_order_and_page_past_after(
     first = store.refill.ids("agent-1", NODE_A, T0 + 5, T0 + 15, "", 4)
     rest = store.refill.ids("agent-1", NODE_A, T0 + 5, T0 + 15, first[-1], IDS_LIMIT)
     assert first + rest == inside
+
+
+def test_ids_page_in_code_point_order_whatever_the_case(
+    store: MessageStore, writer: StoreWriter
+) -> None:
+    """Mixed-case ids page as Python orders them, so each cursor moves past the last."""
+    mine = [row(T0 + i, msg_id=m) for i, m in enumerate(("a1", "B3", "a2", "B4", "9-5", "Z6"))]
+    put(writer, mine)
+    pages: list[str] = []
+    after = ""
+    for _ in range(10):
+        page = store.refill.ids("agent-1", NODE_A, T0, T0 + 10, after, 2)
+        if not page:
+            break
+        assert page == sorted(page)
+        assert page[0] > after
+        pages += page
+        after = page[-1]
+    assert pages == sorted(m.msg_id for m in mine)
 
 
 def test_the_generation_is_kept_across_a_restart(engine: Engine) -> None:

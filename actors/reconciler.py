@@ -202,6 +202,7 @@ class ReconcilerActor(SupervisedActor):
             if held.ready:
                 break
             held = route.cache.ask(GetHeld(window_start))
+        self._forget_verified(agent_id, bucket_of(window_start))
         relay = self._digests(client, agent_id, held.since, None, found)
         resent: dict[int, int] = {}
         lacking_in: dict[int, int] = {}  # held here, lacked by the relay: sent now or before
@@ -228,6 +229,11 @@ class ReconcilerActor(SupervisedActor):
                 client, agent_id, route, window_start, held.since, relay, lacking_in, found
             )
         return found
+
+    def _forget_verified(self, agent_id: str, first: int) -> None:
+        """Drop the remembered pairs of hours that left the window."""
+        for key in [k for k in self._verified if k[0] == agent_id and k[1] < first]:
+            del self._verified[key]
 
     def _resend_hour(
         self,

@@ -35,6 +35,7 @@ MAX_PARAM_CHARS = 256
 SQL_INT_MIN = -(2**63)
 SQL_INT_MAX = 2**63 - 1
 MAX_PAGE = 10**12
+RANGE_LIMIT_S = 1e12  # bound on since/until of refill's reads
 AGENT_NUMBERS = (
     "cache_bytes_used",
     "cache_max_bytes",
@@ -322,8 +323,8 @@ def range_request(params: Mapping[str, Sequence[str]]) -> RangeRequest:
     agent = _single(params, "agent")
     if agent is None:
         raise BadRequest("agent: required")
-    since = _float_param(params, "since")
-    until = _float_param(params, "until")
+    since = _bounded_time(params, "since")
+    until = _bounded_time(params, "until")
     after = _single(params, "after") or ""
     if after:
         check_id("after", after)
@@ -333,3 +334,12 @@ def range_request(params: Mapping[str, Sequence[str]]) -> RangeRequest:
         math.inf if until is None else until,
         after,
     )
+
+
+def _bounded_time(params: Mapping[str, Sequence[str]], name: str) -> float | None:
+    """A report time within RANGE_LIMIT_S of the epoch: far beyond any stored message,
+    and far from where hour arithmetic on a float would overflow."""
+    value = _float_param(params, name)
+    if value is not None and abs(value) > RANGE_LIMIT_S:
+        raise BadRequest(f"{name}: expected seconds since the epoch within ±{RANGE_LIMIT_S:.0e}")
+    return value

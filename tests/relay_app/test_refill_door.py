@@ -67,6 +67,8 @@ MALFORMED: list[dict[str, object]] = [
     {"agent": "agent-1", "after": "../etc"},
     {"agent": ["agent-1", "agent-2"]},
     {"agent": "a" * 300},
+    {"agent": "agent-1", "since": "1.7e308"},
+    {"agent": "agent-1", "until": "-1e300"},
 ]
 
 

@@ -45,7 +45,10 @@ def notify(state: str) -> bool:
     if address is None:
         return False
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a reader that lags (its queue holds only net.unix.max_dgram_qlen
+        # datagrams, 10 by default) must not hold the daemon, not even its shutdown.
+        kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        with socket.socket(socket.AF_UNIX, kind) as sock:
             sock.connect(address)
             sock.sendall(state.encode("utf-8"))
     except OSError as exc:

@@ -258,3 +258,11 @@ def test_stop_ends_the_thread_and_a_second_start_is_refused_while_running(
     assert dog.start() is False
     dog.stop()
     assert not [t for t in threading.enumerate() if t.name == "sd-watchdog"]
+
+
+def test_a_reader_that_lags_never_holds_the_sender(listener: socket.socket) -> None:
+    """Past what the reader's queue holds, a notification is dropped (False) at once."""
+    sent = [notify.notify("WATCHDOG=1") for _ in range(200)]
+    assert sent[0] is True
+    assert sent[-1] is False  # the queue is full: dropped, not waited for
+    assert listener.recv(4096).decode() == "WATCHDOG=1"  # what was queued still arrives

@@ -161,7 +161,7 @@ _HANDLERS: dict[type, Callable[[CacheStore, Any], Any]] = {
     Maintain: lambda store, _: store.apply_retention(),
     SetAside: lambda store, m: store.set_aside(m.items),
     RetrySetAside: lambda store, _: store.retry_set_aside(),
-    GetHeld: lambda store, m: store.held_report(m.since),
+    GetHeld: lambda store, m: store.held.report(m.since),
     ListHeld: lambda store, m: store.held.ids(m.since, m.until),
     GetAcked: lambda store, m: store.held.acked_counts(m.since),
     GetEnvelopes: lambda store, m: store.envelopes(m.msg_ids),

@@ -17,12 +17,19 @@ from typing import Any
 
 import orjson
 
-from actors.cache_digests import CREATE_ACKED_HOURS, CREATE_MARKS, HeldDigests, HeldReport
+from actors.cache_digests import CREATE_ACKED_HOURS, CREATE_MARKS, HeldDigests
 from actors.messages import CacheStats, Query, UnsyncedRow
 from actors.poison import cut, poison_reason
 from runtime.core.envelope import MessageEnvelope, decode_content, encode_content
 from runtime.core.errors import CacheFull, InvalidMessage
-from runtime.core.sqlite import connect, filter_terms, is_disk_full, migrate, transaction
+from runtime.core.sqlite import (
+    connect,
+    filter_terms,
+    in_chunks,
+    is_disk_full,
+    migrate,
+    transaction,
+)
 
 CREATE_MESSAGES = """
 CREATE TABLE messages (
@@ -87,7 +94,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 # One query answers at most this much content (and at least one message): a thousand
 # messages at the 1 MiB content limit must not become a gigabyte held in memory.
 QUERY_BYTES = 4 * 1024 * 1024
-IN_CHUNK = 500  # msg_ids per IN (...) list, well under SQLite's bound on parameters
 
 logger = logging.getLogger(__name__)
 # What a write answers: its msg_id, or why it was refused.
@@ -184,9 +190,7 @@ class CacheStore:
         """Mark messages acknowledged by the relay (set aside or not); return how many changed."""
         changed: list[tuple[int, float, str, str]] = []
         with transaction(self.conn):
-            for start in range(0, len(msg_ids), IN_CHUNK):
-                chunk = list(msg_ids[start : start + IN_CHUNK])
-                marks = ",".join("?" * len(chunk))
+            for marks, chunk in in_chunks(msg_ids):
                 changed += self.conn.execute(
                     "UPDATE messages SET synced = 1, set_aside_reason = NULL"
                     f" WHERE msg_id IN ({marks}) AND synced != 1"
@@ -301,10 +305,11 @@ class CacheStore:
                 " WHERE synced = 1 ORDER BY timestamp LIMIT ?) RETURNING timestamp",
                 (count,),
             ).fetchall()
-            if gone:
-                self.held.save_evicted(max(ts for (ts,) in gone))
-        if gone:
-            self.held.evicted(max(ts for (ts,) in gone))
+            through = max((ts for (ts,) in gone), default=None)
+            if through is not None:
+                self.held.save_evicted(through)
+        if through is not None:
+            self.held.evicted(through)
         return len(gone)
 
     def apply_retention(self) -> int:
@@ -321,16 +326,10 @@ class CacheStore:
 
     # --- refill -------------------------------------------------------------
 
-    def held_report(self, since: float) -> HeldReport:
-        """The digests of the agent's own acknowledged messages held, from `since` on."""
-        return self.held.report(since)
-
     def envelopes(self, msg_ids: Sequence[str]) -> list[MessageEnvelope]:
         """The messages held under these msg_ids (the others are skipped)."""
         rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(msg_ids), IN_CHUNK):
-            chunk = list(msg_ids[start : start + IN_CHUNK])
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(msg_ids):
             sql = f"SELECT {COLUMNS} FROM messages WHERE msg_id IN ({marks})"
             rows += self.conn.execute(sql, chunk).fetchall()
         return self._decode(rows)

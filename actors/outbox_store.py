@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from runtime.core.envelope import MAX_BATCH_BYTES, MessageEnvelope, new_msg_id
-from runtime.core.sqlite import connect, migrate, transaction
+from runtime.core.sqlite import connect, in_chunks, migrate, transaction
 from runtime.core.wire import batch_gzip, batch_messages, message_json
 
 logger = logging.getLogger(__name__)
@@ -160,10 +160,7 @@ class OutboxStore:
     def covered(self, msg_ids: set[str]) -> set[str]:
         """Return the subset of msg_ids that some batch (pending or failed) covers."""
         found: set[str] = set()
-        ids = list(msg_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(list(msg_ids)):
             rows = self.conn.execute(
                 f"SELECT msg_id FROM outbox_messages WHERE msg_id IN ({marks})", chunk
             )

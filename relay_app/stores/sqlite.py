@@ -135,7 +135,8 @@ class SqliteWriter:
             rows = self._conn.execute(STORED_SINCE, (last_id,)).fetchall()
             self._kept.stored(rows)
         except Exception:  # the digests are a cache: a failure here must not fail the write
-            logger.exception("the kept refill digests could not follow a commit")
+            logger.exception("the kept refill digests could not follow a commit; dropped")
+            self._kept.forget()
 
     def _tell(self, ops: Sequence[WriteOp], results: Sequence[WriteResult]) -> None:
         """Call the listeners once for the commit, if it stored new messages."""

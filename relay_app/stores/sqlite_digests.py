@@ -65,6 +65,11 @@ class KeptDigests:
                 if kept is not None:
                     kept.add(row_id, timestamp, msg_id)
 
+    def forget(self) -> None:
+        """Drop every agent's kept hours: they are read from the table again when asked."""
+        with self._lock:
+            self._agents = {}  # a build in flight finishes for its own request only
+
     def hours(self, agent_id: str, node_id: str, build: Build) -> tuple[float, Digests] | None:
         """(first kept report time, a copy of the kept hours); None while another thread
         builds them (read the table meanwhile)."""
@@ -88,7 +93,8 @@ class KeptDigests:
             seen_to, hours = build(bucket_start(kept.floor))
         except BaseException:
             with self._lock:
-                del self._agents[key]
+                if self._agents.get(key) is kept:
+                    del self._agents[key]
             raise
         with self._lock:
             kept.hours, kept.seen_to = hours, seen_to

@@ -47,6 +47,17 @@ def connect(
     return conn
 
 
+# Values per `IN (...)` list: far below SQLite's bound on a statement's parameters.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """The values IN_CHUNK at a time, each chunk with its placeholders ("?,?,...")."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        yield ",".join("?" * len(chunk)), chunk
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
     """Run a block in one explicit transaction: commit on success, roll back on error."""

@@ -18,11 +18,11 @@ def env(i: int, ts: float) -> MessageEnvelope:
 
 
 def held_hours(cache: CacheStore) -> tuple[float, list[int]]:
-    report = cache.held_report(T - 50 * H)
+    report = cache.held.report(T - 50 * H)
     for _ in range(100):
         if report.ready:
             break
-        report = cache.held_report(T - 50 * H)
+        report = cache.held.report(T - 50 * H)
     return report.since, sorted(report.digests)
 
 

@@ -104,3 +104,19 @@ def test_a_first_request_during_a_write_still_hears_of_its_rows(
     finally:
         writer.close()
         store.close()
+
+
+def test_forgotten_hours_are_read_from_the_table_again(tmp_path: Path) -> None:
+    """What the writer drops when it cannot follow a commit comes back whole."""
+    store = SqliteStore(tmp_path / "relay")
+    writer = store.open_writer()
+    try:
+        now = time.time()
+        put(writer, rows(6, start=now - 3 * HOUR, step=600))
+        answered(store, 0.0, math.inf)
+        store.refill._kept.forget()
+        put(writer, rows(4, start=now - 2 * HOUR, step=600))
+        assert answered(store, 0.0, math.inf) == table_digests(store, 0.0, math.inf)
+    finally:
+        writer.close()
+        store.close()

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 RESEND_CHUNK = 500  # messages per Enqueue
 MAX_PAGES = 1000  # of one listing: a relay that pages forever is cut off
+# Ids of one agent's hour held at once: far past any real hour, short of a relay's
+# answers filling the node's memory.
+MAX_HOUR_IDS = 1_000_000
 BUILD_ASKS = 10_000  # of a cache building its digests a page at a time
 
 
@@ -318,6 +321,8 @@ class ReconcilerActor(SupervisedActor):
                 raise RelayError(f"/sync/ids answered no ids: {exc}") from exc
             if after is None:
                 break
+            if len(ids) > MAX_HOUR_IDS:
+                raise RelayError(f"/sync/ids listed over {MAX_HOUR_IDS} ids for one hour")
         return ids
 
     def _publish(self, agent_id: str) -> None:

@@ -12,12 +12,14 @@ from typing import Any
 import orjson
 import pytest
 
+from actors import reconciler as reconciler_module
 from actors.board import AgentBoard
 from actors.cache import CacheActor
 from actors.messages import MarkSynced, Reconcile, Write
 from actors.outbox import OutboxActor
 from actors.reconciler import ReconcilerActor, RefillRoute
 from runtime.core.backoff import Backoff
+from runtime.core.digest import bucket_of
 from runtime.core.envelope import MessageEnvelope
 from runtime.core.relay_client import RelayTarget
 from runtime.core.sync_state import SyncState
@@ -40,11 +42,16 @@ class FakeRelay:
     def __init__(self) -> None:
         self.digests: Any = {"digests": [], "next_since": None}
         self.status = 200
+        self.pages = 0
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = HEALTH if self.path == "/healthz" else relay.digests
+                if self.path.startswith("/sync/ids"):  # new ids on every page, for ever
+                    relay.pages += 1
+                    ids = [f"x{relay.pages:06d}-{i:03d}" for i in range(20)]
+                    body = {"ids": ids, "next": ids[-1]}
                 data = body if isinstance(body, bytes) else orjson.dumps(body)
                 status = 200 if self.path == "/healthz" else relay.status
                 self.send_response(status)
@@ -103,6 +110,37 @@ def test_nonsense_from_the_relay_fails_a_comparison_and_nothing_else(
         reconciler.ask(Reconcile("test"))
         refill = board.refill()
         assert (refill.state, refill.passes) == ("idle", 1)
+    finally:
+        reconciler.stop()
+        outbox.stop()
+        cache.stop()
+
+
+def test_a_relay_listing_ids_without_end_is_cut_off(
+    tmp_path: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_HOUR_IDS ids for one hour the comparison stops: the node's memory holds."""
+    monkeypatch.setattr(reconciler_module, "MAX_HOUR_IDS", 100)
+    cache = CacheActor.start(tmp_path / "messages.db", agent_id="a1", max_bytes=10**8)
+    outbox = OutboxActor.start(
+        tmp_path / "outbox.db", agent_id="a1", node_id="n1", cache=cache, target=None,
+        backoff=Backoff(0.01, 0.01), sync_state=SyncState(),
+    )  # fmt: skip
+    board = AgentBoard()
+    reconciler = ReconcilerActor.start(
+        routes={"a1": RefillRoute(cache, outbox, board)},
+        target=RelayTarget(relay.url, "n1", "token", 2.0), window_s=86400.0, interval_s=3600.0,
+    )  # fmt: skip
+    try:
+        env = MessageEnvelope.new(agent_id="a1", node_id="n1", content={"x": 1})
+        cache.ask(Write(env))
+        cache.ask(MarkSynced((env.msg_id,)))
+        hour = bucket_of(env.timestamp)
+        relay.digests = {"digests": [[hour, 5, "00000000000000ff"]], "next_since": None}
+        reconciler.ask(Reconcile("test"))
+        assert board.refill().state == "failed"
+        assert "over 100 ids" in board.refill().last_error
+        assert relay.pages == 6
     finally:
         reconciler.stop()
         outbox.stop()
